@@ -1,0 +1,32 @@
+"""zcfast: batched zero-cost proxies and zero-cost NAS.
+
+Public entry points (imported lazily so that ``import zcfast`` stays light):
+- :func:`zcfast.find_measures` -- per-model proxies of any ``nn.Module`` (paper API shape)
+- :func:`zcfast.score` -- packed scoring of many NB201 candidates in one pass
+- :mod:`zcfast.spaces.nb201` -- the NAS-Bench-201 space
+- :func:`zcfast.backend_info` -- versions and the backend each fused op will use
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "backend_info", "find_measures", "score"]
+
+
+def backend_info() -> dict:
+    from zcfast.ops import backend_info as _bi
+
+    return _bi()
+
+
+def find_measures(*args, **kwargs):
+    from zcfast.proxies import find_measures as _fm
+
+    return _fm(*args, **kwargs)
+
+
+def score(*args, **kwargs):
+    from zcfast.batched import score as _score
+
+    return _score(*args, **kwargs)

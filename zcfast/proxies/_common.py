@@ -1,0 +1,51 @@
+"""Shared helpers of the per-model (reference) proxies."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+_BATCH_COUPLED = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
+
+
+def counted_layers(net: nn.Module) -> list:
+    """Every Conv2d and Linear (PROXIES.md: weights only, no biases, no BN)."""
+    return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def couples_samples(net: nn.Module) -> bool:
+    """True if some layer mixes samples of a batch (train-mode BatchNorm): then splitting the
+    batch into micro-batches changes the network's function and cannot give the same value."""
+    for m in net.modules():
+        if isinstance(m, _BATCH_COUPLED) and (m.training or not m.track_running_stats):
+            return True
+    return False
+
+
+def chunks(n: int, split: int) -> list:
+    """Contiguous (start, end) parts of range(n), ``split`` of them (as equal as possible)."""
+    if split < 1 or split > max(n, 1):
+        raise ValueError(f"cannot split a batch of {n} into {split} micro-batches")
+    return [(k * n // split, (k + 1) * n // split) for k in range(split)]
+
+
+def check_split(net: nn.Module, split: int, what: str) -> None:
+    if split > 1 and couples_samples(net):
+        raise ValueError(
+            f"{what}: cannot micro-batch (split_data={split}) a network with train-mode "
+            "BatchNorm: batch statistics couple the samples, so the split batch would give a "
+            "different value (the released code summed such parts and silently rescaled the "
+            "score; zcfast refuses). Use a smaller batch or more memory."
+        )
+
+
+def weighted_loss(net, loss_fn, x, y, n_total: int) -> torch.Tensor:
+    """Loss of a micro-batch scaled so that the parts sum to the full-batch mean loss."""
+    return loss_fn(net(x), y) * (x.shape[0] / n_total)
+
+
+def as_float(v) -> float:
+    """Python float of a scalar, NaN/inf kept as they are (never replaced)."""
+    if isinstance(v, torch.Tensor):
+        return float(v.detach().double().cpu().item())
+    return float(v)

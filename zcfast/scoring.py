@@ -1,0 +1,219 @@
+"""Scoring NB201 cells into a results file: shared by the CLI, the studies and the benchmarks.
+
+A score file is a CSV (``index, arch, <proxy>...``) written row by row as cells are scored, plus
+a sidecar ``<file>.meta.json`` with the settings (dataset, images used, seed, batch, engine...).
+``resume=True`` continues an interrupted run: finished rows are kept, a torn last line is
+dropped, and the remaining cells are scored in the original order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from zcfast import __version__
+from zcfast.data import dataset_name, image_source, num_classes
+from zcfast.proxies import PAPER_PROXIES, PROXIES, check_names
+from zcfast.spaces import nb201
+
+# settings that must match for --resume to continue a file
+_RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec")
+
+
+def parse_proxies(spec) -> list:
+    """'paper' (the six of Table 1), 'all', or a comma-separated list of names."""
+    if isinstance(spec, str) and spec.strip().lower() == "paper":
+        return list(PAPER_PROXIES)
+    if isinstance(spec, str) and spec.strip().lower() == "all":
+        return list(PROXIES)
+    return check_names(spec)
+
+
+def parse_archs(spec, seed: int) -> np.ndarray:
+    """``all`` | N (N distinct cells sampled with ``seed``) | FILE (one arch string or NB201 index
+    per line; blank lines and ``#`` comments skipped) -> NB201 indices."""
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        return nb201.resolve(spec)
+    s = str(spec).strip()
+    if s.lower() == "all":
+        return np.arange(nb201.NUM_ARCHS, dtype=np.int64)
+    if s.isdigit():
+        n = int(s)
+        if not 1 <= n <= nb201.NUM_ARCHS:
+            raise ValueError(f"--archs {n}: expected between 1 and {nb201.NUM_ARCHS} cells")
+        return nb201.sample(n, seed)
+    p = Path(s)
+    if not p.is_file():
+        raise ValueError(f"--archs {s!r} is neither 'all', a number of cells, nor an existing file")
+    out = []
+    for lineno, line in enumerate(p.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            out.append(nb201.index_of(int(line)) if line.isdigit() else nb201.index_of(line))
+        except ValueError as e:
+            raise ValueError(f"{p}:{lineno}: {e}") from None
+    if not out:
+        raise ValueError(f"{p} lists no architecture")
+    return np.asarray(out, dtype=np.int64)
+
+
+def git_sha(default: str = "unknown") -> str:
+    try:
+        here = Path(__file__).resolve().parents[1]
+        r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                           text=True, timeout=5)
+        return r.stdout.strip() or default
+    except Exception:
+        return default
+
+
+def _fmt(v: float) -> str:
+    return repr(float(v))  # round-trips exactly; 'nan', 'inf', '-inf' stay explicit
+
+
+class ScoreWriter:
+    """Append-only CSV of scores with a meta sidecar; resumable."""
+
+    def __init__(self, path, meta: dict, proxies: list, resume: bool = False):
+        self.path = Path(path)
+        self.meta_path = Path(str(path) + ".meta.json")
+        self.proxies = list(proxies)
+        self.done: dict = {}
+        if self.path.exists() and self.path.stat().st_size > 0:
+            if not resume:
+                raise FileExistsError(
+                    f"{self.path} exists; pass --resume to continue it or choose another --out"
+                )
+            self._load_existing(meta)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(["index", "arch", *self.proxies])
+        if not self.meta_path.exists() or not resume:
+            self.meta_path.write_text(json.dumps(meta, indent=1))
+        self._f = open(self.path, "a", newline="")
+        self._w = csv.writer(self._f)
+
+    def _load_existing(self, meta: dict):
+        if self.meta_path.exists():
+            old = json.loads(self.meta_path.read_text())
+            diff = {k: (old.get(k), meta.get(k)) for k in _RESUME_KEYS if old.get(k) != meta.get(k)}
+            if diff:
+                raise ValueError(
+                    f"cannot resume {self.path}: settings differ from the file's "
+                    + ", ".join(f"{k}: file {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+                )
+        raw = self.path.read_bytes()
+        if not raw.endswith(b"\n"):  # torn last line from an interrupted write: drop it
+            cut = raw.rfind(b"\n") + 1
+            with open(self.path, "r+b") as f:
+                f.truncate(cut)
+            raw = raw[:cut]
+        rows = list(csv.reader(io.StringIO(raw.decode())))
+        if not rows or rows[0][:2] != ["index", "arch"] or rows[0][2:] != self.proxies:
+            raise ValueError(f"cannot resume {self.path}: its header {rows[:1]} does not match "
+                             f"the proxies {self.proxies}")
+        for r in rows[1:]:
+            self.done[int(r[0])] = [float(v) for v in r[2:]]
+
+    def write(self, index: int, values: dict):
+        self._w.writerow([int(index), nb201.arch_at(int(index)),
+                          *[_fmt(values[p]) for p in self.proxies]])
+        self._f.flush()
+        self.done[int(index)] = [values[p] for p in self.proxies]
+
+    def close(self):
+        self._f.close()
+
+
+def read_scores(path):
+    """(DataFrame of scores indexed by NB201 index, meta dict or {})."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    if "index" not in df.columns:
+        raise ValueError(f"{path} is not a zcfast score file (no 'index' column)")
+    df = df.set_index("index")
+    meta_p = Path(str(path) + ".meta.json")
+    meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
+    return df, meta
+
+
+def iter_loop(indices: Iterable[int], proxies: list, x, y, *, ncls: int, seed: int,
+              flavour: str = "paper", device="cpu") -> Iterator:
+    """Per-model path: build each cell's network with the (seed, arch) weights, run the
+    reference proxies. Yields (index, {proxy: value})."""
+    from zcfast.proxies import compute_measures
+    from zcfast.spaces.nb201_model import build_model
+
+    for i in indices:
+        net = build_model(int(i), ncls, flavour=flavour, seed=seed, device=device)
+        yield int(i), compute_measures(net, x, y, proxies, device=device)
+
+
+def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed: int = 0,
+                  batch_size: int = 64, engine: str = "packed", resume: bool = False,
+                  data_root=None, images: str = "default", flavour: str = "paper",
+                  device=None, chunk=None, progress: bool = True) -> dict:
+    """Score cells into ``out`` (CSV + meta). Returns a summary dict."""
+    ds = dataset_name(dataset)
+    names = parse_proxies(proxies)
+    indices = parse_archs(archs, seed)
+    if engine not in ("packed", "loop"):
+        raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    src = image_source(ds, data_root=data_root, images=images)
+    x, y = src.minibatch(batch_size, seed)
+    meta = {
+        "space": "nb201", "dataset": ds, "proxies": names, "seed": int(seed),
+        "batch_size": int(batch_size), "images": src.name, "images_description": src.description,
+        "flavour": flavour, "archs_spec": archs if isinstance(archs, str) else f"list[{len(indices)}]",
+        "engine": engine, "device": str(dev), "zcfast": __version__, "git": git_sha(),
+        "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    writer = ScoreWriter(out, meta, names, resume=resume)
+    todo = [int(i) for i in indices if int(i) not in writer.done]
+    ncls = num_classes(ds)
+    x, y = x.to(dev), y.to(dev)
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="cell",
+                   desc=f"scoring {ds}", dynamic_ncols=True)
+    try:
+        if engine == "loop":
+            it = iter_loop(todo, names, x, y, ncls=ncls, seed=seed, flavour=flavour, device=dev)
+            for i, vals in it:
+                writer.write(i, vals)
+                if bar:
+                    bar.update(1)
+        else:
+            from zcfast.batched import iter_packed
+
+            for idx_chunk, table in iter_packed(todo, names, x, y, ncls=ncls, seed=seed,
+                                                flavour=flavour, device=dev, chunk=chunk):
+                for k, i in enumerate(idx_chunk):
+                    writer.write(i, {p: table[p][k] for p in names})
+                if bar:
+                    bar.update(len(idx_chunk))
+    finally:
+        writer.close()
+        if bar:
+            bar.close()
+    dt = time.perf_counter() - t0
+    return {"out": str(out), "scored": len(todo), "total": len(indices), "seconds": dt,
+            "cells_per_s": len(todo) / dt if dt > 0 and todo else math.nan, "meta": meta}

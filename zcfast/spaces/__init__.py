@@ -1,0 +1,1 @@
+"""Search spaces. ``nb201``: NAS-Bench-201 (15,625 cells)."""

@@ -1,0 +1,142 @@
+"""NAS-Bench-201 search space: arch string <-> 6 op ids <-> NB201 index, sampling, mutation,
+neighbours, canonical form. The encodings run in the compiled core (``zcfast._C.nb201``);
+this module maps them to the benchmark's own index order (row i of its table).
+
+Arch arguments accept an arch string (``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``), an NB201 index
+(int), or a sequence of 6 op ids (edges in string order).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+
+from zcfast import _C
+
+OP_NAMES: tuple = tuple(_C.nb201.OP_NAMES)  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
+NUM_EDGES = 6
+NUM_ARCHS = 15625
+EDGE_SRC = (0, 0, 1, 0, 1, 2)
+EDGE_DST = (1, 2, 2, 3, 3, 3)
+NONE, SKIP, CONV1, CONV3, POOL = range(5)
+
+Arch = Union[str, int, np.integer, Sequence[int]]
+
+
+@functools.lru_cache(maxsize=None)
+def _tables():
+    from zcfast.data import nb201_ops_table
+
+    ops = nb201_ops_table().astype(np.int64)
+    index_to_code = (ops * (5 ** np.arange(6))).sum(1).astype(np.int32)
+    code_to_index = np.full(NUM_ARCHS, -1, dtype=np.int32)
+    code_to_index[index_to_code] = np.arange(NUM_ARCHS, dtype=np.int32)
+    assert (code_to_index >= 0).all(), "bundled NB201 table is not a permutation of the space"
+    return index_to_code, code_to_index
+
+
+def _check_index(i) -> int:
+    if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+        raise ValueError(f"NB201 index must be an int, got {i!r}")
+    if not 0 <= int(i) < NUM_ARCHS:
+        raise ValueError(f"NB201 index {int(i)} is out of range [0, {NUM_ARCHS - 1}]")
+    return int(i)
+
+
+def code_of(arch: Arch) -> int:
+    """Internal cell code (sum_e op_e 5^e) of an arch given in any accepted form."""
+    if isinstance(arch, str):
+        return int(_C.nb201.parse(arch))
+    if isinstance(arch, (int, np.integer)) and not isinstance(arch, (bool, np.bool_)):
+        return int(_tables()[0][_check_index(arch)])
+    try:
+        ops = [int(o) for o in arch]  # type: ignore[union-attr]
+    except TypeError:
+        raise ValueError(
+            f"cannot read {arch!r} as an NB201 arch (arch string, NB201 index or 6 op ids)"
+        ) from None
+    return int(_C.nb201.code_of(ops))
+
+
+def index_of(arch: Arch) -> int:
+    """NB201 index (0..15,624, the benchmark's row) of an arch."""
+    return int(_tables()[1][code_of(arch)])
+
+
+def index_of_code(code: int) -> int:
+    return int(_tables()[1][code])
+
+
+def code_of_index(index: int) -> int:
+    return int(_tables()[0][_check_index(index)])
+
+
+def ops_of_code(code: int) -> tuple:
+    """The 6 op ids of an internal cell code."""
+    return tuple(_C.nb201.ops_of(int(code)))
+
+
+def string_of_code(code: int) -> str:
+    return _C.nb201.to_string(int(code))
+
+
+def parse(arch: Arch) -> tuple:
+    """The 6 op ids of an arch (edges (0->1), (0->2), (1->2), (0->3), (1->3), (2->3))."""
+    return tuple(_C.nb201.ops_of(code_of(arch)))
+
+
+def to_string(arch: Arch) -> str:
+    return _C.nb201.to_string(code_of(arch))
+
+
+def arch_at(index: int) -> str:
+    """Arch string of NB201 index ``index``."""
+    return _C.nb201.to_string(code_of_index(index))
+
+
+@functools.lru_cache(maxsize=None)
+def all_arch_strings() -> tuple:
+    """The 15,625 arch strings in NB201 index order."""
+    return tuple(_C.nb201.to_string(int(c)) for c in _tables()[0])
+
+
+def resolve(archs: Iterable[Arch]) -> np.ndarray:
+    """NB201 indices (int64) of many archs; raises ValueError naming the first bad one."""
+    if isinstance(archs, (str, int, np.integer)):
+        archs = [archs]
+    out = [index_of(a) for a in archs]
+    return np.asarray(out, dtype=np.int64)
+
+
+def sample(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` distinct NB201 indices drawn uniformly (without replacement) with ``seed``."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= NUM_ARCHS:
+        raise ValueError(f"can sample between 0 and {NUM_ARCHS} distinct cells, got {n!r}")
+    codes = _C.nb201.sample_distinct(int(n), int(seed))
+    return _tables()[1][codes].astype(np.int64)
+
+
+def mutate(arch: Arch, seed: int) -> str:
+    """One-edge mutation (a uniformly chosen edge gets a uniformly chosen *different* op)."""
+    return _C.nb201.to_string(_C.nb201.mutate(code_of(arch), int(seed)))
+
+
+def neighbours(arch: Arch) -> list:
+    """The 24 one-edge neighbours (arch strings), edge-major, op order."""
+    return [_C.nb201.to_string(c) for c in _C.nb201.neighbours(code_of(arch))]
+
+
+def canonical(arch: Arch) -> str:
+    """Canonical string under cell isomorphism (NB201's ``to_unique_str`` rule, zeros included)."""
+    return _C.nb201.canonical(code_of(arch))
+
+
+@functools.lru_cache(maxsize=None)
+def canonical_classes() -> np.ndarray:
+    """(15625,) int32 class id per NB201 index; 6,466 classes."""
+    canon = _C.nb201.canonical_all()  # by code
+    codes = _tables()[0]
+    _, cls = np.unique(np.asarray([canon[c] for c in codes]), return_inverse=True)
+    return cls.astype(np.int32)
