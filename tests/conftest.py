@@ -10,7 +10,10 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One intra-op thread by default: on the shared 2-core machines, two OpenMP threads competing
+# with other processes made small backward passes 10-40x slower (spin-waiting). CI on a quiet
+# machine may raise it: ZCFAST_TEST_THREADS=2.
+torch.set_num_threads(int(os.environ.get("ZCFAST_TEST_THREADS", "1")))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -56,14 +56,19 @@ def parse_archs(spec, seed: int) -> np.ndarray:
     if not p.is_file():
         raise ValueError(f"--archs {s!r} is neither 'all', a number of cells, nor an existing file")
     out = []
+    seen: dict = {}  # index -> line: a cell listed twice would give two rows of one cell
     for lineno, line in enumerate(p.read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         try:
-            out.append(nb201.index_of(int(line)) if line.isdigit() else nb201.index_of(line))
+            i = nb201.index_of(int(line)) if line.isdigit() else nb201.index_of(line)
         except ValueError as e:
             raise ValueError(f"{p}:{lineno}: {e}") from None
+        if i in seen:
+            raise ValueError(f"{p}:{lineno}: NB201 cell {i} is already listed on line {seen[i]}")
+        seen[i] = lineno
+        out.append(i)
     if not out:
         raise ValueError(f"{p} lists no architecture")
     return np.asarray(out, dtype=np.int64)
@@ -145,6 +150,18 @@ def read_scores(path):
     df = pd.read_csv(path)
     if "index" not in df.columns:
         raise ValueError(f"{path} is not a zcfast score file (no 'index' column)")
+    # correlate indexes the ground truth with these: out-of-range, non-integer or repeated
+    # indices would crash or count a cell twice
+    idx = df["index"]
+    bad = ~idx.astype(str).str.fullmatch(r"\d+") | ~pd.to_numeric(idx, errors="coerce").between(
+        0, nb201.NUM_ARCHS - 1)
+    if bad.any():
+        raise ValueError(f"{path}: row {int(bad.to_numpy().argmax()) + 1} has index "
+                         f"{idx[bad].iloc[0]!r}, not an NB201 index in [0, {nb201.NUM_ARCHS - 1}]")
+    dup = idx.duplicated()
+    if dup.any():
+        raise ValueError(f"{path}: NB201 index {idx[dup].iloc[0]} appears more than once")
+    df["index"] = idx.astype(np.int64)
     df = df.set_index("index")
     meta_p = Path(str(path) + ".meta.json")
     meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}

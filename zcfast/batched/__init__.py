@@ -1,1 +1,163 @@
+"""Batched scoring: many NB201 candidates per packed forward/backward.
 
+>>> import zcfast
+>>> df = zcfast.score(["|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|", 0, 17],
+...                   ["synflow", "snip", "jacob_cov"], dataset="cifar10")
+
+Returns a pandas DataFrame indexed by NB201 index (input order kept, duplicates allowed), with
+a column ``arch`` and one float64 column per proxy. A candidate's weights depend only on
+(seed, arch), and its batch is the seeded minibatch of the dataset, so its scores do not depend
+on the chunk size or on which other candidates share its pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from zcfast.batched.engine import SUPPORTED, PackedNB201, codes_of
+
+__all__ = ["score", "iter_packed", "auto_chunk", "PackedNB201", "SUPPORTED"]
+
+_GRAD_PROXIES = {"grad_norm", "snip", "plain", "fisher", "grasp", "jacob_cov"}
+
+
+def _bytes_per_candidate(proxies, batch: int, input_size: int) -> float:
+    """Rough peak memory of one packed candidate (measured on CPU, see bench/bench_packed.py):
+    about 0.55 MB per sample for a plain forward/backward at 32x32, twice that with grasp's
+    double backward; synflow alone is a batch-1 float64 pass."""
+    scale = (input_size / 32) ** 2
+    if set(proxies) & _GRAD_PROXIES or "nwot" in proxies:
+        per_sample = 0.55e6 * (2.0 if "grasp" in proxies else 1.0) * scale
+        return per_sample * batch + 8e6
+    return 4e6 * scale + 8e6
+
+
+def _available_bytes(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return float(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4e9
+
+
+def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int) -> int:
+    """Candidates per pass from free memory (using at most half of it), capped sensibly."""
+    dev = torch.device(device)
+    per = _bytes_per_candidate(proxies, batch, input_size)
+    budget = 0.5 * _available_bytes(dev)
+    cap = 1024 if dev.type == "cuda" else (64 if set(proxies) & _GRAD_PROXIES else 512)
+    env = os.environ.get("ZCFAST_CHUNK")
+    if env:
+        return max(1, int(env))
+    return int(max(1, min(cap, n_cells, budget // per)))
+
+
+def _is_oom(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in msg or "can't allocate memory" in msg
+
+
+def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int = 0,
+                flavour: str = "paper", device="cpu", chunk: int | None = None,
+                backend: str | None = None, dtype=torch.float32) -> Iterator:
+    """Yield (list of NB201 indices, {proxy: np.ndarray}) chunk by chunk. A chunk that runs
+    out of memory is retried with half as many candidates (never with rescaled values)."""
+    idx = [int(i) for i in indices]
+    dev = torch.device(device)
+    if not idx:
+        return
+    input_size = int(x.shape[-1])
+    k = chunk if chunk is not None else auto_chunk(proxies, x.shape[0], input_size, dev, len(idx))
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    pos = 0
+    while pos < len(idx):
+        part = idx[pos : pos + k]
+        try:
+            eng = PackedNB201(codes_of(part), ncls, flavour=flavour, seed=seed,
+                              input_size=input_size, device=dev, backend=backend, dtype=dtype)
+            res = eng.compute(x, y, proxies)
+        except Exception as e:  # noqa: BLE001 - only out-of-memory is retried
+            if not _is_oom(e) or k == 1:
+                raise
+            del e
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            k = max(1, k // 2)
+            continue
+        yield part, res
+        pos += len(part)
+
+
+def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", batch_size: int = 64,
+          seed: int = 0, device=None, chunk: int | None = None, flavour: str = "paper",
+          data_root: str | None = None, images: str = "default", backend: str | None = None,
+          dtype=torch.float32, progress: bool = False):
+    """Score NB201 cells with zero-cost proxies in packed passes.
+
+    archs: arch strings, NB201 indices (ints) or op-id sequences. proxies: names (list or
+    comma string; 'paper' / 'all' allowed). chunk: candidates per pass (default: from free
+    memory; a pass that runs out of memory is retried with half). dtype: float32 (default) or
+    float64 for the loss/jacobian passes (synflow is always float64). Returns a DataFrame indexed
+    by NB201 index with ``arch`` and one float64 column per proxy (NaN/inf kept as computed).
+    """
+    import pandas as pd
+
+    from zcfast.data import dataset_name, image_source, num_classes
+    from zcfast.scoring import parse_proxies
+    from zcfast.spaces import nb201
+
+    if space != "nb201":
+        raise ValueError(f"unknown space {space!r}: zcfast.score supports 'nb201'")
+    names = parse_proxies(proxies)
+    unsupported = [p for p in names if p not in SUPPORTED]
+    if unsupported:
+        raise ValueError(f"proxies {unsupported} have no packed implementation")
+    if isinstance(archs, (str, int, np.integer)):
+        archs = [archs]
+    idx = nb201.resolve(list(archs))
+    if len(idx) == 0:
+        raise ValueError("empty arch list: nothing to score")
+    try:
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: zcfast runs on cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    ds = dataset_name(dataset)
+    x, y = image_source(ds, data_root=data_root, images=images).minibatch(batch_size, seed)
+    x, y = x.to(dev), y.to(dev)
+    uniq, inverse = np.unique(idx, return_inverse=True)  # score duplicates once
+    cols = {p: np.full(len(uniq), math.nan) for p in names}
+    where = {int(i): n for n, i in enumerate(uniq)}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(uniq), unit="cell", desc="zcfast.score")
+    for part, res in iter_packed(uniq, names, x, y, ncls=num_classes(ds), seed=seed,
+                                 flavour=flavour, device=dev, chunk=chunk, backend=backend,
+                                 dtype=dtype):
+        pos = [where[i] for i in part]
+        for p in names:
+            cols[p][pos] = res[p]
+        if bar:
+            bar.update(len(part))
+    if bar:
+        bar.close()
+    df = pd.DataFrame({"arch": [nb201.arch_at(int(i)) for i in idx],
+                       **{p: cols[p][inverse] for p in names}}, index=pd.Index(idx, name="index"))
+    return df

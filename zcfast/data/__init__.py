@@ -184,16 +184,24 @@ def load_cifar_pickles(root: str | os.PathLike, dataset: str):
             f"(expected {'cifar-10-batches-py/data_batch_*' if ds == 'cifar10' else 'cifar-100-python/train'})"
         )
     xs, ys = [], []
+    ncls = num_classes(ds)
     for f in files:
-        with open(f, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
-        if b"data" not in d or key not in d:
+        try:
+            with open(f, "rb") as fh:
+                d = pickle.load(fh, encoding="bytes")
+        except Exception as e:  # noqa: BLE001 - garbage unpickles into many error types
+            raise ValueError(f"{f} is not a readable CIFAR pickle batch ({type(e).__name__}: {e})") from None
+        if not isinstance(d, dict) or b"data" not in d or key not in d:
             raise ValueError(f"{f} is not a CIFAR pickle batch (missing b'data' or {key!r})")
         x = np.asarray(d[b"data"], dtype=np.uint8)
         if x.ndim != 2 or x.shape[1] != 3072:
             raise ValueError(f"{f}: expected data of shape (N, 3072), got {x.shape}")
+        y = np.asarray(d[key], dtype=np.int64)
+        if y.shape != (len(x),) or (y.size and not (0 <= y.min() and y.max() < ncls)):
+            raise ValueError(f"{f}: expected {len(x)} labels in [0, {ncls}), got {key!r} of shape "
+                             f"{y.shape}" + (f" in [{y.min()}, {y.max()}]" if y.size else ""))
         xs.append(x.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        ys.append(np.asarray(d[key], dtype=np.int64))
+        ys.append(y)
     return np.ascontiguousarray(np.concatenate(xs)), np.concatenate(ys)
 
 

@@ -45,6 +45,15 @@ def _check_index(i) -> int:
     return int(i)
 
 
+def _check_seed(seed) -> int:
+    # the compiled core takes an unsigned 64-bit seed: reject what it cannot hold with a
+    # ValueError instead of pybind11's TypeError
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
+            or not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
+    return int(seed)
+
+
 def code_of(arch: Arch) -> int:
     """Internal cell code (sum_e op_e 5^e) of an arch given in any accepted form."""
     if isinstance(arch, str):
@@ -53,7 +62,7 @@ def code_of(arch: Arch) -> int:
         return int(_tables()[0][_check_index(arch)])
     try:
         ops = [int(o) for o in arch]  # type: ignore[union-attr]
-    except TypeError:
+    except (TypeError, ValueError):  # not iterable, or items that are not op ids (e.g. op names)
         raise ValueError(
             f"cannot read {arch!r} as an NB201 arch (arch string, NB201 index or 6 op ids)"
         ) from None
@@ -114,13 +123,13 @@ def sample(n: int, seed: int = 0) -> np.ndarray:
     """``n`` distinct NB201 indices drawn uniformly (without replacement) with ``seed``."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= NUM_ARCHS:
         raise ValueError(f"can sample between 0 and {NUM_ARCHS} distinct cells, got {n!r}")
-    codes = _C.nb201.sample_distinct(int(n), int(seed))
+    codes = _C.nb201.sample_distinct(int(n), _check_seed(seed))
     return _tables()[1][codes].astype(np.int64)
 
 
 def mutate(arch: Arch, seed: int) -> str:
     """One-edge mutation (a uniformly chosen edge gets a uniformly chosen *different* op)."""
-    return _C.nb201.to_string(_C.nb201.mutate(code_of(arch), int(seed)))
+    return _C.nb201.to_string(_C.nb201.mutate(code_of(arch), _check_seed(seed)))
 
 
 def neighbours(arch: Arch) -> list:

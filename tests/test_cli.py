@@ -1,0 +1,236 @@
+"""The command line: ``zcfast score`` (CSV + meta, refusal to overwrite, --resume after an
+interruption, --archs FILE errors) and ``zcfast correlate`` (table with the 12-epoch baseline,
+--plot, --json). Called in-process through ``zcfast.cli.main`` (fast), once as the console script."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from zcfast import cli
+from zcfast.correlate import BASELINE_12EP
+from zcfast.data import groundtruth, minibatch
+from zcfast.proxies import compute_measures
+from zcfast.spaces import nb201
+from zcfast.spaces.nb201_model import build_model
+
+CHEAP = ["synflow", "params", "flops", "l2_norm"]
+
+
+def score(out, *extra, archs="3", seed=1):
+    return cli.main(["score", "--engine", "loop", "--archs", str(archs), "--seed", str(seed),
+                     "--proxies", ",".join(CHEAP), "--out", str(out), "--no-progress", *extra])
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        r = list(csv.reader(f))
+    return r[0], r[1:]
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """One scored file of 3 cells (shared by the tests that only read it)."""
+    out = tmp_path_factory.mktemp("score") / "scores.csv"
+    assert score(out) == 0
+    return out
+
+
+def test_score_writes_csv_and_meta(scored):
+    header, body = rows(scored)
+    assert header == ["index", "arch", *CHEAP]
+    idx = [int(r[0]) for r in body]
+    assert idx == nb201.sample(3, seed=1).tolist()  # N cells sampled with --seed, in that order
+    assert [r[1] for r in body] == [nb201.arch_at(i) for i in idx]
+    meta = json.loads(Path(str(scored) + ".meta.json").read_text())
+    for k, v in {"space": "nb201", "dataset": "cifar10", "proxies": CHEAP, "seed": 1,
+                 "batch_size": 64, "images": "cifar10-subset", "flavour": "paper",
+                 "archs_spec": "3", "engine": "loop"}.items():
+        assert meta[k] == v, k
+    assert "CIFAR-10" in meta["images_description"]
+    # the values are the reference proxies of build_model(index, seed) on the seeded minibatch
+    x, y, _ = minibatch("cifar10", 64, seed=1)
+    i = idx[0]
+    net = build_model(i, 10, seed=1)
+    ref = compute_measures(net, x, y, CHEAP)
+    got = dict(zip(CHEAP, map(float, body[0][2:])))
+    assert got == ref  # exact: values are written with repr()
+    assert got["params"] == sum(p.numel() for p in net.parameters())
+
+
+def test_score_refuses_to_overwrite(scored, capsys):
+    before = scored.read_bytes()
+    assert score(scored) == 2
+    err = capsys.readouterr().err
+    assert "--resume" in err and str(scored) in err
+    assert scored.read_bytes() == before
+
+
+def test_resume_after_torn_last_line(scored, tmp_path, monkeypatch):
+    out = tmp_path / "s.csv"
+    shutil.copy(scored, out)
+    shutil.copy(str(scored) + ".meta.json", str(out) + ".meta.json")
+    header, body = rows(out)
+    # mark a finished row (a recomputation would overwrite or duplicate it) and tear the last
+    lines = out.read_text().splitlines(keepends=True)
+    marked = lines[1].split(",")
+    marked[2] = "12345.0"
+    lines[1] = ",".join(marked)
+    torn = lines[3][: len(lines[3]) // 2]
+    out.write_text("".join(lines[:3]) + torn)
+    calls = []
+    real = compute_measures
+
+    def spy(net, *a, **k):
+        calls.append(net.arch)
+        return real(net, *a, **k)
+
+    monkeypatch.setattr("zcfast.proxies.compute_measures", spy)
+    assert score(out) == 2  # still refuses without --resume
+    assert score(out, "--resume") == 0
+    assert calls == [body[2][1]]  # only the torn row was scored again
+    h2, b2 = rows(out)
+    assert h2 == header and len(b2) == 3
+    assert [r[0] for r in b2] == [r[0] for r in body]
+    assert b2[0][2] == "12345.0"  # the finished row was kept, not recomputed
+    assert b2[1] == body[1] and b2[2] == body[2]  # the torn row recomputed to the same values
+    # resuming a complete file scores nothing
+    calls.clear()
+    assert score(out, "--resume") == 0 and calls == []
+    assert len(rows(out)[1]) == 3
+
+
+def test_resume_after_interrupt(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "s.csv"
+    real = compute_measures
+    n = []
+
+    def interrupted(net, *a, **k):
+        if len(n) == 2:
+            raise KeyboardInterrupt
+        n.append(net.arch)
+        return real(net, *a, **k)
+
+    monkeypatch.setattr("zcfast.proxies.compute_measures", interrupted)
+    assert score(out, archs="4", seed=2) == 130
+    assert "--resume" in capsys.readouterr().err
+    assert len(rows(out)[1]) == 2  # rows written as computed
+    monkeypatch.setattr("zcfast.proxies.compute_measures", real)
+    # other settings than the file's: refused, naming the difference
+    assert score(out, "--resume", archs="4", seed=3) == 2
+    assert "seed" in capsys.readouterr().err
+    assert score(out, "--resume", archs="4", seed=2) == 0
+    _, body = rows(out)
+    assert [int(r[0]) for r in body] == nb201.sample(4, seed=2).tolist()
+
+
+def test_archs_file(tmp_path, capsys):
+    good = tmp_path / "archs.txt"
+    a0 = nb201.arch_at(6111)
+    good.write_text(f"# best CIFAR-10 cell\n{a0}\n\n  857  # an index\n")
+    out = tmp_path / "f.csv"
+    assert cli.main(["score", "--engine", "loop", "--archs", str(good), "--proxies", "params,flops",
+                     "--out", str(out), "--no-progress"]) == 0
+    assert [int(r[0]) for r in rows(out)[1]] == [6111, 857]
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{a0}\n# comment\n{a0.replace('nor_conv_1x1~2', 'conv_7x7~2')}\n")
+    assert cli.main(["score", "--engine", "loop", "--archs", str(bad), "--proxies", "params",
+                     "--out", str(tmp_path / "g.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3:" in err and "conv_7x7" in err
+    assert not (tmp_path / "g.csv").exists()
+    dup = tmp_path / "dup.txt"
+    dup.write_text(f"6111\n857\n{a0}\n")  # the same cell twice (index, then string)
+    assert cli.main(["score", "--engine", "loop", "--archs", str(dup), "--proxies", "params",
+                     "--out", str(tmp_path / "d.csv"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{dup}:3:" in err and "line 1" in err
+    for spec, what in ((tmp_path / "missing.txt", "neither"), ("0", "between"), ("15626", "between")):
+        assert cli.main(["score", "--archs", str(spec), "--proxies", "params",
+                         "--out", str(tmp_path / "h.csv"), "--no-progress"]) == 2
+        assert what in capsys.readouterr().err
+    assert cli.main(["score", "--archs", "2", "--proxies", "params,synflw",
+                     "--out", str(tmp_path / "h.csv"), "--no-progress"]) == 2
+    assert "synflw" in capsys.readouterr().err
+
+
+def _table_rows(text):
+    """{proxy: (n, spearman, kendall)} from the printed Markdown table."""
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[1].isdigit():
+            out[cells[0]] = (int(cells[1]), float(cells[2]), float(cells[3]))
+    return out
+
+
+def test_correlate_table_and_plot(tmp_path, capsys):
+    # a synthetic score file: 'oracle' = ground truth, 'noisy' = ground truth + noise, 'anti'
+    gt = groundtruth("cifar10")
+    idx = nb201.sample(300, seed=9)
+    acc = gt.test_acc.to_numpy()[idx]
+    rng = np.random.default_rng(0)
+    noisy = acc + rng.normal(0, 3, size=len(idx))
+    with_nan = noisy.copy()
+    with_nan[:10] = np.nan
+    path = tmp_path / "synth.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "arch", "oracle", "noisy", "anti", "synflow"])
+        for k, i in enumerate(idx):
+            w.writerow([i, nb201.arch_at(int(i)), acc[k], noisy[k], -acc[k], with_nan[k]])
+    png, js = tmp_path / "plot.png", tmp_path / "tab.json"
+    assert cli.main(["correlate", str(path), "--dataset", "cifar10", "--plot", str(png),
+                     "--json", str(js)]) == 0
+    text = capsys.readouterr().out
+    tab = _table_rows(text)
+    assert set(tab) == {"oracle", "noisy", "anti", "synflow", BASELINE_12EP}
+    assert tab["oracle"] == (300, 1.0, 1.0) and tab["anti"] == (300, -1.0, -1.0)
+    rho = stats.spearmanr(noisy, acc).statistic
+    assert tab["noisy"][1] == pytest.approx(rho, abs=5e-4)
+    assert tab["synflow"][0] == 290  # NaN scores are left out and counted
+    base = stats.spearmanr(gt.test_acc_12ep.to_numpy()[idx], acc).statistic
+    assert tab[BASELINE_12EP] == (300, pytest.approx(base, abs=5e-4), tab[BASELINE_12EP][2])
+    assert "0.737" in text  # the paper's |Spearman| for synflow, CIFAR-10
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    j = json.loads(js.read_text())
+    assert {r["proxy"] for r in j["table"]} == set(tab)
+    # without a meta file the dataset must be given
+    assert cli.main(["correlate", str(path)]) == 2
+    assert "--dataset" in capsys.readouterr().err
+
+
+def test_correlate_score_file(scored, tmp_path, capsys):
+    png = tmp_path / "p.png"
+    assert cli.main(["correlate", str(scored), "--plot", str(png)]) == 0  # dataset from the meta
+    out = capsys.readouterr().out
+    tab = _table_rows(out)
+    assert set(tab) == set(CHEAP) | {BASELINE_12EP}
+    assert all(v[0] == 3 for v in tab.values())
+    assert "cifar10-subset" in out or "CIFAR-10 training images" in out  # which images were used
+    assert png.is_file()
+
+
+def test_console_script(tmp_path):
+    exe = Path(sys.executable).parent / "zcfast"
+    if not exe.is_file():
+        exe = shutil.which("zcfast")
+    if exe is None:
+        pytest.skip("the zcfast console script is not installed in this environment")
+    out = tmp_path / "c.csv"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([str(exe), "score", "--engine", "loop", "--archs", "2", "--seed", "5",
+                        "--proxies", "params,flops", "--out", str(out), "--no-progress", "--threads", "1"],
+                       capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "scored 2 of 2 cells" in r.stdout and "images:" in r.stdout
+    assert [int(x[0]) for x in rows(out)[1]] == nb201.sample(2, seed=5).tolist()

@@ -1,0 +1,236 @@
+"""Packing plan: how K NB201 candidates share one supernet-style tensor program.
+
+Activations of K candidates live in one tensor (B, K*C, H, W): candidate k owns channels
+[k*C, (k+1)*C). Every conv/linear layer becomes one *packed layer* whose weight stacks the
+weights of the candidates (or (candidate, edge) pairs) that use it, applied as a grouped
+convolution (groups = number of stacked copies). All weights of the K candidates live in one
+flat buffer; the *segment table* records, for every stacked copy, its slice of the buffer, its
+candidate, its parameter slot (-> counter-based init stream) and its fan-in.
+
+Inside a cell, the edges into node j are processed together: one gather (index_select) picks
+from cat(node_0..node_{j-1}) the channel groups of every (edge, candidate) pair that uses a
+non-zero op, ordered [skip | conv1x1 | conv3x3 | pool]; conv pairs share one ReLU and one
+BatchNorm call, and one index_add sums all results into node j per candidate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from zcfast.spaces import nb201
+from zcfast.spaces.nb201_model import CELLS_PER_STAGE, STAGE_CHANNELS, bound_of, slot_of
+
+# node j's incoming edges (edge ids in string order) and their source nodes
+_IN_EDGES = {1: (0,), 2: (1, 2), 3: (3, 4, 5)}
+
+
+@dataclass
+class PackedLayer:
+    """One packed conv (or linear) layer: ``groups`` stacked copies of a (c_out, c_in, k, k) weight."""
+
+    name: str
+    c_out: int
+    c_in: int
+    k: int  # 0 for linear
+    stride: int
+    padding: int
+    cand: np.ndarray  # (groups,) local candidate of each copy
+    slots: np.ndarray  # (groups,) structural slot of each copy
+    has_bias: bool
+    hw_out: int  # spatial positions of the output (1 for linear)
+    w_off: int = 0  # offset of the weight block in the flat buffer
+    b_off: int = 0  # offset of the bias block in the flat buffer
+
+    @property
+    def groups(self) -> int:
+        return len(self.cand)
+
+    @property
+    def fan_in(self) -> int:
+        return self.c_in * max(self.k, 1) ** 2
+
+    @property
+    def seg_len(self) -> int:
+        return self.c_out * self.fan_in
+
+    @property
+    def w_shape(self) -> tuple:
+        if self.k == 0:
+            return (self.groups, self.c_out, self.c_in)
+        return (self.groups * self.c_out, self.c_in, self.k, self.k)
+
+
+@dataclass
+class NodePlan:
+    """Edges into one node of one cell, for all candidates."""
+
+    n_skip: int
+    n_conv1: int
+    n_conv3: int
+    n_pool: int
+    gather: torch.Tensor  # channel indices into cat(nodes[:j])
+    targets: tuple  # channel indices into node j, one tensor per non-empty section
+    conv_cand: np.ndarray  # candidate of each conv pair (ReLU groups, for NASWOT)
+    conv1: PackedLayer | None
+    conv3: PackedLayer | None
+
+    @property
+    def n_total(self) -> int:
+        return self.n_skip + self.n_conv1 + self.n_conv3 + self.n_pool
+
+
+@dataclass
+class Plan:
+    codes: np.ndarray  # (K,) cell codes
+    num_classes: int
+    flavour: str
+    input_size: int
+    stem: PackedLayer = None
+    cells: list = field(default_factory=list)  # 15 lists of 3 NodePlans
+    stage_of_cell: list = field(default_factory=list)
+    reductions: list = field(default_factory=list)  # 2 tuples (conv_a, conv_b, shortcut)
+    head: PackedLayer = None
+    layers: list = field(default_factory=list)  # every PackedLayer in flat-buffer order
+    n_weights: int = 0
+    n_biases: int = 0
+
+    @property
+    def K(self) -> int:
+        return len(self.codes)
+
+
+def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int = 32,
+               device="cpu") -> Plan:
+    """Plan for the candidates ``codes`` (internal cell codes, see nb201.code_of)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.ndim != 1 or len(codes) == 0:
+        raise ValueError("build_plan needs a non-empty 1-D list of cell codes")
+    K = len(codes)
+    ops = np.array([nb201.ops_of_code(int(c)) for c in codes], dtype=np.int64)  # (K, 6)
+    paper = flavour == "paper"
+    plan = Plan(codes=codes, num_classes=num_classes, flavour=flavour, input_size=input_size)
+    allk = np.arange(K)
+    size = input_size
+    c0 = STAGE_CHANNELS[0]
+    plan.stem = PackedLayer("stem", c0, 3, 3, 1, 1, allk, np.full(K, slot_of("stem")), False, size * size)
+    plan.layers.append(plan.stem)
+    cell_id = 0
+    for stage, C in enumerate(STAGE_CHANNELS):
+        if stage > 0:
+            cp = STAGE_CHANNELS[stage - 1]
+            r = stage - 1
+            size_out = size // 2
+            ca = PackedLayer(f"red{r}.conv_a", C, cp, 3, 2, 1, allk,
+                             np.full(K, slot_of("reduction", block=r, part=0)), False, size_out ** 2)
+            cb = PackedLayer(f"red{r}.conv_b", C, C, 3, 1, 1, allk,
+                             np.full(K, slot_of("reduction", block=r, part=1)), False, size_out ** 2)
+            sc = PackedLayer(f"red{r}.shortcut", C, cp, 1, 1, 0, allk,
+                             np.full(K, slot_of("reduction", block=r, part=2)), False, size_out ** 2)
+            plan.reductions.append((ca, cb, sc))
+            plan.layers += [ca, cb, sc]
+            size = size_out
+        for _ in range(CELLS_PER_STAGE):
+            nodes = []
+            for j in (1, 2, 3):
+                pairs = {o: [] for o in range(5)}  # op -> list of (edge, cand)
+                for e in _IN_EDGES[j]:
+                    for k in range(K):
+                        pairs[int(ops[k, e])].append((e, k))
+                order = [nb201.SKIP, nb201.CONV1, nb201.CONV3, nb201.POOL]
+                gather, target = [], []
+                for o in order:
+                    for e, k in pairs[o]:
+                        src = nb201.EDGE_SRC[e]
+                        gather.append(src * K * C + k * C)
+                        target.append(k * C)
+                ar = np.arange(C)
+                gidx = (np.asarray(gather, dtype=np.int64)[:, None] + ar).reshape(-1)
+                tidx = (np.asarray(target, dtype=np.int64)[:, None] + ar).reshape(-1)
+
+                def conv_layer(o, kk, pad):
+                    ps = pairs[o]
+                    if not ps:
+                        return None
+                    cand = np.array([k for _, k in ps])
+                    slots = np.array([slot_of("cell", cell=cell_id, edge=e, op=o) for e, _ in ps])
+                    lay = PackedLayer(f"cell{cell_id}.n{j}.{nb201.OP_NAMES[o]}", C, C, kk, 1, pad,
+                                      cand, slots, paper, size * size)
+                    plan.layers.append(lay)
+                    return lay
+
+                c1 = conv_layer(nb201.CONV1, 1, 0)
+                c3 = conv_layer(nb201.CONV3, 3, 1)
+                conv_cand = np.array([k for _, k in pairs[nb201.CONV1] + pairs[nb201.CONV3]],
+                                     dtype=np.int64)
+                nodes.append(NodePlan(
+                    len(pairs[nb201.SKIP]), len(pairs[nb201.CONV1]), len(pairs[nb201.CONV3]),
+                    len(pairs[nb201.POOL]),
+                    torch.from_numpy(gidx).to(device), _sections(tidx, pairs, C, device),
+                    conv_cand, c1, c3,
+                ))
+            plan.cells.append(nodes)
+            plan.stage_of_cell.append(stage)
+            cell_id += 1
+    plan.head = PackedLayer("head", num_classes, STAGE_CHANNELS[-1], 0, 1, 0, allk,
+                            np.full(K, slot_of("head")), True, 1)
+    plan.layers.append(plan.head)
+    w_off = b_off = 0
+    for lay in plan.layers:
+        lay.w_off = w_off
+        w_off += lay.groups * lay.seg_len
+        if lay.has_bias:
+            lay.b_off = b_off
+            b_off += lay.groups * lay.c_out
+    plan.n_weights, plan.n_biases = w_off, b_off
+    return plan
+
+
+def _sections(tidx: np.ndarray, pairs: dict, C: int, device) -> tuple:
+    """Split node targets into [skip, conv (1x1 then 3x3), pool] sections (empty ones dropped)."""
+    sizes = [len(pairs[nb201.SKIP]), len(pairs[nb201.CONV1]) + len(pairs[nb201.CONV3]),
+             len(pairs[nb201.POOL])]
+    out, a = [], 0
+    for n in sizes:
+        if n:
+            out.append(torch.from_numpy(tidx[a * C : (a + n) * C].copy()).to(device))
+        a += n
+    return tuple(out)
+
+
+@dataclass
+class SegmentTable:
+    """Segments of the flat buffer [weights | biases]; the first ``n_weight_segments`` are weights."""
+
+    offsets: np.ndarray  # (S+1,) int64
+    cand: np.ndarray  # (S,) local candidate
+    slot: np.ndarray  # (S,) init stream slot (2*slot weight, 2*slot+1 bias)
+    bound: np.ndarray  # (S,) float32 U(-bound, bound)
+    n_weight_segments: int
+    weight_numel: np.ndarray  # (S_w,) elements of each weight segment
+    weight_hw_out: np.ndarray  # (S_w,) output positions (for flops)
+
+
+def segment_table(plan: Plan) -> SegmentTable:
+    offs, cand, slot, bound, hw = [], [], [], [], []
+    for lay in plan.layers:  # weights
+        n = lay.seg_len
+        offs.append(lay.w_off + np.arange(lay.groups, dtype=np.int64) * n)
+        cand.append(lay.cand)
+        slot.append(2 * lay.slots)
+        bound.append(np.full(lay.groups, bound_of(lay.fan_in), dtype=np.float32))
+        hw.append(np.full(lay.groups, lay.hw_out, dtype=np.int64))
+    n_w = sum(len(o) for o in offs)
+    for lay in plan.layers:  # biases
+        if not lay.has_bias:
+            continue
+        offs.append(plan.n_weights + lay.b_off + np.arange(lay.groups, dtype=np.int64) * lay.c_out)
+        cand.append(lay.cand)
+        slot.append(2 * lay.slots + 1)
+        bound.append(np.full(lay.groups, bound_of(lay.fan_in), dtype=np.float32))
+    o = np.concatenate(offs + [np.array([plan.n_weights + plan.n_biases], dtype=np.int64)])
+    lens = np.diff(o)
+    return SegmentTable(o, np.concatenate(cand).astype(np.int64), np.concatenate(slot).astype(np.int64),
+                        np.concatenate(bound), n_w, lens[:n_w], np.concatenate(hw))

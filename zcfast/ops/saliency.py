@@ -1,0 +1,92 @@
+"""Segmented saliency reduction over flat parameter / gradient buffers.
+
+For every segment ``s`` (one weight tensor of one candidate: ``[off[s], off[s+1])`` of the flat
+buffers) one pass computes, in float64::
+
+    out[s] = ( sum |w g|,  sum w g,  sum g^2,  sum w hg,  sum w^2 )
+
+from which the packed engine gets snip (sum of col 0), plain (col 1), grad_norm (sum over
+segments of sqrt(col 2): one Frobenius norm per layer), grasp (-col 3) and l2_norm (sum of
+sqrt(col 4)) per candidate (Abdelfattah et al., ICLR 2021). ``hg`` may be omitted (col 3 = 0).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from zcfast.ops import _backend
+
+NCOLS = 5
+
+
+def _prepare(w, g, hg, offsets):
+    for name, t in (("w", w), ("g", g)) + ((("hg", hg),) if hg is not None else ()):
+        if not isinstance(t, torch.Tensor) or t.dim() != 1:
+            raise ValueError(f"segment_saliency: {name} must be a 1-D tensor, got "
+                             f"{getattr(t, 'shape', type(t))}")
+        if t.dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"segment_saliency: {name} must be float32 or float64, got {t.dtype}")
+        if t.device != w.device:
+            raise ValueError(f"segment_saliency: {name} is on {t.device}, w on {w.device}")
+    if g.shape != w.shape or (hg is not None and hg.shape != w.shape):
+        raise ValueError(f"segment_saliency: w {tuple(w.shape)}, g {tuple(g.shape)}"
+                         + (f", hg {tuple(hg.shape)}" if hg is not None else "") + " differ")
+    if g.dtype != w.dtype or (hg is not None and hg.dtype != w.dtype):
+        raise ValueError("segment_saliency: w, g (and hg) must share a dtype")
+    if offsets.dim() != 1 or offsets.numel() < 1 or offsets.dtype != torch.int64:
+        raise ValueError("segment_saliency: offsets must be a 1-D int64 tensor of S+1 entries")
+    offsets = offsets.to(w.device)
+    if offsets.numel() > 1:
+        lens = offsets[1:] - offsets[:-1]
+        if bool((lens < 0).any()) or int(offsets[0]) < 0 or int(offsets[-1]) > w.numel():
+            raise ValueError(f"segment_saliency: offsets must be non-decreasing within [0, {w.numel()}]")
+    # kernels read flat memory: make inputs contiguous at the op boundary (a strided view or a
+    # stride-0 broadcast gradient becomes a real buffer here)
+    return (w.contiguous(), g.contiguous(), None if hg is None else hg.contiguous(),
+            offsets.contiguous())
+
+
+def segment_saliency_reference(w, g, hg, offsets) -> torch.Tensor:
+    """Plain-torch reference: (S, 5) float64 per-segment sums (see module doc)."""
+    w, g, hg, offsets = _prepare(w, g, hg, offsets)
+    nseg = offsets.numel() - 1
+    out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
+    if nseg == 0:
+        return out
+    lens = offsets[1:] - offsets[:-1]
+    a, b = int(offsets[0]), int(offsets[-1])
+    seg = torch.repeat_interleave(torch.arange(nseg, device=w.device), lens)
+    wd, gd = w[a:b].double(), g[a:b].double()
+    # one quantity at a time keeps the float64 temporaries to one buffer each
+    out[:, 0].index_add_(0, seg, (wd * gd).abs())
+    out[:, 1].index_add_(0, seg, wd * gd)
+    out[:, 2].index_add_(0, seg, gd * gd)
+    if hg is not None:
+        out[:, 3].index_add_(0, seg, wd * hg[a:b].double())
+    out[:, 4].index_add_(0, seg, wd * wd)
+    return out
+
+
+def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.Tensor:
+    """(S, 5) float64 per-segment sums; dispatches cuda | triton | torch."""
+    b = _backend.choose("segment_saliency", w.device, backend)
+    if b == "torch":
+        return segment_saliency_reference(w, g, hg, offsets)
+    w, g, hg, offsets = _prepare(w, g, hg, offsets)
+    nseg = offsets.numel() - 1
+    out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
+    if nseg == 0:
+        return out
+    if b == "triton":
+        from zcfast.kernels.saliency import segment_saliency_triton
+
+        return segment_saliency_triton(w, g, hg, offsets, out)
+    from zcfast import _C
+
+    with torch.cuda.device(w.device):
+        _C.cuda.segment_saliency(
+            w.data_ptr(), g.data_ptr(), 0 if hg is None else hg.data_ptr(), offsets.data_ptr(),
+            nseg, out.data_ptr(), w.dtype == torch.float64,
+            torch.cuda.current_stream(w.device).cuda_stream,
+        )
+    return out
