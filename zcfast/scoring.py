@@ -31,12 +31,16 @@ _RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "
 
 
 def parse_proxies(spec) -> list:
-    """'paper' (the six of Table 1), 'all', or a comma-separated list of names."""
-    if isinstance(spec, str) and spec.strip().lower() == "paper":
-        return list(PAPER_PROXIES)
-    if isinstance(spec, str) and spec.strip().lower() == "all":
-        return list(PROXIES)
-    return check_names(spec)
+    """Proxy names from a list or a comma string; the tokens 'paper' (the six of the paper's
+    Table 1) and 'all' expand in place, duplicates are dropped."""
+    if isinstance(spec, str):
+        spec = [t.strip() for t in spec.split(",") if t.strip()]
+    out = []
+    for t in spec:
+        for n in (PAPER_PROXIES if t == "paper" else PROXIES if t == "all" else [t]):
+            if n not in out:
+                out.append(n)
+    return check_names(out)
 
 
 def parse_archs(spec, seed: int) -> np.ndarray:
@@ -153,11 +157,11 @@ def read_scores(path):
     # correlate indexes the ground truth with these: out-of-range, non-integer or repeated
     # indices would crash or count a cell twice
     idx = df["index"]
-    bad = ~idx.astype(str).str.fullmatch(r"\d+") | ~pd.to_numeric(idx, errors="coerce").between(
-        0, nb201.NUM_ARCHS - 1)
+    v = pd.to_numeric(idx, errors="coerce")
+    bad = v.isna() | (v != v.round()) | ~v.between(0, nb201.NUM_ARCHS - 1)
     if bad.any():
-        raise ValueError(f"{path}: row {int(bad.to_numpy().argmax()) + 1} has index "
-                         f"{idx[bad].iloc[0]!r}, not an NB201 index in [0, {nb201.NUM_ARCHS - 1}]")
+        raise ValueError(f"{path}: data row {int(bad.to_numpy().argmax()) + 1} has index "
+                         f"{idx[bad].iloc[0]}, not an NB201 index in [0, {nb201.NUM_ARCHS - 1}]")
     dup = idx.duplicated()
     if dup.any():
         raise ValueError(f"{path}: NB201 index {idx[dup].iloc[0]} appears more than once")
