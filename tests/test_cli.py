@@ -209,6 +209,20 @@ def test_correlate_table_and_plot(tmp_path, capsys):
     assert "--dataset" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("index, what", [("20000", "20000"), ("-1", "-1"), ("1.5", "1.5"),
+                                         ("x", "x"), ("7", "more than once")])
+def test_correlate_bad_score_file(tmp_path, capsys, index, what):
+    path = tmp_path / "bad.csv"
+    path.write_text(f"index,arch,p\n7,a,1.0\n{index},b,2.0\n3,c,3.0\n")
+    assert cli.main(["correlate", str(path), "--dataset", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert what in err and str(path) in err and "Traceback" not in err
+    path.write_text("idx,arch,p\n1,a,1.0\n")
+    assert cli.main(["correlate", str(path), "--dataset", "cifar10"]) == 2
+    assert "no 'index' column" in capsys.readouterr().err
+    assert cli.main(["correlate", str(tmp_path / "missing.csv"), "--dataset", "cifar10"]) == 2
+
+
 def test_correlate_score_file(scored, tmp_path, capsys):
     png = tmp_path / "p.png"
     assert cli.main(["correlate", str(scored), "--plot", str(png)]) == 0  # dataset from the meta

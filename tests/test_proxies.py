@@ -402,6 +402,41 @@ def test_micro_batching_bn_net_refuses():
         cm(_conv_net(), x, y, ["snip"], split_data=9)  # more parts than samples
 
 
+class _FakeOOM(nn.Module):
+    """Raises PyTorch's out-of-memory message when given more than ``limit`` samples."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return x
+
+
+def test_out_of_memory_retry_is_exact():
+    base = _conv_net().double()
+    net = nn.Sequential(_FakeOOM(3), *base)  # 10 samples -> retried in 4 parts of <= 3
+    torch.manual_seed(2)
+    x, y = torch.randn(10, 3, 8, 8, dtype=torch.float64), torch.randint(0, 5, (10,))
+    got = cm(net, x, y, BATCH)
+    ref = cm(base, x, y, BATCH)
+    for p in BATCH:
+        assert got[p] == pytest.approx(ref[p], rel=1e-10), p
+    with pytest.raises(RuntimeError, match="cannot split further"):
+        cm(nn.Sequential(_FakeOOM(0), *base), x, y, ["snip"])
+    # with BatchNorm the retry is refused, whatever mode the caller left the network in
+    bn = nn.Sequential(_FakeOOM(3), *_conv_net(bn=True)).double()
+    for mode in (True, False):
+        bn.train(mode)
+        with pytest.raises(RuntimeError, match="out of memory.*BatchNorm"):
+            cm(bn, x, y, ["snip"])
+    # other errors are not retried
+    with pytest.raises(RuntimeError, match="shape|size"):
+        cm(base, torch.randn(4, 3, 9, 9, 9, dtype=torch.float64), y[:4], ["snip"])
+
+
 # ---- the caller's network is untouched ------------------------------------------------------
 def _snapshot(net):
     return ({k: v.clone() for k, v in net.state_dict().items()},

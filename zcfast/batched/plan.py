@@ -71,8 +71,8 @@ class NodePlan:
     n_conv1: int
     n_conv3: int
     n_pool: int
-    gather: torch.Tensor  # channel indices into cat(nodes[:j])
-    targets: tuple  # channel indices into node j, one tensor per non-empty section
+    gather: torch.Tensor  # block indices into cat(nodes[:j]) viewed as (B, j*K, C*H*W)
+    targets: tuple  # block (= candidate) indices into node j, one tensor per non-empty section
     conv_cand: np.ndarray  # candidate of each conv pair (ReLU groups, for NASWOT)
     conv1: PackedLayer | None
     conv3: PackedLayer | None
@@ -144,11 +144,12 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
                 for o in order:
                     for e, k in pairs[o]:
                         src = nb201.EDGE_SRC[e]
-                        gather.append(src * K * C + k * C)
-                        target.append(k * C)
-                ar = np.arange(C)
-                gidx = (np.asarray(gather, dtype=np.int64)[:, None] + ar).reshape(-1)
-                tidx = (np.asarray(target, dtype=np.int64)[:, None] + ar).reshape(-1)
+                        # whole channel blocks: indexing (B, blocks, C*H*W) views moves
+                        # contiguous rows of C*H*W floats instead of single channels
+                        gather.append(src * K + k)
+                        target.append(k)
+                gidx = np.asarray(gather, dtype=np.int64)
+                tidx = np.asarray(target, dtype=np.int64)
 
                 def conv_layer(o, kk, pad):
                     ps = pairs[o]
@@ -168,7 +169,7 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
                 nodes.append(NodePlan(
                     len(pairs[nb201.SKIP]), len(pairs[nb201.CONV1]), len(pairs[nb201.CONV3]),
                     len(pairs[nb201.POOL]),
-                    torch.from_numpy(gidx).to(device), _sections(tidx, pairs, C, device),
+                    torch.from_numpy(gidx).to(device), _sections(tidx, pairs, device),
                     conv_cand, c1, c3,
                 ))
             plan.cells.append(nodes)
@@ -188,14 +189,14 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
     return plan
 
 
-def _sections(tidx: np.ndarray, pairs: dict, C: int, device) -> tuple:
+def _sections(tidx: np.ndarray, pairs: dict, device) -> tuple:
     """Split node targets into [skip, conv (1x1 then 3x3), pool] sections (empty ones dropped)."""
     sizes = [len(pairs[nb201.SKIP]), len(pairs[nb201.CONV1]) + len(pairs[nb201.CONV3]),
              len(pairs[nb201.POOL])]
     out, a = [], 0
     for n in sizes:
         if n:
-            out.append(torch.from_numpy(tidx[a * C : (a + n) * C].copy()).to(device))
+            out.append(torch.from_numpy(tidx[a : a + n].copy()).to(device))
         a += n
     return tuple(out)
 

@@ -115,14 +115,17 @@ def compute_measures(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
             except Exception as e:  # noqa: BLE001 - only OOM is handled, everything else re-raised
                 if not _is_oom(e):
                     raise
+                # the proxies run on the train-mode copy: judge the coupling there, not on the
+                # caller's network (an eval-mode BN network is coupled once in train mode)
+                coupled = couples_samples(net_c)
                 del net_c
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
-                if couples_samples(net) or split * 2 > inputs.shape[0]:
+                if coupled or split * 2 > inputs.shape[0]:
                     raise RuntimeError(
                         f"out of memory computing {name} with the batch in {split} part(s); "
                         + ("the network has train-mode BatchNorm, so it cannot be micro-batched "
-                           "without changing the score" if couples_samples(net)
+                           "without changing the score" if coupled
                            else "cannot split further")
                     ) from e
                 split *= 2
