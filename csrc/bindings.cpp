@@ -8,6 +8,7 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "zcfast compiled core (C++17, optional CUDA), bound with pybind11";
   zc::bind_nb201(m);
   zc::bind_init(m);
+  zc::bind_cpu_ops(m);
   zc::bind_search(m);
   zc::bind_cuda(m);
 }

@@ -22,9 +22,10 @@ def _ragged_offsets(gen, nseg, max_len, n_empty=3):
     return off
 
 
+@pytest.mark.parametrize("backend", ["triton", "cpu"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("with_hg", [True, False])
-def test_segment_saliency(dtype, with_hg):
+def test_segment_saliency(dtype, with_hg, backend):
     gen = torch.Generator().manual_seed(1)
     off = _ragged_offsets(gen, 13, 3000)  # lengths not multiples of the block
     n = int(off[-1])
@@ -32,7 +33,7 @@ def test_segment_saliency(dtype, with_hg):
     g = torch.randn(n, generator=gen, dtype=dtype) * 1e-3
     hg = torch.randn(n, generator=gen, dtype=dtype) if with_hg else None
     ref = segment_saliency_reference(w, g, hg, off)
-    out = segment_saliency(w, g, hg, off, backend="triton")
+    out = segment_saliency(w, g, hg, off, backend=backend)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     scale = ref.abs().amax(0, keepdim=True).clamp_min(1e-30)
     assert ((out - ref).abs() / scale).max() <= tol

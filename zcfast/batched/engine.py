@@ -39,6 +39,34 @@ def _bn(h: torch.Tensor) -> torch.Tensor:
     return F.batch_norm(h, None, None, training=True, momentum=0.0, eps=_BN_EPS)
 
 
+def _conv2d(x, w, b, stride: int, padding: int, groups: int) -> torch.Tensor:
+    """Grouped convolution. float64 on CPU has no oneDNN kernel and PyTorch's fallback loops
+    over the groups one slow convolution at a time (100k calls for a synflow pass of 64
+    candidates); there it runs as im2col + one batched GEMM per layer instead (same math)."""
+    if groups == 1 or x.dtype != torch.float64 or x.device.type != "cpu":
+        return F.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+    B, cin, H, W = x.shape
+    cout, cin_g, kh, kw = w.shape
+    og = cout // groups
+    if kh == 1 and stride == 1 and padding == 0:
+        cols = x.reshape(B, groups, cin_g, H * W)
+        ho, wo = H, W
+    else:
+        cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (B, cin*kh*kw, L)
+        ho = (H + 2 * padding - kh) // stride + 1
+        wo = (W + 2 * padding - kw) // stride + 1
+        cols = cols.reshape(B, groups, cin_g * kh * kw, ho * wo)
+    wg = w.reshape(groups, og, cin_g * kh * kw)
+    if B == 1:
+        y = torch.bmm(wg, cols[0])  # (G, og, L)
+        y = y.view(1, cout, ho, wo)
+    else:
+        y = torch.einsum("gok,bgkl->bgol", wg, cols).reshape(B, cout, ho, wo).contiguous()
+    if b is not None:
+        y = y + b.view(1, -1, 1, 1)
+    return y
+
+
 class _BoxSum3(torch.autograd.Function):
     """y = sum of the 3x3 neighbourhood (zero padding) per channel. The operator is
     self-adjoint, so the backward is the same op, and double backward (grasp) stays on the
@@ -46,6 +74,8 @@ class _BoxSum3(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
+        if x.dtype == torch.float64 and x.device.type == "cpu":  # no oneDNN depthwise in fp64
+            return F.avg_pool2d(x, 3, 1, 1, count_include_pad=True) * 9.0
         c = x.shape[1]
         box = torch.ones(c, 1, 3, 3, dtype=x.dtype, device=x.device)
         return F.conv2d(x, box, padding=1, groups=c)
@@ -118,9 +148,8 @@ class PackedNB201:
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
 
-        def conv(h, lay, **kw):
-            y = F.conv2d(h, ws[lay.name], bs.get(lay.name), stride=lay.stride,
-                         padding=lay.padding, **kw)
+        def conv(h, lay, groups=1):
+            y = _conv2d(h, ws[lay.name], bs.get(lay.name), lay.stride, lay.padding, groups)
             if acts is not None:
                 acts.append((y, lay))
             return y
@@ -181,7 +210,7 @@ class PackedNB201:
     def _cell(self, h, nodes, C, ws, conv, relus, bn):
         B, KC, H, W = h.shape
         K = KC // C
-        states = [h.view(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
+        states = [h.reshape(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
         for nd in nodes:
             node = h.new_zeros(B, K, C * H * W)
             if nd.n_total == 0:  # every candidate has `none` on all edges into this node

@@ -9,7 +9,7 @@ from __future__ import annotations
 from zcfast.ops import _backend
 
 FUSED_OPS = ("fill_uniform", "segment_saliency", "fisher_channels", "naswot_kernel")
-_HAS_CPU = {"fill_uniform"}
+_HAS_CPU = {"fill_uniform", "segment_saliency"}
 
 
 def backend_info() -> dict:

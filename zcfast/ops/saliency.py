@@ -69,13 +69,19 @@ def segment_saliency_reference(w, g, hg, offsets) -> torch.Tensor:
 
 def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.Tensor:
     """(S, 5) float64 per-segment sums; dispatches cuda | triton | torch."""
-    b = _backend.choose("segment_saliency", w.device, backend)
+    b = _backend.choose("segment_saliency", w.device, backend, has_cpu=True)
     if b == "torch":
         return segment_saliency_reference(w, g, hg, offsets)
     w, g, hg, offsets = _prepare(w, g, hg, offsets)
     nseg = offsets.numel() - 1
     out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
     if nseg == 0:
+        return out
+    if b == "cpu":
+        from zcfast import _C
+
+        _C.cpu.segment_saliency(w.numpy(), g.numpy(), None if hg is None else hg.numpy(),
+                                offsets.numpy(), out.numpy(), torch.get_num_threads())
         return out
     if b == "triton":
         from zcfast.kernels.saliency import segment_saliency_triton
