@@ -1,0 +1,225 @@
+"""Packed engine vs per-model loop on this machine, in one run.
+
+Question: how many NB201 candidates per second does packing K candidates per pass buy, per
+proxy group, and what does it cost in memory? Also counts the ATen ops dispatched per
+candidate (torch profiler), the CPU-side stand-in for GPU launch overhead: it should fall
+roughly as 1/K.
+
+    python bench/bench_packed.py                # full run (~30-60 min on 2 cores)
+    python bench/bench_packed.py --quick        # small sizes, a couple of minutes
+
+Writes bench/results/packed_cpu.{json,md} with the git SHA, CPU, library versions and date.
+Correctness is checked (packed == per-model on the timed cells) before anything is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+GROUPS = {
+    "synflow": ["synflow"],
+    "backward (grad_norm, snip, plain, fisher)": ["grad_norm", "snip", "plain", "fisher"],
+    "grasp": ["grasp"],
+    "jacob_cov": ["jacob_cov"],
+    "nwot": ["nwot"],
+}
+# (K values, cells timed for the packed engine, cells timed for the loop)
+FULL = {
+    "synflow": ([1, 16, 64, 256], 256, 32),
+    "backward (grad_norm, snip, plain, fisher)": ([1, 4, 16], 32, 8),
+    "grasp": ([1, 4, 8], 16, 4),
+    "jacob_cov": ([1, 4, 16], 32, 8),
+    "nwot": ([1, 8, 32], 64, 16),
+}
+QUICK = {
+    "synflow": ([1, 16, 64], 64, 8),
+    "backward (grad_norm, snip, plain, fisher)": ([1, 4], 8, 2),
+    "grasp": ([1, 4], 4, 2),
+    "jacob_cov": ([1, 4], 8, 2),
+    "nwot": ([1, 8], 16, 4),
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                              text=True).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def batch():
+    from zcfast.data import image_source
+
+    return image_source("cifar10").minibatch(64, 0)
+
+
+def run_packed(idx, proxies, k, x, y):
+    from zcfast.batched import iter_packed
+
+    out = {p: [] for p in proxies}
+    for _, res in iter_packed(idx, proxies, x, y, ncls=10, seed=0, chunk=k):
+        for p in proxies:
+            out[p].extend(res[p].tolist())
+    return out
+
+
+def run_loop(idx, proxies, x, y):
+    from zcfast.proxies import compute_measures
+    from zcfast.spaces.nb201_model import build_model
+
+    out = {p: [] for p in proxies}
+    for i in idx:
+        r = compute_measures(build_model(int(i), 10, seed=0), x, y, proxies)
+        for p in proxies:
+            out[p].append(r[p])
+    return out
+
+
+def timed(fn, repeats: int):
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts)), float(np.min(ts)), float(np.max(ts))
+
+
+def count_aten_ops(fn) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.name.startswith("aten::"))
+
+
+def check(idx, proxies, x, y, k):
+    a = run_packed(idx, proxies, k, x, y)
+    b = run_loop(idx, proxies, x, y)
+    worst = {}
+    for p in proxies:
+        pa, pb = np.asarray(a[p]), np.asarray(b[p])
+        both_nan = np.isnan(pa) & np.isnan(pb)
+        err = np.where(both_nan | (pa == pb), 0.0,
+                       np.abs(pa - pb) / np.maximum(np.maximum(np.abs(pa), np.abs(pb)), 1e-300))
+        worst[p] = float(np.max(err))
+    return worst
+
+
+def memory_child(args) -> None:
+    """Subprocess mode: peak RSS growth of one packed chunk (fresh process, bytes)."""
+    from zcfast.spaces import nb201
+
+    torch.set_num_threads(1)
+    x, y = batch()
+    idx = nb201.sample(args.k, seed=123)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    run_packed(idx, args.proxies.split(","), args.k, x, y)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_growth_bytes": (peak - base) * 1024}))
+
+
+def memory_per_candidate(proxies, k) -> float:
+    r = subprocess.run([sys.executable, __file__, "--memory-child", "--k", str(k), "--proxies",
+                        ",".join(proxies)], capture_output=True, text=True)
+    if r.returncode != 0:
+        return float("nan")
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak_growth_bytes"] / k
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(HERE / "results" / "packed_cpu"))
+    ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--k", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--proxies", default="synflow", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_child:
+        return memory_child(args)
+    torch.set_num_threads(args.threads)
+    from zcfast.spaces import nb201
+
+    plan = QUICK if args.quick else FULL
+    x, y = batch()
+    rows = []
+    for group, proxies in GROUPS.items():
+        ks, n_packed, n_loop = plan[group]
+        idx = nb201.sample(n_packed, seed=7)
+        loop_idx = idx[:n_loop]
+        err = check(idx[: max(2, min(4, n_loop))], proxies, x, y, k=max(2, min(4, n_loop)))
+        t_loop = timed(lambda: run_loop(loop_idx, proxies, x, y), args.repeats)
+        loop_cps = n_loop / t_loop[0]
+        ops_loop = count_aten_ops(lambda: run_loop(loop_idx[:1], proxies, x, y))
+        print(f"{group}: loop {loop_cps:.2f} cells/s, {ops_loop} aten ops/cell, check {err}",
+              flush=True)
+        for k in ks:
+            n = max(k, (n_packed // k) * k)
+            sel = idx[:n]
+            t = timed(lambda: run_packed(sel, proxies, k, x, y), args.repeats)
+            cps = n / t[0]
+            ops = count_aten_ops(lambda: run_packed(idx[:k], proxies, k, x, y)) / k
+            mem = memory_per_candidate(proxies, k)
+            rows.append({
+                "group": group, "K": k, "cells": int(n), "packed_cells_per_s": cps,
+                "packed_s_median": t[0], "packed_s_min": t[1], "packed_s_max": t[2],
+                "loop_cells_per_s": loop_cps, "loop_s_median": t_loop[0], "speedup": cps / loop_cps,
+                "aten_ops_per_cell_packed": ops, "aten_ops_per_cell_loop": ops_loop,
+                "ops_ratio": ops / ops_loop, "peak_mem_per_cell_MB": mem / 1e6,
+                "max_rel_err_vs_loop": err,
+            })
+            print(f"  K={k:4d}: {cps:8.2f} cells/s  x{cps / loop_cps:5.2f}  "
+                  f"{ops:8.1f} ops/cell ({ops / ops_loop:.3f} of loop)  {mem / 1e6:8.1f} MB/cell",
+                  flush=True)
+    meta = {
+        "git": git_sha(), "cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__,
+        "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "batch": 64, "dataset": "cifar10 (bundled images)", "quick": args.quick,
+        "load_average_at_end": os.getloadavg(),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [
+        "# Packed engine vs per-model loop (CPU)", "",
+        f"git `{meta['git']}`, {meta['cpu']}, {meta['threads']} threads, torch {meta['torch']}, "
+        f"{meta['date']}; batch 64 (synflow: batch 1, float64); median of {args.repeats} runs; "
+        f"load average at the end {tuple(round(v, 2) for v in meta['load_average_at_end'])}.", "",
+        "| proxy group | K | packed cells/s | loop cells/s | speedup | ATen ops/cell packed | loop | ratio | peak MB/cell |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['group']} | {r['K']} | {r['packed_cells_per_s']:.2f} | "
+                     f"{r['loop_cells_per_s']:.2f} | {r['speedup']:.2f}x | "
+                     f"{r['aten_ops_per_cell_packed']:.0f} | {r['aten_ops_per_cell_loop']} | "
+                     f"{r['ops_ratio']:.3f} | {r['peak_mem_per_cell_MB']:.0f} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
