@@ -450,9 +450,10 @@ void Search::rl_refresh_probs() {
     for (int o = 1; o < kOps; ++o) mx = std::max(mx, theta_[e][o]);
     double z = 0.0;
     for (int o = 0; o < kOps; ++o) z += (prob_[e][o] = std::exp(theta_[e][o] - mx));
+    const double inv = 1.0 / z;
     double c = 0.0;
     for (int o = 0; o < kOps; ++o) {
-      prob_[e][o] /= z;
+      prob_[e][o] *= inv;
       c += prob_[e][o];
       cum_[e][o] = c;
     }
@@ -475,22 +476,26 @@ void Search::rl_baseline_update(double r) {
   ema_den_ = cfg_.rl_momentum * ema_den_ + (1.0 - cfg_.rl_momentum);
 }
 
-void Search::rl_update(const std::vector<nb201::Ops>& cells, const std::vector<double>& adv) {
-  double g[kEdges][kOps] = {};
-  const double inv = 1.0 / static_cast<double>(cells.size());
-  for (size_t i = 0; i < cells.size(); ++i)
-    for (int e = 0; e < kEdges; ++e)
-      for (int o = 0; o < kOps; ++o)
-        g[e][o] -= adv[i] * ((o == cells[i][e] ? 1.0 : 0.0) - prob_[e][o]) * inv;
-  ++adam_t_;
-  const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-  const double c1 = 1.0 - std::pow(b1, static_cast<double>(adam_t_));
-  const double c2 = 1.0 - std::pow(b2, static_cast<double>(adam_t_));
+void Search::rl_update(const nb201::Ops* cells, const double* adv, size_t n) {
+  double g[kEdges][kOps];
+  const double inv = 1.0 / static_cast<double>(n);
+  double a = 0.0;
+  for (size_t i = 0; i < n; ++i) a += adv[i];
+  for (int e = 0; e < kEdges; ++e)
+    for (int o = 0; o < kOps; ++o) g[e][o] = a * prob_[e][o] * inv;  // the -p_e(o) part
+  for (size_t i = 0; i < n; ++i)
+    for (int e = 0; e < kEdges; ++e) g[e][cells[i][e]] -= adv[i] * inv;  // the 1[o = op_e] part
+  // Adam (Kingma & Ba 2015), bias corrections from running powers of beta1, beta2
+  constexpr double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  adam_p1_ *= b1;
+  adam_p2_ *= b2;
+  const double s1 = cfg_.rl_lr / (1.0 - adam_p1_);
+  const double r2 = 1.0 / (1.0 - adam_p2_);
   for (int e = 0; e < kEdges; ++e)
     for (int o = 0; o < kOps; ++o) {
       m_[e][o] = b1 * m_[e][o] + (1.0 - b1) * g[e][o];
       v_[e][o] = b2 * v_[e][o] + (1.0 - b2) * g[e][o] * g[e][o];
-      theta_[e][o] -= cfg_.rl_lr * (m_[e][o] / c1) / (std::sqrt(v_[e][o] / c2) + eps);
+      theta_[e][o] -= s1 * m_[e][o] / (std::sqrt(v_[e][o] * r2) + eps);
     }
   rl_refresh_probs();
 }
@@ -531,12 +536,12 @@ bool Search::step_reinforce() {
       rl_baseline_update(r);
       adv[i] = r - rl_baseline();
     }
-    rl_update(cells, adv);
+    rl_update(cells.data(), adv.data(), cells.size());
     res_.proposals += n;
     if (res_.proposals >= cfg_.warmup) {
       phase_ = Phase::kMain;
       ema_num_ = ema_den_ = 0.0;
-      adam_t_ = 0;
+      adam_p1_ = adam_p2_ = 1.0;
       for (int e = 0; e < kEdges; ++e)
         for (int o = 0; o < kOps; ++o) m_[e][o] = v_[e][o] = 0.0;
       warm_seen_.clear();
@@ -549,9 +554,8 @@ bool Search::step_reinforce() {
   int32_t code;
   if (cfg_.move > 0) {
     const int64_t m = cfg_.move;
-    std::vector<nb201::Ops> cells(m);
     scratch_.resize(m);
-    for (int64_t i = 0; i < m; ++i) scratch_[i] = rl_sample(cells[i]);
+    for (int64_t i = 0; i < m; ++i) scratch_[i] = rl_sample(ops);  // the chosen cell is re-decoded
     if (!have_scores(scratch_.data(), scratch_.size())) {
       rng_ = saved;
       return false;
@@ -566,7 +570,8 @@ bool Search::step_reinforce() {
   }
   const double r = train(code);
   rl_baseline_update(r);
-  rl_update(std::vector<nb201::Ops>{ops}, std::vector<double>{r - rl_baseline()});
+  const double adv = r - rl_baseline();
+  rl_update(&ops, &adv, 1);
   ++res_.steps;
   return true;
 }

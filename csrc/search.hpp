@@ -142,7 +142,8 @@ class Search {
   // RL helpers
   void rl_refresh_probs();
   int32_t rl_sample(nb201::Ops& ops);
-  void rl_update(const std::vector<nb201::Ops>& cells, const std::vector<double>& adv);
+  // One Adam step on L = -(1/n) sum_i adv_i log p(cells_i).
+  void rl_update(const nb201::Ops* cells, const double* adv, size_t n);
   void rl_baseline_update(double r);
   double rl_baseline() const { return ema_num_ / ema_den_; }
 
@@ -178,7 +179,7 @@ class Search {
   double v_[nb201::kEdges][nb201::kOps] = {};
   double cum_[nb201::kEdges][nb201::kOps] = {};
   double prob_[nb201::kEdges][nb201::kOps] = {};
-  int64_t adam_t_ = 0;
+  double adam_p1_ = 1.0, adam_p2_ = 1.0;  // beta1^t, beta2^t
   double ema_num_ = 0.0, ema_den_ = 0.0;
   std::vector<double> warm_seen_;  // RL+warmup: sorted proxy scores seen (percentile rewards)
 
