@@ -344,7 +344,9 @@ bool Search::step_random() {
 // population is the top-P of W random cells by score (trained best first). +move(M): score M
 // distinct random one-edge neighbours of the parent (all 24 when M >= 24) and take the best, or
 // with probability move_random_prob a random one of them; already-trained neighbours are passed
-// over while an untrained one is left (see prefer_untrained).
+// over while an untrained one is left (see prefer_untrained). The move also replaces the random
+// proposals of the initial population (those not filled by a warmup): each initial member is the
+// best-scored of M random untrained cells, so every cell AE trains is picked by the proxy.
 bool Search::step_evolution() {
   const Rng saved = rng_;
   const size_t P = static_cast<size_t>(cfg_.population);
@@ -366,6 +368,14 @@ bool Search::step_evolution() {
     int32_t c;
     if (order_pos_ < order_.size()) {
       c = order_[order_pos_++];  // counted as a proposal by the warmup
+    } else if (cfg_.move > 0) {  // zero-cost move on the random proposal: best of M random cells
+      sample_untrained_distinct(cfg_.move, scratch_);
+      if (!have_scores(scratch_.data(), scratch_.size())) {
+        rng_ = saved;
+        return false;
+      }
+      res_.proposals += static_cast<int64_t>(scratch_.size());
+      c = best_by_score(scratch_.data(), scratch_.size());
     } else {
       c = sample_untrained();
       ++res_.proposals;
