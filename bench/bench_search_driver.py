@@ -31,10 +31,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from zcfast import _C  # noqa: E402
-from zcfast.scoring import git_sha  # noqa: E402
-from zcfast.search import ScoreCache, ScoreKey, by_code, ground_truth, make_config, run_search  # noqa: E402
-from zcfast.search.scorer import batched_available, default_scorer  # noqa: E402
+from zcfast import _C
+from zcfast.scoring import git_sha
+from zcfast.search import ScoreCache, ScoreKey, by_code, ground_truth, make_config, run_search
+from zcfast.search.scorer import batched_available, default_scorer
 
 VARIANTS = [  # (label, algo, warmup, move, budget, repeats)
     ("RAND", "rand", 0, 0, 300, 4000),
@@ -172,10 +172,10 @@ def main(argv=None) -> int:
     lines = [
         "# Search driver throughput",
         "",
-        f"- git {git_sha()}, {time.strftime('%Y-%m-%d %H:%M')}, CPU: {cpu_model()} "
-        f"({__import__('os').cpu_count()} logical cores, shared with other jobs; one thread used)",
-        f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
-        f"batched engine available: {batched_available()}",
+        (f"- git {git_sha()}, {time.strftime('%Y-%m-%d %H:%M')}, CPU: {cpu_model()} "
+        f"({__import__('os').cpu_count()} logical cores, shared with other jobs; one thread used)"),
+        (f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"batched engine available: {batched_available()}"),
         f"- proxy table: {table_desc}; ground truth: NB201 CIFAR-100 (val for selection, test reported)",
         "- command: `python bench/bench_search_driver.py" + (" --quick" if a.quick else "") + "`",
         "",
@@ -205,8 +205,8 @@ def main(argv=None) -> int:
             "",
             "| cells scored | asks | wall (s) | candidates/s | scoring share | same search from the cache |",
             "|---|---|---|---|---|---|",
-            f"| {live['scored']} | {live['asks']} | {live['wall']:.1f} | {live['cands_per_s']:.2f} | "
-            f"{live['scoring'] / live['wall']:.1%} | {live['cached_wall'] * 1e3:.1f} ms |",
+            (f"| {live['scored']} | {live['asks']} | {live['wall']:.1f} | {live['cands_per_s']:.2f} | "
+            f"{live['scoring'] / live['wall']:.1%} | {live['cached_wall'] * 1e3:.1f} ms |"),
             "",
             "The driver's own time is negligible next to scoring: end-to-end speed is the scorer's.",
             "",

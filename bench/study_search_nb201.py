@@ -29,9 +29,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from zcfast.data import groundtruth  # noqa: E402
-from zcfast.scoring import git_sha  # noqa: E402
-from zcfast.search import (  # noqa: E402
+from zcfast.data import groundtruth
+from zcfast.scoring import git_sha
+from zcfast.search import (
     DEFAULT_OPTIONS,
     FIGURE_VARIANTS,
     ScoreCache,
@@ -114,14 +114,14 @@ def main(argv=None) -> int:
             d = var[:, at - 1].mean() - base[:, at - 1].mean()
             lo, hi = bootstrap_ci(var[:, at - 1], base[:, at - 1])
             checks.append((f"{v.label} > {v.baseline.label} @{at}", d > 0,
-                           f"{var[:, at - 1].mean():.2f} vs {base[:, at - 1].mean():.2f} "
-                           f"(diff {d:+.2f}, 95% bootstrap [{lo:+.2f}, {hi:+.2f}])"))
-    aew = [r for v, r in groups.items() if v.algo == "ae" and v.warmup == 15625 and v.move == 0][0]
+                           (f"{var[:, at - 1].mean():.2f} vs {base[:, at - 1].mean():.2f} "
+                           f"(diff {d:+.2f}, 95% bootstrap [{lo:+.2f}, {hi:+.2f}])")))
+    aew = next(r for v, r in groups.items() if v.algo == "ae" and v.warmup == 15625 and v.move == 0)
     m = curve_matrix(aew).mean(0)
     hit = np.nonzero(m >= 73.0)[0]
     checks.append(("AE+warmup(15625) mean >= 73.0% within 50", bool(hit.size and hit[0] < 50),
-                   f"mean reaches 73.0% after {hit[0] + 1 if hit.size else 'never'} trained models; "
-                   f"mean @50 = {m[49]:.2f}%"))
+                   (f"mean reaches 73.0% after {hit[0] + 1 if hit.size else 'never'} trained models; "
+                   f"mean @50 = {m[49]:.2f}%")))
 
     # ---- diagnostics: the deterministic start of warmup(15625) (same cells for every seed)
     order = np.argsort(-table, kind="stable")
@@ -135,8 +135,8 @@ def main(argv=None) -> int:
     lines = [
         "# Zero-cost NAS on NB201 CIFAR-100 (the search figure of Abdelfattah et al., ICLR 2021)",
         "",
-        f"git {git_sha()}, {time.strftime('%Y-%m-%d %H:%M')}; `python bench/study_search_nb201.py` "
-        f"({time.time() - t0:.0f} s with cached scores).",
+        (f"git {git_sha()}, {time.strftime('%Y-%m-%d %H:%M')}; `python bench/study_search_nb201.py` "
+        f"({time.time() - t0:.0f} s with cached scores)."),
         "",
         f"- Budget {BUDGET} trained models (distinct ground-truth look-ups), {a.seeds} seeds (0..{a.seeds - 1}).",
         "- Selection on NB201 validation accuracy (200 epochs); curves = best **test** accuracy",
@@ -180,8 +180,8 @@ def main(argv=None) -> int:
         "",
         "## Diagnostics",
         "",
-        f"- warmup(15,625) sees the whole space, so its first trained cells are the same for every",
-        f"  seed: test accuracies of the top-10 synflow cells: "
+        "- warmup(15,625) sees the whole space, so its first trained cells are the same for every",
+        "  seed: test accuracies of the top-10 synflow cells: "
         + ", ".join(f"{x:.2f}" for x in top[:10]) + f"; the first with >= 73.0% is rank "
         f"{first73}; best validation accuracy among the top-64: {topv.max():.2f}%.",
         "- Runs that stalled (the step guard stopped a search that kept re-proposing trained",
@@ -190,8 +190,8 @@ def main(argv=None) -> int:
         "- Mean free revisits per run (proposals of already-trained cells): "
         + ", ".join(f"{k} {v:.0f}" for k, v in revisits.items()) + ".",
         "",
-        f"Runs: `{Path(a.runs_dir).relative_to(HERE.parent) if Path(a.runs_dir).is_relative_to(HERE.parent) else a.runs_dir}` "
-        "(JSONL, one line per seed: settings, trained NB201 indices in order, curves).",
+        (f"Runs: `{Path(a.runs_dir).relative_to(HERE.parent) if Path(a.runs_dir).is_relative_to(HERE.parent) else a.runs_dir}` "
+        "(JSONL, one line per seed: settings, trained NB201 indices in order, curves)."),
         "",
     ]
     Path(a.out).write_text("\n".join(lines))

@@ -44,13 +44,21 @@ RankPredictor::RankPredictor(int hidden, double lr, double weight_decay, Rng& rn
   fill(oE_, kE * kO * H, 1.0 / std::sqrt(static_cast<double>(kE)));
   fill(oW2_, H * H, 1.0 / std::sqrt(static_cast<double>(H)));
   fill(ow3_, H, 1.0 / std::sqrt(static_cast<double>(H)));
+  refresh_transpose();
+}
+
+void RankPredictor::refresh_transpose() {
+  const size_t H = static_cast<size_t>(h_);
+  w2t_.resize(H * H);
+  const float* W2 = p_.data() + oW2_;
+  for (size_t o = 0; o < H; ++o)
+    for (size_t k = 0; k < H; ++k) w2t_[k * H + o] = W2[o * H + k];
 }
 
 float RankPredictor::forward(int32_t code, float* h1, float* h2) const {
   const int H = h_;
   const float* E = p_.data() + oE_;
   const float* b1 = p_.data() + ob1_;
-  const float* W2 = p_.data() + oW2_;
   const float* b2 = p_.data() + ob2_;
   const float* w3 = p_.data() + ow3_;
   for (int k = 0; k < H; ++k) h1[k] = b1[k];
@@ -60,12 +68,18 @@ float RankPredictor::forward(int32_t code, float* h1, float* h2) const {
     for (int k = 0; k < H; ++k) h1[k] += row[k];
   }
   for (int k = 0; k < H; ++k) h1[k] = h1[k] > 0.0f ? h1[k] : 0.0f;
+  // h2 = W2 h1 + b2 as a sum of columns (axpy over W2's transpose): the inner loop is element-wise,
+  // so the compiler vectorises it without reassociating a reduction; zero units are skipped.
+  for (int o = 0; o < H; ++o) h2[o] = b2[o];
+  for (int k = 0; k < H; ++k) {
+    const float a = h1[k];
+    if (a == 0.0f) continue;
+    const float* col = w2t_.data() + static_cast<size_t>(k) * H;
+    for (int o = 0; o < H; ++o) h2[o] += col[o] * a;
+  }
   float f = p_[ob3_];
   for (int o = 0; o < H; ++o) {
-    const float* w = W2 + static_cast<size_t>(o) * H;
-    float s = b2[o];
-    for (int k = 0; k < H; ++k) s += w[k] * h1[k];
-    h2[o] = s > 0.0f ? s : 0.0f;
+    h2[o] = h2[o] > 0.0f ? h2[o] : 0.0f;
     f += w3[o] * h2[o];
   }
   return f;
@@ -138,25 +152,23 @@ void RankPredictor::predict_all(std::vector<float>& out) const {
     }
   }
   const float* b1 = p_.data() + ob1_;
-  const float* W2 = p_.data() + oW2_;
   const float* b2 = p_.data() + ob2_;
   const float* w3 = p_.data() + ow3_;
   out.resize(nb201::kSpaceSize);
-  std::vector<float> h1(H);
+  std::vector<float> h2(H);
   for (int32_t code = 0; code < nb201::kSpaceSize; ++code) {
     const float* a = A.data() + static_cast<size_t>(code % kHalf) * H;
     const float* b = B.data() + static_cast<size_t>(code / kHalf) * H;
+    for (int o = 0; o < H; ++o) h2[o] = b2[o];
     for (int k = 0; k < H; ++k) {
       const float s = b1[k] + a[k] + b[k];
-      h1[k] = s > 0.0f ? s : 0.0f;
+      if (s <= 0.0f) continue;
+      const float* col = w2t_.data() + static_cast<size_t>(k) * H;
+      for (int o = 0; o < H; ++o) h2[o] += col[o] * s;
     }
     float f = p_[ob3_];
-    for (int o = 0; o < H; ++o) {
-      const float* w = W2 + static_cast<size_t>(o) * H;
-      float s = b2[o];
-      for (int k = 0; k < H; ++k) s += w[k] * h1[k];
-      if (s > 0.0f) f += w3[o] * s;
-    }
+    for (int o = 0; o < H; ++o)
+      if (h2[o] > 0.0f) f += w3[o] * h2[o];
     out[code] = f;
   }
 }
@@ -213,6 +225,7 @@ double RankPredictor::fit(const std::vector<int32_t>& codes, const std::vector<d
       v_[k] = b2c * v_[k] + (1.0f - b2c) * gk * gk;
       p_[k] -= lr_ * (wd_ * p_[k] + (m_[k] / c1) / (std::sqrt(v_[k] / c2) + eps));
     }
+    refresh_transpose();
     loss /= static_cast<double>(used);
   }
   return loss;

@@ -43,11 +43,14 @@ class RankPredictor {
   // accumulates d f / d params * g into grad_
   void backward(int32_t code, const float* h1, const float* h2, float g);
 
+  void refresh_transpose();  // w2t_ = W2^T (the forward pass runs on columns)
+
   int h_;
   float lr_, wd_;
   // flat parameter layout: E (6*5*H), b1 (H), W2 (H*H, row-major [out][in]), b2 (H), w3 (H), b3 (1)
   size_t oE_, ob1_, oW2_, ob2_, ow3_, ob3_, n_;
   std::vector<float> p_, grad_, m_, v_;
+  std::vector<float> w2t_;  // W2 transposed ([in][out]), refreshed after every update
   int64_t t_ = 0;
 };
 

@@ -54,7 +54,7 @@ struct Config {
   // BP: pairwise-ranking MLP predictor (see predictor.hpp)
   int64_t bp_batch = 10;            // cells trained per predictor refit
   int64_t bp_hidden = 32;
-  int64_t bp_iters = 150;           // Adam steps per refit on the trained cells
+  int64_t bp_iters = 300;           // Adam steps per refit on the trained cells
   int64_t bp_warmup_iters = 300;    // Adam steps pre-training on the warmup proxy scores
   int64_t bp_pairs = 64;            // pairs per Adam step
   double bp_lr = 3e-3;

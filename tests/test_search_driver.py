@@ -241,22 +241,22 @@ def test_scores_steer_the_search(algo, w, m, oracle):
 
 # ------------------------------------------------------------------------------ bad parameters
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(budget=0), "budget 0"),
-    (dict(budget=15626), "budget 15626"),
-    (dict(warmup=15626), "warmup 15626"),
-    (dict(warmup=-1), "warmup -1"),
-    (dict(move=-3), "move -3"),
-    (dict(algo="sa"), "'sa'"),
-    (dict(options={"population": 20000}), "population 20000"),
-    (dict(options={"tournament": 65}), "tournament 65"),
-    (dict(options={"rl_lr": -1.0}), "rl_lr"),
-    (dict(options={"move_random_prob": 1.5}), "move_random_prob"),
-    (dict(options={"bogus": 1}), "bogus"),
-    (dict(budget=True), "budget"),
-    (dict(seed=-1), "seed must be >= 0, got -1"),
+    ({"budget": 0}, "budget 0"),
+    ({"budget": 15626}, "budget 15626"),
+    ({"warmup": 15626}, "warmup 15626"),
+    ({"warmup": -1}, "warmup -1"),
+    ({"move": -3}, "move -3"),
+    ({"algo": "sa"}, "'sa'"),
+    ({"options": {"population": 20000}}, "population 20000"),
+    ({"options": {"tournament": 65}}, "tournament 65"),
+    ({"options": {"rl_lr": -1.0}}, "rl_lr"),
+    ({"options": {"move_random_prob": 1.5}}, "move_random_prob"),
+    ({"options": {"bogus": 1}}, "bogus"),
+    ({"budget": True}, "budget"),
+    ({"seed": -1}, "seed must be >= 0, got -1"),
 ])
 def test_bad_parameters_raise_value_error_naming_them(kwargs, match):
-    args = dict(algo="ae", budget=10, warmup=0, move=0, seed=0)
+    args = {"algo": "ae", "budget": 10, "warmup": 0, "move": 0, "seed": 0}
     opts = kwargs.pop("options", {})
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):

@@ -17,8 +17,8 @@ from zcfast.search import (
     default_scorer,
     models_to_reach,
     parse_variant,
-    read_runs,
     reach_table,
+    read_runs,
     run_search,
     run_seeds,
     summarize,
@@ -167,8 +167,7 @@ def _score_csv(path, values):
     archs = nb201.all_arch_strings()
     with open(path, "w") as f:
         f.write("index,arch,synflow\n")
-        for i in range(N):
-            f.write(f"{i},{archs[i]},{float(values[i])!r}\n")
+        f.writelines(f"{i},{archs[i]},{float(values[i])!r}\n" for i in range(N))
     meta = {"dataset": "cifar100", "seed": 0, "proxies": ["synflow"]}
     (path.parent / (path.name + ".meta.json")).write_text(json.dumps(meta))
 

@@ -17,7 +17,13 @@ paper's variants, the figure and the "models needed to reach X%" table); see doc
 
 from __future__ import annotations
 
-from zcfast.search.cache import DATA_FREE_PROXIES, ScoreCache, ScoreKey, data_key, default_cache_root
+from zcfast.search.cache import (
+    DATA_FREE_PROXIES,
+    ScoreCache,
+    ScoreKey,
+    data_key,
+    default_cache_root,
+)
 from zcfast.search.driver import (
     ALGOS,
     DEFAULT_OPTIONS,

@@ -18,9 +18,10 @@ The root is ``$ZCFAST_CACHE`` if set, else ``~/.cache/zcfast``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class ScoreKey:
 
     @classmethod
     def of(cls, proxy: str, dataset: str, seed: int = 0, *, space: str = "nb201",
-           images: str = "default", batch_size: int = 64, flavour: str = "paper") -> "ScoreKey":
+           images: str = "default", batch_size: int = 64, flavour: str = "paper") -> ScoreKey:
         return cls(space, proxy, int(seed),
                    data_key(proxy, dataset, images=images, batch_size=batch_size, flavour=flavour))
 

@@ -90,8 +90,14 @@ def _cmd_search(a) -> int:
 
 
 def _cmd_figure(a) -> int:
-    from zcfast.search.runs import (FIGURE_VARIANTS, curve_table, parse_variant, plot_curves,
-                                    reach_table, run_variants)
+    from zcfast.search.runs import (
+        FIGURE_VARIANTS,
+        curve_table,
+        parse_variant,
+        plot_curves,
+        reach_table,
+        run_variants,
+    )
 
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, Mapping
+from collections.abc import Mapping
+from typing import Callable
 
 import numpy as np
 
@@ -48,7 +49,7 @@ def check_algo(algo: str) -> str:
 
 
 def make_config(algo: str, budget: int = 300, warmup: int = 0, move: int = 0, seed: int = 0,
-                **options) -> "_C.search.Config":
+                **options) -> _C.search.Config:
     """A validated driver config; ValueError names the first bad value."""
     c = _C.search.Config()
     c.algo = check_algo(algo)
@@ -71,7 +72,7 @@ def make_config(algo: str, budget: int = 300, warmup: int = 0, move: int = 0, se
     return c
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def code_tables() -> tuple:
     """(index_to_code, code_to_index), both (15625,) int32."""
     return nb201._tables()
@@ -88,8 +89,8 @@ def by_code(values_by_index: np.ndarray) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def ground_truth(dataset: str) -> "_C.search.GroundTruth":
+@functools.cache
+def ground_truth(dataset: str) -> _C.search.GroundTruth:
     """The driver's accuracy tables of a dataset (200-epoch validation and test accuracy, %)."""
     gt = groundtruth(dataset_name(dataset))
     return _C.search.GroundTruth(by_code(gt["val_acc"].to_numpy()), by_code(gt["test_acc"].to_numpy()))

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -194,7 +194,7 @@ class Variant:
         return f"{self.algo}_w{self.warmup}_m{self.move}"
 
     @property
-    def baseline(self) -> "Variant":
+    def baseline(self) -> Variant:
         return Variant(self.algo)
 
 
