@@ -149,12 +149,19 @@ void Search::tell(const int32_t* codes, const double* scores, size_t n) {
   }
 }
 
+void Search::next_stamp() {
+  if (++stamp_ == 0) {  // wrapped around: old marks could collide, clear them
+    std::fill(mark_.begin(), mark_.end(), 0u);
+    stamp_ = 1;
+  }
+}
+
 double Search::score(int32_t code) const { return full_ ? (*full_)[code] : zc_[code]; }
 
 bool Search::have_scores(const int32_t* codes, size_t n) {
   if (!full_) {
     const bool any_known = !known_.empty();
-    ++stamp_;
+    next_stamp();
     for (size_t i = 0; i < n; ++i) {
       const int32_t c = codes[i];
       if (any_known && known_[c]) continue;
@@ -210,7 +217,7 @@ int32_t Search::sample_untrained() {
 void Search::sample_untrained_distinct(int64_t m, std::vector<int32_t>& out) {
   out.clear();
   m = std::min(m, untrained());
-  ++stamp_;
+  next_stamp();
   while (static_cast<int64_t>(out.size()) < m) {
     const int32_t c = nb201::sample(rng_);
     if (is_trained(c) || mark_[c] == stamp_) continue;
@@ -223,7 +230,7 @@ std::vector<int32_t> Search::sample_distinct(int64_t n) {
   if (n * 4 <= kSpaceSize) {  // sparse draw: rejection against a stamp table
     std::vector<int32_t> out;
     out.reserve(n);
-    ++stamp_;
+    next_stamp();
     while (static_cast<int64_t>(out.size()) < n) {
       const int32_t c = nb201::sample(rng_);
       if (mark_[c] == stamp_) continue;

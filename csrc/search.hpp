@@ -163,6 +163,7 @@ class Search {
   std::vector<int32_t> need_;
   std::vector<uint32_t> mark_;       // scratch stamps for distinct sampling
   uint32_t stamp_ = 0;
+  void next_stamp();  // a fresh stamp value for mark_ (cleared on wrap-around)
 
   std::vector<int32_t> order_;  // warmup: cells to train, best first
   size_t order_pos_ = 0;
