@@ -48,6 +48,9 @@ DATASET = "cifar100"
 BUDGET = 300
 THRESHOLDS = (72.0, 72.5, 73.0, 73.2, 73.4)
 RESULTS = HERE / "results"
+# synflow of all 15,625 cells (CIFAR-100 network, weight seed 0), made with
+# `zcfast score --dataset cifar100 --proxies synflow --archs all --seed 0 --engine loop`
+SCORES = HERE / "data" / "synflow_nb201_cifar100_seed0.csv.gz"
 
 
 def ensure_scores(cache: ScoreCache, key: ScoreKey, scores_file: str | None) -> np.ndarray:
@@ -77,7 +80,9 @@ def bootstrap_ci(a: np.ndarray, b: np.ndarray, n: int = 4000, seed: int = 0) -> 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scores", default=None, help="'zcfast score' CSV with a synflow column to import")
+    ap.add_argument("--scores", default=str(SCORES) if SCORES.exists() else None,
+                    help="'zcfast score' CSV with a synflow column to import (default: the "
+                    "committed bench/data copy)")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--runs-dir", default=str(RESULTS / "search_nb201_cifar100_runs"))

@@ -203,3 +203,33 @@ def test_cli_search_and_figure(tmp_path, capsys):
     for label in ("RAND", "RAND+warmup(300)", "RL", "RL+move(10)"):
         assert f"| {label} |" in md
     assert len(list((tmp_path / "fig_runs").glob("*.jsonl"))) == 4
+
+
+def test_batched_engine_is_used_when_present(monkeypatch, tmp_path):
+    """The live scorer calls zcfast.score(archs, [proxy], space=, dataset=, batch_size=, seed=,
+    device=, chunk=) when zcfast.batched provides it, and reads the DataFrame by NB201 index."""
+    import pandas as pd
+
+    import zcfast.batched
+
+    calls = []
+
+    def fake_score(archs, proxies, *, space="nb201", dataset="cifar10", batch_size=64, seed=0,
+                   device=None, chunk=None):
+        calls.append((list(archs), list(proxies), space, dataset, batch_size, seed))
+        idx = list(archs)[::-1]  # any row order: the scorer must align by index
+        return pd.DataFrame({proxies[0]: [float(i) for i in idx]}, index=pd.Index(idx, name="index"))
+
+    monkeypatch.setattr(zcfast.batched, "score", fake_score, raising=False)
+    scorer = default_scorer("synflow", "c100", 3)
+    assert scorer.engine == "batched"
+    np.testing.assert_array_equal(scorer(np.array([5, 9, 2])), [5.0, 9.0, 2.0])
+    assert calls == [([5, 9, 2], ["synflow"], "nb201", "cifar100", 64, 3)]
+    # a search asks in batches: one packed call per ask, cached afterwards
+    cache = ScoreCache(tmp_path)
+    r = run_search("rand", "cifar100", 5, 100, 0, 0, "synflow", score_seed=3, cache=cache,
+                   scorer=scorer)
+    assert len(calls) == 2 and len(calls[1][0]) == 100 == r["scored_live"]
+    assert default_scorer("synflow", "c100", 3, engine="loop").engine == "loop"
+    with pytest.raises(ValueError, match="engine 'loop'"):
+        default_scorer("synflow", "c100", engine="batched", flavour="official")
