@@ -85,7 +85,9 @@ def main(argv=None) -> int:
                     "committed bench/data copy)")
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--runs-dir", default=str(RESULTS / "search_nb201_cifar100_runs"))
+    ap.add_argument("--runs-dir", default=str(HERE.parent / "runs" / "search_nb201_cifar100"),
+                    help="working JSONL folder (resumed); a gzipped bundle of all runs is "
+                    "written next to --out")
     ap.add_argument("--out", default=str(RESULTS / "search_nb201_cifar100.md"))
     a = ap.parse_args(argv)
 
@@ -195,11 +197,19 @@ def main(argv=None) -> int:
         "- Mean free revisits per run (proposals of already-trained cells): "
         + ", ".join(f"{k} {v:.0f}" for k, v in revisits.items()) + ".",
         "",
-        (f"Runs: `{Path(a.runs_dir).relative_to(HERE.parent) if Path(a.runs_dir).is_relative_to(HERE.parent) else a.runs_dir}` "
-        "(JSONL, one line per seed: settings, trained NB201 indices in order, curves)."),
+        f"Runs: `{Path(a.out).stem}_runs.jsonl.gz` (JSONL, one line per variant and seed: settings,",
+        "trained NB201 indices in order, curves; `zcfast.search.read_runs` reads it).",
         "",
     ]
     Path(a.out).write_text("\n".join(lines))
+    import gzip
+    import json
+
+    bundle = Path(a.out).with_name(Path(a.out).stem + "_runs.jsonl.gz")
+    with gzip.open(bundle, "wt") as f:
+        for v, runs in groups.items():
+            for r in runs:
+                f.write(json.dumps({"variant": v.label, **r}, separators=(",", ":")) + "\n")
     print("\n".join(lines))
     bad = [c for c in checks if not c[1]]
     print(f"{len(checks) - len(bad)}/{len(checks)} claims hold -> {a.out}, {png}")

@@ -44,7 +44,13 @@ def read_runs(path: str | os.PathLike, *, repair: bool = False) -> list:
     p = Path(path)
     if not p.exists():
         return []
-    raw = p.read_bytes()
+    if p.suffix == ".gz":  # a bundle written in one go (e.g. the study's); never repaired
+        import gzip
+
+        raw = gzip.decompress(p.read_bytes())
+        repair = False
+    else:
+        raw = p.read_bytes()
     if raw and not raw.endswith(b"\n"):
         cut = raw.rfind(b"\n") + 1
         if repair:
