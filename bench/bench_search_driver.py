@@ -8,7 +8,7 @@
    proposals/s for RAND, AE and RL on this CPU.
 2. End to end with live scoring: a warmup + move-proposal search (AE, population 16, warmup 64,
    move 24) whose proxy scores are computed on the fly on CPU (packed engine if present, else the
-   per-model loop) into an empty cache; candidates scored per second, and the driver's share.
+   per-model loop) into an empty cache; candidates scored per second, and the scorer's share.
 
 Correctness first: the bench search's trajectory is checked against the Python API's.
 Writes bench/results/search_driver.md (git SHA, CPU, date, versions).
@@ -115,8 +115,9 @@ def throughput(gt, table_code, quick: bool) -> list:
 
 
 def end_to_end(engine: str) -> dict:
-    """AE (population 16, tournament 4) + warmup(64) + move(24), budget 24: 64 + 8 * 24 = 256
-    cells scored live into an empty cache, then the same search again from the cache."""
+    """AE (population 16, tournament 4) + warmup(64) + move(24), budget 24: the 64 warmup cells
+    plus the neighbours of 8 mutation steps (at most 8 * 24, fewer where neighbour sets overlap)
+    are scored live into an empty cache; then the same search again from the cache."""
     scorer = default_scorer("synflow", "cifar100", 0, engine=engine)
     opts = {"population": 16, "tournament": 4}
     with tempfile.TemporaryDirectory() as d:
