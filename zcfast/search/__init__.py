@@ -1,1 +1,57 @@
+"""Zero-cost NAS on NAS-Bench-201, simulated against the benchmark's ground truth.
 
+The algorithms run in the compiled driver (``zcfast._C.search``, C++17, see csrc/search.hpp):
+random search (RAND), aging evolution (AE), REINFORCE (RL) and a predictor-based search (BP),
+each with a zero-cost *warmup* and a zero-cost *move* proposal (Abdelfattah et al., "Zero-Cost
+Proxies for Lightweight NAS", ICLR 2021, section 5). Zero-cost scores reach the driver through
+ask/tell, from a complete table, the on-disk score cache (:class:`ScoreCache`) or a live scorer
+(:func:`default_scorer`: the packed engine ``zcfast.score`` when present, else the per-model loop).
+
+>>> from zcfast.search import run_search
+>>> r = run_search("ae", "cifar100", budget=300, warmup=3000, move=24, seed=0, proxy="synflow")
+>>> r["best_test_curve"][49]     # best test accuracy after 50 trained models
+
+Command line: ``zcfast search ...`` (one variant, many seeds) and ``zcfast figure ...`` (all the
+paper's variants, the figure and the "models needed to reach X%" table); see docs/search.md.
+"""
+
+from __future__ import annotations
+
+from zcfast.search.cache import (
+    DATA_FREE_PROXIES,
+    ScoreCache,
+    ScoreKey,
+    data_key,
+    default_cache_root,
+)
+from zcfast.search.driver import (
+    ALGOS,
+    DEFAULT_OPTIONS,
+    by_code,
+    ground_truth,
+    make_config,
+    run_search,
+)
+from zcfast.search.runs import (
+    FIGURE_VARIANTS,
+    Variant,
+    curve_matrix,
+    curve_table,
+    models_to_reach,
+    parse_variant,
+    plot_curves,
+    reach_table,
+    read_runs,
+    run_seeds,
+    run_variants,
+    summarize,
+)
+from zcfast.search.scorer import batched_available, default_scorer
+
+__all__ = [
+    "ALGOS", "DATA_FREE_PROXIES", "DEFAULT_OPTIONS", "FIGURE_VARIANTS", "ScoreCache", "ScoreKey",
+    "Variant", "batched_available", "by_code", "curve_matrix", "curve_table", "data_key",
+    "default_cache_root", "default_scorer", "ground_truth", "make_config", "models_to_reach",
+    "parse_variant", "plot_curves", "reach_table", "read_runs", "run_search", "run_seeds",
+    "run_variants", "summarize",
+]

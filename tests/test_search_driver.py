@@ -1,0 +1,299 @@
+"""Search driver (zcfast._C.search via zcfast.search): golden runs, invariants, ask/tell, warmup
+and move, bad parameters. Synthetic proxy tables only (no network is scored here).
+
+Golden runs are recorded in tests/data/search_golden.json (the first trained cells and curve
+values of seeded runs; the RNG is specified bit for bit, see csrc/rng.hpp). After an intended
+change of an algorithm, regenerate with ``ZCFAST_REGEN_GOLDEN=1 pytest tests/test_search_driver.py``
+and explain the change in the commit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zcfast import _C
+from zcfast.data import groundtruth
+from zcfast.search import by_code, ground_truth, make_config, run_search
+from zcfast.spaces import nb201
+
+GOLDEN = Path(__file__).parent / "data" / "search_golden.json"
+N = nb201.NUM_ARCHS
+FAST_BP = {"bp_iters": 40, "bp_warmup_iters": 60, "bp_pairs": 32}
+
+
+@pytest.fixture(scope="module")
+def gt():
+    return groundtruth("cifar100")
+
+
+@pytest.fixture(scope="module")
+def noisy(gt):
+    """A synthetic proxy: test accuracy plus a deterministic pseudo-random offset (0..5 points),
+    so it is informative but imperfect (like a real zero-cost proxy)."""
+    idx = np.arange(N)
+    return gt["test_acc"].to_numpy() + ((idx * 7919) % 1009) / 1009.0 * 5.0
+
+
+@pytest.fixture(scope="module")
+def oracle(gt):
+    return gt["test_acc"].to_numpy().copy()
+
+
+VARIANTS = [
+    ("rand", 0, 0), ("rand", 500, 0), ("rand", 0, 10),
+    ("ae", 0, 0), ("ae", 500, 0), ("ae", 0, 24), ("ae", 0, 5),
+    ("rl", 0, 0), ("rl", 500, 0), ("rl", 0, 10),
+    ("bp", 0, 0), ("bp", 128, 0), ("bp", 0, 30),
+]
+
+
+def _opts(algo):
+    return dict(FAST_BP) if algo == "bp" else {}
+
+
+def _run(algo, w, m, seed, scores, budget=60, **kw):
+    opts = {**_opts(algo), **kw.pop("options", {})}
+    return run_search(algo, "cifar100", budget, w, m, seed, scores=scores, options=opts, **kw)
+
+
+# ------------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("algo,w,m", VARIANTS)
+def test_same_seed_same_trajectory_different_seed_differs(algo, w, m, noisy):
+    a = _run(algo, w, m, 3, noisy)
+    b = _run(algo, w, m, 3, noisy)
+    c = _run(algo, w, m, 4, noisy)
+    assert a["trained"] == b["trained"]
+    assert a["best_test_curve"] == b["best_test_curve"]
+    assert a["trained"] != c["trained"]
+
+
+def _golden_entry(r):
+    return {"trained": r["trained"][:16], "best_test": [round(v, 4) for v in r["best_test_curve"][::15]],
+            "steps": r["steps"], "proposals": r["proposals"]}
+
+
+def test_golden_runs(noisy):
+    got = {f"{a}_w{w}_m{m}": _golden_entry(_run(a, w, m, 0, noisy)) for a, w, m in VARIANTS}
+    if os.environ.get("ZCFAST_REGEN_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        lines = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in got.items()]
+        GOLDEN.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    want = json.loads(GOLDEN.read_text())
+    assert set(want) == set(got)
+    for k in want:
+        assert got[k] == want[k], f"golden run {k} changed"
+
+
+# -------------------------------------------------------------------------------- invariants
+@pytest.mark.parametrize("algo,w,m", VARIANTS)
+def test_invariants(algo, w, m, noisy, gt):
+    budget = 80
+    r = _run(algo, w, m, 1, noisy, budget=budget)
+    t = r["trained"]
+    assert not r["stalled"] and len(t) == budget  # budget spent exactly
+    assert len(set(t)) == len(t)  # no cell charged twice
+    test = gt["test_acc"].to_numpy()[t]
+    val = gt["val_acc"].to_numpy()[t]
+    np.testing.assert_allclose(r["best_test_curve"], np.maximum.accumulate(test))
+    np.testing.assert_allclose(r["best_val_curve"], np.maximum.accumulate(val))
+    sel = test[[int(np.argmax(val[: k + 1])) for k in range(budget)]]
+    np.testing.assert_allclose(r["selected_test_curve"], sel)
+    assert np.all(np.diff(r["best_test_curve"]) >= 0)
+    assert r["proposals"] >= budget
+    if w == 0 and m == 0:
+        assert r["scores_used"] == 0 and r["proxy"] is None
+
+
+def test_revisits_are_free_and_counted(noisy):
+    # AE re-proposes known cells now and then; they cost nothing but are counted
+    r = _run("ae", 0, 0, 0, None, budget=300, options={"population": 8, "tournament": 4})
+    assert len(set(r["trained"])) == 300
+    assert r["revisits"] > 0 and r["steps"] == 300 + r["revisits"]
+
+
+@pytest.mark.parametrize("budget", [5, 8, 50])
+def test_population_size_kept(budget):
+    cfg = make_config("ae", budget, 0, 0, 2, population=8, tournament=3)
+    s = _C.search.Search(cfg, ground_truth("cifar100"))
+    s.run()
+    pop = s.population()
+    assert len(pop) == min(8, budget)
+    trained = set(s.result()["trained"].tolist())
+    assert set(pop.tolist()) <= trained
+
+
+def test_ae_children_are_one_edge_mutations():
+    # every cell trained after the initial population differs from a population member in one edge
+    cfg = make_config("ae", 40, 0, 0, 5, population=10, tournament=3)
+    s = _C.search.Search(cfg, ground_truth("cifar100"))
+    s.run()
+    codes = s.result()["trained"].tolist()
+    ops = {c: np.array(_C.nb201.ops_of(c)) for c in codes}
+    for k in range(10, len(codes)):
+        assert any((ops[codes[k]] != ops[p]).sum() == 1 for p in codes[:k])
+
+
+def test_rl_policy_is_a_distribution_and_learns():
+    cfg = make_config("rl", 1, 0, 0, 0)
+    s = _C.search.Search(cfg, ground_truth("cifar100"))
+    p0 = s.policy().reshape(6, 5)
+    np.testing.assert_allclose(p0, 0.2)
+    cfg = make_config("rl", 200, 0, 0, 0)
+    s = _C.search.Search(cfg, ground_truth("cifar100"))
+    s.run()
+    p = s.policy().reshape(6, 5)
+    np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-12)
+    assert np.abs(p - 0.2).max() > 0.01  # 200 REINFORCE updates moved it
+
+
+def test_stall_guard_and_padding(noisy):
+    from zcfast.search import curve_matrix
+
+    r = _run("ae", 0, 0, 0, None, budget=300, options={"max_steps": 100})
+    assert r["stalled"] and r["steps"] == 100 and len(r["trained"]) <= 100
+    m = curve_matrix([r], length=300)
+    assert m.shape == (1, 300) and m[0, -1] == r["best_test_curve"][-1]
+
+
+# ------------------------------------------------------------------------------------ ask/tell
+@pytest.mark.parametrize("algo,w,m", [v for v in VARIANTS if v[1] or v[2]])
+def test_ask_tell_matches_full_table(algo, w, m, noisy):
+    cfg = make_config(algo, 60, w, m, 7, **_opts(algo))
+    gtab = ground_truth("cifar100")
+    table = by_code(noisy)
+    full = _C.search.Search(cfg, gtab, table)
+    full.run()
+    s = _C.search.Search(cfg, gtab)
+    asked: set = set()
+    batches = []
+    while True:
+        need = s.ask()
+        if need.size == 0:
+            break
+        assert len(set(need.tolist())) == need.size  # distinct within a batch
+        assert not (asked & set(need.tolist()))  # never asked twice
+        asked |= set(need.tolist())
+        batches.append(need.size)
+        s.tell(need, table[need])
+    assert s.done
+    a, b = full.result(), s.result()
+    np.testing.assert_array_equal(a["trained"], b["trained"])
+    assert a["scores_used"] == b["scores_used"] == len(asked)
+    assert b["asks"] == len(batches) and a["asks"] == 0
+    if w:  # the warmup asks for its W cells in one batch (RL: in policy batches)
+        assert batches[0] == (min(w, cfg.rl_warmup_batch) if algo == "rl" else w)
+
+
+def test_ask_tell_preloaded_scores_are_not_asked(noisy):
+    cfg = make_config("ae", 60, 0, 24, 1)
+    table = by_code(noisy)
+    s = _C.search.Search(cfg, ground_truth("cifar100"))
+    codes = np.arange(N, dtype=np.int32)[: N // 2]
+    s.tell(codes, table[codes])
+    while (need := s.ask()).size:
+        assert need.min() >= N // 2
+        s.tell(need, table[need])
+
+
+def test_nan_scores_rank_last(noisy):
+    # a NaN score never wins a move: with NaN on every cell but the oracle-best ones, the run
+    # behaves as if those cells were the only informative ones
+    scores = np.full(N, np.nan)
+    best = int(np.argmax(noisy))
+    scores[best] = 1.0
+    r = _run("rand", 15625, 0, 0, scores, budget=3)
+    assert r["trained"][0] == best
+
+
+# ------------------------------------------------------------------------ warmup/move use scores
+def test_warmup_with_oracle_finds_the_optimum_first(oracle, gt):
+    top = float(gt["test_acc"].max())
+    for algo in ("rand", "ae"):
+        r = _run(algo, 15625, 0, 0, oracle, budget=10)
+        assert r["best_test_curve"][0] == top, algo
+    # BP pre-trained on the oracle ranking of 256 cells trains a strong first batch
+    bp = [_run("bp", 256, 0, s, oracle, budget=10)["best_test_curve"][-1] for s in range(3)]
+    base = [_run("bp", 0, 0, s, oracle, budget=10)["best_test_curve"][-1] for s in range(3)]
+    assert np.mean(bp) > np.mean(base)
+
+
+@pytest.mark.parametrize("algo,w,m", [("rand", 1000, 0), ("rand", 0, 10), ("ae", 1000, 0),
+                                      ("ae", 0, 24), ("rl", 1000, 0), ("rl", 0, 10),
+                                      ("bp", 256, 0), ("bp", 0, 50)])
+def test_scores_steer_the_search(algo, w, m, oracle):
+    """With the true accuracy as proxy the variant beats its anti-proxy twin (scores negated):
+    so the proxy really drives warmup and move."""
+    seeds = range(4)
+    o = {"population": 16, "tournament": 5} if algo == "ae" and m else {}  # reach the move phase
+
+    def final(scores, s):
+        return _run(algo, w, m, s, scores, budget=40, options=o)["best_test_curve"][-1]
+
+    good = np.mean([final(oracle, s) for s in seeds])
+    bad = np.mean([final(-oracle, s) for s in seeds])
+    assert good > bad + 0.3, (good, bad)
+
+
+# ------------------------------------------------------------------------------ bad parameters
+@pytest.mark.parametrize("kwargs,match", [
+    ({"budget": 0}, "budget 0"),
+    ({"budget": 15626}, "budget 15626"),
+    ({"warmup": 15626}, "warmup 15626"),
+    ({"warmup": -1}, "warmup -1"),
+    ({"move": -3}, "move -3"),
+    ({"algo": "sa"}, "'sa'"),
+    ({"options": {"population": 20000}}, "population 20000"),
+    ({"options": {"tournament": 65}}, "tournament 65"),
+    ({"options": {"rl_lr": -1.0}}, "rl_lr"),
+    ({"options": {"move_random_prob": 1.5}}, "move_random_prob"),
+    ({"options": {"bogus": 1}}, "bogus"),
+    ({"budget": True}, "budget"),
+    ({"seed": -1}, "seed must be >= 0, got -1"),
+])
+def test_bad_parameters_raise_value_error_naming_them(kwargs, match):
+    args = {"algo": "ae", "budget": 10, "warmup": 0, "move": 0, "seed": 0}
+    opts = kwargs.pop("options", {})
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        run_search(args.pop("algo"), "cifar100", options=opts, **args)
+
+
+def test_bad_tables_raise():
+    g = ground_truth("cifar100")
+    with pytest.raises(ValueError, match="15,625"):
+        _C.search.GroundTruth(np.zeros(10), np.zeros(10))
+    bad = np.zeros(N)
+    bad[5] = np.nan
+    with pytest.raises(ValueError, match="cell code 5"):
+        _C.search.GroundTruth(bad, np.zeros(N))
+    with pytest.raises(ValueError, match="15,625"):
+        _C.search.Search(make_config("ae", 5, 10, 0), g, np.zeros(3))
+    s = _C.search.Search(make_config("ae", 5, 10, 0), g)
+    with pytest.raises(ValueError, match="15625"):
+        s.tell(np.array([15625], dtype=np.int32), np.array([1.0]))
+    with pytest.raises(RuntimeError, match="proxy scores"):
+        s.run()
+    with pytest.raises(ValueError, match="score table"):
+        run_search("ae", "cifar100", 5, 10, 0, scores=np.zeros(7))
+
+
+# ---------------------------------------------------------------------------------- predictor
+def test_rank_predictor_learns_an_ordering(gt):
+    i2c = nb201._tables()[0]
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(N)
+    tr, te = idx[:300], idx[300:1300]
+    y = gt["val_acc"].to_numpy()
+    p = _C.search.RankPredictor(hidden=32, lr=3e-3, weight_decay=5e-4, seed=0)
+    before = p.pair_accuracy(i2c[te], y[te])
+    p.fit(i2c[tr], y[tr], iters=300, pairs=64, seed=1)
+    after = p.pair_accuracy(i2c[te], y[te])
+    assert after > 0.8 and after > before + 0.1, (before, after)
+    f = p.predict_all()
+    assert f.shape == (N,) and np.isfinite(f).all()
+    assert f[i2c[te[0]]] == pytest.approx(p.predict(int(i2c[te[0]])), rel=1e-5)

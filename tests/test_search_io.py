@@ -1,0 +1,235 @@
+"""zcfast.search around the driver: the score cache, live scoring, resumable JSONL runs,
+aggregation tables and the ``zcfast search`` / ``zcfast figure`` commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from zcfast.cli import main
+from zcfast.data import groundtruth
+from zcfast.search import (
+    ScoreCache,
+    ScoreKey,
+    Variant,
+    default_scorer,
+    models_to_reach,
+    parse_variant,
+    reach_table,
+    read_runs,
+    run_search,
+    run_seeds,
+    summarize,
+)
+from zcfast.spaces import nb201
+
+N = nb201.NUM_ARCHS
+
+
+class CountingScorer:
+    """A synthetic proxy (true test accuracy) that counts the cells it is asked to score."""
+
+    def __init__(self):
+        self.calls = 0
+        self.cells = 0
+        self.acc = groundtruth("cifar100")["test_acc"].to_numpy()
+
+    def __call__(self, idx):
+        self.calls += 1
+        self.cells += len(idx)
+        return self.acc[np.asarray(idx)]
+
+
+# ---------------------------------------------------------------------------------- cache
+def test_cache_avoids_rescoring(tmp_path):
+    cache = ScoreCache(tmp_path)
+    sc = CountingScorer()
+    a = run_search("ae", "cifar100", 80, 200, 24, 0, "synflow", cache=cache, scorer=sc,
+                   options={"population": 16})
+    first = sc.cells
+    assert first == a["scored_live"] == a["scores_used"] > 200
+    # same search again, fresh cache object reading the files: nothing is rescored
+    sc2 = CountingScorer()
+    b = run_search("ae", "cifar100", 80, 200, 24, 0, "synflow", cache=ScoreCache(tmp_path),
+                   scorer=sc2, options={"population": 16})
+    assert sc2.calls == 0 and b["scored_live"] == 0
+    assert a["trained"] == b["trained"]
+    # another seed only scores the cells it has not seen
+    c = run_search("ae", "cifar100", 80, 200, 24, 1, "synflow", cache=ScoreCache(tmp_path),
+                   scorer=sc2, options={"population": 16})
+    assert 0 < sc2.cells < c["scores_used"]
+
+
+def test_cache_keys_and_files(tmp_path):
+    k1 = ScoreKey.of("synflow", "cifar100", 0)
+    k2 = ScoreKey.of("snip", "c100", 0, images="cifar10-subset", batch_size=64)
+    assert k1.data == "cifar100-paper"  # synflow reads no image
+    assert k2.data == "cifar100-cifar10-subset-b64-paper"
+    with pytest.raises(ValueError, match="seed"):
+        ScoreKey("nb201", "synflow", "0", "x")
+    with pytest.raises(ValueError, match="proxy"):
+        ScoreKey("nb201", "../x", 0, "x")
+    cache = ScoreCache(tmp_path)
+    cache.add(k1, [3, 5], [1.5, float("nan")])
+    cache.add(k1, [3], [99.0])  # already cached: kept as it was
+    p = cache.path(k1)
+    assert p.read_text() == "index,score\n3,1.5\n5,nan\n"
+    with open(p, "a") as f:
+        f.write("7,2.")  # torn append
+    got = ScoreCache(tmp_path).load(k1)
+    assert got[3] == 1.5 and np.isnan(got[5]) and 7 not in got
+    assert ScoreCache(tmp_path).table(k1) is None
+    with pytest.raises(ValueError, match="no scorer"):
+        ScoreCache(tmp_path).get_or_score(k1, np.array([3, 8]), None)
+    p.write_text("index,score\n99999,1.0\n")
+    with pytest.raises(ValueError, match="99999"):
+        ScoreCache(tmp_path).load(k1)
+
+
+def test_live_loop_scorer_matches_reference_and_fills_cache(tmp_path):
+    """Real scoring of a few cells (per-model loop, CPU): the cached value is the proxy's."""
+    import torch
+
+    from zcfast.proxies import compute_measures
+    from zcfast.spaces.nb201_model import build_model
+
+    scorer = default_scorer("synflow", "cifar100", 0, engine="loop")
+    cache = ScoreCache(tmp_path)
+    r = run_search("rand", "cifar100", 2, 3, 0, 5, "synflow", cache=cache, scorer=scorer)
+    key = ScoreKey.of("synflow", "cifar100", 0)
+    got = ScoreCache(tmp_path).load(key)
+    assert len(got) == 3 and r["scored_live"] == 3
+    i = r["trained"][0]
+    net = build_model(i, 100, seed=0)
+    ref = compute_measures(net, torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long),
+                           ["synflow"])["synflow"]
+    assert got[i] == ref
+    # the first trained cell is the best-scored of the three (warmup order)
+    assert got[i] == max(got.values())
+
+
+def test_scorer_engine_errors():
+    with pytest.raises(ValueError, match="unknown scoring engine 'gpu'"):
+        default_scorer("synflow", "cifar100", engine="gpu")
+    with pytest.raises(ValueError, match="unknown proxy"):
+        default_scorer("nope", "cifar100")
+
+
+# ----------------------------------------------------------------------------------- runs
+def test_run_seeds_resume_and_torn_line(tmp_path):
+    out = tmp_path / "r.jsonl"
+    runs = run_seeds(out, "rl", budget=30, seeds=3, progress=False)
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    with pytest.raises(FileExistsError):
+        run_seeds(out, "rl", budget=30, seeds=3, progress=False)
+    with open(out, "a") as f:
+        f.write('{"seed": 3, "trai')  # interrupted write
+    runs2 = run_seeds(out, "rl", budget=30, seeds=5, resume=True, progress=False)
+    assert sorted(r["seed"] for r in runs2) == [0, 1, 2, 3, 4]
+    assert [r["trained"] for r in runs2[:3]] == [r["trained"] for r in runs]
+    lines = out.read_text().splitlines()
+    assert len(lines) == 5 and all(json.loads(x) for x in lines)
+    with pytest.raises(ValueError, match="budget: file 30 vs now 40"):
+        run_seeds(out, "rl", budget=40, seeds=5, resume=True, progress=False)
+    assert len(read_runs(out)) == 5
+
+
+def test_aggregation_and_tables(tmp_path):
+    runs = run_seeds(tmp_path / "a.jsonl", "rand", budget=50, seeds=4, progress=False)
+    s = summarize(runs)
+    m = np.asarray([r["best_test_curve"] for r in runs])
+    np.testing.assert_allclose(s.mean, m.mean(0))
+    assert np.all(s.q25 <= s.q75)
+    t = float(np.median(m[:, -1]))
+    r = models_to_reach(runs, t)
+    per_seed = [int(np.argmax(row >= t)) + 1 for row in m if (row >= t).any()]
+    assert r["reached"] == len(per_seed) >= 2 and r["median_seed"] == np.median(per_seed)
+    assert models_to_reach(runs, 99.0)["mean_curve"] is None
+    table = reach_table({Variant("rand"): runs}, [t, 99.0])
+    assert "| RAND |" in table and "- (-, 0/4)" in table
+
+
+def test_parse_variant():
+    assert parse_variant("AE+warmup(3000)+move(24)") == Variant("ae", 3000, 24)
+    assert parse_variant("rl+move(10)").label == "RL+move(10)"
+    with pytest.raises(ValueError, match="cannot read variant"):
+        parse_variant("ae+warm(3)")
+    with pytest.raises(ValueError, match="unknown search algorithm"):
+        parse_variant("sa+move(3)")
+
+
+# ------------------------------------------------------------------------------------ CLI
+def _score_csv(path, values):
+    """A file in the format of 'zcfast score' (with meta) holding a synthetic synflow column."""
+
+    archs = nb201.all_arch_strings()
+    with open(path, "w") as f:
+        f.write("index,arch,synflow\n")
+        f.writelines(f"{i},{archs[i]},{float(values[i])!r}\n" for i in range(N))
+    meta = {"dataset": "cifar100", "seed": 0, "proxies": ["synflow"]}
+    (path.parent / (path.name + ".meta.json")).write_text(json.dumps(meta))
+
+
+def test_cli_search_and_figure(tmp_path, capsys):
+    acc = groundtruth("cifar100")["test_acc"].to_numpy()
+    csv = tmp_path / "syn.csv"
+    _score_csv(csv, acc + (np.arange(N) % 7) * 0.3)
+    cache = str(tmp_path / "cache")
+    out = tmp_path / "runs.jsonl"
+    rc = main(["search", "--algo", "ae", "--warmup", "500", "--move", "24", "--budget", "40",
+               "--seeds", "2", "--out", str(out), "--plot", str(tmp_path / "c.png"),
+               "--cache-dir", cache, "--scores", str(csv), "--no-progress",
+               "--option", "population=10"])
+    assert rc == 0 and (tmp_path / "c.png").stat().st_size > 0
+    runs = read_runs(out)
+    assert len(runs) == 2 and runs[0]["options"] == {"population": 10}
+    assert runs[0]["scored_live"] == 0  # all scores came from the imported file
+    rc = main(["search", "--algo", "ae", "--warmup", "500", "--move", "24", "--budget", "40",
+               "--seeds", "3", "--out", str(out), "--resume", "--cache-dir", cache,
+               "--no-progress", "--option", "population=10"])
+    assert rc == 0 and len(read_runs(out)) == 3
+    assert main(["search", "--algo", "ae", "--budget", "0", "--out", str(tmp_path / "x.jsonl"),
+                 "--no-progress"]) == 2
+    assert "budget 0" in capsys.readouterr().err
+
+    fig = tmp_path / "fig.png"
+    rc = main(["figure", "--seeds", "2", "--budget", "30", "--out", str(fig), "--cache-dir", cache,
+               "--variants", "rand+warmup(300),rl+move(10)", "--thresholds", "72,73",
+               "--no-progress"])
+    assert rc == 0 and fig.stat().st_size > 0
+    md = fig.with_suffix(".md").read_text()
+    for label in ("RAND", "RAND+warmup(300)", "RL", "RL+move(10)"):
+        assert f"| {label} |" in md
+    assert len(list((tmp_path / "fig_runs").glob("*.jsonl"))) == 4
+
+
+def test_batched_engine_is_used_when_present(monkeypatch, tmp_path):
+    """The live scorer calls zcfast.score(archs, [proxy], space=, dataset=, batch_size=, seed=,
+    device=, chunk=) when zcfast.batched provides it, and reads the DataFrame by NB201 index."""
+    import pandas as pd
+
+    import zcfast.batched
+
+    calls = []
+
+    def fake_score(archs, proxies, *, space="nb201", dataset="cifar10", batch_size=64, seed=0,
+                   device=None, chunk=None):
+        calls.append((list(archs), list(proxies), space, dataset, batch_size, seed))
+        idx = list(archs)[::-1]  # any row order: the scorer must align by index
+        return pd.DataFrame({proxies[0]: [float(i) for i in idx]}, index=pd.Index(idx, name="index"))
+
+    monkeypatch.setattr(zcfast.batched, "score", fake_score, raising=False)
+    scorer = default_scorer("synflow", "c100", 3)
+    assert scorer.engine == "batched"
+    np.testing.assert_array_equal(scorer(np.array([5, 9, 2])), [5.0, 9.0, 2.0])
+    assert calls == [([5, 9, 2], ["synflow"], "nb201", "cifar100", 64, 3)]
+    # a search asks in batches: one packed call per ask, cached afterwards
+    cache = ScoreCache(tmp_path)
+    r = run_search("rand", "cifar100", 5, 100, 0, 0, "synflow", score_seed=3, cache=cache,
+                   scorer=scorer)
+    assert len(calls) == 2 and len(calls[1][0]) == 100 == r["scored_live"]
+    assert default_scorer("synflow", "c100", 3, engine="loop").engine == "loop"
+    with pytest.raises(ValueError, match="engine 'loop'"):
+        default_scorer("synflow", "c100", engine="batched", flavour="official")

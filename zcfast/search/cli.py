@@ -1,0 +1,158 @@
+"""``zcfast search`` and ``zcfast figure`` (registered by zcfast.cli through :func:`add_parsers`).
+
+    zcfast search --space nb201 --dataset cifar100 --algo ae --warmup 3000 --move 24 \\
+        --budget 300 --seeds 20 --proxy synflow --out runs.jsonl --plot curves.png
+    zcfast figure --dataset cifar100 --seeds 20 --out fig.png
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _option(text: str):
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--option expects NAME=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    return k.strip(), v.strip()
+
+
+def _options(pairs) -> dict:
+    from zcfast.search.driver import DEFAULT_OPTIONS
+
+    out = {}
+    for k, v in pairs or []:
+        if k not in DEFAULT_OPTIONS:
+            raise ValueError(f"unknown search option {k!r}: expected one of {', '.join(DEFAULT_OPTIONS)}")
+        try:
+            out[k] = int(v) if isinstance(DEFAULT_OPTIONS[k], int) else float(v)
+        except ValueError:
+            raise ValueError(f"--option {k}={v!r}: not a number") from None
+    return out
+
+
+def _add_common(p):
+    p.add_argument("--space", default="nb201", choices=["nb201"])
+    p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
+    p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
+    p.add_argument("--proxy", default="synflow", help="zero-cost proxy used by warmup and move")
+    p.add_argument("--score-seed", type=int, default=0, help="weight seed of the proxy scores")
+    p.add_argument("--cache-dir", default=None,
+                   help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
+    p.add_argument("--scores", default=None,
+                   help="a 'zcfast score' CSV with the proxy column: imported into the cache first")
+    p.add_argument("--engine", default="auto", choices=["auto", "batched", "loop"],
+                   help="live scorer for cells missing from the cache")
+    p.add_argument("--device", default=None, help="device of the live scorer (default cpu)")
+    p.add_argument("--option", type=_option, action="append", metavar="NAME=VALUE",
+                   help="driver tunable, e.g. population=64, rl_lr=0.01 (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _search_kwargs(a) -> dict:
+    from zcfast.search.cache import ScoreCache, ScoreKey
+    from zcfast.search.scorer import default_scorer
+
+    cache = ScoreCache(a.cache_dir)
+    key = ScoreKey.of(a.proxy, a.dataset, a.score_seed, space=a.space)
+    if a.scores:
+        n = cache.import_scores(key, a.scores)
+        print(f"imported {n} {a.proxy} scores from {a.scores} into {cache.path(key)}")
+    scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device)
+    return {"cache": cache, "scorer": scorer, "score_key": key}
+
+
+def _cmd_search(a) -> int:
+    from zcfast.search.runs import Variant, curve_table, plot_curves, run_seeds, summarize
+
+    if a.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
+    seeds = list(range(a.seed_start, a.seed_start + a.seeds))
+    opts = _options(a.option)
+    runs = run_seeds(a.out, a.algo, dataset=a.dataset, budget=a.budget, warmup=a.warmup,
+                     move=a.move, seeds=seeds, proxy=a.proxy, score_seed=a.score_seed,
+                     resume=a.resume, progress=not a.no_progress, options=opts, space=a.space,
+                     **_search_kwargs(a))
+    runs = [r for r in runs if int(r["seed"]) in set(seeds)]
+    v = Variant(runs[0]["algo"], a.warmup, a.move)
+    s = summarize(runs)
+    at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
+    print(curve_table({v: runs}, sorted(set(at))))
+    stalled = sum(bool(r["stalled"]) for r in runs)
+    print(f"{v.label}: {s.n} seeds, final mean best test accuracy {s.mean[-1]:.2f}%"
+          + (f" ({stalled} runs stalled before spending the budget)" if stalled else "")
+          + f" -> {a.out}")
+    if a.plot:
+        plot_curves({v: runs}, a.plot, title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+        print(f"plot -> {a.plot}")
+    return 0
+
+
+def _cmd_figure(a) -> int:
+    from zcfast.search.runs import (
+        FIGURE_VARIANTS,
+        curve_table,
+        parse_variant,
+        plot_curves,
+        reach_table,
+        run_variants,
+    )
+
+    if a.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
+    variants = [parse_variant(t) for t in a.variants.split(",")] if a.variants else list(FIGURE_VARIANTS)
+    for v in variants:
+        if v.baseline not in variants:
+            variants.insert(0, v.baseline)
+    variants = list(dict.fromkeys(variants))
+    out = Path(a.out)
+    runs_dir = Path(a.runs_dir) if a.runs_dir else out.with_name(out.stem + "_runs")
+    groups = run_variants(runs_dir, variants, dataset=a.dataset, budget=a.budget, seeds=a.seeds,
+                          proxy=a.proxy, score_seed=a.score_seed, progress=not a.no_progress,
+                          options=_options(a.option), **_search_kwargs(a))
+    ds = next(iter(groups.values()))[0]["dataset"]
+    thresholds = [float(t) for t in a.thresholds.split(",")]
+    title = (f"NB201 {ds}: best test accuracy vs trained models, mean and 25-75% band over "
+             f"{a.seeds} seeds; proxy {a.proxy} (weight seed {a.score_seed})")
+    plot_curves(groups, out, title=title)
+    at = sorted({k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget})
+    text = "\n".join([
+        f"# {title}", "",
+        "## Trained models needed to reach X% best test accuracy",
+        "Cell: from the mean curve (median over seeds, seeds reaching / seeds); '-' = not reached.", "",
+        reach_table(groups, thresholds), "",
+        "## Mean best test accuracy [25%, 75%] after k trained models", "",
+        curve_table(groups, at), "",
+        f"Runs (JSONL, one line per seed): {runs_dir}", "",
+    ])
+    md = out.with_suffix(".md")
+    md.write_text(text)
+    print(text)
+    print(f"figure -> {out}; tables -> {md}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("search", help="zero-cost NAS on NB201 (RAND/AE/RL/BP, +warmup, +move), many seeds")
+    p.add_argument("--algo", required=True, help="rand | ae | rl | bp")
+    p.add_argument("--warmup", type=int, default=0, help="zero-cost warmup size W (0 = off)")
+    p.add_argument("--move", type=int, default=0, help="zero-cost move proposals M (0 = off)")
+    p.add_argument("--seeds", type=int, default=20, help="number of searches (seeds)")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed")
+    p.add_argument("--out", required=True, help="JSONL, one line per seed, written as each finishes")
+    p.add_argument("--resume", action="store_true", help="skip the seeds already in --out")
+    p.add_argument("--plot", default=None, help="PNG of the mean best test accuracy curve")
+    _add_common(p)
+    p.set_defaults(func=_cmd_search)
+
+    f = sub.add_parser("figure", help="all variants of the paper's NB201 search figure + tables")
+    f.add_argument("--seeds", type=int, default=20)
+    f.add_argument("--out", required=True, help="figure PNG; the tables go to the same name .md")
+    f.add_argument("--runs-dir", default=None, help="JSONL runs folder (default <out>_runs/), resumed")
+    f.add_argument("--variants", default=None,
+                   help="comma list, e.g. 'ae,ae+warmup(3000),ae+move(24)' (default: the paper's set)")
+    f.add_argument("--thresholds", default="72,72.5,73,73.2,73.4",
+                   help="accuracies (%%) for the 'models needed to reach' table")
+    _add_common(f)
+    f.set_defaults(func=_cmd_figure)

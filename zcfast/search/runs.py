@@ -1,0 +1,325 @@
+"""Many-seed searches into resumable JSONL files, their aggregation, plots and tables.
+
+A runs file has one JSON object per seed (the dict of :func:`zcfast.search.run_search`, curves
+rounded to 1e-6), written and flushed as each seed finishes. ``resume=True`` keeps the finished
+seeds (a torn last line from an interrupted write is dropped) and runs only the missing ones; the
+settings of the file must match. Curves of a run that stalled before spending its budget are
+padded with their last value when aggregated (no further model could be trained).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from zcfast.search.driver import check_algo, make_config, run_search
+
+# settings that identify a runs file (must match to resume or to append)
+SETTING_KEYS = ("space", "dataset", "algo", "budget", "warmup", "move", "proxy", "score_seed",
+                "options")
+CURVES = ("best_test_curve", "best_val_curve", "selected_test_curve")
+
+
+def _settings(run: dict) -> dict:
+    return {k: run.get(k) for k in SETTING_KEYS}
+
+
+def _compact(run: dict) -> dict:
+    out = dict(run)
+    for k in CURVES:
+        if k in out:
+            out[k] = [round(float(v), 6) for v in out[k]]
+    out["seconds"] = round(float(out.get("seconds", 0.0)), 4)
+    return out
+
+
+def read_runs(path: str | os.PathLike, *, repair: bool = False) -> list:
+    """The runs of a JSONL file (seed order as written). A torn last line is ignored (and cut
+    from the file when ``repair``)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    if p.suffix == ".gz":  # a bundle written in one go (e.g. the study's); never repaired
+        import gzip
+
+        raw = gzip.decompress(p.read_bytes())
+        repair = False
+    else:
+        raw = p.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        cut = raw.rfind(b"\n") + 1
+        if repair:
+            with open(p, "r+b") as f:
+                f.truncate(cut)
+        raw = raw[:cut]
+    runs = []
+    for n, line in enumerate(raw.decode().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p}:{n}: not a JSON line ({e})") from None
+    return runs
+
+
+def expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options,
+                      space="nb201") -> dict:
+    from zcfast.data import dataset_name
+
+    uses = int(warmup) > 0 or int(move) > 0
+    return {"space": space, "dataset": dataset_name(dataset), "algo": check_algo(algo),
+            "budget": int(budget), "warmup": int(warmup), "move": int(move),
+            "proxy": proxy if uses else None, "score_seed": int(score_seed) if uses else None,
+            "options": dict(options or {})}
+
+
+def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", budget: int = 300,
+              warmup: int = 0, move: int = 0, seeds: Sequence[int] | int = 20,
+              proxy: str = "synflow", score_seed: int = 0, resume: bool = False,
+              progress: bool = True, desc: str | None = None, options: dict | None = None,
+              space: str = "nb201", **search_kwargs) -> list:
+    """Run one search per seed into the JSONL file ``out``; returns all runs of the file.
+
+    ``seeds``: an int n (seeds 0..n-1) or a list. ``search_kwargs`` go to :func:`run_search`
+    (``scores``, ``scorer``, ``cache``...).
+    """
+    seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError("no seeds to run")
+    if any(s < 0 for s in seed_list) or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"seeds must be distinct non-negative integers, got {seed_list}")
+    want = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options, space)
+    make_config(algo, budget, warmup, move, seed_list[0], **(options or {}))  # fail before any I/O
+    p = Path(out)
+    existing = []
+    if p.exists() and p.stat().st_size > 0:
+        if not resume:
+            raise FileExistsError(f"{p} exists; pass --resume to continue it or choose another --out")
+        existing = read_runs(p, repair=True)
+        for r in existing:
+            if _settings(r) != want:
+                diff = {k: (r.get(k), want[k]) for k in SETTING_KEYS if r.get(k) != want[k]}
+                raise ValueError(f"cannot resume {p}: settings differ from the file's "
+                                 + ", ".join(f"{k}: file {a!r} vs now {b!r}" for k, (a, b) in diff.items()))
+    done = {int(r["seed"]) for r in existing}
+    todo = [s for s in seed_list if s not in done]
+    p.parent.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(seed_list), initial=len(seed_list) - len(todo), unit="seed",
+                   desc=desc or f"{want['algo']} w{warmup} m{move}", dynamic_ncols=True)
+    runs = list(existing)
+    try:
+        with open(p, "a") as f:
+            for s in todo:
+                r = run_search(algo, dataset, budget, warmup, move, s, proxy, space=space,
+                               score_seed=score_seed, options=options, **search_kwargs)
+                r = _compact(r)
+                f.write(json.dumps(r, separators=(",", ":")) + "\n")
+                f.flush()
+                runs.append(r)
+                if bar:
+                    bar.update(1)
+    finally:
+        if bar:
+            bar.close()
+    return runs
+
+
+# ------------------------------------------------------------------------------- aggregation
+def curve_matrix(runs: Iterable[dict], key: str = "best_test_curve", length: int | None = None) -> np.ndarray:
+    """(seeds, length) array of one curve per run; shorter (stalled) curves are padded with
+    their last value."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("no runs to aggregate")
+    n = length or max(int(r["budget"]) for r in runs)
+    out = np.empty((len(runs), n), dtype=np.float64)
+    for i, r in enumerate(runs):
+        c = np.asarray(r[key], dtype=np.float64)[:n]
+        if c.size == 0:
+            raise ValueError(f"run with seed {r.get('seed')} trained no cell")
+        out[i, : c.size] = c
+        out[i, c.size:] = c[-1]
+    return out
+
+
+@dataclass
+class Summary:
+    mean: np.ndarray
+    q25: np.ndarray
+    q75: np.ndarray
+    n: int
+
+
+def summarize(runs: Iterable[dict], key: str = "best_test_curve") -> Summary:
+    m = curve_matrix(runs, key)
+    return Summary(m.mean(0), np.quantile(m, 0.25, axis=0), np.quantile(m, 0.75, axis=0), m.shape[0])
+
+
+def models_to_reach(runs: Iterable[dict], threshold: float, key: str = "best_test_curve") -> dict:
+    """Trained models needed to reach ``threshold`` (%): from the mean curve (as read off a plot),
+    and per seed (median over seeds that reach it, and how many do)."""
+    m = curve_matrix(runs, key)
+    mean = m.mean(0)
+    hit = np.nonzero(mean >= threshold)[0]
+    per_seed = [int(np.argmax(row >= threshold)) + 1 for row in m if (row >= threshold).any()]
+    return {
+        "mean_curve": int(hit[0]) + 1 if hit.size else None,
+        "median_seed": float(np.median(per_seed)) if per_seed else None,
+        "reached": len(per_seed), "seeds": m.shape[0],
+    }
+
+
+# --------------------------------------------------------------------------------- variants
+@dataclass(frozen=True)
+class Variant:
+    algo: str
+    warmup: int = 0
+    move: int = 0
+
+    @property
+    def label(self) -> str:
+        s = self.algo.upper()
+        if self.warmup:
+            s += f"+warmup({self.warmup})"
+        if self.move:
+            s += f"+move({self.move})"
+        return s
+
+    @property
+    def slug(self) -> str:
+        return f"{self.algo}_w{self.warmup}_m{self.move}"
+
+    @property
+    def baseline(self) -> Variant:
+        return Variant(self.algo)
+
+
+# The paper's figure (PROXIES.md section 5), plus move analogues for RAND and BP.
+FIGURE_VARIANTS = (
+    Variant("rand"), Variant("rand", warmup=3000), Variant("rand", warmup=15625), Variant("rand", move=10),
+    Variant("ae"), Variant("ae", warmup=3000), Variant("ae", warmup=15625), Variant("ae", move=24),
+    Variant("rl"), Variant("rl", warmup=3000), Variant("rl", move=10), Variant("rl", move=100),
+    Variant("bp"), Variant("bp", warmup=256), Variant("bp", move=100),
+)
+
+
+def parse_variant(text: str) -> Variant:
+    """``ae``, ``ae+warmup(3000)``, ``rl+move(10)``, ``ae+warmup(3000)+move(24)`` (case-insensitive)."""
+    import re
+
+    t = text.strip().lower().replace(" ", "")
+    m = re.fullmatch(r"([a-z]+)((?:\+(?:warmup|move)\(\d+\))*)", t)
+    if not m:
+        raise ValueError(f"cannot read variant {text!r} (expected e.g. ae+warmup(3000)+move(24))")
+    algo = check_algo(m.group(1))
+    parts = dict(re.findall(r"\+(warmup|move)\((\d+)\)", m.group(2)))
+    return Variant(algo, int(parts.get("warmup", 0)), int(parts.get("move", 0)))
+
+
+def run_variants(runs_dir: str | os.PathLike, variants: Sequence[Variant], *, dataset: str = "cifar100",
+                 budget: int = 300, seeds: int = 20, proxy: str = "synflow", score_seed: int = 0,
+                 progress: bool = True, **search_kwargs) -> dict:
+    """Run (or resume) every variant into ``runs_dir/<slug>.jsonl``; returns {variant: runs}."""
+    from zcfast.data import dataset_name
+
+    d = Path(runs_dir)
+    ds = dataset_name(dataset)
+    out = {}
+    for v in variants:
+        path = d / f"{ds}_{v.slug}_b{budget}.jsonl"
+        out[v] = run_seeds(path, v.algo, dataset=ds, budget=budget, warmup=v.warmup, move=v.move,
+                           seeds=seeds, proxy=proxy, score_seed=score_seed, resume=True,
+                           progress=progress, desc=v.label, **search_kwargs)
+        # keep exactly the requested seeds (a file may hold more)
+        want = set(range(int(seeds)))
+        out[v] = [r for r in out[v] if int(r["seed"]) in want]
+    return out
+
+
+# ----------------------------------------------------------------------------- plots/tables
+def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str = "best_test_curve",
+                ylim: tuple | None = None, panels: bool = True) -> None:
+    """Mean ``key`` vs trained models with a 25-75% band, one line per label of ``groups``
+    ({label or Variant: runs}). With ``panels`` and Variant keys: one panel per algorithm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = list(groups.items())
+    algos = []
+    for k, _ in items:
+        a = k.algo if isinstance(k, Variant) else "all"
+        if a not in algos:
+            algos.append(a)
+    if not panels or len(algos) == 1:
+        algos = ["all"]
+    ncol = min(2, len(algos))
+    nrow = (len(algos) + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.4 * ncol, 4.4 * nrow), squeeze=False)
+    for ax, algo in zip(axes.flat, algos):
+        for k, runs in items:
+            if algo != "all" and (not isinstance(k, Variant) or k.algo != algo):
+                continue
+            s = summarize(runs, key)
+            x = np.arange(1, s.mean.size + 1)
+            label = (k.label if isinstance(k, Variant) else str(k)) + f" (n={s.n})"
+            (line,) = ax.plot(x, s.mean, label=label, lw=1.6)
+            ax.fill_between(x, s.q25, s.q75, color=line.get_color(), alpha=0.15, lw=0)
+        ax.set_xlabel("trained models")
+        ax.set_ylabel("best test accuracy (%)" if key == "best_test_curve" else key)
+        ax.set_xscale("log")
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8, loc="lower right")
+        if algo != "all":
+            ax.set_title(algo.upper())
+    for ax in list(axes.flat)[len(algos):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def reach_table(groups: dict, thresholds: Sequence[float], key: str = "best_test_curve") -> str:
+    """Markdown table: trained models needed to reach each threshold, per variant.
+
+    Cell: k from the mean curve, then (median over seeds, seeds reaching / seeds); '-' = never."""
+    head = "| variant | " + " | ".join(f"{t:g}%" for t in thresholds) + " |"
+    lines = [head, "|" + "---|" * (len(thresholds) + 1)]
+    for k, runs in groups.items():
+        cells = []
+        for t in thresholds:
+            r = models_to_reach(runs, t, key)
+            mc = "-" if r["mean_curve"] is None else str(r["mean_curve"])
+            med = "-" if r["median_seed"] is None else f"{r['median_seed']:g}"
+            cells.append(f"{mc} ({med}, {r['reached']}/{r['seeds']})")
+        label = k.label if isinstance(k, Variant) else str(k)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def curve_table(groups: dict, at: Sequence[int], key: str = "best_test_curve") -> str:
+    """Markdown table: mean [25%, 75%] of ``key`` after ``at`` trained models, per variant."""
+    head = "| variant | " + " | ".join(f"@{a}" for a in at) + " |"
+    lines = [head, "|" + "---|" * (len(at) + 1)]
+    for k, runs in groups.items():
+        s = summarize(runs, key)
+        cells = [f"{s.mean[a - 1]:.2f} [{s.q25[a - 1]:.2f}, {s.q75[a - 1]:.2f}]" for a in at if a <= s.mean.size]
+        label = k.label if isinstance(k, Variant) else str(k)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

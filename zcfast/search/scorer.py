@@ -1,0 +1,82 @@
+"""Live zero-cost scorers for the search: a scorer maps NB201 indices to one proxy's scores.
+
+The default uses the packed engine ``zcfast.score`` when ``zcfast.batched`` provides it (all
+cells of a request in one batched call) and falls back to the per-model reference loop
+(``zcfast.scoring.iter_loop``) otherwise. Both build each cell's weights from (seed, arch), and
+score on the same seeded minibatch as ``zcfast score`` (so cached values agree with score files).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from zcfast.data import dataset_name, image_source, num_classes
+from zcfast.proxies import check_names
+
+ENGINES = ("auto", "batched", "loop")
+
+
+def batched_available() -> bool:
+    try:
+        import zcfast.batched as b
+    except ImportError:
+        return False
+    return callable(getattr(b, "score", None))
+
+
+def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "auto",
+                   batch_size: int = 64, images: str = "default", flavour: str = "paper",
+                   device=None, chunk=None) -> Callable[[np.ndarray], np.ndarray]:
+    """A callable ``f(indices) -> (n,) float64`` scoring NB201 cells with ``proxy``.
+
+    ``engine``: ``batched`` (``zcfast.score``, one packed call per request), ``loop`` (one model
+    at a time) or ``auto`` (batched when available and the settings are ones it supports: default
+    images and the paper's network flavour).
+    """
+    (proxy,) = check_names([proxy])
+    ds = dataset_name(dataset)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    plain = images == "default" and flavour == "paper"
+    if engine == "batched" and not batched_available():
+        raise ValueError("engine 'batched' asked for, but zcfast.batched provides no score() yet")
+    if engine == "batched" and not plain:
+        raise ValueError("the batched engine scores the paper's network on the default images; "
+                         f"got images={images!r}, flavour={flavour!r}: use engine 'loop'")
+    use_batched = engine == "batched" or (engine == "auto" and plain and batched_available())
+
+    if use_batched:
+        def score_batched(indices: np.ndarray) -> np.ndarray:
+            import zcfast
+
+            idx = np.asarray(indices, dtype=np.int64)
+            df = zcfast.score(idx.tolist(), [proxy], space="nb201", dataset=ds,
+                              batch_size=batch_size, seed=seed, device=device, chunk=chunk)
+            return df.loc[idx, proxy].to_numpy(dtype=np.float64)
+
+        score_batched.engine = "batched"  # type: ignore[attr-defined]
+        return score_batched
+
+    state: dict = {}
+
+    def score_loop(indices: np.ndarray) -> np.ndarray:
+        import torch
+
+        from zcfast.scoring import iter_loop
+
+        if "x" not in state:  # the minibatch is built once, on first use
+            src = image_source(ds, images=images)
+            x, y = src.minibatch(batch_size, seed)
+            dev = torch.device(device) if device is not None else torch.device("cpu")
+            state.update(x=x.to(dev), y=y.to(dev), dev=dev)
+        out = {}
+        for i, vals in iter_loop([int(i) for i in indices], [proxy], state["x"], state["y"],
+                                 ncls=num_classes(ds), seed=seed, flavour=flavour,
+                                 device=state["dev"]):
+            out[i] = vals[proxy]
+        return np.asarray([out[int(i)] for i in indices], dtype=np.float64)
+
+    score_loop.engine = "loop"  # type: ignore[attr-defined]
+    return score_loop
