@@ -56,7 +56,15 @@ def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int) -> in
     dev = torch.device(device)
     per = _bytes_per_candidate(proxies, batch, input_size)
     budget = 0.5 * _available_bytes(dev)
-    cap = 1024 if dev.type == "cuda" else (64 if set(proxies) & _GRAD_PROXIES else 512)
+    # On a CPU, batch-64 passes are memory-bandwidth bound: past K of 1-2 the packed tensors
+    # fall out of cache and a candidate costs more, not less (bench/results/packed_cpu.md);
+    # batch-1 synflow is flat up to K of about 16. GPUs want large K.
+    if dev.type == "cuda":
+        cap = 1024
+    elif set(proxies) & _GRAD_PROXIES or "nwot" in proxies:
+        cap = 2
+    else:
+        cap = 16
     env = os.environ.get("ZCFAST_CHUNK")
     if env:
         return max(1, int(env))
