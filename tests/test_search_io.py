@@ -207,16 +207,19 @@ def test_cli_search_and_figure(tmp_path, capsys):
 
 def test_batched_engine_is_used_when_present(monkeypatch, tmp_path):
     """The live scorer calls zcfast.score(archs, [proxy], space=, dataset=, batch_size=, seed=,
-    device=, chunk=) when zcfast.batched provides it, and reads the DataFrame by NB201 index."""
+    device=, chunk=, images=, flavour=) when zcfast.batched provides it, and reads the
+    DataFrame by NB201 index."""
     import pandas as pd
 
     import zcfast.batched
 
     calls = []
+    flavours = []
 
     def fake_score(archs, proxies, *, space="nb201", dataset="cifar10", batch_size=64, seed=0,
-                   device=None, chunk=None):
+                   device=None, chunk=None, images="default", flavour="paper"):
         calls.append((list(archs), list(proxies), space, dataset, batch_size, seed))
+        flavours.append(flavour)
         idx = list(archs)[::-1]  # any row order: the scorer must align by index
         return pd.DataFrame({proxies[0]: [float(i) for i in idx]}, index=pd.Index(idx, name="index"))
 
@@ -231,5 +234,5 @@ def test_batched_engine_is_used_when_present(monkeypatch, tmp_path):
                    scorer=scorer)
     assert len(calls) == 2 and len(calls[1][0]) == 100 == r["scored_live"]
     assert default_scorer("synflow", "c100", 3, engine="loop").engine == "loop"
-    with pytest.raises(ValueError, match="engine 'loop'"):
-        default_scorer("synflow", "c100", engine="batched", flavour="official")
+    default_scorer("synflow", "c100", engine="batched", flavour="official")(np.array([1]))
+    assert flavours[-1] == "official"

@@ -103,12 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_score(sub)
     _add_correlate(sub)
     sub.add_parser("info", help="versions and the backend each fused op uses")
-    try:
-        from zcfast.search import cli as search_cli
-    except ImportError:
-        search_cli = None
-    if search_cli is not None:
-        search_cli.add_parsers(sub)
+    from zcfast.search import cli as search_cli  # a broken search module must fail loudly
+
+    search_cli.add_parsers(sub)
     return ap
 
 

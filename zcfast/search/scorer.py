@@ -32,20 +32,15 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     """A callable ``f(indices) -> (n,) float64`` scoring NB201 cells with ``proxy``.
 
     ``engine``: ``batched`` (``zcfast.score``, one packed call per request), ``loop`` (one model
-    at a time) or ``auto`` (batched when available and the settings are ones it supports: default
-    images and the paper's network flavour).
+    at a time) or ``auto`` (batched when available).
     """
     (proxy,) = check_names([proxy])
     ds = dataset_name(dataset)
     if engine not in ENGINES:
         raise ValueError(f"unknown scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    plain = images == "default" and flavour == "paper"
     if engine == "batched" and not batched_available():
         raise ValueError("engine 'batched' asked for, but zcfast.batched provides no score() yet")
-    if engine == "batched" and not plain:
-        raise ValueError("the batched engine scores the paper's network on the default images; "
-                         f"got images={images!r}, flavour={flavour!r}: use engine 'loop'")
-    use_batched = engine == "batched" or (engine == "auto" and plain and batched_available())
+    use_batched = engine == "batched" or (engine == "auto" and batched_available())
 
     if use_batched:
         def score_batched(indices: np.ndarray) -> np.ndarray:
@@ -53,8 +48,12 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
 
             idx = np.asarray(indices, dtype=np.int64)
             df = zcfast.score(idx.tolist(), [proxy], space="nb201", dataset=ds,
-                              batch_size=batch_size, seed=seed, device=device, chunk=chunk)
-            return df.loc[idx, proxy].to_numpy(dtype=np.float64)
+                              batch_size=batch_size, seed=seed, device=device, chunk=chunk,
+                              images=images, flavour=flavour)
+            col = df[proxy]
+            if col.index.is_unique:  # align by NB201 index (any row order)
+                return col.reindex(idx).to_numpy(dtype=np.float64)
+            return col.to_numpy(dtype=np.float64)  # duplicates: zcfast.score keeps request order
 
         score_batched.engine = "batched"  # type: ignore[attr-defined]
         return score_batched
