@@ -6,7 +6,6 @@ One program per segment walks it in BLOCK_SIZE chunks; element i of segment s ge
 
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 

@@ -7,8 +7,8 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 # One intra-op thread by default: on the shared 2-core machines, two OpenMP threads competing
 # with other processes made small backward passes 10-40x slower (spin-waiting). CI on a quiet

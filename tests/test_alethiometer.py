@@ -31,7 +31,7 @@ import types
 
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from zcfast.proxies import compute_measures

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from scipy import stats
+from torch import nn
 
 from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import Cell, ResBlock, build_model

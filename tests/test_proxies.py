@@ -16,8 +16,8 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from zcfast.proxies import PAPER_PROXIES, PROXIES, compute_measures, find_measures

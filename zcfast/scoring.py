@@ -12,11 +12,10 @@ import csv
 import io
 import json
 import math
-import os
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch

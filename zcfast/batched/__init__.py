@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from zcfast.batched.engine import SUPPORTED, PackedNB201, codes_of
 
-__all__ = ["score", "iter_packed", "auto_chunk", "PackedNB201", "SUPPORTED"]
+__all__ = ["SUPPORTED", "PackedNB201", "auto_chunk", "iter_packed", "score"]
 
 _GRAD_PROXIES = {"grad_norm", "snip", "plain", "fisher", "grasp", "jacob_cov"}
 
@@ -96,7 +96,7 @@ def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int =
             eng = PackedNB201(codes_of(part), ncls, flavour=flavour, seed=seed,
                               input_size=input_size, device=dev, backend=backend, dtype=dtype)
             res = eng.compute(x, y, proxies)
-        except Exception as e:  # noqa: BLE001 - only out-of-memory is retried
+        except Exception as e:
             if not _is_oom(e) or k == 1:
                 raise
             del e

@@ -204,7 +204,7 @@ class PackedNB201:
         conv, self-adjoint, see _BoxSum3) times 1/(number of valid neighbours): the same values
         to rounding, 2-4x faster on CPU than the pooling kernels forward, backward and in grasp's
         double backward."""
-        c, hgt, wid = x.shape[1], x.shape[2], x.shape[3]
+        hgt, wid = x.shape[2], x.shape[3]
         key = (hgt, wid, x.dtype, x.device)
         if key not in self._pool_cache:
             ones = torch.ones(1, 1, hgt, wid, dtype=x.dtype, device=x.device)

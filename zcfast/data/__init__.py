@@ -51,7 +51,7 @@ def input_size(dataset: str) -> int:
     return _DATASETS[dataset_name(dataset)][2]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _gt_npz() -> dict:
     with np.load(BUNDLED / "nb201_groundtruth.npz") as d:
         return {k: d[k] for k in d.files}
@@ -67,7 +67,7 @@ def nb201_unique_class() -> np.ndarray:
     return _gt_npz()["unique_class"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def groundtruth(dataset: str):
     """NB201 ground truth of one dataset as a pandas DataFrame indexed by NB201 index.
 

@@ -18,7 +18,7 @@ def backend_info() -> dict:
 
     import torch
 
-    from zcfast import __version__, _C
+    from zcfast import _C, __version__
 
     info = {
         "zcfast": __version__,

@@ -14,7 +14,7 @@ import os
 BACKENDS = ("cuda", "triton", "torch", "cpu")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_available() -> bool:
     try:
         import triton  # noqa: F401
@@ -27,7 +27,7 @@ def triton_interpreted() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cuda_kernels_built() -> bool:
     from zcfast import _C
 
@@ -82,9 +82,8 @@ def choose(op: str, device, backend: str | None = None, *, has_cpu: bool = False
                     f"backend 'triton' requested for {op} on {dev}: Triton runs CPU tensors "
                     "only under TRITON_INTERPRET=1"
                 )
-        elif explicit == "cpu":
-            if dev.type != "cpu" or not has_cpu:
-                raise RuntimeError(f"backend 'cpu' is not available for {op} on {dev}")
+        elif explicit == "cpu" and (dev.type != "cpu" or not has_cpu):
+            raise RuntimeError(f"backend 'cpu' is not available for {op} on {dev}")
         return explicit
     if dev.type == "cuda":
         if cuda_op_available(op):

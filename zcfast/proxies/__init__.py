@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from zcfast.proxies import measures as _m
 from zcfast.proxies._common import couples_samples
@@ -112,7 +112,7 @@ def compute_measures(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
             try:
                 out[name] = float(p.fn(net_c, inputs, targets, loss_fn, split))
                 break
-            except Exception as e:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+            except Exception as e:
                 if not _is_oom(e):
                     raise
                 # the proxies run on the train-mode copy: judge the coupling there, not on the

@@ -15,7 +15,7 @@ without Training", ICML 2021 (nwot).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from zcfast.proxies._common import (
     as_float,
@@ -100,19 +100,20 @@ def fisher(net, x, y, loss_fn, split=1) -> float:
     layers = counted_layers(net)
     acc = {m: None for m in layers}  # sum over samples of (sum_hw a*g)^2, per channel
 
-    def fwd_hook(module, inp, out):
-        if not out.requires_grad:
-            return
-
-        def grad_hook(gout, act=out.detach(), module=module):
+    def make_grad_hook(module, act):
+        def grad_hook(gout):
             _, sdims = _channel_dims(module, act)  # g_nk ends as (B, C_out)
-            g_nk = (act * gout.detach())
+            g_nk = act * gout.detach()
             if sdims:
                 g_nk = g_nk.sum(sdims)
             s = g_nk.pow(2).sum(0)
             acc[module] = s if acc[module] is None else acc[module] + s
 
-        out.register_hook(grad_hook)
+        return grad_hook
+
+    def fwd_hook(module, inp, out):
+        if out.requires_grad:
+            out.register_hook(make_grad_hook(module, out.detach()))
 
     handles = [m.register_forward_hook(fwd_hook) for m in layers]
     try:

@@ -9,7 +9,8 @@ Arch arguments accept an arch string (``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``), 
 from __future__ import annotations
 
 import functools
-from typing import Iterable, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Union
 
 import numpy as np
 
@@ -25,7 +26,7 @@ NONE, SKIP, CONV1, CONV3, POOL = range(5)
 Arch = Union[str, int, np.integer, Sequence[int]]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tables():
     from zcfast.data import nb201_ops_table
 
@@ -105,7 +106,7 @@ def arch_at(index: int) -> str:
     return _C.nb201.to_string(code_of_index(index))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def all_arch_strings() -> tuple:
     """The 15,625 arch strings in NB201 index order."""
     return tuple(_C.nb201.to_string(int(c)) for c in _tables()[0])
@@ -142,7 +143,7 @@ def canonical(arch: Arch) -> str:
     return _C.nb201.canonical(code_of(arch))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def canonical_classes() -> np.ndarray:
     """(15625,) int32 class id per NB201 index; 6,466 classes."""
     canon = _C.nb201.canonical_all()  # by code

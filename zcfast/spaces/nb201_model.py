@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 import torch
-import torch.nn as nn
+from torch import nn
 
 from zcfast.spaces import nb201
 
@@ -175,7 +175,7 @@ class NB201Net(nn.Module):
         x = self.gap(self.lastact(x)).flatten(1)
         return self.classifier(x)
 
-    def get_prunable_copy(self, bn: bool = False) -> "NB201Net":
+    def get_prunable_copy(self, bn: bool = False) -> NB201Net:
         """Copy with the same weights, in train mode. ``bn=False`` (synflow, as in the paper's
         code): BatchNorm removed from the stem, the cells and the head, but **kept inside the two
         reduction blocks** -- the released code's behaviour (PROXIES.md, quirks)."""
