@@ -47,7 +47,11 @@ def fisher_channels_reference(act, grad, group_size: int, fan_in: float) -> torc
 
 
 def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str | None = None):
-    """(C // group_size,) float64 fan-in-weighted fisher sums per channel group."""
+    """(C // group_size,) float64 fan-in-weighted fisher sums per channel group.
+
+    act, grad: (B, C, *spatial) float32 or float64, same shape, dtype and device (any strides:
+    made contiguous here); group_size divides C.
+    """
     bk = _backend.choose("fisher_channels", act.device, backend)
     if bk == "torch":
         return fisher_channels_reference(act, grad, group_size, fan_in)
@@ -60,10 +64,19 @@ def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str |
 
             fisher_channels_triton(a, g, per_channel)
         else:
-            from zcfast import _C
-
-            with torch.cuda.device(a.device):
-                _C.cuda.fisher_channels(a.data_ptr(), g.data_ptr(), b, c, hw, per_channel.data_ptr(),
-                                        a.dtype == torch.float64,
-                                        torch.cuda.current_stream(a.device).cuda_stream)
+            _fisher_channels_cuda(a, g, per_channel)
     return per_channel.view(-1, group_size).sum(1) * float(fan_in)
+
+
+def _fisher_channels_cuda(a, g, out):
+    """csrc/cuda/fisher.cu on contiguous (B, C, HW) CUDA tensors: out (C,) float64, written."""
+    from zcfast import _C
+
+    if a.device.type != "cuda":
+        raise RuntimeError(f"fisher_channels: the cuda kernel needs CUDA tensors, got {a.device}")
+    b, c, hw = a.shape
+    with torch.cuda.device(a.device):
+        _C.cuda.fisher_channels(a.data_ptr(), g.data_ptr(), b, c, hw, out.data_ptr(),
+                                a.dtype == torch.float64,
+                                torch.cuda.current_stream(a.device).cuda_stream)
+    return out
