@@ -38,6 +38,10 @@ def _prepare(act, grad, group_size: int):
 def fisher_channels_reference(act, grad, group_size: int, fan_in: float) -> torch.Tensor:
     """Plain-torch reference: (C // group_size,) float64."""
     a, g = _prepare(act, grad, group_size)
+    return _reference(a, g, group_size, fan_in)
+
+
+def _reference(a, g, group_size: int, fan_in: float) -> torch.Tensor:
     b, c, _ = a.shape
     if b == 0:
         return torch.zeros(c // group_size, dtype=torch.float64, device=a.device)
@@ -52,10 +56,10 @@ def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str |
     act, grad: (B, C, *spatial) float32 or float64, same shape, dtype and device (any strides:
     made contiguous here); group_size divides C.
     """
-    bk = _backend.choose("fisher_channels", act.device, backend)
+    a, g = _prepare(act, grad, group_size)  # ValueError before any backend question
+    bk = _backend.choose("fisher_channels", a.device, backend)
     if bk == "torch":
-        return fisher_channels_reference(act, grad, group_size, fan_in)
-    a, g = _prepare(act, grad, group_size)
+        return _reference(a, g, group_size, fan_in)
     b, c, hw = a.shape
     per_channel = torch.zeros(c, dtype=torch.float64, device=a.device)
     if b > 0 and c > 0:

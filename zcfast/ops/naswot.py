@@ -42,6 +42,10 @@ def _prepare(x, group_cand, group_size, out):
 def naswot_kernel_reference(x, group_cand, group_size: int, out: torch.Tensor) -> torch.Tensor:
     """Plain-torch reference; accumulates into ``out`` (K, B, B) float32 and returns it."""
     xs, group_cand = _prepare(x, group_cand, group_size, out)
+    return _reference(xs, group_cand, group_size, out)
+
+
+def _reference(xs, group_cand, group_size: int, out: torch.Tensor) -> torch.Tensor:
     b, c, hw = xs.shape
     if b == 0 or c == 0:
         return out
@@ -53,10 +57,10 @@ def naswot_kernel_reference(x, group_cand, group_size: int, out: torch.Tensor) -
 
 def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend: str | None = None):
     """Accumulate +-1 code Gram matrices per candidate into ``out`` (K, B, B) float32."""
-    bk = _backend.choose("naswot_kernel", x.device, backend)
+    xs, group_cand = _prepare(x, group_cand, group_size, out)  # ValueError before the backend
+    bk = _backend.choose("naswot_kernel", xs.device, backend)
     if bk == "torch":
-        return naswot_kernel_reference(x, group_cand, group_size, out)
-    xs, group_cand = _prepare(x, group_cand, group_size, out)
+        return _reference(xs, group_cand, group_size, out)
     b, c, hw = xs.shape
     if b == 0 or c == 0:
         return out

@@ -55,6 +55,10 @@ def _prepare(w, g, hg, offsets):
 def segment_saliency_reference(w, g, hg, offsets) -> torch.Tensor:
     """Plain-torch reference: (S, 5) float64 per-segment sums (see module doc)."""
     w, g, hg, offsets, _ = _prepare(w, g, hg, offsets)
+    return _reference(w, g, hg, offsets)
+
+
+def _reference(w, g, hg, offsets) -> torch.Tensor:
     nseg = offsets.numel() - 1
     out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
     if nseg == 0:
@@ -79,10 +83,11 @@ def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.
     w, g, hg: (N,) float32 or float64, one dtype, on one device (hg may be None: column 3 is
     then 0); offsets: (S+1,) int64, non-decreasing within [0, N]. Empty segments give zero rows.
     """
+    # shapes and dtypes first (ValueError wherever the tensors are), then the backend
+    w, g, hg, offsets, max_len = _prepare(w, g, hg, offsets)
     b = _backend.choose("segment_saliency", w.device, backend, has_cpu=True)
     if b == "torch":
-        return segment_saliency_reference(w, g, hg, offsets)
-    w, g, hg, offsets, max_len = _prepare(w, g, hg, offsets)
+        return _reference(w, g, hg, offsets)
     nseg = offsets.numel() - 1
     out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
     if nseg == 0:
