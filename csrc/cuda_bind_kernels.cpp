@@ -55,8 +55,9 @@ void bind_cuda_kernels(py::module_& c) {
       "segment_saliency",
       [](uintptr_t w, uintptr_t g, uintptr_t hg, uintptr_t offsets, int64_t nseg, int64_t n,
          uintptr_t out, bool is_f64, int64_t max_len, uintptr_t workspace,
-         int64_t workspace_bytes, uintptr_t stream) {
+         int64_t workspace_bytes, uintptr_t stream, int grid_mode) {
         require(nseg >= 0 && n >= 0, "segment_saliency: nseg and n must be >= 0");
+        require(grid_mode == 0 || grid_mode == 1, "segment_saliency: grid_mode must be 0 or 1");
         if (nseg == 0) return;
         require(w && g && offsets && out, "segment_saliency: null device pointer");
         const bool direct = max_len >= 0 && max_len <= cuda::segment_saliency_direct_max();
@@ -71,12 +72,12 @@ void bind_cuda_kernels(py::module_& c) {
                                      hg ? ptr<const void>(hg) : nullptr,
                                      ptr<const int64_t>(offsets), nseg, n, ptr<double>(out), is_f64,
                                      max_len, workspace ? ptr<void>(workspace) : nullptr,
-                                     workspace_bytes, stream),
+                                     workspace_bytes, stream, grid_mode),
               "segment_saliency");
       },
       py::arg("w"), py::arg("g"), py::arg("hg"), py::arg("offsets"), py::arg("nseg"), py::arg("n"),
       py::arg("out"), py::arg("is_f64"), py::arg("max_len"), py::arg("workspace"),
-      py::arg("workspace_bytes"), py::arg("stream"),
+      py::arg("workspace_bytes"), py::arg("stream"), py::arg("grid_mode") = 0,
       "out (nseg, 5) float64 <- per-segment (sum|wg|, sum wg, sum g^2, sum w hg, sum w^2).");
 
   c.def(

@@ -175,7 +175,8 @@ def check_naswot(dev, backend, dtype, b, groups, gsize, hw, *, x_off=0, splits=(
 # ---- CPU: the check logic itself (Triton interpreter, tiny sizes) ---------------------------
 
 
-@pytest.mark.skipif(not _backend.triton_available(), reason="triton not installed")
+@pytest.mark.skipif(not (_backend.triton_available() and _backend.triton_interpreted()),
+                    reason="needs triton with TRITON_INTERPRET=1 (CPU tensors)")
 def test_check_functions_on_cpu_with_triton():
     check_saliency("cpu", "triton", torch.float64, True, "empty_first_last", w_off=1, g_off=1)
     check_fisher("cpu", "triton", torch.float32, (5, 4, 3, 3), 2, transpose=True)

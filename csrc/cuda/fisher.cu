@@ -95,6 +95,7 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t c = c0 + cx;
     double acc = 0.0;
     if (c < C) {
+#pragma unroll 4
       for (int64_t b = by; b < B; b += kSmallGroups) {
         const T* pa = a + (b * C + c) * HW;
         const T* pg = g + (b * C + c) * HW;

@@ -25,9 +25,12 @@ int fill_uniform(float* out, const int64_t* offsets, const uint32_t* arch, const
 // segment_saliency_direct_max() every segment is one work item and `workspace` may be null;
 // otherwise segments are cut into chunks and `workspace` (256-byte aligned) must hold
 // segment_saliency_workspace_bytes(nseg, n) bytes. The result never depends on max_len.
+// grid_mode: 0 = persistent grid (multiprocessors x resident blocks, each walking items
+// blockIdx.x, + gridDim.x, ...), 1 = one block per work item (for comparison in benchmarks).
 int segment_saliency(const void* w, const void* g, const void* hg, const int64_t* offsets,
                      int64_t nseg, int64_t n, double* out, bool is_f64, int64_t max_len,
-                     void* workspace, int64_t workspace_bytes, uintptr_t stream);
+                     void* workspace, int64_t workspace_bytes, uintptr_t stream,
+                     int grid_mode = 0);
 int64_t segment_saliency_workspace_bytes(int64_t nseg, int64_t n);
 int64_t segment_saliency_direct_max();
 

@@ -231,24 +231,28 @@ __global__ void __launch_bounds__(256)
 }
 
 template <class T, int V, bool HAS_HG, bool SPLIT>
-int launch_main(const SalParams& p, int64_t work, cudaStream_t st) {
+int launch_main(const SalParams& p, int64_t work, int grid_mode, cudaStream_t st) {
   const void* k = reinterpret_cast<const void*>(&saliency_kernel<T, V, HAS_HG, SPLIT>);
   unsigned grid = 0;
-  int e = persistent_grid(k, kThreads, 0, work, &grid);
-  if (e) return e;
+  if (grid_mode == 1) {  // one block per work item: the hardware scheduler balances the load
+    grid = static_cast<unsigned>(work < 0x7fffffff ? (work > 0 ? work : 1) : 0x7fffffff);
+  } else {
+    int e = persistent_grid(k, kThreads, 0, work, &grid);
+    if (e) return e;
+  }
   saliency_kernel<T, V, HAS_HG, SPLIT><<<grid, kThreads, 0, st>>>(p);
   return static_cast<int>(cudaGetLastError());
 }
 
 template <class T, bool SPLIT>
-int dispatch(const SalParams& p, bool vec_ok, int64_t work, cudaStream_t st) {
+int dispatch(const SalParams& p, bool vec_ok, int64_t work, int gm, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const bool has_hg = p.hg != nullptr;
   if (vec_ok)
-    return has_hg ? launch_main<T, V, true, SPLIT>(p, work, st)
-                  : launch_main<T, V, false, SPLIT>(p, work, st);
-  return has_hg ? launch_main<T, 1, true, SPLIT>(p, work, st)
-                : launch_main<T, 1, false, SPLIT>(p, work, st);
+    return has_hg ? launch_main<T, V, true, SPLIT>(p, work, gm, st)
+                  : launch_main<T, V, false, SPLIT>(p, work, gm, st);
+  return has_hg ? launch_main<T, 1, true, SPLIT>(p, work, gm, st)
+                : launch_main<T, 1, false, SPLIT>(p, work, gm, st);
 }
 
 }  // namespace
@@ -261,7 +265,8 @@ int64_t segment_saliency_direct_max() { return part::kSalDirectMax; }
 
 int segment_saliency(const void* w, const void* g, const void* hg, const int64_t* offsets,
                      int64_t nseg, int64_t n, double* out, bool is_f64, int64_t max_len,
-                     void* workspace, int64_t workspace_bytes, uintptr_t stream) {
+                     void* workspace, int64_t workspace_bytes, uintptr_t stream,
+                     int grid_mode) {
   if (nseg <= 0) return 0;
   if (!w || !g || !offsets || !out || n < 0) return cudaErrorInvalidValue;
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
@@ -274,8 +279,8 @@ int segment_saliency(const void* w, const void* g, const void* hg, const int64_t
   SalParams p{w, g, hg, offsets, nseg, out, nullptr, nullptr, nullptr};
   const bool direct = max_len >= 0 && max_len <= part::kSalDirectMax;
   if (direct)
-    return is_f64 ? dispatch<double, false>(p, vec_ok, nseg, st)
-                  : dispatch<float, false>(p, vec_ok, nseg, st);
+    return is_f64 ? dispatch<double, false>(p, vec_ok, nseg, grid_mode, st)
+                  : dispatch<float, false>(p, vec_ok, nseg, grid_mode, st);
 
   const part::SalWorkspace ws = part::sal_workspace(nseg, n);
   if (workspace == nullptr || workspace_bytes < ws.bytes ||
@@ -292,7 +297,8 @@ int segment_saliency(const void* w, const void* g, const void* hg, const int64_t
   p.item_seg = item_seg;
   p.partial = partial;
   const int64_t work = part::sal_max_items(nseg, n);
-  e = is_f64 ? dispatch<double, true>(p, vec_ok, work, st) : dispatch<float, true>(p, vec_ok, work, st);
+  e = is_f64 ? dispatch<double, true>(p, vec_ok, work, grid_mode, st)
+             : dispatch<float, true>(p, vec_ok, work, grid_mode, st);
   if (e) return e;
   const int64_t warps_per_block = 256 / 32;
   const unsigned blocks = static_cast<unsigned>(part::ceil_div(nseg, warps_per_block));

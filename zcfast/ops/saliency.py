@@ -105,12 +105,13 @@ def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.
     return _segment_saliency_cuda(w, g, hg, offsets, out, max_len)
 
 
-def _segment_saliency_cuda(w, g, hg, offsets, out, max_len: int) -> torch.Tensor:
+def _segment_saliency_cuda(w, g, hg, offsets, out, max_len: int, grid_mode: int = 0) -> torch.Tensor:
     """Launch csrc/cuda/saliency.cu on validated, contiguous CUDA tensors (see _prepare).
 
     ``max_len`` picks the work decomposition only (one block per segment when every segment is
     at most ``_C.cuda.SALIENCY_DIRECT_MAX`` long, else fixed-size chunks plus an ordered combine,
     which needs a scratch buffer); pass -1 to force the chunked path. The result is the same.
+    ``grid_mode`` 1 launches one block per work item instead of the persistent grid (benchmarks).
     """
     from zcfast import _C
 
@@ -126,6 +127,6 @@ def _segment_saliency_cuda(w, g, hg, offsets, out, max_len: int) -> torch.Tensor
             w.data_ptr(), g.data_ptr(), 0 if hg is None else hg.data_ptr(), offsets.data_ptr(),
             nseg, n, out.data_ptr(), w.dtype == torch.float64, int(max_len),
             0 if ws is None else ws.data_ptr(), nbytes,
-            torch.cuda.current_stream(w.device).cuda_stream,
+            torch.cuda.current_stream(w.device).cuda_stream, grid_mode,
         )
     return out
