@@ -110,11 +110,11 @@ def git_sha() -> str:
         return env
     try:
         r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                           timeout=10)
+                           timeout=10, check=False)
         if r.returncode == 0:
             sha = r.stdout.strip()
             d = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10)
+                               capture_output=True, text=True, timeout=10, check=False)
             return sha + ("-dirty" if d.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -191,7 +191,8 @@ def environment(dev) -> dict:
     except Exception as e:  # noqa: BLE001
         info["zcfast_backend_info"] = f"error: {e}"
     try:
-        r = subprocess.run(["nvcc", "--version"], capture_output=True, text=True, timeout=20)
+        r = subprocess.run(["nvcc", "--version"], capture_output=True, text=True, timeout=20,
+                           check=False)
         info["nvcc"] = r.stdout.strip().splitlines()[-1] if r.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         info["nvcc"] = None
@@ -205,9 +206,9 @@ def environment(dev) -> dict:
             "capability": f"{p.major}.{p.minor}",
         })
         try:
-            r = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,clocks.sm,clocks.mem,"
-                                "power.draw,temperature.gpu", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=20)
+            r = subprocess.run(["nvidia-smi", ("--query-gpu=driver_version,clocks.sm,clocks.mem,"
+                                "power.draw,temperature.gpu"), "--format=csv,noheader"],
+                               capture_output=True, text=True, timeout=20, check=False)
             info["nvidia_smi"] = r.stdout.strip()
         except (OSError, subprocess.SubprocessError):
             info["nvidia_smi"] = None
@@ -219,33 +220,35 @@ def environment(dev) -> dict:
 # ---- 1. ceilings -------------------------------------------------------------------------------
 
 
-def ceilings(dev, smoke: bool) -> dict:
-    out = {}
-    n = (1 << 22) if smoke else (1 << 28)  # float32 elements: 16 MiB / 1 GiB
+def _copy_rate(n: int, dev, smoke: bool) -> dict:
     src = torch.randn(n, device=dev)
     dst = torch.empty_like(src)
     t = time_op(lambda: dst.copy_(src), dev, warmup=3, repeat=5 if smoke else 20)
     assert torch.equal(dst[:1000], src[:1000])
-    out["copy_bytes"] = 2 * n * 4
-    out["copy_GBps"] = out["copy_bytes"] / t["median_s"] / 1e9
-    out["copy_time"] = t
-    del src, dst
-    m = 256 if smoke else 8192
-    rates = {}
+    return {"copy_bytes": 2 * n * 4, "copy_GBps": 2 * n * 4 / t["median_s"] / 1e9, "copy_time": t}
+
+
+def _matmul_rate(m: int, dtype, tf32: bool, dev, smoke: bool) -> float:
     old = torch.backends.cuda.matmul.allow_tf32
-    for name, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
-                              ("bf16", torch.bfloat16, False)):
-        if smoke and name != "fp32":
-            continue
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
         a = torch.randn(m, m, device=dev).to(dtype)
         b = torch.randn(m, m, device=dev).to(dtype)
         t = time_op(lambda: a @ b, dev, warmup=2, repeat=3 if smoke else 10)
-        rates[name + "_TFLOPs"] = 2 * m**3 / t["median_s"] / 1e12
-        del a, b
-    torch.backends.cuda.matmul.allow_tf32 = old
-    out.update(rates)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+    return 2 * m**3 / t["median_s"] / 1e12
+
+
+def ceilings(dev, smoke: bool) -> dict:
+    """Copy bandwidth (bytes read + written) on a 1 GiB buffer; fp32 / TF32 / bf16 matmul rates."""
+    out = _copy_rate((1 << 22) if smoke else (1 << 28), dev, smoke)
+    m = 256 if smoke else 8192
     out["matmul_size"] = m
+    for name, dtype, tf32 in (("fp32", torch.float32, False), ("tf32", torch.float32, True),
+                              ("bf16", torch.bfloat16, False)):
+        if not smoke or name == "fp32":
+            out[name + "_TFLOPs"] = _matmul_rate(m, dtype, tf32, dev, smoke)
     return out
 
 
@@ -332,7 +335,7 @@ def kernel_cases(dev, smoke: bool):
         g = torch.randn(shape, device=dev, generator=gen)
         a3, g3 = fprep(a, g, 1)
         ref = fref(a3, g3, 1, 1.0)
-        b, c, hw = a3.shape
+        c = a3.shape[1]
         fns = {}
         if have_cuda:
             from zcfast.ops.fisher import _fisher_channels_cuda
@@ -722,13 +725,13 @@ def markdown(res: dict) -> str:
     env = res.get("environment", {})
     ce = res.get("ceilings", {})
     L = [f"# zcfast device benchmark ({env.get('card', '?')})", "",
-         f"git `{env.get('git_sha')}` (sources {env.get('source_hash')}), {env.get('date_utc')} UTC; "
+         (f"git `{env.get('git_sha')}` (sources {env.get('source_hash')}), {env.get('date_utc')} UTC; "
          f"torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), triton {env.get('triton')}, "
-         f"nvcc: {env.get('nvcc')}; mode: {res.get('mode')}", ""]
+         f"nvcc: {env.get('nvcc')}; mode: {res.get('mode')}"), ""]
     if ce and "copy_GBps" in ce:
-        L += [f"Ceilings: device-to-device copy {_fmt(ce.get('copy_GBps'))} GB/s (read + write); "
+        L += [(f"Ceilings: device-to-device copy {_fmt(ce.get('copy_GBps'))} GB/s (read + write); "
               f"matmul fp32 {_fmt(ce.get('fp32_TFLOPs'))}, TF32 {_fmt(ce.get('tf32_TFLOPs'))}, "
-              f"bf16 {_fmt(ce.get('bf16_TFLOPs'))} TFLOP/s.", ""]
+              f"bf16 {_fmt(ce.get('bf16_TFLOPs'))} TFLOP/s."), ""]
     kb = res.get("kernels", {}).get("rows", [])
     if kb:
         L += ["## Fused reduction kernels (>= 100 MB inputs)", "",
@@ -737,14 +740,14 @@ def markdown(res: dict) -> str:
         for r in kb:
             if "kernel" not in r:
                 continue
-            L.append(f"| {r['kernel']} | {r['backend']} | {r['bytes'] / 1e6:.0f} | "
+            L.append(f"| {r['kernel']} | {r.get('backend')} | {r.get('bytes', float('nan')) / 1e6:.0f} | "
                      f"{_fmt(r.get('median_s', float('nan')) * 1e6, 0)} | {_fmt(r.get('GBps'))} | "
                      f"{_fmt(r.get('copy_fraction'), 2)} | "
                      f"{'ok' if r.get('check_ok') else r.get('error', 'FAIL')} {_fmt(r.get('check_err'), 1) if 'check_err' in r else ''} |")
         L.append("")
     th = res.get("throughput", {})
     if th:
-        L += ["## Candidates per second (batch %s, same card, same run)" % th.get("batch"), "",
+        L += [f"## Candidates per second (batch {th.get('batch')}, same card, same run)", "",
               "| what | cand/s | vs per-model loop | all 15,625 cells (s, extrapolated) |",
               "|---|---:|---:|---:|"]
         for key, v in th.items():
@@ -767,16 +770,16 @@ def markdown(res: dict) -> str:
     wb = res.get("work_bound", {})
     if wb and "flops_per_cand" in wb:
         L += ["## Work bound of one packed six-proxy pass (per candidate)", "",
-              f"- FLOPs {wb['flops_per_cand'] / 1e9:.1f} GFLOP; minimum bytes "
-              f"{wb['min_bytes_per_cand'] / 1e6:.0f} MB ({wb['method']})",
-              f"- floor (fp32, no TF32): {_fmt(wb.get('floor_s_per_cand_fp32', float('nan')) * 1e3, 2)} ms "
+              (f"- FLOPs {wb['flops_per_cand'] / 1e9:.1f} GFLOP; minimum bytes "
+              f"{wb['min_bytes_per_cand'] / 1e6:.0f} MB ({wb['method']})"),
+              (f"- floor (fp32, no TF32): {_fmt(wb.get('floor_s_per_cand_fp32', float('nan')) * 1e3, 2)} ms "
               f"({wb.get('bound')}-bound); all cells >= {_fmt(wb.get('floor_all_cells_s_fp32'))} s "
               f"(TF32: {_fmt(wb.get('floor_all_cells_s_tf32'))} s); measured gap "
-              f"{_fmt(wb.get('gap_x'), 1)}x", ""]
+              f"{_fmt(wb.get('gap_x'), 1)}x"), ""]
     pr = res.get("profile", {})
     if pr.get("top"):
-        L += [f"## Top kernels of one packed six-proxy pass ({pr['cells']} cells, "
-              f"{_fmt(pr['total_ms'])} ms)", "", "| kernel | ms | share | calls |", "|---|---:|---:|---:|"]
+        L += [(f"## Top kernels of one packed six-proxy pass ({pr['cells']} cells, "
+              f"{_fmt(pr['total_ms'])} ms)"), "", "| kernel | ms | share | calls |", "|---|---:|---:|---:|"]
         for r in pr["top"]:
             L.append(f"| {r['name']} | {_fmt(r['ms'], 2)} | {_fmt(r['share'] * 100, 0)}% | {r['calls']} |")
         L.append("")

@@ -56,7 +56,7 @@ def test_host_replay_of_the_work_decomposition(tmp_path):
     subprocess.run([cxx, "-std=c++17", "-O1", "-I", str(ROOT / "csrc"),
                     str(ROOT / "tests" / "cuda_host" / "partition_test.cpp"), "-o", str(exe)],
                    check=True, capture_output=True, text=True)
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
 
 
@@ -86,7 +86,7 @@ def test_forced_cuda_on_cpu_tensors_fails_loudly(monkeypatch):
 @pytest.mark.parametrize("backend", ["cuda", "torch", None])
 def test_wrong_inputs_raise_value_error_on_every_backend(backend):
     """Shape / dtype errors are found before the backend is chosen: ValueError everywhere."""
-    w, g, hg, off = _sal_inputs()
+    w, g, _, off = _sal_inputs()
     with pytest.raises(ValueError, match="float32 or float64"):
         segment_saliency(w.half(), g.half(), None, off, backend=backend)
     with pytest.raises(ValueError, match="differ"):

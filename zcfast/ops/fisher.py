@@ -60,7 +60,7 @@ def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str |
     bk = _backend.choose("fisher_channels", a.device, backend)
     if bk == "torch":
         return _reference(a, g, group_size, fan_in)
-    b, c, hw = a.shape
+    b, c, _ = a.shape
     per_channel = torch.zeros(c, dtype=torch.float64, device=a.device)
     if b > 0 and c > 0:
         if bk == "triton":
