@@ -199,29 +199,43 @@ int launch(const NwParams& p, int split, cudaStream_t st) {
   }
   if (cs > kMaxCluster) cs = kMaxCluster;
 
-  cudaLaunchConfig_t cfg = {};
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = static_cast<unsigned>(cs);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.blockDim = dim3(kThreads, 1, 1);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = st;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  // persistent: as many clusters as can be resident at once, at most one per candidate
-  cfg.gridDim = dim3(static_cast<unsigned>(cs), 1, 1);
-  int active = 0;
-  if (cudaOccupancyMaxActiveClusters(&active, kern, &cfg) != cudaSuccess || active < 1) {
-    (void)cudaGetLastError();  // clear a failed query; fall back to one cluster per cs SMs
-    active = sms / cs > 0 ? sms / cs : 1;
+  // A cluster that cannot be scheduled (occupancy query answers 0, or the launch is refused)
+  // falls back to one block per candidate: same result, as the sums are exact integers.
+  for (;;) {
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = static_cast<unsigned>(cs);
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.blockDim = dim3(kThreads, 1, 1);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    cfg.gridDim = dim3(static_cast<unsigned>(cs), 1, 1);
+    // persistent: as many clusters as can be resident at once, at most one per candidate
+    int active = 0;
+    const cudaError_t q = cudaOccupancyMaxActiveClusters(&active, kern, &cfg);
+    if (q != cudaSuccess || active < 1) {
+      (void)cudaGetLastError();  // a failed query is not sticky: clear it
+      if (cs > 1) {
+        cs = 1;
+        continue;
+      }
+      active = sms;
+    }
+    const int64_t nclusters = p.K < active ? p.K : active;
+    cfg.gridDim = dim3(static_cast<unsigned>(nclusters * cs), 1, 1);
+    e = static_cast<int>(cudaLaunchKernelEx(&cfg, kern, p));
+    if (e && cs > 1 && e != cudaErrorIllegalAddress && e != cudaErrorLaunchFailure) {
+      (void)cudaGetLastError();
+      cs = 1;
+      continue;
+    }
+    if (e) return e;
+    return static_cast<int>(cudaGetLastError());
   }
-  const int64_t nclusters = p.K < active ? p.K : active;
-  cfg.gridDim = dim3(static_cast<unsigned>(nclusters * cs), 1, 1);
-  e = static_cast<int>(cudaLaunchKernelEx(&cfg, kern, p));
-  if (e) return e;
-  return static_cast<int>(cudaGetLastError());
 }
 
 template <class T, int V>
