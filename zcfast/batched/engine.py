@@ -318,7 +318,7 @@ class PackedNB201:
         return self._per_candidate(np.sqrt(sal[:, 4]), t.cand[:nw])
 
     def jacobian_pass(self, x, relus: list | None = None) -> np.ndarray:
-        from zcfast.proxies.measures import jacob_cov_score
+        from zcfast.proxies.measures import jacob_cov_scores
 
         _, ws, bs = self.params(requires_grad=False)
         K = self.K
@@ -332,7 +332,7 @@ class PackedNB201:
             gx = torch.zeros_like(xr)
         B = x.shape[0]
         jac = gx.view(B, K, -1).transpose(0, 1)  # (K, B, 3*H*W)
-        return np.array([jacob_cov_score(jac[k]) for k in range(K)])
+        return jacob_cov_scores(jac)  # batched: one eigvalsh for the K candidates
 
     def synflow_pass(self) -> np.ndarray:
         flat_w, ws, bs = self.params(torch.float64, absolute=True)

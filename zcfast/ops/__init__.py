@@ -37,8 +37,15 @@ def backend_info() -> dict:
 
         info["triton"] = triton.__version__
     if _C.WITH_CUDA:
-        info["_C_cuda_runtime"] = _C.cuda.runtime_version()
+        # kernels compiled into the module (whether or not this machine has a GPU to run them)
+        info["_C_cuda_kernels"] = [op for op in FUSED_OPS if hasattr(_C.cuda, op)]
+        try:
+            info["_C_cuda_runtime"] = _C.cuda.runtime_version()
+        except RuntimeError as e:  # e.g. no driver on this machine: report, don't fail
+            info["_C_cuda_runtime"] = f"unavailable: {e}"
         info["_C_cuda_devices"] = _C.cuda.device_count()
+    else:
+        info["_C_cuda_kernels"] = []
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     ops = {}
     for op in FUSED_OPS:

@@ -38,6 +38,10 @@ def _prepare(act, grad, group_size: int):
 def fisher_channels_reference(act, grad, group_size: int, fan_in: float) -> torch.Tensor:
     """Plain-torch reference: (C // group_size,) float64."""
     a, g = _prepare(act, grad, group_size)
+    return _reference(a, g, group_size, fan_in)
+
+
+def _reference(a, g, group_size: int, fan_in: float) -> torch.Tensor:
     b, c, _ = a.shape
     if b == 0:
         return torch.zeros(c // group_size, dtype=torch.float64, device=a.device)
@@ -47,12 +51,16 @@ def fisher_channels_reference(act, grad, group_size: int, fan_in: float) -> torc
 
 
 def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str | None = None):
-    """(C // group_size,) float64 fan-in-weighted fisher sums per channel group."""
-    bk = _backend.choose("fisher_channels", act.device, backend)
+    """(C // group_size,) float64 fan-in-weighted fisher sums per channel group.
+
+    act, grad: (B, C, *spatial) float32 or float64, same shape, dtype and device (any strides:
+    made contiguous here); group_size divides C.
+    """
+    a, g = _prepare(act, grad, group_size)  # ValueError before any backend question
+    bk = _backend.choose("fisher_channels", a.device, backend)
     if bk == "torch":
-        return fisher_channels_reference(act, grad, group_size, fan_in)
-    a, g = _prepare(act, grad, group_size)
-    b, c, hw = a.shape
+        return _reference(a, g, group_size, fan_in)
+    b, c, _ = a.shape
     per_channel = torch.zeros(c, dtype=torch.float64, device=a.device)
     if b > 0 and c > 0:
         if bk == "triton":
@@ -60,10 +68,19 @@ def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str |
 
             fisher_channels_triton(a, g, per_channel)
         else:
-            from zcfast import _C
-
-            with torch.cuda.device(a.device):
-                _C.cuda.fisher_channels(a.data_ptr(), g.data_ptr(), b, c, hw, per_channel.data_ptr(),
-                                        a.dtype == torch.float64,
-                                        torch.cuda.current_stream(a.device).cuda_stream)
+            _fisher_channels_cuda(a, g, per_channel)
     return per_channel.view(-1, group_size).sum(1) * float(fan_in)
+
+
+def _fisher_channels_cuda(a, g, out):
+    """csrc/cuda/fisher.cu on contiguous (B, C, HW) CUDA tensors: out (C,) float64, written."""
+    from zcfast import _C
+
+    if a.device.type != "cuda":
+        raise RuntimeError(f"fisher_channels: the cuda kernel needs CUDA tensors, got {a.device}")
+    b, c, hw = a.shape
+    with torch.cuda.device(a.device):
+        _C.cuda.fisher_channels(a.data_ptr(), g.data_ptr(), b, c, hw, out.data_ptr(),
+                                a.dtype == torch.float64,
+                                torch.cuda.current_stream(a.device).cuda_stream)
+    return out

@@ -42,6 +42,10 @@ def _prepare(x, group_cand, group_size, out):
 def naswot_kernel_reference(x, group_cand, group_size: int, out: torch.Tensor) -> torch.Tensor:
     """Plain-torch reference; accumulates into ``out`` (K, B, B) float32 and returns it."""
     xs, group_cand = _prepare(x, group_cand, group_size, out)
+    return _reference(xs, group_cand, group_size, out)
+
+
+def _reference(xs, group_cand, group_size: int, out: torch.Tensor) -> torch.Tensor:
     b, c, hw = xs.shape
     if b == 0 or c == 0:
         return out
@@ -53,10 +57,10 @@ def naswot_kernel_reference(x, group_cand, group_size: int, out: torch.Tensor) -
 
 def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend: str | None = None):
     """Accumulate +-1 code Gram matrices per candidate into ``out`` (K, B, B) float32."""
-    bk = _backend.choose("naswot_kernel", x.device, backend)
+    xs, group_cand = _prepare(x, group_cand, group_size, out)  # ValueError before the backend
+    bk = _backend.choose("naswot_kernel", xs.device, backend)
     if bk == "torch":
-        return naswot_kernel_reference(x, group_cand, group_size, out)
-    xs, group_cand = _prepare(x, group_cand, group_size, out)
+        return _reference(xs, group_cand, group_size, out)
     b, c, hw = xs.shape
     if b == 0 or c == 0:
         return out
@@ -71,11 +75,24 @@ def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend:
         from zcfast.kernels.naswot import naswot_kernel_triton
 
         return naswot_kernel_triton(xs, order, ptr, group_size * hw, out)
+    return _naswot_kernel_cuda(xs, order, ptr, group_size * hw, out)
+
+
+def _naswot_kernel_cuda(xs, order, ptr, group_len: int, out, split: int = 0):
+    """csrc/cuda/naswot.cu: xs (B, C, HW) contiguous CUDA tensor, groups of ``group_len``
+    contiguous features per sample; order/ptr the candidate-major CSR of groups (int64);
+    out (K, B, B) float32 accumulated in place. ``split``: blocks per candidate (a cluster of
+    1..8), 0 = automatic; the result is exact, hence the same for every split."""
     from zcfast import _C
 
-    with torch.cuda.device(x.device):
+    if xs.device.type != "cuda":
+        raise RuntimeError(f"naswot_kernel: the cuda kernel needs CUDA tensors, got {xs.device}")
+    if xs.dtype not in (torch.float32, torch.float64):
+        xs = xs.float()  # the kernel reads float32/float64; widening keeps every sign (the code)
+    b, c, hw = xs.shape
+    with torch.cuda.device(xs.device):
         _C.cuda.naswot_kernel(xs.data_ptr(), order.data_ptr(), ptr.data_ptr(), b, c * hw,
-                              group_size * hw, out.shape[0], out.data_ptr(),
+                              group_len, out.shape[0], out.data_ptr(),
                               xs.dtype == torch.float64,
-                              torch.cuda.current_stream(x.device).cuda_stream)
+                              torch.cuda.current_stream(xs.device).cuda_stream, split)
     return out

@@ -20,6 +20,8 @@ NCOLS = 5
 
 
 def _prepare(w, g, hg, offsets):
+    """Validate and make contiguous; returns (w, g, hg, offsets, max_len), max_len the longest
+    segment (0 when there is none). One device-to-host sync covers every value check."""
     for name, t in (("w", w), ("g", g)) + ((("hg", hg),) if hg is not None else ()):
         if not isinstance(t, torch.Tensor) or t.dim() != 1:
             raise ValueError(f"segment_saliency: {name} must be a 1-D tensor, got "
@@ -33,22 +35,30 @@ def _prepare(w, g, hg, offsets):
                          + (f", hg {tuple(hg.shape)}" if hg is not None else "") + " differ")
     if g.dtype != w.dtype or (hg is not None and hg.dtype != w.dtype):
         raise ValueError("segment_saliency: w, g (and hg) must share a dtype")
-    if offsets.dim() != 1 or offsets.numel() < 1 or offsets.dtype != torch.int64:
+    if (not isinstance(offsets, torch.Tensor) or offsets.dim() != 1 or offsets.numel() < 1
+            or offsets.dtype != torch.int64):
         raise ValueError("segment_saliency: offsets must be a 1-D int64 tensor of S+1 entries")
     offsets = offsets.to(w.device)
+    max_len = 0
     if offsets.numel() > 1:
         lens = offsets[1:] - offsets[:-1]
-        if bool((lens < 0).any()) or int(offsets[0]) < 0 or int(offsets[-1]) > w.numel():
+        lo, hi, first, last = torch.stack([lens.min(), lens.max(), offsets[0], offsets[-1]]).tolist()
+        if lo < 0 or first < 0 or last > w.numel():
             raise ValueError(f"segment_saliency: offsets must be non-decreasing within [0, {w.numel()}]")
+        max_len = hi
     # kernels read flat memory: make inputs contiguous at the op boundary (a strided view or a
     # stride-0 broadcast gradient becomes a real buffer here)
     return (w.contiguous(), g.contiguous(), None if hg is None else hg.contiguous(),
-            offsets.contiguous())
+            offsets.contiguous(), max_len)
 
 
 def segment_saliency_reference(w, g, hg, offsets) -> torch.Tensor:
     """Plain-torch reference: (S, 5) float64 per-segment sums (see module doc)."""
-    w, g, hg, offsets = _prepare(w, g, hg, offsets)
+    w, g, hg, offsets, _ = _prepare(w, g, hg, offsets)
+    return _reference(w, g, hg, offsets)
+
+
+def _reference(w, g, hg, offsets) -> torch.Tensor:
     nseg = offsets.numel() - 1
     out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
     if nseg == 0:
@@ -68,11 +78,16 @@ def segment_saliency_reference(w, g, hg, offsets) -> torch.Tensor:
 
 
 def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.Tensor:
-    """(S, 5) float64 per-segment sums; dispatches cuda | triton | torch."""
+    """(S, 5) float64 per-segment sums; dispatches cuda | triton | cpu | torch.
+
+    w, g, hg: (N,) float32 or float64, one dtype, on one device (hg may be None: column 3 is
+    then 0); offsets: (S+1,) int64, non-decreasing within [0, N]. Empty segments give zero rows.
+    """
+    # shapes and dtypes first (ValueError wherever the tensors are), then the backend
+    w, g, hg, offsets, max_len = _prepare(w, g, hg, offsets)
     b = _backend.choose("segment_saliency", w.device, backend, has_cpu=True)
     if b == "torch":
-        return segment_saliency_reference(w, g, hg, offsets)
-    w, g, hg, offsets = _prepare(w, g, hg, offsets)
+        return _reference(w, g, hg, offsets)
     nseg = offsets.numel() - 1
     out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
     if nseg == 0:
@@ -87,12 +102,31 @@ def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.
         from zcfast.kernels.saliency import segment_saliency_triton
 
         return segment_saliency_triton(w, g, hg, offsets, out)
+    return _segment_saliency_cuda(w, g, hg, offsets, out, max_len)
+
+
+def _segment_saliency_cuda(w, g, hg, offsets, out, max_len: int, grid_mode: int = 0) -> torch.Tensor:
+    """Launch csrc/cuda/saliency.cu on validated, contiguous CUDA tensors (see _prepare).
+
+    ``max_len`` picks the work decomposition only (one block per segment when every segment is
+    at most ``_C.cuda.SALIENCY_DIRECT_MAX`` long, else fixed-size chunks plus an ordered combine,
+    which needs a scratch buffer); pass -1 to force the chunked path. The result is the same.
+    ``grid_mode`` 1 launches one block per work item instead of the persistent grid (benchmarks).
+    """
     from zcfast import _C
 
+    if w.device.type != "cuda":
+        raise RuntimeError(f"segment_saliency: the cuda kernel needs CUDA tensors, got {w.device}")
+    nseg, n = offsets.numel() - 1, w.numel()
+    ws, nbytes = None, 0
+    if max_len < 0 or max_len > _C.cuda.SALIENCY_DIRECT_MAX:
+        nbytes = _C.cuda.segment_saliency_workspace_bytes(nseg, n)
+        ws = torch.empty(nbytes, dtype=torch.uint8, device=w.device)  # allocator: 512-B aligned
     with torch.cuda.device(w.device):
         _C.cuda.segment_saliency(
             w.data_ptr(), g.data_ptr(), 0 if hg is None else hg.data_ptr(), offsets.data_ptr(),
-            nseg, out.data_ptr(), w.dtype == torch.float64,
-            torch.cuda.current_stream(w.device).cuda_stream,
+            nseg, n, out.data_ptr(), w.dtype == torch.float64, int(max_len),
+            0 if ws is None else ws.data_ptr(), nbytes,
+            torch.cuda.current_stream(w.device).cuda_stream, grid_mode,
         )
     return out

@@ -152,6 +152,33 @@ def jacob_cov_score(jac: torch.Tensor) -> float:
     return as_float(-(torch.log(v + k) + 1.0 / (v + k)).sum())
 
 
+def jacob_cov_scores(jac: torch.Tensor):
+    """jacob_cov_score of K Jacobians at once: jac (K, N, D) -> (K,) float64 numpy array.
+
+    The operations of torch.corrcoef per candidate (centre, x x^T / (D - 1), divide by the
+    standard deviations, clip to [-1, 1]) with one batched matmul and one batched eigvalsh, so a
+    packed pass costs a handful of launches and one device-to-host copy instead of K small
+    decompositions with a sync each. NaN where the correlation is undefined, as above.
+    """
+    import numpy as np
+
+    j = jac.detach().double()
+    n, d = j.shape[1], j.shape[2]
+    xm = j - j.mean(2, keepdim=True)
+    c = torch.bmm(xm, xm.transpose(1, 2)) / (d - 1)
+    std = torch.diagonal(c, dim1=1, dim2=2).sqrt()
+    c = (c / std[:, :, None]) / std[:, None, :]
+    c = c.clamp(-1.0, 1.0)
+    finite = torch.isfinite(c).flatten(1).all(1)
+    # undefined correlations get a harmless stand-in for the decomposition, then NaN
+    c = torch.where(finite[:, None, None], c, torch.eye(n, dtype=c.dtype, device=c.device))
+    v = torch.linalg.eigvalsh(c)
+    k = 1e-5
+    s = -(torch.log(v + k) + 1.0 / (v + k)).sum(1)
+    s = torch.where(finite, s, torch.full_like(s, float("nan")))
+    return s.cpu().numpy().astype(np.float64)
+
+
 def synflow(net, x, y, loss_fn, split=1) -> float:
     """sum |W * dR/dW| on the prunable copy (BN rule of the model), |params| and |buffers|,
     float64, input all ones of batch 1, R = sum of outputs (Tanaka et al. 2020)."""
