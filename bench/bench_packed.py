@@ -55,24 +55,6 @@ QUICK = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
-                              text=True).stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
 def batch():
     from zcfast.data import image_source
 
@@ -165,6 +147,7 @@ def main() -> None:
     if args.memory_child:
         return memory_child(args)
     torch.set_num_threads(args.threads)
+    from zcfast.scoring import cpu_name, git_sha
     from zcfast.spaces import nb201
 
     plan = QUICK if args.quick else FULL

@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -27,20 +26,10 @@ HERE = Path(__file__).resolve().parent
 PROXIES = "paper,nwot,plain,params,flops,l2_norm"
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     from zcfast.correlate import PAPER_SPEARMAN, correlation_table, format_table, plot_scatter
     from zcfast.data import dataset_name, image_source, num_classes
-    from zcfast.scoring import git_sha, iter_loop, read_scores, score_to_file
+    from zcfast.scoring import cpu_name, git_sha, iter_loop, read_scores, score_to_file
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="cifar10")

@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
@@ -29,19 +28,9 @@ OUT = HERE / "results" / "synflow_all"
 LOOP_REF = {"cifar100": HERE / "data" / "synflow_nb201_cifar100_seed0.csv.gz"}
 
 
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     from zcfast.correlate import correlation_table
-    from zcfast.scoring import git_sha, read_scores, score_to_file
+    from zcfast.scoring import cpu_name, git_sha, read_scores, score_to_file
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)

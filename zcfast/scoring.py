@@ -87,6 +87,20 @@ def git_sha(default: str = "unknown") -> str:
         return default
 
 
+def cpu_name() -> str:
+    """The CPU model (for results files)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
 def _fmt(v: float) -> str:
     return repr(float(v))  # round-trips exactly; 'nan', 'inf', '-inf' stay explicit
 
