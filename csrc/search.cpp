@@ -180,6 +180,16 @@ bool Search::have_scores(const int32_t* codes, size_t n) {
   return true;
 }
 
+bool Search::draw_warmup(const Rng& saved) {
+  order_ = sample_distinct(cfg_.warmup);
+  if (!have_scores(order_.data(), order_.size())) {
+    rng_ = saved;
+    return false;
+  }
+  res_.proposals += static_cast<int64_t>(order_.size());
+  return true;
+}
+
 double Search::train(int32_t code) {
   const double v = gt_->val[code];
   if (is_trained(code)) {
@@ -310,14 +320,9 @@ bool Search::step() {
 bool Search::step_random() {
   const Rng saved = rng_;
   if (phase_ == Phase::kWarmup) {
-    order_ = sample_distinct(cfg_.warmup);
-    if (!have_scores(order_.data(), order_.size())) {
-      rng_ = saved;
-      return false;
-    }
+    if (!draw_warmup(saved)) return false;
     sort_by_score(order_);
     order_pos_ = 0;
-    res_.proposals += static_cast<int64_t>(order_.size());
     phase_ = Phase::kWarmTrain;
     ++res_.steps;
     return true;
@@ -358,12 +363,7 @@ bool Search::step_evolution() {
   const Rng saved = rng_;
   const size_t P = static_cast<size_t>(cfg_.population);
   if (phase_ == Phase::kWarmup) {
-    order_ = sample_distinct(cfg_.warmup);
-    if (!have_scores(order_.data(), order_.size())) {
-      rng_ = saved;
-      return false;
-    }
-    res_.proposals += static_cast<int64_t>(order_.size());
+    if (!draw_warmup(saved)) return false;
     sort_by_score(order_);
     if (order_.size() > P) order_.resize(P);
     order_pos_ = 0;
@@ -606,12 +606,7 @@ bool Search::step_predictor() {
   const Rng saved = rng_;
   const int64_t K = cfg_.bp_batch;
   if (phase_ == Phase::kWarmup) {
-    order_ = sample_distinct(cfg_.warmup);
-    if (!have_scores(order_.data(), order_.size())) {
-      rng_ = saved;
-      return false;
-    }
-    res_.proposals += static_cast<int64_t>(order_.size());
+    if (!draw_warmup(saved)) return false;
     std::vector<double> y(order_.size());
     for (size_t i = 0; i < order_.size(); ++i) y[i] = score(order_[i]);
     pred_->fit(order_, y, cfg_.bp_warmup_iters, cfg_.bp_pairs, rng_);

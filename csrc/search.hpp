@@ -117,6 +117,9 @@ class Search {
 
   bool step();  // one step; false = scores missing (state rolled back, need_ filled)
   bool have_scores(const int32_t* codes, size_t n);
+  // Warmup: draws cfg_.warmup distinct cells into order_ and counts them as proposals; false
+  // (RNG restored to `saved`, need_ filled) while some of their scores are missing.
+  bool draw_warmup(const Rng& saved);
   double score(int32_t code) const;
   double train(int32_t code);  // look-up; charges the budget once per distinct cell
   bool is_trained(int32_t code) const { return trained_at_[code] >= 0; }
