@@ -4,11 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define ZC_HD __host__ __device__ __forceinline__
-#else
-#define ZC_HD inline
-#endif
+#include "../hd.hpp"
 
 namespace zc::cuda::part {
 
