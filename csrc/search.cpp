@@ -47,7 +47,7 @@ void validate(const Config& c) {
   const int a = static_cast<int>(c.algo);
   if (a < 0 || a > 3) bad("unknown search algorithm id " + str(int64_t{a}));
   if (c.budget < 1 || c.budget > kSpaceSize)
-    bad("budget " + str(c.budget) + " is out of range: expected 1 to 15,625 trained cells "
+    bad("budget " + str(c.budget) + " is out of range: expected 1 to 15,625 trained models "
         "(the size of the NB201 space)");
   if (c.warmup < 0 || c.warmup > kSpaceSize)
     bad("warmup " + str(c.warmup) + " is out of range: expected 0 (off) to 15,625 cells "
@@ -112,9 +112,9 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
   res_.trained.reserve(cfg_.budget);
   res_.val.reserve(cfg_.budget);
   res_.test.reserve(cfg_.budget);
+  res_.test_curve.reserve(cfg_.budget);
   res_.best_val_curve.reserve(cfg_.budget);
-  res_.best_test_curve.reserve(cfg_.budget);
-  res_.selected_test_curve.reserve(cfg_.budget);
+  res_.oracle_test_curve.reserve(cfg_.budget);
 
   switch (cfg_.algo) {
     case Algo::kRandom:
@@ -192,25 +192,28 @@ bool Search::draw_warmup(const Rng& saved) {
 
 double Search::train(int32_t code) {
   const double v = gt_->val[code];
-  if (is_trained(code)) {
-    ++res_.revisits;
-    return v;
-  }
   const double t = gt_->test[code];
   const size_t k = res_.trained.size();
-  trained_at_[code] = static_cast<int32_t>(k);
+  if (is_trained(code)) {
+    ++res_.revisits;
+  } else {
+    trained_at_[code] = static_cast<int32_t>(k);
+    ++res_.distinct;
+  }
+  ++res_.queries;
   res_.trained.push_back(code);
   res_.val.push_back(v);
   res_.test.push_back(t);
   if (k == 0) {
     res_.best_val_curve.push_back(v);
-    res_.best_test_curve.push_back(t);
-    res_.selected_test_curve.push_back(t);
+    res_.test_curve.push_back(t);
+    res_.oracle_test_curve.push_back(t);
   } else {
+    // strictly better: on a tie the cell reached first stays selected
     const bool better = v > res_.best_val_curve.back();
     res_.best_val_curve.push_back(better ? v : res_.best_val_curve.back());
-    res_.best_test_curve.push_back(std::max(t, res_.best_test_curve.back()));
-    res_.selected_test_curve.push_back(better ? t : res_.selected_test_curve.back());
+    res_.test_curve.push_back(better ? t : res_.test_curve.back());
+    res_.oracle_test_curve.push_back(std::max(t, res_.oracle_test_curve.back()));
   }
   return v;
 }
@@ -290,7 +293,7 @@ std::vector<int32_t> Search::ask() {
       return need_;
     }
   }
-  res_.stalled = budget_left();
+  res_.failed = budget_left();
   done_ = true;
   return {};
 }
@@ -675,7 +678,7 @@ BenchResult bench(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
     const Result& res = s.result();
     out.steps += res.steps;
     out.proposals += res.proposals;
-    out.trained += static_cast<int64_t>(res.trained.size());
+    out.trained += res.queries;
     ++out.searches;
   }
   const auto t1 = std::chrono::steady_clock::now();

@@ -51,15 +51,17 @@ py::dict result_dict(const Result& r) {
   d["trained"] = arr(r.trained);
   d["val"] = arr(r.val);
   d["test"] = arr(r.test);
+  d["test_curve"] = arr(r.test_curve);
   d["best_val_curve"] = arr(r.best_val_curve);
-  d["best_test_curve"] = arr(r.best_test_curve);
-  d["selected_test_curve"] = arr(r.selected_test_curve);
+  d["oracle_test_curve"] = arr(r.oracle_test_curve);
+  d["queries"] = r.queries;
+  d["distinct"] = r.distinct;
+  d["revisits"] = r.revisits;
   d["steps"] = r.steps;
   d["proposals"] = r.proposals;
-  d["revisits"] = r.revisits;
   d["scores_used"] = r.scores_used;
   d["asks"] = r.asks;
-  d["stalled"] = r.stalled;
+  d["failed"] = r.failed;
   return d;
 }
 

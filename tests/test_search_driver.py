@@ -68,13 +68,13 @@ def test_same_seed_same_trajectory_different_seed_differs(algo, w, m, noisy):
     b = _run(algo, w, m, 3, noisy)
     c = _run(algo, w, m, 4, noisy)
     assert a["trained"] == b["trained"]
-    assert a["best_test_curve"] == b["best_test_curve"]
+    assert a["test_curve"] == b["test_curve"]
     assert a["trained"] != c["trained"]
 
 
 def _golden_entry(r):
-    return {"trained": r["trained"][:16], "best_test": [round(v, 4) for v in r["best_test_curve"][::15]],
-            "steps": r["steps"], "proposals": r["proposals"]}
+    return {"trained": r["trained"][:16], "test": [round(v, 4) for v in r["test_curve"][::15]],
+            "steps": r["steps"], "proposals": r["proposals"], "revisits": r["revisits"]}
 
 
 def test_golden_runs(noisy):
@@ -92,28 +92,38 @@ def test_golden_runs(noisy):
 # -------------------------------------------------------------------------------- invariants
 @pytest.mark.parametrize("algo,w,m", VARIANTS)
 def test_invariants(algo, w, m, noisy, gt):
+    from zcfast.search import verify_run
+
     budget = 80
     r = _run(algo, w, m, 1, noisy, budget=budget)
     t = r["trained"]
-    assert not r["stalled"] and len(t) == budget  # budget spent exactly
-    assert len(set(t)) == len(t)  # no cell charged twice
+    # every oracle query is charged: the budget is spent exactly, repeats included
+    assert not r["failed"] and len(t) == r["queries"] == budget
+    assert r["distinct"] == len(set(t)) and r["revisits"] == budget - len(set(t))
     test = gt["test_acc"].to_numpy()[t]
     val = gt["val_acc"].to_numpy()[t]
-    np.testing.assert_allclose(r["best_test_curve"], np.maximum.accumulate(test))
+    np.testing.assert_allclose(r["oracle_test_curve"], np.maximum.accumulate(test))
     np.testing.assert_allclose(r["best_val_curve"], np.maximum.accumulate(val))
-    sel = test[[int(np.argmax(val[: k + 1])) for k in range(budget)]]
-    np.testing.assert_allclose(r["selected_test_curve"], sel)
-    assert np.all(np.diff(r["best_test_curve"]) >= 0)
+    sel = test[[int(np.argmax(val[: k + 1])) for k in range(budget)]]  # argmax: first on ties
+    np.testing.assert_allclose(r["test_curve"], sel)
+    assert verify_run(r, gt["val_acc"].to_numpy(), gt["test_acc"].to_numpy()) == []
     assert r["proposals"] >= budget
     if w == 0 and m == 0:
         assert r["scores_used"] == 0 and r["proxy"] is None
 
 
-def test_revisits_are_free_and_counted(noisy):
-    # AE re-proposes known cells now and then; they cost nothing but are counted
+def test_revisits_are_charged_and_counted():
+    # a small AE population re-proposes known cells now and then: each one costs a trained model
     r = _run("ae", 0, 0, 0, None, budget=300, options={"population": 8, "tournament": 4})
-    assert len(set(r["trained"])) == 300
-    assert r["revisits"] > 0 and r["steps"] == 300 + r["revisits"]
+    assert len(r["trained"]) == r["queries"] == 300
+    assert r["revisits"] > 0 and len(set(r["trained"])) == 300 - r["revisits"]
+    assert r["steps"] == 300  # one query per AE step, revisit or not
+
+
+def test_rl_revisits_are_charged():
+    # a REINFORCE policy concentrates on good cells and asks for them again: charged, not free
+    r = _run("rl", 0, 0, 0, None, budget=300, options={"rl_lr": 0.5})
+    assert r["queries"] == 300 and r["revisits"] > 0 and not r["failed"]
 
 
 @pytest.mark.parametrize("budget", [5, 8, 50])
@@ -151,13 +161,17 @@ def test_rl_policy_is_a_distribution_and_learns():
     assert np.abs(p - 0.2).max() > 0.01  # 200 REINFORCE updates moved it
 
 
-def test_stall_guard_and_padding(noisy):
-    from zcfast.search import curve_matrix
+def test_step_guard_marks_failed_and_aggregation_refuses_it(noisy):
+    from zcfast.search import complete_runs, curve_matrix
 
-    r = _run("ae", 0, 0, 0, None, budget=300, options={"max_steps": 100})
-    assert r["stalled"] and r["steps"] == 100 and len(r["trained"]) <= 100
-    m = curve_matrix([r], length=300)
-    assert m.shape == (1, 300) and m[0, -1] == r["best_test_curve"][-1]
+    # RAND+warmup(15625) spends its first step scoring the warmup pool without training: a guard
+    # of 1 step stops it before any query
+    r = _run("rand", 15625, 0, 0, noisy, budget=30, options={"max_steps": 1})
+    assert r["failed"] and r["queries"] == len(r["trained"]) < 30
+    with pytest.raises(ValueError, match="incomplete"):
+        curve_matrix([r], length=30)  # never padded
+    ok, bad = complete_runs([r])
+    assert ok == [] and bad == [r]
 
 
 # ------------------------------------------------------------------------------------ ask/tell
@@ -215,10 +229,10 @@ def test_warmup_with_oracle_finds_the_optimum_first(oracle, gt):
     top = float(gt["test_acc"].max())
     for algo in ("rand", "ae"):
         r = _run(algo, 15625, 0, 0, oracle, budget=10)
-        assert r["best_test_curve"][0] == top, algo
+        assert r["oracle_test_curve"][0] == top, algo
     # BP pre-trained on the oracle ranking of 256 cells trains a strong first batch
-    bp = [_run("bp", 256, 0, s, oracle, budget=10)["best_test_curve"][-1] for s in range(3)]
-    base = [_run("bp", 0, 0, s, oracle, budget=10)["best_test_curve"][-1] for s in range(3)]
+    bp = [_run("bp", 256, 0, s, oracle, budget=10)["oracle_test_curve"][-1] for s in range(3)]
+    base = [_run("bp", 0, 0, s, oracle, budget=10)["oracle_test_curve"][-1] for s in range(3)]
     assert np.mean(bp) > np.mean(base)
 
 
@@ -232,7 +246,7 @@ def test_scores_steer_the_search(algo, w, m, oracle):
     o = {"population": 16, "tournament": 5} if algo == "ae" and m else {}  # reach the move phase
 
     def final(scores, s):
-        return _run(algo, w, m, s, scores, budget=40, options=o)["best_test_curve"][-1]
+        return _run(algo, w, m, s, scores, budget=40, options=o)["test_curve"][-1]
 
     good = np.mean([final(oracle, s) for s in seeds])
     bad = np.mean([final(-oracle, s) for s in seeds])
@@ -280,6 +294,20 @@ def test_bad_tables_raise():
         s.run()
     with pytest.raises(ValueError, match="score table"):
         run_search("ae", "cifar100", 5, 10, 0, scores=np.zeros(7))
+
+
+def test_incomplete_score_series_is_refused_naming_the_missing_cells(noisy):
+    import pandas as pd
+
+    full = pd.Series(noisy, index=np.arange(N))
+    assert run_search("rand", "cifar100", 5, 100, 0, scores=full)["queries"] == 5
+    gappy = full.drop([17, 4242])
+    with pytest.raises(ValueError, match=r"misses 2 of the 15625 NB201 cells \(NB201 index 17, 4242\)"):
+        run_search("rand", "cifar100", 5, 100, 0, scores=gappy)
+    with pytest.raises(ValueError, match="more than once"):
+        run_search("rand", "cifar100", 5, 100, 0, scores=pd.concat([full, full.iloc[:1]]))
+    with pytest.raises(ValueError, match="not an NB201 index"):
+        run_search("rand", "cifar100", 5, 100, 0, scores=pd.Series(noisy, index=np.arange(N) + 1))
 
 
 # ---------------------------------------------------------------------------------- predictor

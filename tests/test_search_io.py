@@ -139,7 +139,7 @@ def test_run_seeds_resume_and_torn_line(tmp_path):
 def test_aggregation_and_tables(tmp_path):
     runs = run_seeds(tmp_path / "a.jsonl", "rand", budget=50, seeds=4, progress=False)
     s = summarize(runs)
-    m = np.asarray([r["best_test_curve"] for r in runs])
+    m = np.asarray([r["test_curve"] for r in runs])
     np.testing.assert_allclose(s.mean, m.mean(0))
     assert np.all(s.q25 <= s.q75)
     t = float(np.median(m[:, -1]))
@@ -149,6 +149,41 @@ def test_aggregation_and_tables(tmp_path):
     assert models_to_reach(runs, 99.0)["mean_curve"] is None
     table = reach_table({Variant("rand"): runs}, [t, 99.0])
     assert "| RAND |" in table and "- (-, 0/4)" in table
+
+
+def test_verify_runs_accepts_real_runs_and_catches_tampering(tmp_path):
+    """The check anyone can run (`zcfast verify-runs`): every curve of every record recomputed
+    from its trained cells and the ground truth. It must fail on injected defects: a headline
+    curve that is the oracle (best test seen) instead of the best-validation cell's test accuracy,
+    a free revisit (queries below the budget without being marked failed), an edited value."""
+    from zcfast.cli import main
+    from zcfast.search import verify_runs
+
+    out = tmp_path / "runs.jsonl"
+    runs = run_seeds(out, "ae", budget=120, seeds=2, progress=False,
+                     options={"population": 8, "tournament": 4})
+    assert verify_runs(runs) == []
+    assert main(["verify-runs", str(out)]) == 0
+
+    def tampered(edit):
+        r = json.loads(json.dumps(runs[0]))
+        edit(r)
+        return verify_runs([r])
+
+    # the old headline: running max of test accuracy over everything trained
+    probs = tampered(lambda r: r.__setitem__("test_curve", r["oracle_test_curve"]))
+    assert runs[0]["test_curve"] != runs[0]["oracle_test_curve"]  # the defect is real here
+    assert any("test_curve[" in p for p in probs)
+    # a revisit made free: one query dropped from the charge
+    probs = tampered(lambda r: [r["trained"].pop(), r.__setitem__("queries", r["queries"] - 1)])
+    assert any("budget 120" in p for p in probs)
+    probs = tampered(lambda r: r["best_val_curve"].__setitem__(5, 99.0))
+    assert any("best_val_curve[5]" in p for p in probs)
+    bad = tmp_path / "bad.jsonl"
+    r = json.loads(json.dumps(runs[1]))
+    r["test_curve"][-1] += 0.5
+    bad.write_text(json.dumps(r) + "\n")
+    assert main(["verify-runs", str(bad)]) == 1
 
 
 def test_parse_variant():

@@ -64,7 +64,14 @@ def _search_kwargs(a) -> dict:
 
 
 def _cmd_search(a) -> int:
-    from zcfast.search.runs import Variant, curve_table, plot_curves, run_seeds, summarize
+    from zcfast.search.runs import (
+        Variant,
+        complete_runs,
+        curve_table,
+        plot_curves,
+        run_seeds,
+        summarize,
+    )
 
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
@@ -76,17 +83,22 @@ def _cmd_search(a) -> int:
                      **_search_kwargs(a))
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
-    s = summarize(runs)
+    ok, failed = complete_runs(runs)
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
+    print("Test accuracy of the best-validation model after k trained models, mean [25%, 75%]:")
     print(curve_table({v: runs}, sorted(set(at))))
-    stalled = sum(bool(r["stalled"]) for r in runs)
-    print(f"{v.label}: {s.n} seeds, final mean best test accuracy {s.mean[-1]:.2f}%"
-          + (f" ({stalled} runs stalled before spending the budget)" if stalled else "")
-          + f" -> {a.out}")
-    if a.plot:
-        plot_curves({v: runs}, a.plot, title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
-        print(f"plot -> {a.plot}")
-    return 0
+    if failed:
+        print(f"{len(failed)} of {len(runs)} runs FAILED to spend their budget (seeds "
+              f"{[r['seed'] for r in failed]}); they are left out of every number above")
+    if ok:
+        s = summarize(ok)
+        print(f"{v.label}: {s.n} complete runs, mean test accuracy of the selected model after "
+              f"{a.budget} trained models {s.mean[-1]:.2f}% -> {a.out}")
+        if a.plot:
+            plot_curves({v: runs}, a.plot,
+                        title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+            print(f"plot -> {a.plot}")
+    return 1 if failed else 0
 
 
 def _cmd_figure(a) -> int:
@@ -113,16 +125,17 @@ def _cmd_figure(a) -> int:
                           options=_options(a.option), **_search_kwargs(a))
     ds = next(iter(groups.values()))[0]["dataset"]
     thresholds = [float(t) for t in a.thresholds.split(",")]
-    title = (f"NB201 {ds}: best test accuracy vs trained models, mean and 25-75% band over "
+    title = (f"NB201 {ds}: test accuracy of the best-validation model vs trained models, mean "
+             f"and 25-75% band over "
              f"{a.seeds} seeds; proxy {a.proxy} (weight seed {a.score_seed})")
     plot_curves(groups, out, title=title)
     at = sorted({k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget})
     text = "\n".join([
         f"# {title}", "",
-        "## Trained models needed to reach X% best test accuracy",
+        "## Trained models needed until the best-validation model reaches X% test accuracy",
         "Cell: from the mean curve (median over seeds, seeds reaching / seeds); '-' = not reached.", "",
         reach_table(groups, thresholds), "",
-        "## Mean best test accuracy [25%, 75%] after k trained models", "",
+        "## Test accuracy of the best-validation model [25%, 75%] after k trained models", "",
         curve_table(groups, at), "",
         f"Runs (JSONL, one line per seed): {runs_dir}", "",
     ])
@@ -131,6 +144,25 @@ def _cmd_figure(a) -> int:
     print(text)
     print(f"figure -> {out}; tables -> {md}")
     return 0
+
+
+def _cmd_verify(a) -> int:
+    from zcfast.search.runs import read_runs, verify_runs
+
+    total, problems = 0, []
+    for path in a.runs:
+        runs = read_runs(path)
+        if not runs:
+            problems.append(f"{path}: no runs")
+        total += len(runs)
+        problems += [f"{path}: {m}" for m in verify_runs(runs)]
+    for m in problems[:50]:
+        print(m)
+    if len(problems) > 50:
+        print(f"... and {len(problems) - 50} more problems")
+    print(f"verified {total} runs in {len(a.runs)} file(s): "
+          + ("all consistent" if not problems else f"{len(problems)} problems"))
+    return 1 if problems else 0
 
 
 def add_parsers(sub) -> None:
@@ -142,9 +174,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed-start", type=int, default=0, help="first seed")
     p.add_argument("--out", required=True, help="JSONL, one line per seed, written as each finishes")
     p.add_argument("--resume", action="store_true", help="skip the seeds already in --out")
-    p.add_argument("--plot", default=None, help="PNG of the mean best test accuracy curve")
+    p.add_argument("--plot", default=None,
+                   help="PNG of the mean test accuracy of the best-validation model")
     _add_common(p)
     p.set_defaults(func=_cmd_search)
+
+    v = sub.add_parser("verify-runs", help="recompute every curve of 'zcfast search' JSONL runs "
+                       "from their trained cells and the ground truth; exit 1 on any mismatch")
+    v.add_argument("runs", nargs="+", help="JSONL (or .jsonl.gz) files written by zcfast search")
+    v.set_defaults(func=_cmd_verify)
 
     f = sub.add_parser("figure", help="all variants of the paper's NB201 search figure + tables")
     f.add_argument("--seeds", type=int, default=20)

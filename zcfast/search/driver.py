@@ -20,6 +20,10 @@ from zcfast.search.cache import ScoreCache, ScoreKey
 from zcfast.spaces import nb201
 
 ALGOS = ("rand", "ae", "rl", "bp")
+# The rules a run was made under (docs/search.md): every oracle query is charged, and the headline
+# curve is the test accuracy of the best-validation cell. Recorded in every run so that runs made
+# under other rules are never mixed into one file or one table.
+PROTOCOL = "every-query-charged/select-on-val"
 SPACES = ("nb201",)
 SPACE_SIZE = nb201.NUM_ARCHS
 
@@ -96,17 +100,42 @@ def ground_truth(dataset: str) -> _C.search.GroundTruth:
     return _C.search.GroundTruth(by_code(gt["val_acc"].to_numpy()), by_code(gt["test_acc"].to_numpy()))
 
 
+def _missing_message(missing: list) -> str:
+    shown = ", ".join(str(i) for i in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return (f"the score table misses {len(missing)} of the {SPACE_SIZE} NB201 cells (NB201 "
+            f"index {shown}{more}); a complete table is needed, or pass no table and let the "
+            "score cache and a live scorer fill the gaps")
+
+
 def _score_table(scores) -> np.ndarray:
-    """A complete score table (array by NB201 index, or a Series/Mapping indexed by NB201 index)."""
+    """A complete score table (array by NB201 index, or a Series/Mapping indexed by NB201 index).
+
+    A table that lacks cells is refused, naming them: a missing score must never turn into a NaN
+    that silently ranks the cell last."""
     if hasattr(scores, "reindex"):  # pandas Series
-        s = scores.reindex(range(SPACE_SIZE))
-        if s.isna().all():
-            raise ValueError("the score Series is not indexed by NB201 index (0..15624)")
-        return s.to_numpy(dtype=np.float64)
+        idx = scores.index
+        if not idx.is_unique:
+            dup = idx[idx.duplicated()]
+            raise ValueError(f"the score Series lists NB201 index {dup[0]!r} more than once")
+        try:
+            ints = np.asarray(idx, dtype=np.int64)
+        except (TypeError, ValueError):
+            raise ValueError("the score Series is not indexed by NB201 index (0..15624), its "
+                             f"index holds e.g. {idx[0]!r}") from None
+        bad = ints[(ints < 0) | (ints >= SPACE_SIZE)]
+        if bad.size:
+            raise ValueError(f"the score Series has index {int(bad[0])}, not an NB201 index in "
+                             f"[0, {SPACE_SIZE - 1}]")
+        present = np.zeros(SPACE_SIZE, dtype=bool)
+        present[ints] = True
+        if not present.all():
+            raise ValueError(_missing_message(np.flatnonzero(~present).tolist()))
+        return scores.reindex(range(SPACE_SIZE)).to_numpy(dtype=np.float64)
     if isinstance(scores, Mapping):
         missing = [i for i in range(SPACE_SIZE) if i not in scores]
         if missing:
-            raise ValueError(f"the score table misses {len(missing)} cells, e.g. NB201 index {missing[0]}")
+            raise ValueError(_missing_message(missing))
         return np.asarray([scores[i] for i in range(SPACE_SIZE)], dtype=np.float64)
     arr = np.asarray(scores, dtype=np.float64)
     if arr.shape != (SPACE_SIZE,):
@@ -121,17 +150,20 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
                options: dict | None = None) -> dict:
     """One simulated zero-cost NAS run; returns a JSON-ready dict.
 
-    ``algo`` rand | ae | rl | bp; ``budget`` distinct cells to train (ground-truth look-ups);
+    ``algo`` rand | ae | rl | bp; ``budget`` oracle queries (trained models, ground-truth look-ups);
     ``warmup`` W and ``move`` M switch on the zero-cost warmup and move proposal (0 = off; the
     meaning per algorithm is in ``docs/search.md``). Zero-cost scores (``proxy`` with weight seed
     ``score_seed``) come from ``scores`` (a complete table by NB201 index) if given, else from the
     score ``cache`` (a ScoreCache or its root folder; default root if None), cells missing there
     being scored with ``scorer`` (callable: NB201 indices -> scores) and appended to the cache.
 
-    Result keys: the settings, ``trained`` (NB201 indices in training order), ``best_test_curve``
-    and ``best_val_curve`` (max test / validation accuracy after k+1 trained cells),
-    ``selected_test_curve`` (test accuracy of the best-by-validation cell so far), counters
-    (steps, proposals, revisits, scores_used, asks, scored_live), ``stalled`` and ``seconds``.
+    Result keys: the settings, ``trained`` (NB201 indices in query order, one per oracle query,
+    repeats kept: every query costs one trained model), ``test_curve`` (the headline: entry n-1 is
+    the test accuracy of the best-validation cell among the first n queries, the model a user
+    would pick), ``best_val_curve``, ``oracle_test_curve`` (diagnostic only: the best *test*
+    accuracy seen, which no searcher can select on), ``queries`` (= ``budget`` unless the run
+    ``failed``), ``distinct``, ``revisits`` (queries of cells queried before), counters (steps,
+    proposals, scores_used, asks, scored_live), ``failed`` and ``seconds``.
     """
     if space not in SPACES:
         raise ValueError(f"unknown search space {space!r}: expected one of {', '.join(SPACES)}")
@@ -174,14 +206,16 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
         "warmup": cfg.warmup, "move": cfg.move, "seed": cfg.seed,
         "proxy": proxy if needs_scores else None, "score_seed": score_seed if needs_scores else None,
         "options": {k: v for k, v in opts.items()},
+        "protocol": PROTOCOL,
         "trained": c2i[r["trained"]].astype(int).tolist(),
-        "best_test_curve": r["best_test_curve"].tolist(),
+        "test_curve": r["test_curve"].tolist(),
         "best_val_curve": r["best_val_curve"].tolist(),
-        "selected_test_curve": r["selected_test_curve"].tolist(),
+        "oracle_test_curve": r["oracle_test_curve"].tolist(),
+        "queries": int(r["queries"]), "distinct": int(r["distinct"]),
+        "revisits": int(r["revisits"]),
         "steps": int(r["steps"]), "proposals": int(r["proposals"]),
-        "revisits": int(r["revisits"]), "scores_used": int(r["scores_used"]),
-        "asks": int(r["asks"]),
+        "scores_used": int(r["scores_used"]), "asks": int(r["asks"]),
         "scored_live": (store.scored - scored_before) if store is not None else 0,
-        "stalled": bool(r["stalled"]), "seconds": dt,
+        "failed": bool(r["failed"]), "seconds": dt,
     }
     return out
