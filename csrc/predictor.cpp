@@ -133,44 +133,12 @@ float RankPredictor::predict(int32_t code) const {
 }
 
 void RankPredictor::predict_all(std::vector<float>& out) const {
-  // h1 pre-activation = b1 + A[code % 125] + B[code / 125] (edges 0-2 and 3-5): H adds per cell.
-  const int H = h_;
-  constexpr int kHalf = kO * kO * kO;  // 125
-  std::vector<float> A(static_cast<size_t>(kHalf) * H, 0.0f), B(A.size(), 0.0f);
-  const float* E = p_.data() + oE_;
-  for (int lo = 0; lo < kHalf; ++lo) {
-    int c = lo;
-    float* a = A.data() + static_cast<size_t>(lo) * H;
-    float* b = B.data() + static_cast<size_t>(lo) * H;
-    for (int e = 0; e < 3; ++e, c /= kO) {
-      const float* ra = E + (e * kO + c % kO) * H;
-      const float* rb = E + ((e + 3) * kO + c % kO) * H;
-      for (int k = 0; k < H; ++k) {
-        a[k] += ra[k];
-        b[k] += rb[k];
-      }
-    }
-  }
-  const float* b1 = p_.data() + ob1_;
-  const float* b2 = p_.data() + ob2_;
-  const float* w3 = p_.data() + ow3_;
+  // exactly forward()'s arithmetic for every cell, so that a prediction does not depend on
+  // whether it was made alone or for the whole space
   out.resize(nb201::kSpaceSize);
-  std::vector<float> h2(H);
-  for (int32_t code = 0; code < nb201::kSpaceSize; ++code) {
-    const float* a = A.data() + static_cast<size_t>(code % kHalf) * H;
-    const float* b = B.data() + static_cast<size_t>(code / kHalf) * H;
-    for (int o = 0; o < H; ++o) h2[o] = b2[o];
-    for (int k = 0; k < H; ++k) {
-      const float s = b1[k] + a[k] + b[k];
-      if (s <= 0.0f) continue;
-      const float* col = w2t_.data() + static_cast<size_t>(k) * H;
-      for (int o = 0; o < H; ++o) h2[o] += col[o] * s;
-    }
-    float f = p_[ob3_];
-    for (int o = 0; o < H; ++o)
-      if (h2[o] > 0.0f) f += w3[o] * h2[o];
-    out[code] = f;
-  }
+  std::vector<float> h1(h_), h2(h_);
+  for (int32_t code = 0; code < nb201::kSpaceSize; ++code)
+    out[code] = forward(code, h1.data(), h2.data());
 }
 
 double RankPredictor::fit(const std::vector<int32_t>& codes, const std::vector<double>& y,
