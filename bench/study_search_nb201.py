@@ -47,6 +47,7 @@ from zcfast.search import (
     plot_curves,
     reach_table,
     run_variants,
+    universe,
 )
 
 DATASET = "cifar100"
@@ -59,20 +60,24 @@ SCORES = HERE / "data" / "synflow_nb201_cifar100_seed0.csv.gz"
 
 
 def ensure_scores(cache: ScoreCache, key: ScoreKey, scores_file: str | None) -> np.ndarray:
+    """synflow of every NB201 cell in universe (= NB201 index) order, from the cache; missing
+    cells are scored live (per-model loop) and cached as they finish."""
     if scores_file:
         n = cache.import_scores(key, scores_file)
         print(f"imported {n} synflow scores from {scores_file}")
-    table = cache.table(key)
+    uni = universe(DATASET)
+    table = cache.table(key, uni.keys)
     if table is None:
         have = cache.load(key)
-        todo = np.asarray([i for i in range(15625) if i not in have], dtype=np.int64)
-        print(f"scoring {todo.size} missing cells live (loop engine; cached as they finish)")
+        todo = [r for r, k in enumerate(uni.keys) if k not in have]
+        print(f"scoring {len(todo)} missing cells live (loop engine; cached as they finish)")
         scorer = default_scorer("synflow", DATASET, 0, engine="loop")
         from tqdm import tqdm
 
-        for k in tqdm(range(0, todo.size, 64), unit="chunk"):
-            cache.get_or_score(key, todo[k:k + 64], scorer)
-        table = cache.table(key)
+        for k in tqdm(range(0, len(todo), 64), unit="chunk"):
+            rows = todo[k:k + 64]
+            cache.get_or_score(key, [uni.keys[r] for r in rows], uni.codes[rows], scorer)
+        table = cache.table(key, uni.keys)
     return table
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from zcfast import _C
 from zcfast.data import groundtruth
-from zcfast.search import by_code, ground_truth, make_config, run_search
+from zcfast.search import ground_truth, make_config, run_search
 from zcfast.spaces import nb201
 
 GOLDEN = Path(__file__).parent / "data" / "search_golden.json"
@@ -142,10 +142,10 @@ def test_ae_children_are_one_edge_mutations():
     cfg = make_config("ae", 40, 0, 0, 5, population=10, tournament=3)
     s = _C.search.Search(cfg, ground_truth("cifar100"))
     s.run()
-    codes = s.result()["trained"].tolist()
-    ops = {c: np.array(_C.nb201.ops_of(c)) for c in codes}
-    for k in range(10, len(codes)):
-        assert any((ops[codes[k]] != ops[p]).sum() == 1 for p in codes[:k])
+    rows = s.result()["trained"].tolist()  # ground-truth rows = NB201 indices
+    ops = {i: np.array(nb201.parse(int(i))) for i in rows}
+    for k in range(10, len(rows)):
+        assert any((ops[rows[k]] != ops[p]).sum() == 1 for p in rows[:k])
 
 
 def test_rl_policy_is_a_distribution_and_learns():
@@ -179,7 +179,7 @@ def test_step_guard_marks_failed_and_aggregation_refuses_it(noisy):
 def test_ask_tell_matches_full_table(algo, w, m, noisy):
     cfg = make_config(algo, 60, w, m, 7, **_opts(algo))
     gtab = ground_truth("cifar100")
-    table = by_code(noisy)
+    table = noisy  # by ground-truth row = NB201 index
     full = _C.search.Search(cfg, gtab, table)
     full.run()
     s = _C.search.Search(cfg, gtab)
@@ -205,10 +205,10 @@ def test_ask_tell_matches_full_table(algo, w, m, noisy):
 
 def test_ask_tell_preloaded_scores_are_not_asked(noisy):
     cfg = make_config("ae", 60, 0, 24, 1)
-    table = by_code(noisy)
+    table = noisy
     s = _C.search.Search(cfg, ground_truth("cifar100"))
-    codes = np.arange(N, dtype=np.int32)[: N // 2]
-    s.tell(codes, table[codes])
+    rows = np.arange(N, dtype=np.int32)[: N // 2]
+    s.tell(rows, table[rows])
     while (need := s.ask()).size:
         assert need.min() >= N // 2
         s.tell(need, table[need])
@@ -279,16 +279,22 @@ def test_bad_parameters_raise_value_error_naming_them(kwargs, match):
 
 def test_bad_tables_raise():
     g = ground_truth("cifar100")
-    with pytest.raises(ValueError, match="15,625"):
-        _C.search.GroundTruth(np.zeros(10), np.zeros(10))
+    sp = _C.space.nb201()
+    codes = nb201._tables()[0].astype(np.uint64)
+    with pytest.raises(ValueError, match="10 entries, expected 15625"):
+        _C.search.GroundTruth(sp, codes, np.zeros(10), np.zeros(N))
     bad = np.zeros(N)
     bad[5] = np.nan
-    with pytest.raises(ValueError, match="cell code 5"):
-        _C.search.GroundTruth(bad, np.zeros(N))
-    with pytest.raises(ValueError, match="15,625"):
+    with pytest.raises(ValueError, match=r"validation accuracy of \|.*\(row 5\) is not finite"):
+        _C.search.GroundTruth(sp, codes, bad, np.zeros(N))
+    with pytest.raises(ValueError, match="rows 0 and 1 of the ground truth are the same nb201"):
+        _C.search.GroundTruth(sp, codes[[0, 0]], np.zeros(2), np.zeros(2))
+    with pytest.raises(ValueError, match="NB201 cell code 15625"):
+        _C.search.GroundTruth(sp, np.array([15625], dtype=np.uint64), np.zeros(1), np.zeros(1))
+    with pytest.raises(ValueError, match="15625 entries"):
         _C.search.Search(make_config("ae", 5, 10, 0), g, np.zeros(3))
     s = _C.search.Search(make_config("ae", 5, 10, 0), g)
-    with pytest.raises(ValueError, match="15625"):
+    with pytest.raises(ValueError, match="row 15625 is out of range"):
         s.tell(np.array([15625], dtype=np.int32), np.array([1.0]))
     with pytest.raises(RuntimeError, match="proxy scores"):
         s.run()
@@ -302,26 +308,26 @@ def test_incomplete_score_series_is_refused_naming_the_missing_cells(noisy):
     full = pd.Series(noisy, index=np.arange(N))
     assert run_search("rand", "cifar100", 5, 100, 0, scores=full)["queries"] == 5
     gappy = full.drop([17, 4242])
-    with pytest.raises(ValueError, match=r"misses 2 of the 15625 NB201 cells \(NB201 index 17, 4242\)"):
+    with pytest.raises(ValueError, match=r"misses 2 of the 15625 networks of the nb201 universe \(index 17, 4242\)"):
         run_search("rand", "cifar100", 5, 100, 0, scores=gappy)
     with pytest.raises(ValueError, match="more than once"):
         run_search("rand", "cifar100", 5, 100, 0, scores=pd.concat([full, full.iloc[:1]]))
-    with pytest.raises(ValueError, match="not an NB201 index"):
+    with pytest.raises(ValueError, match="15625.*is not one of the 15625 networks"):
         run_search("rand", "cifar100", 5, 100, 0, scores=pd.Series(noisy, index=np.arange(N) + 1))
 
 
 # ---------------------------------------------------------------------------------- predictor
 def test_rank_predictor_learns_an_ordering(gt):
-    i2c = nb201._tables()[0]
+    i2c = nb201._tables()[0].astype(np.uint64)
     rng = np.random.default_rng(0)
     idx = rng.permutation(N)
     tr, te = idx[:300], idx[300:1300]
     y = gt["val_acc"].to_numpy()
-    p = _C.search.RankPredictor(hidden=32, lr=3e-3, weight_decay=5e-4, seed=0)
+    p = _C.search.RankPredictor(_C.space.nb201(), hidden=32, lr=3e-3, weight_decay=5e-4, seed=0)
     before = p.pair_accuracy(i2c[te], y[te])
     p.fit(i2c[tr], y[tr], iters=300, pairs=64, seed=1)
     after = p.pair_accuracy(i2c[te], y[te])
     assert after > 0.8 and after > before + 0.1, (before, after)
-    f = p.predict_all()
+    f = p.predict_many(i2c)
     assert f.shape == (N,) and np.isfinite(f).all()
-    assert f[i2c[te[0]]] == pytest.approx(p.predict(int(i2c[te[0]])), rel=1e-5)
+    assert f[te[0]] == p.predict(int(i2c[te[0]]))  # one definition of a prediction

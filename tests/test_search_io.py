@@ -36,10 +36,10 @@ class CountingScorer:
         self.cells = 0
         self.acc = groundtruth("cifar100")["test_acc"].to_numpy()
 
-    def __call__(self, idx):
+    def __call__(self, codes):
         self.calls += 1
-        self.cells += len(idx)
-        return self.acc[np.asarray(idx)]
+        self.cells += len(codes)
+        return self.acc[[nb201.index_of_code(int(c)) for c in codes]]
 
 
 # ---------------------------------------------------------------------------------- cache
@@ -64,27 +64,36 @@ def test_cache_avoids_rescoring(tmp_path):
 
 def test_cache_keys_and_files(tmp_path):
     k1 = ScoreKey.of("synflow", "cifar100", 0)
-    k2 = ScoreKey.of("snip", "c100", 0, images="cifar10-subset", batch_size=64)
-    assert k1.data == "cifar100-paper"  # synflow reads no image
-    assert k2.data == "cifar100-cifar10-subset-b64-paper"
-    with pytest.raises(ValueError, match="seed"):
-        ScoreKey("nb201", "synflow", "0", "x")
-    with pytest.raises(ValueError, match="proxy"):
-        ScoreKey("nb201", "../x", 0, "x")
+    k2 = ScoreKey.of("snip", "c100", 0, batch_size=64)
+    # synflow reads no image and always runs in float64
+    assert (k1.images, k1.batch_size, k1.data_seed, k1.precision) == (None, None, None, "fp64")
+    assert k1.relpath().as_posix() == "scores/v2/nb201/synflow-v1/cifar100-paper-w0-fp64.csv"
+    # a data proxy's key names the resolved image source, batch, minibatch seed, normalisation
+    assert k2.relpath().as_posix() == (
+        "scores/v2/nb201/snip-v1/cifar100-paper-w0-fp32-cifar10-subset-b64-d0-paper.csv")
+    assert ScoreKey.of("snip", "cifar100", 0, data_seed=3).differences(k2) == {"data_seed": (3, 0)}
+    with pytest.raises(ValueError, match="seed must be an int"):
+        ScoreKey.of("synflow", "cifar100", "0")
+    with pytest.raises(ValueError, match="unknown proxy"):
+        ScoreKey.of("../x", "cifar100", 0)
+    with pytest.raises(ValueError, match="reads images"):
+        ScoreKey("nb201", "snip", 1, "cifar100", "paper", 0, "fp32")
     cache = ScoreCache(tmp_path)
-    cache.add(k1, [3, 5], [1.5, float("nan")])
-    cache.add(k1, [3], [99.0])  # already cached: kept as it was
+    a, b = nb201.arch_at(3), nb201.arch_at(5)
+    cache.add(k1, [a, b], [1.5, float("nan")])
+    cache.add(k1, [a], [99.0])  # already cached: kept as it was
     p = cache.path(k1)
-    assert p.read_text() == "index,score\n3,1.5\n5,nan\n"
+    assert p.read_text() == f"key,score\n{a},1.5\n{b},nan\n"
     with open(p, "a") as f:
-        f.write("7,2.")  # torn append
+        f.write(nb201.arch_at(7) + ",2.")  # torn append
     got = ScoreCache(tmp_path).load(k1)
-    assert got[3] == 1.5 and np.isnan(got[5]) and 7 not in got
-    assert ScoreCache(tmp_path).table(k1) is None
+    assert got[a] == 1.5 and np.isnan(got[b]) and nb201.arch_at(7) not in got
+    assert ScoreCache(tmp_path).table(k1, [a, nb201.arch_at(8)]) is None
+    assert ScoreCache(tmp_path).table(k1, [b, a])[1] == 1.5
     with pytest.raises(ValueError, match="no scorer"):
-        ScoreCache(tmp_path).get_or_score(k1, np.array([3, 8]), None)
-    p.write_text("index,score\n99999,1.0\n")
-    with pytest.raises(ValueError, match="99999"):
+        ScoreCache(tmp_path).get_or_score(k1, [a, nb201.arch_at(8)], [0, 1], None)
+    p.write_text("index,score\n5,1.0\n")
+    with pytest.raises(ValueError, match="not a zcfast score cache file"):
         ScoreCache(tmp_path).load(k1)
 
 
@@ -105,9 +114,9 @@ def test_live_loop_scorer_matches_reference_and_fills_cache(tmp_path):
     net = build_model(i, 100, seed=0)
     ref = compute_measures(net, torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long),
                            ["synflow"])["synflow"]
-    assert got[i] == ref
+    assert got[nb201.arch_at(i)] == ref
     # the first trained cell is the best-scored of the three (warmup order)
-    assert got[i] == max(got.values())
+    assert got[nb201.arch_at(i)] == max(got.values())
 
 
 def test_scorer_engine_errors():
@@ -196,15 +205,48 @@ def test_parse_variant():
 
 
 # ------------------------------------------------------------------------------------ CLI
-def _score_csv(path, values):
-    """A file in the format of 'zcfast score' (with meta) holding a synthetic synflow column."""
+def _score_csv(path, values, column="synflow", **meta_over):
+    """A file in the format of 'zcfast score' (with meta) holding a synthetic proxy column."""
 
     archs = nb201.all_arch_strings()
     with open(path, "w") as f:
-        f.write("index,arch,synflow\n")
+        f.write(f"index,arch,{column}\n")
         f.writelines(f"{i},{archs[i]},{float(values[i])!r}\n" for i in range(N))
-    meta = {"dataset": "cifar100", "seed": 0, "proxies": ["synflow"]}
+    meta = {"space": "nb201", "dataset": "cifar100", "seed": 0, "proxies": [column],
+            "flavour": "paper", "images": "cifar10-subset", "batch_size": 64, **meta_over}
     (path.parent / (path.name + ".meta.json")).write_text(json.dumps(meta))
+
+
+def test_import_refuses_scores_made_with_other_settings(tmp_path):
+    """Every field a score depends on must match between the file and the cache key: a file made
+    with another flavour, batch, image source or seed is refused, naming the field."""
+    vals = np.arange(N, dtype=float)
+    cache = ScoreCache(tmp_path / "cache")
+    ok = tmp_path / "ok.csv"
+    _score_csv(ok, vals, "snip")
+    assert cache.import_scores(ScoreKey.of("snip", "cifar100", 0), ok) == N
+    for field, value, msg in [("flavour", "official", "flavour file 'official' vs needed 'paper'"),
+                              ("batch_size", 32, "batch_size file 32 vs needed 64"),
+                              ("images", "cifar100-real25", "images file 'cifar100-real25'"),
+                              ("seed", 1, "seed file 1 vs needed 0"),
+                              ("dataset", "cifar10", "dataset file 'cifar10'")]:
+        bad = tmp_path / f"bad_{field}.csv"
+        _score_csv(bad, vals, "snip", **{field: value})
+        with pytest.raises(ValueError, match=msg):
+            cache.import_scores(ScoreKey.of("snip", "cifar100", 0), bad)
+    # the minibatch seed is a field of its own: a file scored on another batch draw is refused
+    bad = tmp_path / "bad_dseed.csv"
+    _score_csv(bad, vals, "snip", weight_seed=0, data_seed=5)
+    with pytest.raises(ValueError, match="data_seed file 5 vs needed 0"):
+        cache.import_scores(ScoreKey.of("snip", "cifar100", 0), bad)
+    # synflow reads no image: its key has no image fields, a batch difference does not matter
+    syn = tmp_path / "syn.csv"
+    _score_csv(syn, vals, "synflow", batch_size=8)
+    assert cache.import_scores(ScoreKey.of("synflow", "cifar100", 0), syn) == N
+    nometa = tmp_path / "nometa.csv"
+    nometa.write_text("index,arch,snip\n0,x,1.0\n")
+    with pytest.raises(ValueError, match="no meta file"):
+        cache.import_scores(ScoreKey.of("snip", "cifar100", 0), nometa)
 
 
 def test_cli_search_and_figure(tmp_path, capsys):
@@ -261,7 +303,8 @@ def test_batched_engine_is_used_when_present(monkeypatch, tmp_path):
     monkeypatch.setattr(zcfast.batched, "score", fake_score, raising=False)
     scorer = default_scorer("synflow", "c100", 3)
     assert scorer.engine == "batched"
-    np.testing.assert_array_equal(scorer(np.array([5, 9, 2])), [5.0, 9.0, 2.0])
+    codes = np.array([nb201.code_of_index(i) for i in (5, 9, 2)], dtype=np.uint64)
+    np.testing.assert_array_equal(scorer(codes), [5.0, 9.0, 2.0])  # scorers take codes
     assert calls == [([5, 9, 2], ["synflow"], "nb201", "cifar100", 64, 3)]
     # a search asks in batches: one packed call per ask, cached afterwards
     cache = ScoreCache(tmp_path)

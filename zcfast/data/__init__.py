@@ -206,6 +206,16 @@ def load_cifar_pickles(root: str | os.PathLike, dataset: str):
 
 
 IMAGE_CHOICES = ("default", "cifar10-subset", "cifar100-real25", "imagenet16-standin")
+# the bundled image source each dataset uses by default (see image_source)
+DEFAULT_IMAGES = {"cifar10": "cifar10-subset", "cifar100": "cifar10-subset",
+                  "ImageNet16-120": "imagenet16-standin"}
+
+
+def resolve_images(dataset: str, images: str = "default") -> str:
+    """The name of the image source ``images`` means for ``dataset`` ('default' resolved)."""
+    if images not in IMAGE_CHOICES:
+        raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
+    return DEFAULT_IMAGES[dataset_name(dataset)] if images == "default" else images
 
 
 def image_source(dataset: str, data_root: str | None = None, images: str = "default") -> ImageSource:
@@ -233,9 +243,7 @@ def image_source(dataset: str, data_root: str | None = None, images: str = "defa
         )
     if images not in IMAGE_CHOICES:
         raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
-    if images == "default":
-        images = {"cifar10": "cifar10-subset", "cifar100": "cifar10-subset",
-                  "ImageNet16-120": "imagenet16-standin"}[ds]
+    images = resolve_images(ds, images)
     if images == "imagenet16-standin":
         if ds != "ImageNet16-120":
             raise ValueError(f"imagenet16-standin images are 16x16 ImageNet16-120 images, not {ds}")

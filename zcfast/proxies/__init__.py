@@ -27,6 +27,9 @@ class Proxy:
     description: str
     paper: bool = False  # one of the six proxies of Abdelfattah et al. (2021), Table 1
     bn: bool = True  # False: scored on the model's BN-free prunable copy (synflow)
+    # version of the definition: raise it whenever a change alters the values the proxy gives,
+    # so that cached scores of the old definition are never mixed with new ones
+    version: int = 1
 
 
 PROXIES: dict = {}

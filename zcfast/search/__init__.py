@@ -21,15 +21,15 @@ from zcfast.search.cache import (
     DATA_FREE_PROXIES,
     ScoreCache,
     ScoreKey,
-    data_key,
     default_cache_root,
 )
 from zcfast.search.driver import (
     ALGOS,
     DEFAULT_OPTIONS,
     PROTOCOL,
-    by_code,
     ground_truth,
+    universe,
+    universe_ids,
     make_config,
     run_search,
 )
@@ -55,9 +55,9 @@ from zcfast.search.scorer import batched_available, default_scorer
 
 __all__ = [
     "ALGOS", "DATA_FREE_PROXIES", "DEFAULT_OPTIONS", "FIGURE_VARIANTS", "HEADLINE", "PROTOCOL",
-    "ScoreCache", "ScoreKey", "Variant", "batched_available", "by_code", "complete_runs",
-    "curve_matrix", "curve_table", "data_key", "default_cache_root", "default_scorer",
+    "ScoreCache", "ScoreKey", "Variant", "batched_available", "complete_runs",
+    "curve_matrix", "curve_table", "default_cache_root", "default_scorer",
     "ground_truth", "make_config", "models_to_reach", "parse_variant", "plot_curves",
     "reach_table", "read_runs", "run_search", "run_seeds", "run_variants", "summarize",
-    "verify_run", "verify_runs",
+    "universe", "universe_ids", "verify_run", "verify_runs",
 ]

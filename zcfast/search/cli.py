@@ -33,7 +33,11 @@ def _options(pairs) -> dict:
 
 
 def _add_common(p):
-    p.add_argument("--space", default="nb201", choices=["nb201"])
+    p.add_argument("--space", default="nb201",
+                   help="search space: nb201 (default), nb101 (docs/spaces.md)")
+    p.add_argument("--data", default=None,
+                   help="benchmark file of the space's full ground truth (nb101: the official "
+                   "nasbench_only108.tfrecord); default: the bundled data")
     p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
     p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
     p.add_argument("--proxy", default="synflow", help="zero-cost proxy used by warmup and move")
@@ -59,7 +63,8 @@ def _search_kwargs(a) -> dict:
     if a.scores:
         n = cache.import_scores(key, a.scores)
         print(f"imported {n} {a.proxy} scores from {a.scores} into {cache.path(key)}")
-    scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device)
+    scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
+                            space=a.space)
     return {"cache": cache, "scorer": scorer, "score_key": key}
 
 
@@ -80,7 +85,7 @@ def _cmd_search(a) -> int:
     runs = run_seeds(a.out, a.algo, dataset=a.dataset, budget=a.budget, warmup=a.warmup,
                      move=a.move, seeds=seeds, proxy=a.proxy, score_seed=a.score_seed,
                      resume=a.resume, progress=not a.no_progress, options=opts, space=a.space,
-                     **_search_kwargs(a))
+                     data=a.data, **_search_kwargs(a))
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
     ok, failed = complete_runs(runs)

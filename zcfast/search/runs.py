@@ -24,8 +24,8 @@ import numpy as np
 from zcfast.search.driver import PROTOCOL, check_algo, make_config, run_search
 
 # settings that identify a runs file (must match to resume or to append)
-SETTING_KEYS = ("protocol", "space", "dataset", "algo", "budget", "warmup", "move", "proxy",
-                "score_seed", "options")
+SETTING_KEYS = ("protocol", "space", "dataset", "data", "algo", "budget", "warmup", "move",
+                "proxy", "score_seed", "options")
 CURVES = ("test_curve", "best_val_curve", "oracle_test_curve")
 HEADLINE = "test_curve"
 CURVE_LABELS = {
@@ -79,11 +79,12 @@ def read_runs(path: str | os.PathLike, *, repair: bool = False) -> list:
 
 
 def expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options,
-                      space="nb201") -> dict:
+                      space="nb201", data=None) -> dict:
     from zcfast.data import dataset_name
 
     uses = int(warmup) > 0 or int(move) > 0
-    return {"protocol": PROTOCOL, "space": space, "dataset": dataset_name(dataset), "algo": check_algo(algo),
+    return {"protocol": PROTOCOL, "space": space, "dataset": dataset_name(dataset),
+            "data": None if data is None else str(data), "algo": check_algo(algo),
             "budget": int(budget), "warmup": int(warmup), "move": int(move),
             "proxy": proxy if uses else None, "score_seed": int(score_seed) if uses else None,
             "options": dict(options or {})}
@@ -93,7 +94,7 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
               warmup: int = 0, move: int = 0, seeds: Sequence[int] | int = 20,
               proxy: str = "synflow", score_seed: int = 0, resume: bool = False,
               progress: bool = True, desc: str | None = None, options: dict | None = None,
-              space: str = "nb201", **search_kwargs) -> list:
+              space: str = "nb201", data=None, **search_kwargs) -> list:
     """Run one search per seed into the JSONL file ``out``; returns all runs of the file.
 
     ``seeds``: an int n (seeds 0..n-1) or a list. ``search_kwargs`` go to :func:`run_search`
@@ -104,7 +105,8 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
         raise ValueError("no seeds to run")
     if any(s < 0 for s in seed_list) or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be distinct non-negative integers, got {seed_list}")
-    want = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options, space)
+    want = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options, space,
+                             data)
     make_config(algo, budget, warmup, move, seed_list[0], **(options or {}))  # fail before any I/O
     p = Path(out)
     existing = []
@@ -131,7 +133,7 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
         with open(p, "a") as f:
             for s in todo:
                 r = run_search(algo, dataset, budget, warmup, move, s, proxy, space=space,
-                               score_seed=score_seed, options=options, **search_kwargs)
+                               data=data, score_seed=score_seed, options=options, **search_kwargs)
                 r = _compact(r)
                 f.write(json.dumps(r, separators=(",", ":")) + "\n")
                 f.flush()
@@ -406,14 +408,24 @@ def verify_run(run: dict, val: np.ndarray, test: np.ndarray) -> list:
 
 
 def verify_runs(runs: Iterable[dict]) -> list:
-    """:func:`verify_run` for every run, against the bundled NB201 ground truth of its dataset."""
-    from zcfast.data import groundtruth
+    """:func:`verify_run` for every run, against the ground truth of its space and dataset (the
+    universe the run recorded, rebuilt from the space plugin)."""
+    from zcfast.search.driver import universe, universe_ids
 
     probs = []
     for r in runs:
-        if r.get("space", "nb201") != "nb201":
-            probs.append(f"seed {r.get('seed')}: space {r.get('space')!r} is not verifiable here")
+        try:
+            uni = universe(r["dataset"], r.get("space", "nb201"), r.get("data"))
+            ids = universe_ids(r["dataset"], r.get("space", "nb201"), r.get("data"))
+        except (ValueError, OSError) as e:
+            probs.append(f"seed {r.get('seed')}: cannot rebuild its ground truth ({e})")
             continue
-        gt = groundtruth(r["dataset"])
-        probs += verify_run(r, gt["val_acc"].to_numpy(), gt["test_acc"].to_numpy())
+        row = {i: n for n, i in enumerate(ids)}
+        missing = [t for t in r.get("trained", []) if t not in row]
+        if missing:
+            probs.append(f"seed {r.get('seed')}: trained {missing[0]!r} is not in the universe")
+            continue
+        rr = dict(r)
+        rr["trained"] = [row[t] for t in r.get("trained", [])]
+        probs += verify_run(rr, np.asarray(uni.val), np.asarray(uni.test))
     return probs

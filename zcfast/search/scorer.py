@@ -1,4 +1,5 @@
-"""Live zero-cost scorers for the search: a scorer maps NB201 indices to one proxy's scores.
+"""Live zero-cost scorers for the search: a scorer maps architecture codes (uint64, the space's
+raw encoding) to one proxy's scores.
 
 The default uses the packed engine ``zcfast.score`` when ``zcfast.batched`` provides it (all
 cells of a request in one batched call) and falls back to the per-model reference loop
@@ -28,14 +29,19 @@ def batched_available() -> bool:
 
 def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "auto",
                    batch_size: int = 64, images: str = "default", flavour: str = "paper",
-                   device=None, chunk=None) -> Callable[[np.ndarray], np.ndarray]:
-    """A callable ``f(indices) -> (n,) float64`` scoring NB201 cells with ``proxy``.
+                   device=None, chunk=None, space: str = "nb201") -> Callable[[np.ndarray], np.ndarray]:
+    """A callable ``f(codes) -> (n,) float64`` scoring networks of ``space`` with ``proxy``.
 
     ``engine``: ``batched`` (``zcfast.score``, one packed call per request), ``loop`` (one model
     at a time) or ``auto`` (batched when available).
     """
     (proxy,) = check_names([proxy])
     ds = dataset_name(dataset)
+    from zcfast.spaces import get_space
+
+    sp = get_space(space)
+    if sp.name != "nb201":
+        raise ValueError(f"no live scorer for space {sp.name!r} yet")
     if engine not in ENGINES:
         raise ValueError(f"unknown scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if engine == "batched" and not batched_available():
@@ -43,10 +49,11 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     use_batched = engine == "batched" or (engine == "auto" and batched_available())
 
     if use_batched:
-        def score_batched(indices: np.ndarray) -> np.ndarray:
+        def score_batched(codes: np.ndarray) -> np.ndarray:
             import zcfast
+            from zcfast.spaces import nb201
 
-            idx = np.asarray(indices, dtype=np.int64)
+            idx = np.asarray([nb201.index_of_code(int(c)) for c in codes], dtype=np.int64)
             df = zcfast.score(idx.tolist(), [proxy], space="nb201", dataset=ds,
                               batch_size=batch_size, seed=seed, device=device, chunk=chunk,
                               images=images, flavour=flavour)
@@ -60,11 +67,13 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
 
     state: dict = {}
 
-    def score_loop(indices: np.ndarray) -> np.ndarray:
+    def score_loop(codes: np.ndarray) -> np.ndarray:
         import torch
 
         from zcfast.scoring import iter_loop
+        from zcfast.spaces import nb201
 
+        indices = [nb201.index_of_code(int(c)) for c in codes]
         if "x" not in state:  # the minibatch is built once, on first use
             src = image_source(ds, images=images)
             x, y = src.minibatch(batch_size, seed)
