@@ -144,9 +144,9 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
   if (cfg_.move > N)
     bad("move " + str(cfg_.move) + " is out of range: expected 0 (off) to " + str(N) +
         " proposals" + where);
-  if (cfg_.population > N)
+  if (cfg_.algo == Algo::kEvolution && cfg_.population > N)
     bad("population " + str(cfg_.population) + " is out of range: expected 1 to " + str(N) + where);
-  if (cfg_.bp_batch > N)
+  if (cfg_.algo == Algo::kPredictor && cfg_.bp_batch > N)
     bad("bp_batch " + str(cfg_.bp_batch) + " is out of range: expected 1 to " + str(N) + where);
   if (full_ && full_->size() != static_cast<size_t>(N))
     bad("a complete score table needs " + str(N) + " entries (one per ground-truth row), got " +
@@ -729,6 +729,18 @@ void Search::rl_update(const std::vector<uint8_t>& dec, const double* adv, size_
 std::vector<double> Search::policy() const {
   if (cfg_.algo != Algo::kReinforce) return {};
   return prob_;
+}
+
+std::vector<double> Search::pool_probabilities() const {
+  if (cfg_.algo != Algo::kReinforce || !pool_) return {};
+  std::vector<double> q(pool_cum_.size());
+  double prev = 0.0;
+  for (size_t r = 0; r < q.size(); ++r) {
+    const double c = r + 1 == q.size() ? 1.0 : pool_cum_[r];
+    q[r] = c - prev;
+    prev = c;
+  }
+  return q;
 }
 
 bool Search::step_reinforce() {

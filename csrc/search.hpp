@@ -159,6 +159,8 @@ class Search {
   bool pool() const { return pool_; }
   // RL: current probabilities of every decision's categories, concatenated; empty otherwise.
   std::vector<double> policy() const;
+  // RL in a pool: the restricted policy q over the pool's rows; empty otherwise.
+  std::vector<double> pool_probabilities() const;
   // AE: current population (rows, oldest first); empty for other algorithms.
   std::vector<int32_t> population() const;
 

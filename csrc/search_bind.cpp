@@ -260,6 +260,8 @@ void bind_search(py::module_& m) {
       .def("result", [](const PySearch& p) { return result_dict(p.s->result()); })
       .def("policy", [](const PySearch& p) { return arr(p.s->policy()); },
            "RL: the probabilities of every decision's categories, concatenated")
+      .def("pool_probabilities", [](const PySearch& p) { return arr(p.s->pool_probabilities()); },
+           "RL in a pool: the policy restricted to the pool, one probability per row")
       .def("population", [](const PySearch& p) { return arr(p.s->population()); },
            "AE: population rows, oldest first");
 

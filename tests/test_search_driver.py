@@ -331,3 +331,83 @@ def test_rank_predictor_learns_an_ordering(gt):
     f = p.predict_many(i2c)
     assert f.shape == (N,) and np.isfinite(f).all()
     assert f[te[0]] == p.predict(int(i2c[te[0]]))  # one definition of a prediction
+
+
+# ------------------------------------------------------------------------------------- pools
+def _pool(n=300, seed=4):
+    """A pool: the ground truth of n random NB201 cells only (not the whole space)."""
+    g = groundtruth("cifar100")
+    idx = np.sort(nb201.sample(n, seed))
+    codes = nb201._tables()[0][idx].astype(np.uint64)
+    gt = _C.search.GroundTruth(_C.space.nb201(), codes, g["val_acc"].to_numpy()[idx],
+                               g["test_acc"].to_numpy()[idx])
+    return gt, idx, codes
+
+
+@pytest.mark.parametrize("algo,w,m", VARIANTS)
+def test_pool_search_trains_only_pool_members(algo, w, m):
+    gt, idx, _ = _pool()
+    assert not gt.complete and gt.rows == 300
+    w = min(w, 300)
+    cfg = make_config(algo, 60, w, m, 3, **_opts(algo))
+    s = _C.search.Search(cfg, gt, np.random.default_rng(1).standard_normal(300))
+    s.run()
+    r = s.result()
+    assert s.pool and r["queries"] == 60 and not r["failed"]
+    assert r["trained"].min() >= 0 and r["trained"].max() < 300  # rows of the pool
+    val = gt_val = groundtruth("cifar100")["val_acc"].to_numpy()[idx]
+    np.testing.assert_allclose(r["val"], val[r["trained"]])
+    del gt_val
+
+
+def test_pool_budget_is_bounded_by_the_pool():
+    gt, _, _ = _pool(50)
+    with pytest.raises(ValueError, match=r"budget 51 is out of range: expected 1 to 50 trained "
+                                         r"models \(the 50 cells of the nb201 pool\)"):
+        _C.search.Search(make_config("rand", 51), gt)
+    s = _C.search.Search(make_config("rand", 50, 0, 0, 0), gt)
+    s.run()
+    assert sorted(s.result()["trained"].tolist()) == list(range(50))  # every member once
+
+
+def test_pool_ae_children_are_nearest_pool_members():
+    """In a pool, a mutation picks one of the parent's nearest pool members in the predictor
+    encoding (as many as the space's neighbourhood: 24 for NB201)."""
+    gt, _, codes = _pool(200, seed=9)
+    sp = _C.space.nb201()
+    enc = sp.encode(codes)
+    d = ((enc[:, None, :] - enc[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    cfg = make_config("ae", 120, 0, 0, 2, population=10, tournament=3)
+    s = _C.search.Search(cfg, gt)
+    s.run()
+    t = s.result()["trained"].tolist()
+    for k in range(10, len(t)):  # each child is within 24 nearest of some earlier member
+        near = [set(np.lexsort((codes, d[p]))[:24].tolist()) for p in t[:k]]
+        assert any(t[k] in nb for nb in near)
+
+
+def test_pool_rl_policy_is_restricted_to_the_pool():
+    """RL in a pool samples from q(cell) = p(cell) / sum_pool p: the driver's q equals that formula
+    for a trained (non-uniform) policy, and draws from a fixed policy hit every member with its
+    probability."""
+    gt, _, codes = _pool(20, seed=2)
+    s = _C.search.Search(make_config("rl", 20, 0, 0, 5, rl_lr=0.5), gt)
+    s.run()  # 20 REINFORCE updates make the policy non-uniform
+    p = s.policy().reshape(6, 5)
+    sp = _C.space.nb201()
+    dec = np.array([sp.to_decisions(int(c)) for c in codes])
+    logq = np.log(p[np.arange(6), dec]).sum(1)
+    q = np.exp(logq - logq.max())
+    q /= q.sum()
+    assert q.max() > 2 * q.min()  # the policy prefers some members: a real test of restriction
+    # (q is read back from cumulative sums: absolute rounding ~1e-16)
+    np.testing.assert_allclose(s.pool_probabilities(), q, rtol=1e-9, atol=1e-14)
+    # draws with a policy that stays fixed (lr ~ 0: uniform p, so q is uniform over the pool)
+    counts = np.zeros(20)
+    for seed in range(400):
+        s2 = _C.search.Search(make_config("rl", 20, 0, 0, seed, rl_lr=1e-12), gt)
+        s2.run()
+        counts += np.bincount(s2.result()["trained"], minlength=20)
+    freq = counts / counts.sum()
+    assert np.abs(freq - 1 / 20).max() < 0.01, freq
