@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from zcfast import data
@@ -138,11 +139,33 @@ def test_augmentation_is_a_padded_crop_and_flip(ds):
     assert len(set(idx)) == 3
 
 
+@pytest.mark.parametrize("ds", DATASETS)
+def test_normalization_option(ds):
+    """'paper' and 'dataset' differ only for CIFAR-100; the pixels and labels drawn are the same
+    and the two batches are the same images under two affine maps."""
+    xp, yp, sp = data.minibatch(ds, 16, seed=2)
+    xd, yd, sd = data.minibatch(ds, 16, seed=2, normalization="dataset")
+    assert (yp == yd).all() and sd.normalization == "dataset"
+    if ds != "cifar100":
+        assert (xp == xd).all() and sp.mean == sd.mean
+        return
+    assert sd.mean == pytest.approx((0.5071, 0.4865, 0.4409))
+    assert sd.std == pytest.approx((0.2673, 0.2564, 0.2762))
+    assert "CIFAR-100's own mean and std" in sd.description
+    to_pixels = [(x * torch.tensor(s.std).view(1, 3, 1, 1) + torch.tensor(s.mean).view(1, 3, 1, 1))
+                 for x, s in ((xp, sp), (xd, sd))]
+    assert torch.allclose(*to_pixels, atol=1e-5) and not torch.allclose(xp, xd)
+    with pytest.raises(ValueError, match="'cifar'"):
+        data.minibatch(ds, 4, normalization="cifar")
+
+
 def test_cifar100_default_labels():
     x, y, src = data.minibatch("cifar100", 64, seed=0)
     assert int(y.max()) < 100 and len(np.unique(y.numpy())) > 30  # uniform over 100, not 10
-    assert "CIFAR-100 normalisation" in src.description
-    assert src.mean == pytest.approx((0.5071, 0.4865, 0.4409))
+    # the paper's loader normalises both CIFARs with CIFAR-10's statistics (docs/data.md)
+    assert "CIFAR-10's mean and std" in src.description and src.normalization == "paper"
+    assert src.mean == pytest.approx((0.4914, 0.4822, 0.4465))
+    assert src.std == pytest.approx((0.2023, 0.1994, 0.2010))
     # the 25 real CIFAR-100 images remain available, with their real labels
     real = data.image_source("cifar100", images="cifar100-real25")
     assert len(real.images) == 25 and real.labels is not None and real.labels.max() < 100
