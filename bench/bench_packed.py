@@ -308,7 +308,7 @@ def write_report(data: dict, out: Path) -> None:
             "params and flops exactly. "
             + (f"Verified: {ver['of']} (git `{ver['git']}`, {ver['date']})."
                if same else
-               f"Verified: {ver['of']} (git `{ver['git']}`, {ver['date']}); the timings above are "
+               f"Verified: {ver['of']} (git `{ver['git']}`, {ver['date']}); the timings below are "
                f"from git `{meta['git']}`."), "",
             f"**{len(bad)} failing pairs.**" if bad else f"**All {total} pairs pass.**", "",
             "| proxy group | K | cells | fast | float64 | branch | exact | FAIL | max rel. "
