@@ -1,4 +1,4 @@
-"""Reference proxies against values derived by hand (PROXIES.md section 2), in float64.
+"""Reference proxies against values derived by hand (docs/proxies.md), in float64.
 
 The closed forms are written in numpy from the math, never by calling zcfast code:
 - a 2-layer bias-free linear net f(x) = W2 W1 x with the bilinear loss L = mean_b <y_b, f(x_b)>:

@@ -21,7 +21,14 @@ def _add_score(sub):
                    help="'paper' (the six of the paper), 'all', or a comma list, e.g. synflow,snip")
     p.add_argument("--archs", default="1000",
                    help="'all', N (N distinct cells sampled with --seed) or a FILE of arch strings")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, minibatch and sampling")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of cell sampling, weights and minibatch (each overridable below)")
+    p.add_argument("--sample-seed", type=int, default=None,
+                   help="seed of the cells drawn by --archs N (default: --seed)")
+    p.add_argument("--weight-seed", type=int, default=None,
+                   help="seed of every cell's initial weights (default: --seed)")
+    p.add_argument("--data-seed", type=int, default=None,
+                   help="seed of the minibatch: images drawn and their augmentation (default: --seed)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", required=True, help="CSV written row by row (+ .meta.json)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out file")
@@ -32,8 +39,12 @@ def _add_score(sub):
                    help="folder with a standard CIFAR download (python pickle batches)")
     p.add_argument("--images", default="default",
                    help="bundled image source: default | cifar10-subset | cifar100-real25 | imagenet16-standin")
+    p.add_argument("--normalization", default="paper", choices=["paper", "dataset"],
+                   help="paper: CIFAR-10's mean/std for both CIFARs, as the paper's loader "
+                        "(default); dataset: CIFAR-100's own for CIFAR-100")
     p.add_argument("--flavour", default="paper", choices=["paper", "official"])
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cpu)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
 
@@ -49,12 +60,15 @@ def _cmd_score(a) -> int:
         a.out, archs=a.archs, proxies=a.proxies, dataset=a.dataset, seed=a.seed,
         batch_size=a.batch_size, engine=a.engine, resume=a.resume, data_root=a.data_root,
         images=a.images, flavour=a.flavour, device=a.device, chunk=a.chunk,
-        progress=not a.no_progress,
+        progress=not a.no_progress, sample_seed=a.sample_seed, weight_seed=a.weight_seed,
+        data_seed=a.data_seed, normalization=a.normalization,
     )
     m = res["meta"]
     print(f"scored {res['scored']} of {res['total']} cells in {res['seconds']:.1f} s "
-          f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}) -> {res['out']}")
+          f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}, device {m['device']}: "
+          f"{m['device_name']}) -> {res['out']}")
     print(f"images: {m['images_description']}")
+    print(f"seeds: sample {m['sample_seed']}, weights {m['weight_seed']}, data {m['data_seed']}")
     return 0
 
 
@@ -79,7 +93,7 @@ def _cmd_correlate(a) -> int:
     title = (f"NB201 {ds}: {len(scores)} cells, target {a.target} (200 epochs); "
              f"images: {meta.get('images_description', 'unknown (no meta file)')}; "
              f"batch {meta.get('batch_size', '?')}, seed {meta.get('seed', '?')}, "
-             f"engine {meta.get('engine', '?')}")
+             f"engine {meta.get('engine', '?')}, device {meta.get('device', '?')}")
     print(format_table(tab, title))
     if a.json:
         with open(a.json, "w") as f:

@@ -26,7 +26,47 @@ from zcfast.proxies import PAPER_PROXIES, PROXIES, check_names
 from zcfast.spaces import nb201
 
 # settings that must match for --resume to continue a file
-_RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec")
+_RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec",
+                "sample_seed", "weight_seed", "data_seed", "normalization")
+
+# proxies that never read the minibatch (synflow scores an all-ones input), and the settings
+# that only change the minibatch's pixels: a file of data-free proxies resumes across them
+_DATA_FREE = {"synflow", "params", "flops", "l2_norm"}
+_PIXEL_KEYS = ("data_seed", "normalization")
+
+
+def _legacy(meta: dict, key: str):
+    """The value a meta file written before ``key`` existed implies for it (None: no default):
+    one seed drove sampling, weights and data; the images were normalised with the dataset's
+    own statistics (the same as the paper's, except for CIFAR-100)."""
+    if key in ("sample_seed", "weight_seed", "data_seed"):
+        return meta.get("seed")
+    if key == "normalization":
+        return "dataset" if meta.get("dataset") == "cifar100" else "paper"
+    return None
+
+
+def resolve_device(device=None):
+    """torch.device from 'auto' / None (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:N'."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: zcfast runs on cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    return dev
+
+
+def device_name(dev) -> str:
+    """What ran: the GPU's name, or the CPU model."""
+    dev = torch.device(dev)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return cpu_name()
 
 
 def parse_proxies(spec) -> list:
@@ -131,12 +171,20 @@ class ScoreWriter:
     def _load_existing(self, meta: dict):
         if self.meta_path.exists():
             old = json.loads(self.meta_path.read_text())
-            diff = {k: (old.get(k), meta.get(k)) for k in _RESUME_KEYS if old.get(k) != meta.get(k)}
+            keys = [k for k in _RESUME_KEYS
+                    if not (k in _PIXEL_KEYS and set(self.proxies) <= _DATA_FREE)]
+            diff = {k: (old.get(k, _legacy(old, k)), meta.get(k)) for k in keys
+                    if old.get(k, _legacy(old, k)) != meta.get(k)}
             if diff:
                 raise ValueError(
                     f"cannot resume {self.path}: settings differ from the file's "
                     + ", ".join(f"{k}: file {a!r} vs now {b!r}" for k, (a, b) in diff.items())
                 )
+            if old.get("device") and meta.get("device") and meta["device"] not in old["device"].split(" + "):
+                # a run resumed on another device: the file holds rows of both, say so
+                old["device"] = f"{old['device']} + {meta['device']}"
+                old["device_name"] = f"{old.get('device_name', '?')} + {meta.get('device_name', '?')}"
+                self.meta_path.write_text(json.dumps(old, indent=1))
         raw = self.path.read_bytes()
         if not raw.endswith(b"\n"):  # torn last line from an interrupted write: drop it
             cut = raw.rfind(b"\n") + 1
@@ -197,24 +245,43 @@ def iter_loop(indices: Iterable[int], proxies: list, x, y, *, ncls: int, seed: i
         yield int(i), compute_measures(net, x, y, proxies, device=device)
 
 
+def _seed(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
 def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed: int = 0,
                   batch_size: int = 64, engine: str = "packed", resume: bool = False,
                   data_root=None, images: str = "default", flavour: str = "paper",
-                  device=None, chunk=None, progress: bool = True) -> dict:
-    """Score cells into ``out`` (CSV + meta). Returns a summary dict."""
+                  device="auto", chunk=None, progress: bool = True, sample_seed=None,
+                  weight_seed=None, data_seed=None, normalization: str = "paper") -> dict:
+    """Score cells into ``out`` (CSV + meta). Returns a summary dict.
+
+    ``seed`` drives cell sampling (``archs=N``), the weights and the minibatch; ``sample_seed``,
+    ``weight_seed`` and ``data_seed`` override it for one of the three. ``device``: 'auto'
+    (CUDA when available), 'cpu', 'cuda' or 'cuda:N'. ``normalization``: 'paper' or 'dataset'
+    (docs/data.md). All of them are recorded in the meta file, and --resume compares them."""
     ds = dataset_name(dataset)
     names = parse_proxies(proxies)
-    indices = parse_archs(archs, seed)
+    seed = _seed(seed, "seed")
+    s_sample, s_weight, s_data = (seed if v is None else _seed(v, n) for v, n in (
+        (sample_seed, "sample_seed"), (weight_seed, "weight_seed"), (data_seed, "data_seed")))
+    indices = parse_archs(archs, s_sample)
     if engine not in ("packed", "loop"):
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    src = image_source(ds, data_root=data_root, images=images)
-    x, y = src.minibatch(batch_size, seed)
+    dev = resolve_device(device)
+    src = image_source(ds, data_root=data_root, images=images, normalization=normalization)
+    x, y = src.minibatch(batch_size, s_data)
     meta = {
-        "space": "nb201", "dataset": ds, "proxies": names, "seed": int(seed),
+        "space": "nb201", "dataset": ds, "proxies": names, "seed": seed,
+        "sample_seed": s_sample, "weight_seed": s_weight, "data_seed": s_data,
         "batch_size": int(batch_size), "images": src.name, "images_description": src.description,
+        "normalization": normalization, "normalization_mean": list(src.mean),
+        "normalization_std": list(src.std),
         "flavour": flavour, "archs_spec": archs if isinstance(archs, str) else f"list[{len(indices)}]",
-        "engine": engine, "device": str(dev), "zcfast": __version__, "git": git_sha(),
+        "engine": engine, "device": str(dev), "device_name": device_name(dev),
+        "zcfast": __version__, "git": git_sha(),
         "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     writer = ScoreWriter(out, meta, names, resume=resume)
@@ -230,7 +297,7 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
                    desc=f"scoring {ds}", dynamic_ncols=True)
     try:
         if engine == "loop":
-            it = iter_loop(todo, names, x, y, ncls=ncls, seed=seed, flavour=flavour, device=dev)
+            it = iter_loop(todo, names, x, y, ncls=ncls, seed=s_weight, flavour=flavour, device=dev)
             for i, vals in it:
                 writer.write(i, vals)
                 if bar:
@@ -238,7 +305,7 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         else:
             from zcfast.batched import iter_packed
 
-            for idx_chunk, table in iter_packed(todo, names, x, y, ncls=ncls, seed=seed,
+            for idx_chunk, table in iter_packed(todo, names, x, y, ncls=ncls, seed=s_weight,
                                                 flavour=flavour, device=dev, chunk=chunk):
                 for k, i in enumerate(idx_chunk):
                     writer.write(i, {p: table[p][k] for p in names})

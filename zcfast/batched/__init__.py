@@ -111,7 +111,7 @@ def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int =
 def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", batch_size: int = 64,
           seed: int = 0, device=None, chunk: int | None = None, flavour: str = "paper",
           data_root: str | None = None, images: str = "default", backend: str | None = None,
-          dtype=torch.float32, progress: bool = False):
+          dtype=torch.float32, progress: bool = False, normalization: str = "paper"):
     """Score NB201 cells with zero-cost proxies in packed passes.
 
     archs: arch strings, NB201 indices (ints) or op-id sequences. proxies: names (list or
@@ -119,11 +119,14 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
     memory; a pass that runs out of memory is retried with half). dtype: float32 (default) or
     float64 for the loss/jacobian passes (synflow is always float64). Returns a DataFrame indexed
     by NB201 index with ``arch`` and one float64 column per proxy (NaN/inf kept as computed).
+    device: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'; the
+    device that ran, the images and their normalisation ('paper' or 'dataset', docs/data.md) are
+    in ``df.attrs``.
     """
     import pandas as pd
 
     from zcfast.data import dataset_name, image_source, num_classes
-    from zcfast.scoring import parse_proxies
+    from zcfast.scoring import device_name, parse_proxies, resolve_device
     from zcfast.spaces import nb201
 
     if space != "nb201":
@@ -137,16 +140,10 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
     idx = nb201.resolve(list(archs))
     if len(idx) == 0:
         raise ValueError("empty arch list: nothing to score")
-    try:
-        dev = torch.device(device) if device is not None else torch.device("cpu")
-    except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: zcfast runs on cpu or cuda")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    dev = resolve_device(device)
     ds = dataset_name(dataset)
-    x, y = image_source(ds, data_root=data_root, images=images).minibatch(batch_size, seed)
+    src = image_source(ds, data_root=data_root, images=images, normalization=normalization)
+    x, y = src.minibatch(batch_size, seed)
     x, y = x.to(dev), y.to(dev)
     uniq, inverse = np.unique(idx, return_inverse=True)  # score duplicates once
     cols = {p: np.full(len(uniq), math.nan) for p in names}
@@ -168,4 +165,6 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
         bar.close()
     df = pd.DataFrame({"arch": [nb201.arch_at(int(i)) for i in idx],
                        **{p: cols[p][inverse] for p in names}}, index=pd.Index(idx, name="index"))
+    df.attrs.update(device=str(dev), device_name=device_name(dev), dataset=ds, seed=int(seed),
+                    batch_size=int(batch_size), images=src.description, normalization=normalization)
     return df

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 network, one model per cell (PROXIES.md section 3).
+"""The NAS-Bench-201 network, one model per cell (docs/nb201.md).
 
 Two flavours:
 - ``"paper"`` (default): as in the zero-cost paper's code -- cell BatchNorm ``affine=False,
@@ -178,7 +178,7 @@ class NB201Net(nn.Module):
     def get_prunable_copy(self, bn: bool = False) -> NB201Net:
         """Copy with the same weights, in train mode. ``bn=False`` (synflow, as in the paper's
         code): BatchNorm removed from the stem, the cells and the head, but **kept inside the two
-        reduction blocks** -- the released code's behaviour (PROXIES.md, quirks)."""
+        reduction blocks** -- the released code's behaviour (docs/proxies.md, quirks)."""
         net = copy.deepcopy(self)
         if not bn:
             net.stem[1] = nn.Identity()
