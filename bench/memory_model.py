@@ -130,8 +130,11 @@ def fit(rows) -> tuple[dict, float]:
 def markdown(res: dict) -> str:
     m = res["meta"]
     L = ["# Peak memory of packed passes: measured vs model (CPU)", "",
-         f"git `{m['git_sha']}`, {m['cpu']}, {m['threads']} thread(s), torch {m['torch']}, "
-         f"{m['date_utc']} UTC; load average at the end {m.get('loadavg_end')}.", "",
+         f"measured at git `{m.get('measured_git_sha', m['git_sha'])}` on "
+         f"{m.get('measured_date_utc', m['date_utc'])} UTC, model fitted at git `{m['git_sha']}` "
+         f"on {m['date_utc']} UTC; {m['cpu']}, {m['threads']} thread(s), torch {m['torch']}; "
+         f"load average at the end {m.get('loadavg_end')}. Measured under the shared compute "
+         "lock (no other measurement running).", "",
          "Peak tensor bytes while `PackedNB201(K cells).compute(proxies)` runs (engine "
          "construction included), from the torch profiler's allocation events "
          "(`zcfast.batched.memory.measure_peak_bytes`); cells: the first K of "
@@ -179,9 +182,13 @@ def main(argv=None) -> int:
     res = {"rows": []}
     if args.resume and out.with_suffix(".json").exists():
         res = json.loads(out.with_suffix(".json").read_text())
-    res["meta"] = {"git_sha": git_sha(), "cpu": cpu_model(), "threads": args.threads,
+    old = res.get("meta", {}) if res["rows"] else {}
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    res["meta"] = {"git_sha": git_sha(), "measured_git_sha": old.get("measured_git_sha", git_sha()),
+                   "measured_date_utc": old.get("measured_date_utc", now),
+                   "cpu": cpu_model(), "threads": args.threads,
                    "torch": torch.__version__, "python": platform.python_version(),
-                   "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                   "date_utc": now,
                    "cells": f"first K of nb201.sample({N_CELLS}, seed={CELL_SEED})",
                    "method": "torch profiler allocation events (zcfast.batched.memory.measure_peak_bytes)"}
     done = {(r["group"], r["batch"], r["size"], r["k"]) for r in res["rows"]}

@@ -145,12 +145,12 @@ def test_oom_retries_are_timed_apart_and_left_out_of_the_rate(bench, monkeypatch
 # ---- bench/device.sh ----------------------------------------------------------------------------
 
 
-def _device_sh(tmp_path, **env):
+def _device_sh(tmp_path, script=None, **env):
     e = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "ZCFAST_GIT_SHA": "test",
          **env}
     t = time.perf_counter()
-    r = subprocess.run(["bash", str(ROOT / "bench" / "device.sh")], env=e, capture_output=True,
-                       text=True, timeout=600, check=False)
+    r = subprocess.run(["bash", str(script or ROOT / "bench" / "device.sh")], env=e,
+                       capture_output=True, text=True, timeout=600, check=False)
     return r, time.perf_counter() - t
 
 
@@ -183,9 +183,15 @@ def test_device_script_rehearsal_on_cpu(tmp_path):
 
 def test_device_script_fails_fast_on_missing_prerequisites(tmp_path):
     """Missing nvcc, CMake or Python.h: the script stops within seconds (exit 2) before any
-    build, and says what is missing."""
-    r, took = _device_sh(tmp_path, NVCC="/nonexistent/nvcc", CMAKE="/nonexistent/cmake",
+    build, and says what is missing. (A copy of the script runs in an empty tree: were the
+    check broken, the real-mode build step would delete and rebuild that tree's module.)"""
+    script = tmp_path / "tree" / "bench" / "device.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text((ROOT / "bench" / "device.sh").read_text())
+    out = tmp_path / "out"
+    r, took = _device_sh(out, script, NVCC="/nonexistent/nvcc", CMAKE="/nonexistent/cmake",
                          ZCFAST_PYTHON_INCLUDE=str(tmp_path / "no-headers"))
+    tmp_path = out
     out = r.stdout + r.stderr
     assert r.returncode == 2, out[-3000:]
     line = (tmp_path / "status.txt").read_text().splitlines()[0]

@@ -34,27 +34,31 @@ from collections.abc import Callable
 
 import torch
 
-# Fitted by bench/memory_model.py (see bench/results/memory_model.md): bytes.
-# pass: (a = per sample at 32x32, c = per candidate, f = per pass)
+# Fitted by bench/memory_model.py to CPU measurements (bench/results/memory_model.md), bytes:
+# pass: (a = per sample per candidate at 32x32 (synflow: per candidate at 32x32),
+#        c = per candidate, f = per pass)
 COEFFS = {
-    "loss": (0.0, 0.0, 0.0),
-    "loss+fisher": (0.0, 0.0, 0.0),
-    "loss+grasp": (0.0, 0.0, 0.0),
-    "loss+fisher+grasp": (0.0, 0.0, 0.0),
-    "jacobian": (0.0, 0.0, 0.0),
-    "nwot": (0.0, 0.0, 0.0),
-    "synflow": (0.0, 0.0, 0.0),  # batch 1: a is per candidate at 32x32
-    "l2": (0.0, 0.0, 0.0),
+    "loss": (7.31501e+06, 3.03229e+06, 1.3256e+06),
+    "loss+fisher": (7.1284e+06, 3.24314e+06, 4.58625e+06),
+    "loss+grasp": (1.40625e+07, 6.24615e+06, 1.13239e+07),
+    "loss+fisher+grasp": (1.44868e+07, 7.6536e+06, 1.09307e+07),
+    "jacobian": (7.43429e+06, 2.90822e+06, 0),
+    "nwot": (2.38341e+06, 1.61358e+06, 2.94507e+06),
+    "synflow": (2.07677e+07, 5.37405e+06, 1.98547e+07),
+    "l2": (0, 1.10915e+06, 3.26286e+06),
 }
-RETAINED_NWOT = 0.0  # r: bytes per sample at 32x32 of the kept pre-ReLU tensors
+# r: bytes per sample per candidate at 32x32 that the NASWOT inputs collected during a gradient
+# pass keep alive beyond what that pass holds anyway (they are views of its activations)
+RETAINED_NWOT = 861246
 
 LOSS = {"grad_norm", "snip", "plain", "fisher", "grasp"}
 
 
 def passes(proxies) -> list[str]:
     """The engine's passes for ``proxies``, in the order PackedNB201.compute runs them. A pass
-    that runs while the NASWOT inputs are kept (collected during the first gradient pass, or by
-    the NASWOT-only forward before it) ends in ``+nwot``."""
+    that runs while the NASWOT inputs are kept ends in ``+nwot`` when a gradient pass collected
+    them (they cost r per sample) and in ``+nwot_fwd`` when the NASWOT-only forward did (then
+    they are all that forward allocated: its activation term a)."""
     want = set(proxies)
     loss, jac, nw = bool(want & LOSS), "jacob_cov" in want, "nwot" in want
     keep = "+nwot" if nw and (loss or jac) else ""
@@ -66,7 +70,7 @@ def passes(proxies) -> list[str]:
         out.append("jacobian" + keep)
     if nw and not (loss or jac):
         out.append("nwot")
-        keep = "+nwot"
+        keep = "+nwot_fwd"
     if "synflow" in want:
         out.append("synflow" + keep)
     if "l2_norm" in want and not loss:
@@ -80,10 +84,12 @@ def pass_bytes(name: str, batch: int, input_size: int, k: int = 1, coeffs=None,
     coeffs = COEFFS if coeffs is None else coeffs
     retained = RETAINED_NWOT if retained is None else retained
     s = (input_size / 32.0) ** 2
-    base, keep = (name[: -len("+nwot")], True) if name.endswith("+nwot") else (name, False)
+    base, _, keep = name.partition("+nwot")
     a, c, f = coeffs[base]
     per = a * s + c if base == "synflow" else a * batch * s + c
-    if keep:
+    if keep == "_fwd":  # everything the NASWOT-only forward allocated per sample is kept
+        per += coeffs["nwot"][0] * batch * s
+    elif name.endswith("+nwot"):
         per += retained * batch * s
     return k * per + f
 
