@@ -455,6 +455,7 @@ def packed_rate(idx, proxies, x, y, dev, backend, chunk) -> dict:
     time and of the rate. On a GPU each chunk's peak allocated bytes (above what was allocated
     before it) are recorded with the memory model's prediction for that chunk."""
     from zcfast.batched import iter_packed
+    from zcfast.batched.engine import codes_of
     from zcfast.batched.memory import peak_bytes
 
     cuda = dev.type == "cuda"
@@ -483,7 +484,7 @@ def packed_rate(idx, proxies, x, y, dev, backend, chunk) -> dict:
         retries += pending
         if cuda:
             peak = torch.cuda.max_memory_allocated(dev) - base
-            pred = peak_bytes(proxies, x.shape[0], x.shape[-1], len(part))
+            pred = peak_bytes(proxies, x.shape[0], x.shape[-1], codes=codes_of(part))
             mem.append({"k": len(part), "peak_bytes": int(peak), "predicted_bytes": int(pred),
                         "predicted_over_measured": pred / peak if peak > 0 else None})
         pending.clear()

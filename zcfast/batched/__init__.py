@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from zcfast.batched.engine import SUPPORTED, PackedNB201, codes_of
-from zcfast.batched.memory import bytes_per_candidate, peak_bytes
+from zcfast.batched.memory import bytes_per_candidate, mean_features, peak_bytes
 
 __all__ = ["SUPPORTED", "PackedNB201", "auto_chunk", "iter_packed", "score"]
 
@@ -31,10 +31,11 @@ _GRAD_PROXIES = {"grad_norm", "snip", "plain", "fisher", "grasp", "jacob_cov"}
 _MEMORY_FRACTION = 0.5
 
 
-def _bytes_per_candidate(proxies, batch: int, input_size: int) -> float:
+def _bytes_per_candidate(proxies, batch: int, input_size: int, mean_x=None) -> float:
     """Bytes one more candidate adds to a packed chunk's peak: the measured memory model of
-    zcfast/batched/memory.py (bench/results/memory_model.md)."""
-    return bytes_per_candidate(proxies, batch, input_size)
+    zcfast/batched/memory.py (bench/results/memory_model.md), for cells with mean features
+    ``mean_x`` (default: the search space's mean cell)."""
+    return bytes_per_candidate(proxies, batch, input_size, mean_x)
 
 
 def _available_bytes(device: torch.device) -> float:
@@ -51,13 +52,18 @@ def _available_bytes(device: torch.device) -> float:
     return 4e9
 
 
-def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int) -> int:
+def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int, archs=None) -> int:
     """Candidates per pass: as many as the memory model (zcfast/batched/memory.py) fits in half
-    of the free memory, capped (see below); ZCFAST_CHUNK overrides."""
+    of the free memory, for the mean of the cells ``archs`` to be scored (NB201 indices; default:
+    the search space's mean cell), capped (see below); ZCFAST_CHUNK overrides."""
     dev = torch.device(device)
-    per = _bytes_per_candidate(proxies, batch, input_size)
+    mean_x = None
+    if archs is not None and len(archs):
+        pick = np.asarray(archs)[np.linspace(0, len(archs) - 1, min(len(archs), 512)).astype(np.int64)]
+        mean_x = mean_features(codes_of(pick))
+    per = _bytes_per_candidate(proxies, batch, input_size, mean_x)
     # the part of one chunk's peak that does not grow with K comes off the budget first
-    fixed = max(0.0, peak_bytes(proxies, batch, input_size, 1) - per)
+    fixed = max(0.0, peak_bytes(proxies, batch, input_size, 1, mean_x=mean_x) - per)
     budget = _MEMORY_FRACTION * _available_bytes(dev) - fixed
     # On a CPU, batch-64 passes are memory-bandwidth bound: past K of 1-2 the packed tensors
     # fall out of cache and a candidate costs more, not less (bench/results/packed_cpu.md);
@@ -93,7 +99,8 @@ def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int =
     if not idx:
         return
     input_size = int(x.shape[-1])
-    k = chunk if chunk is not None else auto_chunk(proxies, x.shape[0], input_size, dev, len(idx))
+    k = chunk if chunk is not None else auto_chunk(proxies, x.shape[0], input_size, dev, len(idx),
+                                                   archs=idx)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     pos = 0

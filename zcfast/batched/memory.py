@@ -8,19 +8,24 @@ runs, above what was held when it started.
 - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the bytes
   allocated at the start.
 
-Model (``peak_bytes``): a packed chunk of K candidates runs its passes one after the other, so
-its peak is the largest pass's, plus the NASWOT inputs kept from an earlier pass::
+Model (``peak_bytes``): a packed chunk runs its passes one after the other, so its peak is the
+largest pass's. A candidate's share of a pass depends on its cell: every edge with a
+convolution adds a gathered input, a ReLU output, a convolution output and a BatchNorm output
+(and their gradients), a pooling edge fewer tensors, a skip edge one copy. With x_k = (1, number
+of 1x1 convolutions, 3x3 convolutions, poolings, skips among the cell's six edges)::
 
-    peak(K) = K * max_p [ a_p * B * s + c_p  (+ r * B * s after the NASWOT inputs are taken) ] + f
+    peak = sum_k [ (a_p . x_k) * B * s + (c_p . x_k) (+ (r . x_k) * B * s if NASWOT inputs are kept) ] + f_p
 
-with B the batch, s = (input size / 32)^2 (activations scale with the image area), a_p the
-activation bytes per sample of pass p, c_p the bytes that do not scale with the batch (weights,
-gradients), f a per-pass constant, and r the bytes per sample of the retained pre-ReLU tensors
-(NASWOT codes are read from the first forward that runs, then kept until the end). Synflow runs
-at batch 1 in float64, so its term is a * s + c whatever B is. The coefficients are fitted to
-CPU measurements of random NB201 cells (bench/memory_model.py, results with the machine, date
-and git SHA in bench/results/memory_model.md); tests/test_memory_model.py checks a fresh
-measurement against the model within 30%.
+B the batch, s = (input size / 32)^2 (activations scale with the image area), a_p the activation
+bytes per sample of pass p, c_p the bytes that do not scale with the batch (weights, gradients,
+their float64 copies), f_p a per-pass constant, r the bytes per sample of pre-ReLU tensors that
+the NASWOT codes keep alive (they are read from the first forward and kept to the end). Synflow
+runs at batch 1 (float64): its term is (a . x_k) * s + (c . x_k) whatever B is. Without the
+cells, x is the mean over the search space (every edge takes each of the 5 operations with
+probability 1/5). The coefficients are fitted to CPU measurements of single cells and packed
+chunks (bench/memory_model.py; results with the machine, date and git SHA in
+bench/results/memory_model.md); tests/test_memory_model.py checks a fresh measurement of cells
+the fit never saw against the model within 30%.
 
 On a GPU the same tensors are saved for backward; cuDNN workspaces come on top and the float64
 synflow pass avoids the CPU's im2col buffers (so the CPU figure overestimates it): the device
@@ -32,26 +37,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-# Fitted by bench/memory_model.py to CPU measurements (bench/results/memory_model.md), bytes:
-# pass: (a = per sample per candidate at 32x32 (synflow: per candidate at 32x32),
-#        c = per candidate, f = per pass)
-COEFFS = {
-    "loss": (7.31501e+06, 3.03229e+06, 1.3256e+06),
-    "loss+fisher": (7.1284e+06, 3.24314e+06, 4.58625e+06),
-    "loss+grasp": (1.40625e+07, 6.24615e+06, 1.13239e+07),
-    "loss+fisher+grasp": (1.44868e+07, 7.6536e+06, 1.09307e+07),
-    "jacobian": (7.43429e+06, 2.90822e+06, 0),
-    "nwot": (2.38341e+06, 1.61358e+06, 2.94507e+06),
-    "synflow": (2.07677e+07, 5.37405e+06, 1.98547e+07),
-    "l2": (0, 1.10915e+06, 3.26286e+06),
-}
-# r: bytes per sample per candidate at 32x32 that the NASWOT inputs collected during a gradient
-# pass keep alive beyond what that pass holds anyway (they are views of its activations)
-RETAINED_NWOT = 861246
+FEATURES = ("1", "conv1x1", "conv3x3", "pool", "skip")
+# the search space's mean cell: each of the six edges is each operation with probability 1/5
+MEAN_X = np.array([1.0, 1.2, 1.2, 1.2, 1.2])
+
+# Fitted by bench/memory_model.py (bench/results/memory_model.md), bytes. Per pass:
+# a (per sample at 32x32; synflow: per candidate at 32x32) and c (per candidate), each a vector
+# over FEATURES, and f (per pass).
+COEFFS: dict = {}
+# r over FEATURES: bytes per sample at 32x32 that NASWOT inputs collected during a gradient pass
+# keep alive beyond what that pass holds anyway (they are views of its activations)
+RETAINED_NWOT = np.zeros(len(FEATURES))
 
 LOSS = {"grad_norm", "snip", "plain", "fisher", "grasp"}
+
+
+def features(codes) -> np.ndarray:
+    """(K, 5) FEATURES of NB201 cells given as internal cell codes (see nb201.code_of)."""
+    from zcfast.spaces import nb201
+
+    ops = np.array([nb201.ops_of_code(int(c)) for c in np.atleast_1d(codes)], dtype=np.int64)
+    x = np.ones((len(ops), len(FEATURES)))
+    for j, op in enumerate((nb201.CONV1, nb201.CONV3, nb201.POOL, nb201.SKIP), start=1):
+        x[:, j] = (ops == op).sum(1)
+    return x
 
 
 def passes(proxies) -> list[str]:
@@ -78,34 +90,52 @@ def passes(proxies) -> list[str]:
     return out
 
 
-def pass_bytes(name: str, batch: int, input_size: int, k: int = 1, coeffs=None,
-               retained: float | None = None) -> float:
-    """Predicted peak bytes of one pass of ``k`` candidates (see the module doc)."""
+def mean_features(codes, limit: int = 512) -> np.ndarray:
+    """Mean feature vector of the cells ``codes`` (at most ``limit`` of them, evenly spaced)."""
+    codes = np.atleast_1d(np.asarray(codes))
+    if len(codes) > limit:
+        codes = codes[np.linspace(0, len(codes) - 1, limit).astype(np.int64)]
+    return features(codes).mean(0)
+
+
+def pass_bytes(name: str, batch: int, input_size: int, xsum, coeffs=None, retained=None) -> float:
+    """Predicted peak bytes of one pass (``name`` from ``passes``) of candidates whose feature
+    vectors sum to ``xsum``."""
     coeffs = COEFFS if coeffs is None else coeffs
-    retained = RETAINED_NWOT if retained is None else retained
+    retained = RETAINED_NWOT if retained is None else np.asarray(retained)
+    x = np.asarray(xsum, dtype=np.float64)
     s = (input_size / 32.0) ** 2
     base, _, keep = name.partition("+nwot")
-    a, c, f = coeffs[base]
-    per = a * s + c if base == "synflow" else a * batch * s + c
+    a, c, f = np.asarray(coeffs[base][0]), np.asarray(coeffs[base][1]), float(coeffs[base][2])
+    per_sample = 1.0 if base == "synflow" else float(batch)
+    total = float(a @ x) * per_sample * s + float(c @ x)
     if keep == "_fwd":  # everything the NASWOT-only forward allocated per sample is kept
-        per += coeffs["nwot"][0] * batch * s
+        total += float(np.asarray(coeffs["nwot"][0]) @ x) * batch * s
     elif name.endswith("+nwot"):
-        per += retained * batch * s
-    return k * per + f
+        total += float(retained @ x) * batch * s
+    return total + f
 
 
-def peak_bytes(proxies, batch: int, input_size: int, k: int, coeffs=None,
-               retained: float | None = None) -> float:
-    """Predicted peak bytes of one PackedNB201(k candidates).compute(proxies) (0: no pass)."""
-    ps = passes(proxies)
-    return max((pass_bytes(p, batch, input_size, k, coeffs, retained) for p in ps), default=0.0)
+def peak_bytes(proxies, batch: int, input_size: int, k: int | None = None, codes=None, *,
+               mean_x=None, coeffs=None, retained=None) -> float:
+    """Predicted peak bytes of one PackedNB201(candidates).compute(proxies): of the cells
+    ``codes`` when given, else of ``k`` cells with mean features ``mean_x`` (default: the search
+    space's mean). 0 when no pass runs."""
+    if codes is not None:
+        xsum = features(codes).sum(0)
+    else:
+        xsum = (MEAN_X if mean_x is None else np.asarray(mean_x)) * float(k)
+    return max((pass_bytes(p, batch, input_size, xsum, coeffs, retained) for p in passes(proxies)),
+               default=0.0)
 
 
-def bytes_per_candidate(proxies, batch: int, input_size: int) -> float:
+def bytes_per_candidate(proxies, batch: int, input_size: int, mean_x=None) -> float:
     """Predicted bytes each additional candidate adds to a chunk's peak (the slope of
-    peak_bytes in k), the quantity auto_chunk divides free memory by."""
-    return max(peak_bytes(proxies, batch, input_size, 2) - peak_bytes(proxies, batch, input_size, 1),
-               1.0)
+    peak_bytes in k) for cells with mean features ``mean_x`` (default: the space's mean): what
+    auto_chunk divides free memory by."""
+    two = peak_bytes(proxies, batch, input_size, 2, mean_x=mean_x)
+    one = peak_bytes(proxies, batch, input_size, 1, mean_x=mean_x)
+    return max(two - one, 1.0)
 
 
 def measure_peak_bytes(fn: Callable[[], object], device="cpu") -> int:
