@@ -14,27 +14,28 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
 from zcfast.batched.engine import SUPPORTED, PackedNB201, codes_of
+from zcfast.batched.memory import bytes_per_candidate, mean_features, peak_bytes
 
 __all__ = ["SUPPORTED", "PackedNB201", "auto_chunk", "iter_packed", "score"]
 
 _GRAD_PROXIES = {"grad_norm", "snip", "plain", "fisher", "grasp", "jacob_cov"}
+# Fraction of the free memory a chunk may plan to use: the model (zcfast/batched/memory.py) is
+# fitted to CPU measurements, and a GPU adds cuDNN workspaces and allocator rounding on top.
+_MEMORY_FRACTION = 0.5
 
 
-def _bytes_per_candidate(proxies, batch: int, input_size: int) -> float:
-    """Rough peak memory of one packed candidate (measured on CPU, see bench/bench_packed.py):
-    about 0.55 MB per sample for a plain forward/backward at 32x32, twice that with grasp's
-    double backward; synflow alone is a batch-1 float64 pass."""
-    scale = (input_size / 32) ** 2
-    if set(proxies) & _GRAD_PROXIES or "nwot" in proxies:
-        per_sample = 0.55e6 * (2.0 if "grasp" in proxies else 1.0) * scale
-        return per_sample * batch + 8e6
-    return 4e6 * scale + 8e6
+def _bytes_per_candidate(proxies, batch: int, input_size: int, mean_x=None) -> float:
+    """Bytes one more candidate adds to a packed chunk's peak: the measured memory model of
+    zcfast/batched/memory.py (bench/results/memory_model.md), for cells with mean features
+    ``mean_x`` (default: the search space's mean cell)."""
+    return bytes_per_candidate(proxies, batch, input_size, mean_x)
 
 
 def _available_bytes(device: torch.device) -> float:
@@ -51,11 +52,19 @@ def _available_bytes(device: torch.device) -> float:
     return 4e9
 
 
-def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int) -> int:
-    """Candidates per pass from free memory (using at most half of it), capped sensibly."""
+def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int, archs=None) -> int:
+    """Candidates per pass: as many as the memory model (zcfast/batched/memory.py) fits in half
+    of the free memory, for the mean of the cells ``archs`` to be scored (NB201 indices; default:
+    the search space's mean cell), capped (see below); ZCFAST_CHUNK overrides."""
     dev = torch.device(device)
-    per = _bytes_per_candidate(proxies, batch, input_size)
-    budget = 0.5 * _available_bytes(dev)
+    mean_x = None
+    if archs is not None and len(archs):
+        pick = np.asarray(archs)[np.linspace(0, len(archs) - 1, min(len(archs), 512)).astype(np.int64)]
+        mean_x = mean_features(codes_of(pick))
+    per = _bytes_per_candidate(proxies, batch, input_size, mean_x)
+    # the part of one chunk's peak that does not grow with K comes off the budget first
+    fixed = max(0.0, peak_bytes(proxies, batch, input_size, 1, mean_x=mean_x) - per)
+    budget = _MEMORY_FRACTION * _available_bytes(dev) - fixed
     # On a CPU, batch-64 passes are memory-bandwidth bound: past K of 1-2 the packed tensors
     # fall out of cache and a candidate costs more, not less (bench/results/packed_cpu.md);
     # batch-1 synflow is flat up to K of about 16. GPUs want large K.
@@ -72,26 +81,32 @@ def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int) -> in
 
 
 def _is_oom(e: BaseException) -> bool:
+
     msg = str(e).lower()
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in msg or "can't allocate memory" in msg
 
 
 def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int = 0,
                 flavour: str = "paper", device="cpu", chunk: int | None = None,
-                backend: str | None = None, dtype=torch.float32) -> Iterator:
+                backend: str | None = None, dtype=torch.float32,
+                on_oom: Callable[[int, float], None] | None = None) -> Iterator:
     """Yield (list of NB201 indices, {proxy: np.ndarray}) chunk by chunk. A chunk that runs
-    out of memory is retried with half as many candidates (never with rescaled values)."""
+    out of memory is retried with half as many candidates (never with rescaled values);
+    ``on_oom(k, seconds)`` is called after each such failed attempt of k candidates, with the
+    seconds it took (benchmarks time the retries apart from the rates)."""
     idx = [int(i) for i in indices]
     dev = torch.device(device)
     if not idx:
         return
     input_size = int(x.shape[-1])
-    k = chunk if chunk is not None else auto_chunk(proxies, x.shape[0], input_size, dev, len(idx))
+    k = chunk if chunk is not None else auto_chunk(proxies, x.shape[0], input_size, dev, len(idx),
+                                                   archs=idx)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     pos = 0
     while pos < len(idx):
         part = idx[pos : pos + k]
+        t0 = time.perf_counter()
         try:
             eng = PackedNB201(codes_of(part), ncls, flavour=flavour, seed=seed,
                               input_size=input_size, device=dev, backend=backend, dtype=dtype)
@@ -100,8 +115,11 @@ def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int =
             if not _is_oom(e) or k == 1:
                 raise
             del e
+            eng = None
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
+            if on_oom is not None:
+                on_oom(len(part), time.perf_counter() - t0)
             k = max(1, k // 2)
             continue
         yield part, res

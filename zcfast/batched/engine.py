@@ -15,10 +15,13 @@ flops are counted from the plan.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zcfast.batched.ordered import index_rounds, ordered_index_add_
 from zcfast.batched.plan import Plan, SegmentTable, build_plan, segment_table
 from zcfast.ops.fisher import fisher_channels
 from zcfast.ops.init import fill_uniform
@@ -105,6 +108,10 @@ class PackedNB201:
         self.table: SegmentTable = segment_table(self.plan)
         self.seed = int(seed)
         self._pool_cache: dict = {}
+        # node sums in index order without atomics (see _accumulate): on by default on CUDA,
+        # where index_add_ with repeated targets is not reproducible
+        self.ordered_accumulation = self.device.type == "cuda"
+        self._rounds_cache: dict = {}
         t = self.table
         self.flat = torch.empty(self.plan.n_weights + self.plan.n_biases, dtype=torch.float32,
                                 device=self.device)
@@ -248,9 +255,20 @@ class PackedNB201:
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
             for part, tgt in zip(parts, nd.targets):
-                node = node.index_add_(1, tgt, part.reshape(B, -1, C * H * W))
+                node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W))
             states.append(node)
         return states[3].view(B, KC, H, W)
+
+    def _accumulate(self, node, tgt, src):
+        """node[:, tgt[i]] += src[:, i], i in order: index_add_, which adds sequentially on the
+        CPU; with ``ordered_accumulation`` (CUDA, where index_add_ uses atomics) the same
+        additions in the same order, in rounds without atomics (zcfast/batched/ordered.py)."""
+        if not self.ordered_accumulation:
+            return node.index_add_(1, tgt, src)
+        key = id(tgt)
+        if key not in self._rounds_cache:  # holding tgt keeps its id from being reused
+            self._rounds_cache[key] = (tgt, index_rounds(tgt))
+        return ordered_index_add_(node, src, self._rounds_cache[key][1], tgt)
 
     # ---- per-candidate reductions ------------------------------------------------------------
     def _per_candidate(self, seg_values: np.ndarray, seg_cand: np.ndarray) -> np.ndarray:
@@ -383,6 +401,10 @@ class PackedNB201:
 
     # ---- all requested proxies ----------------------------------------------------------------
     def compute(self, x, y, proxies) -> dict:
+        with _reproducible(self.device):
+            return self._compute(x, y, proxies)
+
+    def _compute(self, x, y, proxies) -> dict:
         want = set(proxies)
         x = x.to(self.device, self.dtype)
         y = y.to(self.device)
@@ -414,6 +436,22 @@ class PackedNB201:
             cnt = self.counts()
             out.update({k: cnt[k] for k in ("params", "flops") if k in want})
         return out
+
+
+@contextmanager
+def _reproducible(device: torch.device):
+    """On CUDA: cuDNN restricted to deterministic algorithms, chosen without timing (some of
+    its default weight-gradient algorithms accumulate with atomics), restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    cd = torch.backends.cudnn
+    old = (cd.deterministic, cd.benchmark)
+    cd.deterministic, cd.benchmark = True, False
+    try:
+        yield
+    finally:
+        cd.deterministic, cd.benchmark = old
 
 
 def codes_of(archs) -> np.ndarray:
