@@ -16,7 +16,7 @@ import pytest
 import torch
 from engine_checks import NCLS, SPECIAL, batch, packed
 
-from zcfast.batched import engine, verify
+from zcfast.batched import base, engine, verify
 from zcfast.batched.verify import relerr
 from zcfast.spaces import nb201
 
@@ -37,7 +37,7 @@ def inject(monkeypatch, cell: int, factor: float) -> None:
     pass that contains it (float64 passes are left alone: a float32-only defect)."""
     code = nb201.code_of_index(cell)
     current = {}
-    loss_pass, saliency = engine.PackedNB201.loss_pass, engine.segment_saliency
+    loss_pass, saliency = engine.PackedNB201.loss_pass, base.segment_saliency
 
     def spy_loss_pass(self, *a, **k):
         current["eng"] = self
@@ -57,7 +57,7 @@ def inject(monkeypatch, cell: int, factor: float) -> None:
         return saliency(w, g, hg, off, backend=backend)
 
     monkeypatch.setattr(engine.PackedNB201, "loss_pass", spy_loss_pass)
-    monkeypatch.setattr(engine, "segment_saliency", defective_saliency)
+    monkeypatch.setattr(base, "segment_saliency", defective_saliency)
 
 
 def old_study_rule(p32, r32, r64, p64) -> bool:

@@ -165,20 +165,20 @@ class _ReluTape:
 @contextlib.contextmanager
 def relu_tape(masks=None):
     """Record (``masks=None``) or replay the ReLU masks of the packed-engine runs in this block."""
-    from zcfast.batched import engine
+    from zcfast.batched import base, engine
 
     tape = _ReluTape(masks)
-    orig_f, orig_naswot = engine.F, engine.naswot_kernel
+    orig_f, orig_naswot = engine.F, base.naswot_kernel
 
     def naswot(h, cand, C, kmat, backend=None):
         return orig_naswot(tape.codes(h), cand, C, kmat, backend=backend)
 
     engine.F = tape
-    engine.naswot_kernel = naswot
+    base.naswot_kernel = naswot
     try:
         yield tape
     finally:
-        engine.F, engine.naswot_kernel = orig_f, orig_naswot
+        engine.F, base.naswot_kernel = orig_f, orig_naswot
 
 
 # ---------------------------------------------------------------------------------------------
