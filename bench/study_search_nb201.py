@@ -37,10 +37,10 @@ from zcfast.data import groundtruth
 from zcfast.scoring import git_sha
 from zcfast.search import (
     DEFAULT_OPTIONS,
-    complete_runs,
     FIGURE_VARIANTS,
     ScoreCache,
     ScoreKey,
+    complete_runs,
     curve_matrix,
     curve_table,
     default_scorer,

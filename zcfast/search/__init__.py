@@ -28,10 +28,10 @@ from zcfast.search.driver import (
     DEFAULT_OPTIONS,
     PROTOCOL,
     ground_truth,
-    universe,
-    universe_ids,
     make_config,
     run_search,
+    universe,
+    universe_ids,
 )
 from zcfast.search.runs import (
     FIGURE_VARIANTS,
