@@ -348,7 +348,7 @@ def extremes_and_samples(sampled):
         m, ops = random_raw(rng, 7)
         if nb101.is_valid((m, ops)) and nb101.prune((m, ops)).n < 7:  # cells with pruned nodes
             cells.append(nb101.encode((m, ops)))
-    return cells + sampled[:150]
+    return cells + sampled[:80]
 
 
 def test_neighbours_match_reference(sampled):
