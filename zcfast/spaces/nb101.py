@@ -119,7 +119,8 @@ def _spec_from(matrix, ops, what: str = "cell") -> Spec:
 
 
 def as_spec(arch: Arch) -> Spec:
-    """The cell of any accepted form, as given (format checked, not pruned)."""
+    """The cell of any accepted form, as given (format checked, not pruned); a JSON line goes
+    through :func:`parse_line` (pruned and validated), a raw code through :func:`decode`."""
     if isinstance(arch, Spec):
         return arch
     if isinstance(arch, (int, np.integer)) and not isinstance(arch, (bool, np.bool_)):
