@@ -175,6 +175,8 @@ void bind_search(py::module_& m) {
            py::arg("decisions"), "the architecture of a decision vector, or None when invalid");
   sp.def("nb201", []() { return std::const_pointer_cast<Space>(space::make_nb201()); },
          "the NAS-Bench-201 space (code = key = sum_e op_e 5^e)");
+  sp.def("nb101", []() { return std::const_pointer_cast<Space>(space::make_nb101()); },
+         "the NAS-Bench-101 space (code = raw code of a pruned cell, key = official hash)");
 
   // ---- the driver
   auto s = m.def_submodule("search", "zero-cost NAS search driver (RAND, AE, RL, BP)");

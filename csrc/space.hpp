@@ -67,5 +67,7 @@ using SpacePtr = std::shared_ptr<const Space>;
 
 // The NAS-Bench-201 space (nb201_space.cpp).
 SpacePtr make_nb201();
+// The NAS-Bench-101 space (nb101_space.cpp).
+SpacePtr make_nb101();
 
 }  // namespace zc::space

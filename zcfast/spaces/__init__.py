@@ -20,6 +20,7 @@ __all__ = ["SPACE_NAMES", "Space", "Universe", "get_space", "register"]
 # name -> module that defines ``SPACE``
 _REGISTRY: dict = {
     "nb201": "zcfast.spaces.nb201",
+    "nb101": "zcfast.spaces.nb101",
 }
 _LOADED: dict = {}
 
