@@ -43,7 +43,13 @@ class NB101Space final : public Space {
   std::vector<Code> sample_distinct(int64_t n, Rng& rng) const override {
     return nb101::sample_distinct(n, rng);
   }
-  Code mutate(Code c, Rng& rng) const override { return nb101::mutate(c, rng); }
+  Code mutate(Code c, Rng& rng) const override {
+    // the 2-vertex cell has no single move to another network: nb101::mutate then draws a random
+    // cell, which is redrawn here until it is another network (the interface's contract)
+    Code m = nb101::mutate(c, rng);
+    while (nb101::key(m) == nb101::key(c)) m = nb101::sample(rng);
+    return m;
+  }
   void neighbours(Code c, std::vector<Code>& out) const override { out = nb101::neighbours(c); }
   int neighbourhood_size() const override { return nb101::kMoves; }
 
