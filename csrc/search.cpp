@@ -69,6 +69,10 @@ void validate(const Config& c) {
   if (!(c.bp_weight_decay >= 0.0 && std::isfinite(c.bp_weight_decay)))
     bad("bp_weight_decay " + str(c.bp_weight_decay) + " must be >= 0");
   if (c.bp_candidates < 0) bad("bp_candidates " + str(c.bp_candidates) + " must be >= 0 (0 = all)");
+  if (c.score_members < 1 || c.score_members > 64)
+    bad("score_members " + str(c.score_members) + " is out of range: expected 1 to 64");
+  if (c.ensemble_rule != "logrank" && c.ensemble_rule != "meanrank" && c.ensemble_rule != "vote")
+    bad("unknown ensemble rule '" + c.ensemble_rule + "' (expected logrank, meanrank or vote)");
   if (c.max_steps < 0) bad("max_steps " + str(c.max_steps) + " must be >= 0 (0 = automatic)");
 }
 
@@ -148,8 +152,9 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
     bad("population " + str(cfg_.population) + " is out of range: expected 1 to " + str(N) + where);
   if (cfg_.algo == Algo::kPredictor && cfg_.bp_batch > N)
     bad("bp_batch " + str(cfg_.bp_batch) + " is out of range: expected 1 to " + str(N) + where);
-  if (full_ && full_->size() != static_cast<size_t>(N))
-    bad("a complete score table needs " + str(N) + " entries (one per ground-truth row), got " +
+  if (full_ && full_->size() != static_cast<size_t>(N * cfg_.score_members))
+    bad("a complete score table needs " + str(N * cfg_.score_members) + " entries (" +
+        str(cfg_.score_members) + " per ground-truth row), got " +
         str(static_cast<int64_t>(full_->size())));
   max_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : std::max<int64_t>(100000, 1000 * cfg_.budget);
   trained_at_.assign(N, -1);
@@ -212,12 +217,13 @@ void Search::tell(const int32_t* rows, const double* scores, size_t n) {
     if (rows[i] < 0 || rows[i] >= N)
       throw std::invalid_argument("tell: row " + str(int64_t{rows[i]}) +
                                   " is out of range [0, " + str(N - 1) + "]");
+  const int64_t m = cfg_.score_members;
   if (zc_.empty()) {
-    zc_.assign(N, 0.0);
+    zc_.assign(static_cast<size_t>(N * m), 0.0);
     known_.assign(N, 0);
   }
   for (size_t i = 0; i < n; ++i) {
-    zc_[rows[i]] = scores[i];
+    for (int64_t j = 0; j < m; ++j) zc_[rows[i] * m + j] = scores[i * m + j];
     known_[rows[i]] = 1;
   }
 }
@@ -229,7 +235,50 @@ void Search::next_stamp() {
   }
 }
 
-double Search::score(int32_t row) const { return full_ ? (*full_)[row] : zc_[row]; }
+double Search::score(int32_t row, int64_t member) const {
+  const size_t at = static_cast<size_t>(row * cfg_.score_members + member);
+  return full_ ? (*full_)[at] : zc_[at];
+}
+
+void Search::set_scores(const int32_t* rows, size_t n, std::vector<double>& out) const {
+  out.resize(n);
+  const int64_t m = cfg_.score_members;
+  if (m == 1) {
+    for (size_t i = 0; i < n; ++i) out[i] = score(rows[i]);
+    return;
+  }
+  if (cfg_.ensemble_rule == "vote") {
+    // Copeland count: i beats j when at least half of the members score i strictly higher
+    for (size_t i = 0; i < n; ++i) {
+      double wins = 0.0;
+      for (size_t j = 0; j < n; ++j) {
+        if (i == j) continue;
+        int64_t higher = 0;
+        for (int64_t k = 0; k < m; ++k) higher += score(rows[i], k) > score(rows[j], k);
+        wins += 2 * higher >= m;
+      }
+      out[i] = wins;
+    }
+    return;
+  }
+  // average ranks (1 = lowest, NaN lowest, ties share their mean rank) per member
+  std::fill(out.begin(), out.end(), 0.0);
+  std::vector<std::pair<double, size_t>> col(n);
+  for (int64_t k = 0; k < m; ++k) {
+    for (size_t i = 0; i < n; ++i) col[i] = {rank_key(score(rows[i], k)), i};
+    std::sort(col.begin(), col.end());
+    for (size_t a = 0; a < n;) {
+      size_t b = a;
+      while (b + 1 < n && col[b + 1].first == col[a].first) ++b;
+      const double rank = 0.5 * static_cast<double>(a + b) + 1.0;
+      for (size_t t = a; t <= b; ++t)
+        out[col[t].second] += cfg_.ensemble_rule == "logrank"
+                                  ? std::log(rank / static_cast<double>(n))
+                                  : rank / static_cast<double>(m);
+      a = b + 1;
+    }
+  }
+}
 
 bool Search::have_scores(const int32_t* rows, size_t n) {
   if (!full_) {
@@ -407,9 +456,11 @@ void Search::sample_untrained_distinct(int64_t m, std::vector<int32_t>& out) {
 }
 
 void Search::sort_by_score(std::vector<int32_t>& rows) const {
+  std::vector<double> sc;
+  set_scores(rows.data(), rows.size(), sc);
   std::vector<std::tuple<double, Code, int32_t>> key(rows.size());
   for (size_t i = 0; i < rows.size(); ++i)
-    key[i] = {rank_key(score(rows[i])), gt_->code(rows[i]), rows[i]};
+    key[i] = {rank_key(sc[i]), gt_->code(rows[i]), rows[i]};
   std::sort(key.begin(), key.end(), [](const auto& a, const auto& b) {
     return std::get<0>(a) != std::get<0>(b) ? std::get<0>(a) > std::get<0>(b)
                                             : std::get<1>(a) < std::get<1>(b);
@@ -418,10 +469,12 @@ void Search::sort_by_score(std::vector<int32_t>& rows) const {
 }
 
 int32_t Search::best_by_score(const int32_t* rows, size_t n) const {
+  std::vector<double> sc;
+  set_scores(rows, n, sc);
   size_t best = 0;
-  double bk = rank_key(score(rows[0]));
+  double bk = rank_key(sc[0]);
   for (size_t i = 1; i < n; ++i) {
-    const double k = rank_key(score(rows[i]));
+    const double k = rank_key(sc[i]);
     if (k > bk) {
       bk = k;
       best = i;
@@ -755,14 +808,27 @@ bool Search::step_reinforce() {
       rng_ = saved;
       return false;
     }
-    for (int64_t i = 0; i < n; ++i) {  // insert the batch into the sorted history
-      const double k = rank_key(score(scratch_[i]));
-      warm_seen_.insert(std::upper_bound(warm_seen_.begin(), warm_seen_.end(), k), k);
+    // the batch's scores as compared with every cell seen in the warmup so far
+    std::vector<double> batch_score(n);
+    if (cfg_.score_members == 1) {
+      for (int64_t i = 0; i < n; ++i) batch_score[i] = rank_key(score(scratch_[i]));
+    } else {  // an ensemble ranks over the cells compared: all cells seen so far
+      warm_rows_.insert(warm_rows_.end(), scratch_.begin(), scratch_.end());
+      std::vector<double> all;
+      set_scores(warm_rows_.data(), warm_rows_.size(), all);
+      warm_seen_.clear();
+      for (double v : all) warm_seen_.push_back(rank_key(v));
+      std::sort(warm_seen_.begin(), warm_seen_.end());
+      for (int64_t i = 0; i < n; ++i) batch_score[i] = rank_key(all[all.size() - n + i]);
     }
+    if (cfg_.score_members == 1)
+      for (int64_t i = 0; i < n; ++i)  // insert the batch into the sorted history
+        warm_seen_.insert(std::upper_bound(warm_seen_.begin(), warm_seen_.end(), batch_score[i]),
+                          batch_score[i]);
     std::vector<double> adv(n);
     const double total = static_cast<double>(warm_seen_.size());
     for (int64_t i = 0; i < n; ++i) {
-      const double k = rank_key(score(scratch_[i]));
+      const double k = batch_score[i];
       const auto lo = std::lower_bound(warm_seen_.begin(), warm_seen_.end(), k);
       const auto hi = std::upper_bound(lo, warm_seen_.end(), k);
       const double below = static_cast<double>(lo - warm_seen_.begin());
@@ -781,6 +847,8 @@ bool Search::step_reinforce() {
       std::fill(v_.begin(), v_.end(), 0.0);
       warm_seen_.clear();
       warm_seen_.shrink_to_fit();
+      warm_rows_.clear();
+      warm_rows_.shrink_to_fit();
     }
     ++res_.steps;
     return true;
@@ -835,8 +903,8 @@ bool Search::step_predictor() {
   };
   if (phase_ == Phase::kWarmup) {
     if (!draw_warmup(saved)) return false;
-    std::vector<double> y(order_.size());
-    for (size_t i = 0; i < order_.size(); ++i) y[i] = score(order_[i]);
+    std::vector<double> y;
+    set_scores(order_.data(), order_.size(), y);
     pred_->fit(codes_of(order_), y, cfg_.bp_warmup_iters, cfg_.bp_pairs, rng_);
     bp_fitted_ = true;
     phase_ = Phase::kFit;

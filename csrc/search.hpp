@@ -81,6 +81,15 @@ struct Config {
   // untrained cells (for universes too large to rank in full every round).
   int64_t bp_candidates = 0;
 
+  // Zero-cost scores with several members (a label-free ensemble, docs/proxies_modern.md): every
+  // cell has `score_members` proxy scores, and whenever the search compares cells (a warmup
+  // pool, move candidates, the cells seen by RL's warmup) each member is ranked over exactly
+  // those cells (average ranks, NaN lowest) and the ranks are combined by `ensemble_rule`:
+  // "logrank" (sum of log(rank / n)), "meanrank" or "vote" (Copeland count of the pairwise
+  // majority vote). One member: the raw scores, as given.
+  int64_t score_members = 1;
+  std::string ensemble_rule = "logrank";
+
   // Guard against searches that take steps without querying the oracle forever: stop after this
   // many steps (0 = automatic: max(100,000, 1,000 * budget)); the run is then marked failed.
   int64_t max_steps = 0;
@@ -140,15 +149,16 @@ struct Result {
 
 class Search {
  public:
-  // full_scores: optional complete proxy table by ground-truth row; without it scores come
-  // through ask/tell.
+  // full_scores: optional complete proxy table by ground-truth row (rows x score_members,
+  // row-major); without it scores come through ask/tell.
   Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
          std::shared_ptr<const std::vector<double>> full_scores = nullptr);
 
   // Runs until the budget is spent, the step guard trips, or proxy scores are missing. Returns
   // the distinct rows to score (empty: the search is finished).
   std::vector<int32_t> ask();
-  // Stores proxy scores (any rows, any order; later values overwrite earlier ones).
+  // Stores proxy scores of n rows (n x score_members values, row-major; any rows, any order;
+  // later values overwrite earlier ones).
   void tell(const int32_t* rows, const double* scores, size_t n);
   bool done() const { return done_; }
   // Runs to the end; requires a complete score table (or no need for scores).
@@ -172,7 +182,10 @@ class Search {
   // Warmup: draws cfg_.warmup distinct cells into order_ and counts them as proposals; false
   // (RNG restored to `saved`, need_ filled) while some of their scores are missing.
   bool draw_warmup(const Rng& saved);
-  double score(int32_t row) const;
+  double score(int32_t row, int64_t member = 0) const;
+  // The scores the search compares for these rows: the raw score with one member, else the
+  // ensemble over exactly these rows (see Config::score_members).
+  void set_scores(const int32_t* rows, size_t n, std::vector<double>& out) const;
   double train(int32_t row);  // one oracle query: charges one trained model, always
   bool is_trained(int32_t row) const { return trained_at_[row] >= 0; }
   bool budget_left() const { return res_.queries < cfg_.budget; }
@@ -257,6 +270,7 @@ class Search {
   double adam_p1_ = 1.0, adam_p2_ = 1.0;  // beta1^t, beta2^t
   double ema_num_ = 0.0, ema_den_ = 0.0;
   std::vector<double> warm_seen_;  // RL+warmup: sorted proxy scores seen (percentile rewards)
+  std::vector<int32_t> warm_rows_;  // RL+warmup with an ensemble: the rows seen so far
 
   // BP
   std::unique_ptr<RankPredictor> pred_;

@@ -204,6 +204,8 @@ void bind_search(py::module_& m) {
       .def_readwrite("bp_lr", &Config::bp_lr)
       .def_readwrite("bp_weight_decay", &Config::bp_weight_decay)
       .def_readwrite("bp_candidates", &Config::bp_candidates)
+      .def_readwrite("score_members", &Config::score_members)
+      .def_readwrite("ensemble_rule", &Config::ensemble_rule)
       .def_readwrite("max_steps", &Config::max_steps)
       .def("validate", [](const Config& c) { search::validate(c); },
            "raise ValueError naming the first bad value");
@@ -244,10 +246,13 @@ void bind_search(py::module_& m) {
       .def(
           "tell",
           [](PySearch& p, const I32& rows, const F64& scores) {
-            if (rows.ndim() != 1 || scores.ndim() != 1 || rows.size() != scores.size())
-              throw std::invalid_argument("tell needs two 1-D arrays of equal length, got " +
-                                          std::to_string(rows.size()) + " rows and " +
-                                          std::to_string(scores.size()) + " scores");
+            const auto m = static_cast<py::ssize_t>(p.s->config().score_members);
+            if (rows.ndim() != 1 || scores.size() != rows.size() * m ||
+                !(scores.ndim() == 1 || (scores.ndim() == 2 && scores.shape(1) == m)))
+              throw std::invalid_argument("tell needs " + std::to_string(rows.size()) + " rows and " +
+                                          std::to_string(rows.size()) + " x " + std::to_string(m) +
+                                          " scores, got scores of " + std::to_string(scores.size()) +
+                                          " values");
             p.s->tell(rows.data(), scores.data(), static_cast<size_t>(rows.size()));
           },
           py::arg("rows"), py::arg("scores"))
