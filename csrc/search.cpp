@@ -142,8 +142,12 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
     if (task->feasible.size() != static_cast<size_t>(N_rows))
       bad("the feasibility mask has " + str(static_cast<int64_t>(task->feasible.size())) +
           " entries, expected " + str(N_rows) + " (one per ground-truth row)");
-    constrained_ = true;
-    ok_ = task->feasible;
+    // a mask that excludes nothing is no constraint (the run is then bit-identical to one
+    // without a mask)
+    if (std::find(task->feasible.begin(), task->feasible.end(), 0) != task->feasible.end()) {
+      constrained_ = true;
+      ok_ = task->feasible;
+    }
   }
   if (restricted()) {
     for (int64_t r = 0; r < N_rows; ++r)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from zcfast.hardware import naslib_tuple_to_arch
 from zcfast.spaces import nb201
 
 FOLDER = "nb201-hwnasbench-graf"
@@ -36,19 +37,12 @@ COLUMNS = ("edgegpu_latency", "edgegpu_energy", "raspi4_latency", "edgetpu_laten
 # Columns where the CSVs write -1 for "not measured" (the source's README); any other negative
 # value, or a -1 elsewhere, stops the build.
 SENTINEL_COLUMNS = ("edgetpu_latency",)
-# NASLib's NB201 op ids (naslib/search_spaces/nasbench201/conversions.py): 0 skip_connect, 1 none,
-# 2 nor_conv_3x3, 3 nor_conv_1x1, 4 avg_pool_3x3. Its tuple lists the edges (1,2), (1,3), (1,4),
-# (2,3), (2,4), (3,4) (nodes numbered from 1); NB201's arch string lists them by target node:
-# |t0~0|+|t1~0|t3~1|+|t2~0|t4~1|t5~2|.
-NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
-TUPLE_TO_STRING_ORDER = (0, 1, 3, 2, 4, 5)
 
 
 def naslib_to_arch(net: str) -> str:
     t = ast.literal_eval(net)
-    assert isinstance(t, tuple) and len(t) == 6 and all(0 <= o < 5 for o in t), net
-    o = [NASLIB_OPS[t[i]] for i in TUPLE_TO_STRING_ORDER]
-    return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+    assert isinstance(t, tuple), net
+    return naslib_tuple_to_arch(t)
 
 
 def main() -> None:

@@ -58,6 +58,24 @@ _ALIASES = {"edge_gpu": "edgegpu", "jetson": "edgegpu", "tx2": "edgegpu", "raspi
             "pixel": "pixel3", "asic": "eyeriss"}
 
 
+# NASLib's NB201 op ids (naslib/search_spaces/nasbench201/conversions.py): 0 skip_connect, 1 none,
+# 2 nor_conv_3x3, 3 nor_conv_1x1, 4 avg_pool_3x3. Its tuple lists the edges (1,2), (1,3), (1,4),
+# (2,3), (2,4), (3,4) (nodes numbered from 1); NB201's arch string lists them by target node,
+# |t0~0|+|t1~0|t3~1|+|t2~0|t4~1|t5~2|.
+NASLIB_OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
+_NASLIB_TO_STRING_ORDER = (0, 1, 3, 2, 4, 5)
+
+
+def naslib_tuple_to_arch(t) -> str:
+    """The NB201 arch string of a NASLib op-index tuple (the key of NASLib's and GRAF's files,
+    e.g. the CSV export HW-NAS-Bench was bundled from)."""
+    t = tuple(int(x) for x in t)
+    if len(t) != 6 or not all(0 <= o < 5 for o in t):
+        raise ValueError(f"{t!r} is not a NASLib NB201 tuple (6 op ids in 0..4)")
+    o = [NASLIB_OPS[t[i]] for i in _NASLIB_TO_STRING_ORDER]
+    return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+
+
 class MissingMeasurement(LookupError):
     """The benchmark has no value of this metric for this cell (e.g. the Edge TPU's 4,699)."""
 
