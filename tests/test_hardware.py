@@ -5,12 +5,14 @@ estimates of a device metric (docs/hardware.md).
 Injected defects these checks were shown to catch (each made the named test fail):
 - NASLib tuple read in tuple order instead of NB201 string order (t2 and t3 swapped) in
   ``naslib_tuple_to_arch``: test_naslib_tuple_mapping;
-- the bundle's rows left in the CSV's order instead of NB201 index order, or the -1 sentinel kept
-  as a value: test_index0_matches_hw_nas_bench_readme, test_missing_edgetpu_values_are_explicit;
+- a metric read from the neighbouring column of the bundle: test_index0_matches_hw_nas_bench_readme;
+- the -1 sentinel kept as a value: test_missing_edgetpu_values_are_explicit;
 - ``within`` comparing NaN-filled values (a missing value passing a budget when filled with -1):
   test_missing_edgetpu_values_are_explicit;
-- the ridge fit's intercept penalised like the weights / features shuffled:
-  test_fit_estimate_recovers_an_additive_metric.
+- the ridge fit reading its features in the wrong order (columns reversed):
+  test_fit_estimate_recovers_an_additive_metric;
+- measured cells drawn from all cells, unmeasured ones included:
+  test_measured_sample_is_seeded_and_avoids_missing_cells.
 """
 
 from __future__ import annotations
