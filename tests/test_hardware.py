@@ -120,8 +120,10 @@ def test_fit_estimate_recovers_an_additive_metric():
     # the line estimates need their proxy table
     with pytest.raises(ValueError, match="needs the flops of every cell"):
         hw.estimate("flops:20", truth)
-    line, _ = hw.estimate("params:20", truth, proxy=v * 2.0 + 1.0)  # an exact linear proxy
-    np.testing.assert_allclose(line, v, rtol=1e-9, atol=1e-9)
+    power, _ = hw.estimate("params:20", truth, proxy=2.0 * v**1.5)  # an exact power-law proxy
+    np.testing.assert_allclose(power, v, rtol=1e-9)
+    with pytest.raises(ValueError, match="positive finite"):
+        hw.estimate("flops:20", truth, proxy=-v)
 
 
 def test_measured_sample_is_seeded_and_avoids_missing_cells():

@@ -22,9 +22,9 @@ it), statistics are taken over the measured cells and say how many there are, an
 comparison), never NaN or -1.
 
 **Zero-cost estimates** (for a user without a measured table): :func:`estimate` predicts a
-metric for every cell from ``n`` measured cells, either by a least-squares line on the cells'
-parameter count or FLOPs (the zero-cost ``params`` / ``flops`` proxies) or by ridge regression on
-the one-hot cell encoding (``fit``).
+metric for every cell from ``n`` measured cells, either by a power law in the cells' parameter
+count or FLOPs (the zero-cost ``params`` / ``flops`` proxies; least squares in log-log) or by
+ridge regression on the one-hot cell encoding (``fit``).
 """
 
 from __future__ import annotations
@@ -263,8 +263,10 @@ def estimate(spec: EstimateSpec | str, truth: DeviceMetric, seed: int = 0, *,
     """Predict ``truth``'s metric for every cell from ``spec.cells`` measured cells.
 
     The measured cells are :func:`measured_sample` (``seed``); they keep their measured value.
-    ``params`` / ``flops``: the least-squares line value = a + b x on the measured cells, x the
-    proxy (``proxy``: (15625,) by NB201 index, the zero-cost ``params`` or ``flops`` score);
+    ``params`` / ``flops``: the power law value = c x^k, log c and k by least squares on
+    (log x, log value) of the measured cells, x the proxy (``proxy``: (15625,) positive, by NB201
+    index, the zero-cost ``params`` or ``flops`` score; a power law keeps its ranking and, unlike
+    a straight line, does not let the slowest cells set the intercept of the fastest);
     ``fit``: ridge regression (penalty :data:`FIT_RIDGE`, intercept unpenalised) on the one-hot
     cell. Returns ``(values (15625,) float64, measured indices)``.
     """
@@ -282,15 +284,15 @@ def estimate(spec: EstimateSpec | str, truth: DeviceMetric, seed: int = 0, *,
         if proxy is None:
             raise ValueError(f"the {s.kind} estimate needs the {s.kind} of every cell (proxy=)")
         x = np.asarray(proxy, dtype=np.float64)
-        if x.shape != truth.values.shape or not np.isfinite(x).all():
-            raise ValueError(f"the {s.kind} table needs {truth.values.size} finite values, got "
-                             f"shape {x.shape}")
+        if x.shape != truth.values.shape or not (np.isfinite(x).all() and (x > 0).all()):
+            raise ValueError(f"the {s.kind} table needs {truth.values.size} positive finite "
+                             f"values, got shape {x.shape}")
         xs = x[rows]
         if np.ptp(xs) == 0:
-            raise ValueError(f"the {s.cells} measured cells all have the same {s.kind}: no line "
-                             "can be fitted (measure more cells)")
-        b, a = np.polyfit(xs, y, 1)
-        out = a + b * x
+            raise ValueError(f"the {s.cells} measured cells all have the same {s.kind}: no power "
+                             "law can be fitted (measure more cells)")
+        k, logc = np.polyfit(np.log(xs), np.log(y), 1)
+        out = np.exp(logc + k * np.log(x))
     out = np.asarray(out, dtype=np.float64)
     out[rows] = y
     return out, rows

@@ -263,8 +263,9 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
         from zcfast.search import hw as _hw
 
         out["hw"] = {**task.record, **_hw.outcome(task, r["trained"], r["val"])}
-        if "selected" in out["hw"]:
-            out["hw"]["selected"] = ids[out["hw"]["selected"]]
+        for k in ("selected", "best_within"):
+            if out["hw"].get(k) is not None:
+                out["hw"][k] = ids[out["hw"][k]]
         if "hv_curve" in r:
             front = r["front"]
             out["hv_curve"] = r["hv_curve"].tolist()

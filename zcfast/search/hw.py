@@ -210,6 +210,15 @@ def outcome(task: Task, trained: np.ndarray, val: np.ndarray) -> dict:
     distinct = np.unique(trained)
     out = {"selected": sel, "selected_metrics": {}, "violations": {}, "unverifiable": {},
            "selected_violates": False}
+    if task.spec.budgets:
+        # what a user who measures the trained cells on the device afterwards would deploy: the
+        # best-validation trained cell whose measured values meet every budget (None: no such)
+        within = np.ones(trained.size, dtype=bool)
+        for m, b in task.spec.budgets.items():
+            t = task.truth[m]
+            within &= t.measured[trained] & (np.where(t.measured, t.values, np.inf)[trained] <= b)
+        out["best_within"] = (int(trained[np.flatnonzero(within)[int(np.argmax(val[within]))]])
+                              if within.any() else None)
     for m, t in task.truth.items():
         out["selected_metrics"][m] = float(t.values[sel]) if t.measured[sel] else None
     for m, b in task.spec.budgets.items():
@@ -309,7 +318,8 @@ def verify(run: dict, val: np.ndarray, test: np.ndarray, *, estimate_scores: dic
         probs.append(f"seed {seed}: trained cell {bad} is outside the constraint the search saw")
     rec = run.get("hw", {})
     want = {**task.record, **outcome(task, t, val[t])}
-    for k in ("feasible_cells", "selected", "violations", "unverifiable", "selected_violates"):
+    for k in ("feasible_cells", "selected", "violations", "unverifiable", "selected_violates",
+              "best_within"):
         if rec.get(k) != want.get(k):
             probs.append(f"seed {seed}: hw {k} {rec.get(k)!r}, the tables give {want.get(k)!r}")
     if spec.cost_metric:
@@ -348,8 +358,8 @@ def add_arguments(p) -> None:
     g.add_argument("--latency-estimate", "--hw-estimate", dest="hw_estimate", default=None,
                    metavar="KIND[:N]",
                    help="search on an estimate of the device metric instead of the measured "
-                   "table: params, flops (a line fitted to N measured cells) or fit (ridge on the "
-                   "one-hot cell, N measured cells); N defaults to 50")
+                   "table: params, flops (a power law fitted to N measured cells) or fit (ridge "
+                   "on the one-hot cell, N measured cells); N defaults to 50")
     g.add_argument("--margin", type=float, default=1.0,
                    help="safety margin in (0, 1]: a cell counts as within budget B when its "
                    "(estimated) value is <= margin x B")
