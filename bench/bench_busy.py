@@ -58,8 +58,7 @@ CONFIGS = {
     "after": {"setup": "zcfast", "threads": None, "env": {}},
     "1-thread": {"setup": "torch-first", "threads": 1, "env": {}},
     "passive": {"setup": "torch-first", "threads": None, "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
-    "1-thread-passive": {"setup": "torch-first", "threads": 1,
-                         "env": {"OMP_WAIT_POLICY": "PASSIVE"}},
+    "short-spin": {"setup": "torch-first", "threads": None, "env": {"GOMP_SPINCOUNT": "10000"}},
 }
 SCENARIOS = ("alone", "zcfast", "matmul")
 

@@ -14,6 +14,8 @@ import sys
 
 
 def _add_score(sub):
+    from zcfast.runtime import add_threads_argument
+
     p = sub.add_parser("score", help="score NB201 cells with zero-cost proxies into a CSV")
     p.add_argument("--space", default="nb201", choices=["nb201"])
     p.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | ImageNet16-120")
@@ -34,17 +36,15 @@ def _add_score(sub):
                    help="bundled image source: default | cifar10-subset | cifar100-real25 | imagenet16-standin")
     p.add_argument("--flavour", default="paper", choices=["paper", "official"])
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
 
 
 def _cmd_score(a) -> int:
-    import torch
+    from zcfast.runtime import set_threads
+    from zcfast.scoring import score_summary, score_to_file
 
-    from zcfast.scoring import score_to_file
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     res = score_to_file(
         a.out, archs=a.archs, proxies=a.proxies, dataset=a.dataset, seed=a.seed,
         batch_size=a.batch_size, engine=a.engine, resume=a.resume, data_root=a.data_root,
@@ -52,8 +52,7 @@ def _cmd_score(a) -> int:
         progress=not a.no_progress,
     )
     m = res["meta"]
-    print(f"scored {res['scored']} of {res['total']} cells in {res['seconds']:.1f} s "
-          f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}) -> {res['out']}")
+    print(score_summary(res))
     print(f"images: {m['images_description']}")
     return 0
 
@@ -69,6 +68,7 @@ def _add_correlate(sub):
 
 def _cmd_correlate(a) -> int:
     from zcfast.correlate import correlation_table, format_table, plot_scatter
+    from zcfast.gaps import explain, format_gaps
     from zcfast.scoring import read_scores
 
     scores, meta = read_scores(a.scores)
@@ -81,9 +81,13 @@ def _cmd_correlate(a) -> int:
              f"batch {meta.get('batch_size', '?')}, seed {meta.get('seed', '?')}, "
              f"engine {meta.get('engine', '?')}")
     print(format_table(tab, title))
+    gaps = explain(scores)
+    notes = format_gaps(gaps)
+    print(f"\n{notes}" if notes else "\nEvery cell has a finite score for every proxy.")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"title": title, "table": tab.reset_index().to_dict(orient="records")}, f, indent=1)
+            json.dump({"title": title, "table": tab.reset_index().to_dict(orient="records"),
+                       "gaps": gaps}, f, indent=1)
     if a.plot:
         plot_scatter(scores, ds, a.plot, a.target, title)
         print(f"plot -> {a.plot}")
@@ -92,8 +96,9 @@ def _cmd_correlate(a) -> int:
 
 def _cmd_info(a) -> int:
     import zcfast
+    from zcfast.runtime import info
 
-    print(json.dumps(zcfast.backend_info(), indent=1))
+    print(json.dumps({**zcfast.backend_info(), "cpu_threads": info()}, indent=1))
     return 0
 
 

@@ -96,7 +96,7 @@ def default_threads() -> int:
 def check_threads(n) -> int:
     """``n`` as a thread count; a clear error naming the bad value otherwise."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"threads must be a positive integer, got {n!r}")
+        raise ValueError(f"the thread count (--threads) must be a positive integer, got {n!r}")
     return n
 
 
@@ -121,3 +121,12 @@ def info() -> dict:
         "wait_policy_set_by_zcfast": _state["wait_policy_set"],
         "openmp_loaded_before_zcfast": bool(_state["openmp_loaded_first"]),
     }
+
+
+def add_threads_argument(parser) -> None:
+    """``--threads N`` for every command that computes."""
+    parser.add_argument(
+        "--threads", type=int, default=None, metavar="N",
+        help="CPU threads to compute with (default: one per core available to this process, or "
+             "OMP_NUM_THREADS); on a machine shared with other jobs, fewer threads than cores "
+             "leave room for them")

@@ -251,11 +251,9 @@ def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str
                 ylim: tuple | None = None, panels: bool = True) -> None:
     """Mean ``key`` vs trained models with a 25-75% band, one line per label of ``groups``
     ({label or Variant: runs}). With ``panels`` and Variant keys: one panel per algorithm."""
-    import matplotlib
+    from zcfast import plotstyle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotstyle.pyplot()
     items = list(groups.items())
     algos = []
     for k, _ in items:
@@ -266,7 +264,8 @@ def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str
         algos = ["all"]
     ncol = min(2, len(algos))
     nrow = (len(algos) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.4 * ncol, 4.4 * nrow), squeeze=False)
+    w, h = plotstyle.CURVE_PANEL
+    fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, h * nrow + 0.5), squeeze=False)
     for ax, algo in zip(axes.flat, algos):
         for k, runs in items:
             if algo != "all" and (not isinstance(k, Variant) or k.algo != algo):
@@ -276,23 +275,17 @@ def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str
             label = (k.label if isinstance(k, Variant) else str(k)) + f" (n={s.n})"
             (line,) = ax.plot(x, s.mean, label=label, lw=1.6)
             ax.fill_between(x, s.q25, s.q75, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_xlabel("trained models")
-        ax.set_ylabel("best test accuracy (%)" if key == "best_test_curve" else key)
         ax.set_xscale("log")
+        plotstyle.plain_log_ticks(ax.xaxis, 1, max((ln.get_xdata()[-1] for ln in ax.lines), default=1))
         if ylim:
             ax.set_ylim(*ylim)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
-        if algo != "all":
-            ax.set_title(algo.upper())
+        plotstyle.style_axes(ax, title=algo.upper() if algo != "all" else None,
+                             xlabel="trained models (log scale)",
+                             ylabel=plotstyle.CURVE_LABELS.get(key, key))
+        ax.legend(fontsize=plotstyle.NOTE, loc="lower right")
     for ax in list(axes.flat)[len(algos):]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    plotstyle.finish(fig, path, plotstyle.wrap(title, int(12 * w * ncol)))
 
 
 def reach_table(groups: dict, thresholds: Sequence[float], key: str = "best_test_curve") -> str:
