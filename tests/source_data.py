@@ -38,7 +38,7 @@ def skip_reason(rel: str, purpose: str) -> str | None:
     path = source_dir() / rel
     if path.is_file():
         return None
-    return (f"missing {path.name}, {FILES[rel]}: this check {purpose}; zcfast does not ship "
+    return (f"missing {path.name}, {FILES[rel]}: the test {purpose}; zcfast does not ship "
             f"that file. Set {ENV} to a folder holding {rel} to run it (looked in "
             f"{source_dir()})")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import source_data
 from scipy import stats
 
-import source_data
 from zcfast import data
 from zcfast.spaces import nb201
 

@@ -2,9 +2,10 @@
 engine computes, and the counts and reasons in the correlation table and the score file's meta
 (docs/gaps.md).
 
-Injected defects these tests catch (each checked by hand): treating the first edge as the
-direct edge (0->3) in ``nb201.input_nodes``; dropping the conv test in ``nb201.relu_sees_input``;
-counting +-inf as dropped in ``gaps.explain``; not calling ``record_gaps`` in ``score_to_file``.
+Injected defects these tests catch (each run by hand, each made its test fail): following
+``none`` edges in ``nb201.input_nodes``; dropping the conv test in ``nb201.relu_sees_input``;
+counting +-inf cells as dropped in ``gaps.explain``; not calling ``record_gaps`` in
+``score_to_file``; not printing the notes in ``zcfast correlate``.
 """
 
 from __future__ import annotations

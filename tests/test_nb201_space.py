@@ -4,13 +4,12 @@ canonical form (isomorphism classes) and the errors of bad archs."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
+import source_data
 from scipy import stats
 
-import source_data
 from zcfast.data import nb201_ops_table, nb201_unique_class
 from zcfast.spaces import nb201
 

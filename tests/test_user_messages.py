@@ -1,10 +1,11 @@
 """What a user reads: skip reasons, the end-of-run summary, progress in logs, the columns of
 ``zcfast.score`` as the README states them, and the thread settings (docs/threads.md).
 
-Injected defects these tests catch (each checked by hand): the old generic skip reason; the old
-summary (``scored 0 of N cells in 0.0 s (nan cells/s)``); tqdm in a log (last line twice); the
-README's old "one column per proxy"; importing torch before zcfast sets the wait policy; a
-default thread count that ignores OMP_NUM_THREADS.
+Injected defects these tests catch (each run by hand, each made its test fail): the old generic
+skip reason; the old summary of a finished run (``scored 0 of N cells in 0.0 s (nan cells/s)``);
+tqdm in a log (last line twice); the README's old "one column per proxy"; not calling
+``prepare_openmp`` on import; a default thread count that ignores OMP_NUM_THREADS; ``zcfast
+search``/``figure`` without ``--threads``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import source_data
+
 from zcfast import cli, runtime
 from zcfast.progress import LogProgress, progress_bar
 
@@ -32,7 +33,7 @@ def test_source_skip_reason_names_the_file_and_why(tmp_path, monkeypatch):
     monkeypatch.setenv(source_data.ENV, str(tmp_path))
     reason = source_data.skip_reason(rel, "compares the bundled accuracies with it")
     assert reason.startswith("missing nats_bench.csv, the NATS-Bench export")
-    assert "this check compares the bundled accuracies with it" in reason
+    assert "the test compares the bundled accuracies with it" in reason
     assert "zcfast does not ship that file" in reason
     assert f"Set {source_data.ENV} to a folder holding {rel}" in reason and str(tmp_path) in reason
     (tmp_path / rel).parent.mkdir(parents=True)

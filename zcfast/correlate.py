@@ -135,8 +135,6 @@ def plot_scatter(scores, dataset: str, out, target: str = "test_acc", title: str
             ax.plot([0, 100], [0, 100], color="0.6", lw=0.8, ls="--", zorder=0)
             ax.set_xlim(0, 100)
             ax.set_ylim(0, 100)
-            ax.set_xticks([0, 25, 50, 75, 100])
-            ax.set_yticks([0, 25, 50, 75, 100])
             xlabel, ylabel = "score rank (percentile)", f"{target} rank (percentile)"
         else:
             fin = np.isfinite(v)
@@ -145,6 +143,9 @@ def plot_scatter(scores, dataset: str, out, target: str = "test_acc", title: str
             xlabel, ylabel = "score", f"{ds} {target} (%)"
         plotstyle.style_axes(ax, title=p, xlabel=xlabel, ylabel=ylabel, max_xticks=4,
                              max_yticks=5)
+        if kind == "rank":
+            ax.set_xticks([0, 25, 50, 75, 100])
+            ax.set_yticks([0, 25, 50, 75, 100])
         plotstyle.stats_box(ax, "\n".join(note))
     for ax in list(axes.flat)[len(proxies):]:
         ax.axis("off")
