@@ -112,10 +112,10 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
     p.parent.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from zcfast.progress import progress_bar
 
-        bar = tqdm(total=len(seed_list), initial=len(seed_list) - len(todo), unit="seed",
-                   desc=desc or f"{want['algo']} w{warmup} m{move}", dynamic_ncols=True)
+        bar = progress_bar(len(seed_list), len(seed_list) - len(todo), unit="seed",
+                           desc=desc or f"{want['algo']} w{warmup} m{move}")
     runs = list(existing)
     try:
         with open(p, "a") as f:
