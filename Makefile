@@ -1,6 +1,7 @@
 # One-command entry points for a fresh machine (Python 3.9+, a C++17 compiler, cmake >= 3.18).
 #   make demo   score 200 NB201 cells on the bundled CIFAR-10 images, print the correlation table
 #   make test   run the test suite (CPU; Triton kernels through its interpreter)
+#   make check-install   build an sdist and a wheel and run the wheel from a clean venv
 # Both create .venv on first use: torch is installed first as the pinned CPU wheel so that no
 # multi-GB CUDA build is pulled, then zcfast itself (compiling zcfast._C with CMake).
 PYTHON ?= python3
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.zcfast-installed
 SOURCES := $(shell find csrc zcfast kernels -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' 2>/dev/null) \
            setup.py pyproject.toml CMakeLists.txt
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean check-install
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra
+
+# sdist -> wheel -> install into a clean venv -> zcfast info / score / correlate (what CI runs)
+check-install: $(STAMP)
+	bash scripts/check_install.sh
 
 demo: $(STAMP)
 	mkdir -p out

@@ -14,6 +14,8 @@ import sys
 
 
 def _add_score(sub):
+    from zcfast.runtime import add_threads_argument
+
     p = sub.add_parser("score", help="score NB201 cells with zero-cost proxies into a CSV")
     p.add_argument("--space", default="nb201", choices=["nb201"])
     p.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | ImageNet16-120")
@@ -45,17 +47,15 @@ def _add_score(sub):
     p.add_argument("--flavour", default="paper", choices=["paper", "official"])
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
 
 
 def _cmd_score(a) -> int:
-    import torch
+    from zcfast.runtime import set_threads
+    from zcfast.scoring import score_summary, score_to_file
 
-    from zcfast.scoring import score_to_file
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
     res = score_to_file(
         a.out, archs=a.archs, proxies=a.proxies, dataset=a.dataset, seed=a.seed,
         batch_size=a.batch_size, engine=a.engine, resume=a.resume, data_root=a.data_root,
@@ -64,9 +64,7 @@ def _cmd_score(a) -> int:
         data_seed=a.data_seed, normalization=a.normalization,
     )
     m = res["meta"]
-    print(f"scored {res['scored']} of {res['total']} cells in {res['seconds']:.1f} s "
-          f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}, device {m['device']}: "
-          f"{m['device_name']}) -> {res['out']}")
+    print(score_summary(res))
     print(f"images: {m['images_description']}")
     print(f"seeds: sample {m['sample_seed']}, weights {m['weight_seed']}, data {m['data_seed']}")
     return 0
@@ -83,6 +81,7 @@ def _add_correlate(sub):
 
 def _cmd_correlate(a) -> int:
     from zcfast.correlate import correlation_table, format_table, plot_scatter
+    from zcfast.gaps import explain, format_gaps
     from zcfast.scoring import read_scores
 
     scores, meta = read_scores(a.scores)
@@ -95,9 +94,13 @@ def _cmd_correlate(a) -> int:
              f"batch {meta.get('batch_size', '?')}, seed {meta.get('seed', '?')}, "
              f"engine {meta.get('engine', '?')}, device {meta.get('device', '?')}")
     print(format_table(tab, title))
+    gaps = explain(scores)
+    notes = format_gaps(gaps)
+    print(f"\n{notes}" if notes else "\nEvery cell has a finite score for every proxy.")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"title": title, "table": tab.reset_index().to_dict(orient="records")}, f, indent=1)
+            json.dump({"title": title, "table": tab.reset_index().to_dict(orient="records"),
+                       "gaps": gaps}, f, indent=1)
     if a.plot:
         plot_scatter(scores, ds, a.plot, a.target, title)
         print(f"plot -> {a.plot}")
@@ -106,8 +109,9 @@ def _cmd_correlate(a) -> int:
 
 def _cmd_info(a) -> int:
     import zcfast
+    from zcfast.runtime import info
 
-    print(json.dumps(zcfast.backend_info(), indent=1))
+    print(json.dumps({**zcfast.backend_info(), "cpu_threads": info()}, indent=1))
     return 0
 
 

@@ -51,10 +51,10 @@ def correlation_table(scores, dataset: str, target: str = "test_acc"):
     proxies = [c for c in scores.columns if c != "arch"]
     for p in proxies:
         n, rho, tau = _corr(scores[p].to_numpy(dtype=np.float64), acc)
-        rows.append({"proxy": p, "n": n, "spearman": rho, "kendall": tau,
+        rows.append({"proxy": p, "n": n, "dropped": len(idx) - n, "spearman": rho, "kendall": tau,
                      "abs_spearman": abs(rho), "paper_abs_spearman": PAPER_SPEARMAN[ds].get(p, math.nan)})
     n, rho, tau = _corr(gt["test_acc_12ep"].to_numpy()[idx], acc)
-    rows.append({"proxy": BASELINE_12EP, "n": n, "spearman": rho, "kendall": tau,
+    rows.append({"proxy": BASELINE_12EP, "n": n, "dropped": len(idx) - n, "spearman": rho, "kendall": tau,
                  "abs_spearman": abs(rho), "paper_abs_spearman": math.nan})
     return pd.DataFrame(rows).set_index("proxy")
 
@@ -64,50 +64,89 @@ def format_table(tab, title: str = "") -> str:
     lines = []
     if title:
         lines += [title, ""]
-    lines.append("| proxy | n | Spearman | Kendall | abs Spearman | paper abs Spearman |")
-    lines.append("|---|---:|---:|---:|---:|---:|")
+    lines.append("| proxy | n | dropped (NaN) | Spearman | Kendall | abs Spearman | paper abs Spearman |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
     for p, r in tab.iterrows():
         paper = "" if math.isnan(r.paper_abs_spearman) else f"{r.paper_abs_spearman:.3f}"
-        lines.append(f"| {p} | {int(r.n)} | {r.spearman:+.3f} | {r.kendall:+.3f} | "
+        lines.append(f"| {p} | {int(r.n)} | {int(r.dropped)} | {r.spearman:+.3f} | {r.kendall:+.3f} | "
                      f"{r.abs_spearman:.3f} | {paper} |")
     return "\n".join(lines)
 
 
 def _auto_scale(ax, x: np.ndarray) -> None:
-    """symlog x axis when the scores span many decades (synflow reaches 1e40)."""
+    """symlog x axis when the scores span many decades (synflow reaches 1e40), with at most
+    about six ticks (one every few decades) so that the labels never overlap."""
+    from matplotlib.ticker import FixedLocator, LogFormatterSciNotation, NullLocator
+
     nz = np.abs(x[x != 0])
-    if nz.size and nz.max() / np.median(nz) > 1e3:
-        ax.set_xscale("symlog", linthresh=float(np.percentile(nz, 5)))
+    if not (nz.size and nz.max() / np.median(nz) > 30):
+        return
+    lin = float(np.percentile(nz, 5))
+    ax.set_xscale("symlog", linthresh=lin)
+    lo, hi = int(np.floor(np.log10(lin))), int(np.ceil(np.log10(nz.max())))
+    step = max(1, int(np.ceil((hi - lo + 1) / 4)))
+    pos = [10.0**k for k in range(lo, hi + 1, step)]
+    pos = pos[1:] if len(pos) > 2 else pos  # the first decade sits next to 0 on the axis
+    ticks = ([-t for t in reversed(pos)] + [0.0] if (x < 0).any() else []) + pos
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
 
 
-def plot_scatter(scores, dataset: str, out, target: str = "test_acc", title: str = ""):
-    """Score vs accuracy scatter per proxy (symlog x where scores span many decades)."""
-    import matplotlib
+def _percentile_ranks(v: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share one, +-inf rank at the ends) scaled to (0, 100)."""
+    from scipy import stats
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return 100.0 * (stats.rankdata(v) - 0.5) / v.size
 
+
+def plot_scatter(scores, dataset: str, out, target: str = "test_acc", title: str = "",
+                 kind: str = "rank"):
+    """One panel per proxy of what Spearman's rho measures: each cell's score rank against its
+    accuracy rank (percentiles among the cells with a score; ``kind="score"`` plots the raw
+    score instead, symlog where it spans many decades). Each panel gives rho, the cells used
+    and the NaN cells left out (with -inf/+inf counts when there are any)."""
+    from zcfast import plotstyle
+    from zcfast.gaps import explain
+
+    if kind not in ("rank", "score"):
+        raise ValueError(f"kind must be 'rank' or 'score', got {kind!r}")
+    plt = plotstyle.pyplot()
     ds = dataset_name(dataset)
     acc = groundtruth(ds)[target].to_numpy()[scores.index.to_numpy()]
     proxies = [c for c in scores.columns if c != "arch"]
     ncol = min(4, len(proxies))
     nrow = math.ceil(len(proxies) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
+    w, h = plotstyle.PANEL
+    fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, h * nrow + 0.6), squeeze=False)
     tab = correlation_table(scores, ds, target)
+    gaps = explain(scores, proxies)
     for ax, p in zip(axes.flat, proxies):
         v = scores[p].to_numpy(dtype=np.float64)
-        ok = np.isfinite(v)
-        x = v[ok]
-        _auto_scale(ax, x)
-        ax.scatter(x, acc[ok], s=2, alpha=0.35, rasterized=True)
-        ax.set_title(f"{p}  rho={tab.loc[p, 'spearman']:+.3f}", fontsize=9)
-        ax.set_xlabel("score", fontsize=8)
-        ax.set_ylabel(f"{ds} {target}", fontsize=8)
-        ax.tick_params(labelsize=7)
+        ok = ~np.isnan(v)
+        g = gaps[p]
+        note = [f"Spearman \u03c1 = {tab.loc[p, 'spearman']:+.3f}", f"n = {int(ok.sum())}, NaN {g['NaN']}"]
+        inf = ", ".join(f"{g[k]} {k}" for k in ("-inf", "+inf") if g[k])
+        if inf:
+            note.append(inf)
+        if kind == "rank" and ok.sum() > 0:
+            ax.scatter(_percentile_ranks(v[ok]), _percentile_ranks(acc[ok]), s=5, alpha=0.45,
+                       lw=0, rasterized=True)
+            ax.plot([0, 100], [0, 100], color="0.6", lw=0.8, ls="--", zorder=0)
+            ax.set_xlim(0, 100)
+            ax.set_ylim(0, 100)
+            xlabel, ylabel = "score rank (percentile)", f"{target} rank (percentile)"
+        else:
+            fin = np.isfinite(v)
+            _auto_scale(ax, v[fin])
+            ax.scatter(v[fin], acc[fin], s=5, alpha=0.45, lw=0, rasterized=True)
+            xlabel, ylabel = "score", f"{ds} {target} (%)"
+        plotstyle.style_axes(ax, title=p, xlabel=xlabel, ylabel=ylabel, max_xticks=4,
+                             max_yticks=5)
+        if kind == "rank":
+            ax.set_xticks([0, 25, 50, 75, 100])
+            ax.set_yticks([0, 25, 50, 75, 100])
+        plotstyle.stats_box(ax, "\n".join(note))
     for ax in list(axes.flat)[len(proxies):]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    plotstyle.finish(fig, out, plotstyle.wrap(title, int(12 * w * ncol)))

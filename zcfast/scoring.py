@@ -282,7 +282,8 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         "flavour": flavour, "archs_spec": archs if isinstance(archs, str) else f"list[{len(indices)}]",
         "engine": engine, "device": str(dev), "device_name": device_name(dev),
         "zcfast": __version__, "git": git_sha(),
-        "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     writer = ScoreWriter(out, meta, names, resume=resume)
     todo = [int(i) for i in indices if int(i) not in writer.done]
@@ -290,11 +291,10 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
     x, y = x.to(dev), y.to(dev)
     t0 = time.perf_counter()
     bar = None
-    if progress:
-        from tqdm import tqdm
+    if progress and todo:
+        from zcfast.progress import progress_bar
 
-        bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="cell",
-                   desc=f"scoring {ds}", dynamic_ncols=True)
+        bar = progress_bar(len(indices), len(indices) - len(todo), unit="cell", desc=f"scoring {ds}")
     try:
         if engine == "loop":
             it = iter_loop(todo, names, x, y, ncls=ncls, seed=s_weight, flavour=flavour, device=dev)
@@ -316,5 +316,20 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         if bar:
             bar.close()
     dt = time.perf_counter() - t0
+    from zcfast.gaps import record_gaps
+
+    meta["gaps"] = record_gaps(out)
     return {"out": str(out), "scored": len(todo), "total": len(indices), "seconds": dt,
             "cells_per_s": len(todo) / dt if dt > 0 and todo else math.nan, "meta": meta}
+
+
+def score_summary(res: dict) -> str:
+    """The line ``zcfast score`` ends with, from :func:`score_to_file`'s summary."""
+    if res["scored"] == 0:
+        return (f"all {res['total']} cells were already scored in {res['out']}: "
+                "nothing left to do")
+    kept = res["total"] - res["scored"]
+    return (f"scored {res['scored']} of {res['total']} cells"
+            + (f" ({kept} already in the file)" if kept else "")
+            + f" in {res['seconds']:.1f} s ({res['seconds'] / res['scored']:.2f} s/cell, "
+            f"{res['meta']['threads']} threads, engine {res['meta']['engine']}) -> {res['out']}")

@@ -168,9 +168,9 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
     where = {int(i): n for n, i in enumerate(uniq)}
     bar = None
     if progress:
-        from tqdm import tqdm
+        from zcfast.progress import progress_bar
 
-        bar = tqdm(total=len(uniq), unit="cell", desc="zcfast.score")
+        bar = progress_bar(len(uniq), unit="cell", desc="zcfast.score")
     for part, res in iter_packed(uniq, names, x, y, ncls=num_classes(ds), seed=seed,
                                  flavour=flavour, device=dev, chunk=chunk, backend=backend,
                                  dtype=dtype):

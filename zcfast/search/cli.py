@@ -52,11 +52,17 @@ def _add_common(p):
     p.add_argument("--option", type=_option, action="append", metavar="NAME=VALUE",
                    help="driver tunable, e.g. population=64, rl_lr=0.01 (repeatable)")
     p.add_argument("--no-progress", action="store_true")
+    from zcfast.runtime import add_threads_argument
+
+    add_threads_argument(p)
 
 
 def _search_kwargs(a) -> dict:
+    from zcfast.runtime import set_threads
     from zcfast.search.cache import ScoreCache, ScoreKey
     from zcfast.search.scorer import default_scorer
+
+    set_threads(a.threads)
 
     cache = ScoreCache(a.cache_dir)
     key = ScoreKey.of(a.proxy, a.dataset, a.score_seed, space=a.space)
