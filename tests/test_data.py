@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import source_data
+import torch
 from scipy import stats
 
 from zcfast import data
