@@ -36,21 +36,27 @@ def _add_score(sub):
     p.add_argument("--device", default=None, help="cpu | cuda (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    from zcfast.executors import add_cli_options
+
+    add_cli_options(p)  # --ray [ADDRESS], --ray-workers, ...
 
 
 def _cmd_score(a) -> int:
     import torch
 
+    from zcfast.executors import executor_from_args
     from zcfast.scoring import score_to_file
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    ex = executor_from_args(a, a.device)  # local, or --ray actors (started on first use)
     res = score_to_file(
         a.out, archs=a.archs, proxies=a.proxies, dataset=a.dataset, seed=a.seed,
         batch_size=a.batch_size, engine=a.engine, resume=a.resume, data_root=a.data_root,
         images=a.images, flavour=a.flavour, device=a.device, chunk=a.chunk,
-        progress=not a.no_progress,
+        progress=not a.no_progress, executor=ex,
     )
+    ex.close()  # (a failed run has stopped its actors already)
     m = res["meta"]
     print(f"scored {res['scored']} of {res['total']} cells in {res['seconds']:.1f} s "
           f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}) -> {res['out']}")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from zcfast import __version__
-from zcfast.data import dataset_name, image_source, num_classes
+from zcfast.data import dataset_name, image_source
 from zcfast.proxies import PAPER_PROXIES, PROXIES, check_names
 from zcfast.spaces import nb201
 
@@ -151,6 +151,8 @@ class ScoreWriter:
             self.done[int(r[0])] = [float(v) for v in r[2:]]
 
     def write(self, index: int, values: dict):
+        if int(index) in self.done:  # whatever runs the scoring, a cell gets one row
+            raise RuntimeError(f"NB201 cell {int(index)} is already in {self.path}: not written twice")
         self._w.writerow([int(index), nb201.arch_at(int(index)),
                           *[_fmt(values[p]) for p in self.proxies]])
         self._f.flush()
@@ -158,6 +160,26 @@ class ScoreWriter:
 
     def close(self):
         self._f.close()
+
+    def finish(self, order) -> bool:
+        """After :meth:`close`: once every cell of ``order`` has its row, rewrite the rows in
+        that order (chunks that finished out of order, or a resumed run, then give the same
+        file as one uninterrupted local run). Atomic (temporary file + rename); rows of cells
+        not in ``order`` stay at the end. Returns whether the file is complete."""
+        order = [int(i) for i in order]
+        if not self._f.closed:
+            return False
+        lines = self.path.read_bytes().decode().splitlines(keepends=True)
+        rows = {int(line.split(",", 1)[0]): line for line in lines[1:]}
+        if any(i not in rows for i in order):
+            return False
+        want = set(order)
+        body = [rows[i] for i in order] + [r for i, r in rows.items() if i not in want]
+        if body != lines[1:]:
+            tmp = self.path.with_name(self.path.name + ".reorder")
+            tmp.write_bytes("".join([lines[0], *body]).encode())
+            tmp.replace(self.path)
+        return True
 
 
 def read_scores(path):
@@ -200,8 +222,12 @@ def iter_loop(indices: Iterable[int], proxies: list, x, y, *, ncls: int, seed: i
 def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed: int = 0,
                   batch_size: int = 64, engine: str = "packed", resume: bool = False,
                   data_root=None, images: str = "default", flavour: str = "paper",
-                  device=None, chunk=None, progress: bool = True) -> dict:
-    """Score cells into ``out`` (CSV + meta). Returns a summary dict."""
+                  device=None, chunk=None, progress: bool = True, executor=None) -> dict:
+    """Score cells into ``out`` (CSV + meta). Returns a summary dict. ``executor``: what runs
+    the scoring (zcfast.executors; default: this process on ``device``). Rows are written as
+    chunks finish; a finished file has them in the order of ``archs`` (docs/ray.md)."""
+    from zcfast.executors import Executor, ScoreTask, get_executor
+
     ds = dataset_name(dataset)
     names = parse_proxies(proxies)
     indices = parse_archs(archs, seed)
@@ -209,18 +235,23 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     src = image_source(ds, data_root=data_root, images=images)
-    x, y = src.minibatch(batch_size, seed)
+    src.minibatch(batch_size, seed)  # a bad batch size fails here, before any file is written
+    ex = get_executor(executor, device=device)
+    task = ScoreTask("nb201", {
+        "dataset": ds, "proxies": names, "seed": int(seed), "batch_size": int(batch_size),
+        "images": images, "data_root": None if data_root is None else str(data_root),
+        "flavour": flavour, "engine": engine, "chunk": chunk,
+    })
     meta = {
         "space": "nb201", "dataset": ds, "proxies": names, "seed": int(seed),
         "batch_size": int(batch_size), "images": src.name, "images_description": src.description,
         "flavour": flavour, "archs_spec": archs if isinstance(archs, str) else f"list[{len(indices)}]",
         "engine": engine, "device": str(dev), "zcfast": __version__, "git": git_sha(),
         "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "executor": ex.describe(),
     }
     writer = ScoreWriter(out, meta, names, resume=resume)
     todo = [int(i) for i in indices if int(i) not in writer.done]
-    ncls = num_classes(ds)
-    x, y = x.to(dev), y.to(dev)
     t0 = time.perf_counter()
     bar = None
     if progress:
@@ -229,25 +260,18 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="cell",
                    desc=f"scoring {ds}", dynamic_ncols=True)
     try:
-        if engine == "loop":
-            it = iter_loop(todo, names, x, y, ncls=ncls, seed=seed, flavour=flavour, device=dev)
-            for i, vals in it:
-                writer.write(i, vals)
-                if bar:
-                    bar.update(1)
-        else:
-            from zcfast.batched import iter_packed
-
-            for idx_chunk, table in iter_packed(todo, names, x, y, ncls=ncls, seed=seed,
-                                                flavour=flavour, device=dev, chunk=chunk):
-                for k, i in enumerate(idx_chunk):
-                    writer.write(i, {p: table[p][k] for p in names})
-                if bar:
-                    bar.update(len(idx_chunk))
+        for idx_chunk, table in ex.run(task, todo):  # chunks in any order, each cell once
+            for k, i in enumerate(idx_chunk):
+                writer.write(i, {p: table[p][k] for p in names})
+            if bar:
+                bar.update(len(idx_chunk))
     finally:
         writer.close()
         if bar:
             bar.close()
+        if not isinstance(executor, Executor):  # made here, so closed here
+            ex.close()
+    writer.finish(indices)
     dt = time.perf_counter() - t0
     return {"out": str(out), "scored": len(todo), "total": len(indices), "seconds": dt,
             "cells_per_s": len(todo) / dt if dt > 0 and todo else math.nan, "meta": meta}

@@ -108,10 +108,29 @@ def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int =
         pos += len(part)
 
 
+def _executor_stream(executor, uniq, names, ds, batch_size, seed, chunk, flavour, data_root,
+                     images, backend, dtype, device):
+    """zcfast.score's chunks from an executor (which is closed afterwards if made here)."""
+    from zcfast.executors import Executor, ScoreTask, get_executor
+
+    ex = get_executor(executor, device=device)
+    task = ScoreTask("nb201", {
+        "dataset": ds, "proxies": names, "seed": int(seed), "batch_size": int(batch_size),
+        "images": images, "data_root": None if data_root is None else str(data_root),
+        "flavour": flavour, "engine": "packed", "chunk": chunk, "backend": backend,
+        "dtype": str(dtype).replace("torch.", ""),
+    })
+    try:
+        yield from ex.run(task, [int(i) for i in uniq])
+    finally:
+        if not isinstance(executor, Executor):
+            ex.close()
+
+
 def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", batch_size: int = 64,
           seed: int = 0, device=None, chunk: int | None = None, flavour: str = "paper",
           data_root: str | None = None, images: str = "default", backend: str | None = None,
-          dtype=torch.float32, progress: bool = False):
+          dtype=torch.float32, progress: bool = False, executor=None):
     """Score NB201 cells with zero-cost proxies in packed passes.
 
     archs: arch strings, NB201 indices (ints) or op-id sequences. proxies: names (list or
@@ -119,6 +138,8 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
     memory; a pass that runs out of memory is retried with half). dtype: float32 (default) or
     float64 for the loss/jacobian passes (synflow is always float64). Returns a DataFrame indexed
     by NB201 index with ``arch`` and one float64 column per proxy (NaN/inf kept as computed).
+    executor: None (this process, ``device``), ``"ray"`` or a ``zcfast.executors`` Executor
+    (e.g. ``RayExecutor(address)``: chunks scored on a Ray cluster, docs/ray.md).
     """
     import pandas as pd
 
@@ -156,9 +177,12 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
         from tqdm import tqdm
 
         bar = tqdm(total=len(uniq), unit="cell", desc="zcfast.score")
-    for part, res in iter_packed(uniq, names, x, y, ncls=num_classes(ds), seed=seed,
-                                 flavour=flavour, device=dev, chunk=chunk, backend=backend,
-                                 dtype=dtype):
+    stream = iter_packed(uniq, names, x, y, ncls=num_classes(ds), seed=seed, flavour=flavour,
+                         device=dev, chunk=chunk, backend=backend, dtype=dtype)
+    if executor is not None:
+        stream = _executor_stream(executor, uniq, names, ds, batch_size, seed, chunk, flavour,
+                                  data_root, images, backend, dtype, device)
+    for part, res in stream:
         pos = [where[i] for i in part]
         for p in names:
             cols[p][pos] = res[p]

@@ -28,11 +28,12 @@ def batched_available() -> bool:
 
 def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "auto",
                    batch_size: int = 64, images: str = "default", flavour: str = "paper",
-                   device=None, chunk=None) -> Callable[[np.ndarray], np.ndarray]:
+                   device=None, chunk=None, executor=None) -> Callable[[np.ndarray], np.ndarray]:
     """A callable ``f(indices) -> (n,) float64`` scoring NB201 cells with ``proxy``.
 
     ``engine``: ``batched`` (``zcfast.score``, one packed call per request), ``loop`` (one model
-    at a time) or ``auto`` (batched when available).
+    at a time) or ``auto`` (batched when available). ``executor``: a ``zcfast.executors``
+    Executor (e.g. a RayExecutor: each request is split into chunks scored on the cluster).
     """
     (proxy,) = check_names([proxy])
     ds = dataset_name(dataset)
@@ -41,6 +42,21 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     if engine == "batched" and not batched_available():
         raise ValueError("engine 'batched' asked for, but zcfast.batched provides no score() yet")
     use_batched = engine == "batched" or (engine == "auto" and batched_available())
+    if executor is not None:
+        from zcfast.executors import ScoreTask
+
+        task = ScoreTask("nb201", {
+            "dataset": ds, "proxies": [proxy], "seed": int(seed), "batch_size": int(batch_size),
+            "images": images, "data_root": None, "flavour": flavour,
+            "engine": "packed" if use_batched else "loop", "chunk": chunk,
+        })
+
+        def score_on(indices: np.ndarray) -> np.ndarray:
+            return executor.score(task, np.asarray(indices, dtype=np.int64).tolist())[proxy]
+
+        score_on.engine = "batched" if use_batched else "loop"  # type: ignore[attr-defined]
+        score_on.executor = executor  # type: ignore[attr-defined]
+        return score_on
 
     if use_batched:
         def score_batched(indices: np.ndarray) -> np.ndarray:
