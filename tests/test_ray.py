@@ -98,6 +98,12 @@ def test_ray_file_equals_local_file(cluster, reference, tmp_path):
     with _ray_executor(chunk=1) as ex:
         far = zcfast.score(archs + archs[:2], PROXIES, dataset=DATASET, batch_size=BATCH,
                            chunk=PASS, executor=ex)
+        # an error of the scoring code itself reaches the caller as its own type, not retried
+        bad = ScoreTask("nb201", {"dataset": "cifar10", "proxies": ["params"],
+                                  "data_root": str(tmp_path / "no-cifar")})
+        with pytest.raises(FileNotFoundError, match="no-cifar"):
+            ex.score(bad, [1, 2])
+        assert ex.stats["retried"] == 0 and ex.stats["workers_lost"] == 0
     assert far.index.tolist() == archs + archs[:2]
     assert far.iloc[:5].equals(loc)
 
@@ -268,6 +274,17 @@ def test_ray_options_need_ray_flag():
     with pytest.raises(ValueError, match="--ray-workers only apply with --ray"):
         executor_from_args(ap.parse_args(["score", "--out", "x", "--ray-workers", "2"]))
     assert isinstance(executor_from_args(ap.parse_args(["score", "--out", "x"])), LocalExecutor)
+
+
+def test_ledger_requeues_lost_chunks_a_bounded_number_of_times():
+    from zcfast.executors.ray import Ledger
+
+    book = Ledger(3, max_attempts=2)
+    assert [book.take(), book.take()] == [0, 1]
+    assert book.lost(1) and book.take() == 1  # back at the front, before chunk 2
+    assert book.complete(0) and not book.complete(0)  # a second result of a chunk is dropped
+    assert not book.lost(1)  # its second lost worker: the run must stop
+    assert not book.finished and book.take() == 2
 
 
 def test_finish_orders_rows_and_task_is_plain(tmp_path):

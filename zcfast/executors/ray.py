@@ -178,6 +178,7 @@ class RayExecutor(Executor):
         self._use_gpu = False
         self._next_wid = 0
         self._replacements = 0
+        self._n_start = 0
         # chunks yielded, chunks retried after losing their worker, workers lost, and the
         # seconds the actors spent inside the yielded chunks (wall minus this = overhead)
         self.stats = {"chunks": 0, "retried": 0, "workers_lost": 0, "busy_seconds": 0.0}
@@ -215,6 +216,7 @@ class RayExecutor(Executor):
         if n < 1:
             raise ValueError(f"Ray executor: the cluster ({res.get('CPU', 0)} CPUs) cannot host one "
                              f"worker of {self.cpus_per_worker} CPUs")
+        self._n_start = n
         for _ in range(n):
             self._spawn()
         return self
@@ -247,8 +249,7 @@ class RayExecutor(Executor):
         self._last_error = err
         with contextlib.suppress(Exception):  # already gone
             self.ray.kill(w.handle)
-        limit = self.max_attempts * max(1, len(self._workers))
-        if self._replacements < limit:
+        if self._replacements < self.max_attempts * self._n_start:
             self._replacements += 1
             self._spawn()
 
@@ -356,10 +357,8 @@ class RayExecutor(Executor):
 
     # ---- lifecycle -------------------------------------------------------------------------
     def describe(self) -> dict:
-        live = [w for w in self._workers if w.alive]
-        return {"executor": "ray", "address": self.address, "workers": len(live),
-                "device": ("cuda" if self._use_gpu else "cpu") + f" x{len(live)}",
-                "cpus_per_worker": self.cpus_per_worker, "chunk": self.chunk}
+        return {"executor": "ray", "address": self.address, "workers": self.n_workers or "auto",
+                "cpus_per_worker": self.cpus_per_worker, "gpus": self.gpus, "chunk": self.chunk}
 
     def _stop_workers(self):
         for w in self._workers:
