@@ -38,7 +38,7 @@ PROXIES = "synflow,params,nwot"
 BATCH = 8
 PASS = 2  # engine pass size, pinned for local and Ray runs alike
 N_CELLS = 12
-SEED = 0
+SEED = 1  # not the default: a setting lost on the way to the actors would show
 KW = dict(archs=str(N_CELLS), proxies=PROXIES, dataset=DATASET, seed=SEED, batch_size=BATCH,
           chunk=PASS, progress=False)
 
@@ -81,14 +81,23 @@ def _ray_executor(**kw):
     return RayExecutor(**{"workers": 2, "chunk": 2, **kw})
 
 
-def test_ray_file_equals_local_file(cluster, reference, tmp_path):
+def test_ray_file_equals_local_file(cluster, reference, tmp_path, monkeypatch):
     """Scores (and so the CSV, whose values round-trip exactly) equal a local run's bit for bit,
-    and a finished file has the rows in --archs order whatever order the chunks finished in."""
+    and a finished file has the rows in --archs order whatever order the chunks finished in.
+    Injected defect: a task that loses the seed on its way to the actors gives another file."""
     out = tmp_path / "ray.csv"
     with _ray_executor() as ex:
         res = score_to_file(out, executor=ex, **KW)
         infos = ex.workers()
         assert ex.stats["chunks"] == N_CELLS // 2 and ex.stats["retried"] == 0
+
+        import zcfast.executors as exs
+
+        real_task = exs.ScoreTask
+        monkeypatch.setattr(exs, "ScoreTask", lambda space, s: real_task(space, {**s, "seed": 0}))
+        score_to_file(tmp_path / "defect.csv", executor=ex, **KW)
+        monkeypatch.undo()
+        assert (tmp_path / "defect.csv").read_bytes() != reference[0]
     assert len({w["pid"] for w in infos}) == 2 and all(w["threads"] == 1 for w in infos)
     assert out.read_bytes() == reference[0]
     assert res["meta"]["executor"]["executor"] == "ray"
@@ -238,7 +247,7 @@ def test_search_on_ray_equals_local_search(cluster, tmp_path):
     def search(tag, *extra):
         out = tmp_path / f"{tag}.jsonl"
         rc = cli.main(["search", "--algo", "ae", "--warmup", "16", "--move", "8", "--budget", "6",
-                       "--seeds", "1", "--proxy", "synflow", "--dataset", DATASET,
+                       "--seeds", "1", "--proxy", "synflow", "--dataset", DATASET, "--score-seed", "1",
                        "--cache-dir", str(tmp_path / f"cache_{tag}"), "--out", str(out),
                        "--no-progress", "--option", "population=4", "--option", "tournament=2",
                        *extra])
@@ -254,7 +263,7 @@ def test_search_on_ray_equals_local_search(cluster, tmp_path):
                 for line in text.splitlines()]
 
     assert runs(far) == runs(loc)
-    key = ScoreKey.of("synflow", DATASET, 0)
+    key = ScoreKey.of("synflow", DATASET, 1)
     a, b = ScoreCache(tmp_path / "cache_local").load(key), ScoreCache(tmp_path / "cache_ray").load(key)
     assert a.keys() == b.keys() and len(a) >= 16
     np.testing.assert_allclose([b[i] for i in a], list(a.values()), rtol=1e-14)
