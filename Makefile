@@ -3,7 +3,8 @@
 #   make test   run the test suite (CPU; Triton kernels through its interpreter)
 #   make check-install   build an sdist and a wheel and run the wheel from a clean venv
 # Both create .venv on first use: torch is installed first as the pinned CPU wheel so that no
-# multi-GB CUDA build is pulled, then zcfast itself (compiling zcfast._C with CMake).
+# multi-GB CUDA build is pulled, then zcfast itself (compiling zcfast._C with CMake), with the
+# test tools and Ray (the Ray tests start a 2-CPU local cluster; Ray does not depend on torch).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -17,7 +18,7 @@ SOURCES := $(shell find csrc zcfast kernels -name '*.cpp' -o -name '*.hpp' -o -n
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[test,ray]"
 	touch $(STAMP)
 
 setup: $(STAMP)

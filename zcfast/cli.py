@@ -49,20 +49,26 @@ def _add_score(sub):
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
+    from zcfast.executors import add_cli_options
+
+    add_cli_options(p)  # --ray [ADDRESS], --ray-workers, ...
 
 
 def _cmd_score(a) -> int:
+    from zcfast.executors import executor_from_args
     from zcfast.runtime import set_threads
     from zcfast.scoring import score_summary, score_to_file
 
     set_threads(a.threads)
+    ex = executor_from_args(a, a.device)  # local, or --ray actors (started on first use)
     res = score_to_file(
         a.out, archs=a.archs, proxies=a.proxies, dataset=a.dataset, seed=a.seed,
         batch_size=a.batch_size, engine=a.engine, resume=a.resume, data_root=a.data_root,
         images=a.images, flavour=a.flavour, device=a.device, chunk=a.chunk,
         progress=not a.no_progress, sample_seed=a.sample_seed, weight_seed=a.weight_seed,
-        data_seed=a.data_seed, normalization=a.normalization,
+        data_seed=a.data_seed, normalization=a.normalization, executor=ex,
     )
+    ex.close()  # (a failed run has stopped its actors already)
     m = res["meta"]
     print(score_summary(res))
     print(f"images: {m['images_description']}")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from zcfast import __version__
-from zcfast.data import dataset_name, image_source, num_classes
+from zcfast.data import dataset_name, image_source
 from zcfast.proxies import PAPER_PROXIES, PROXIES, check_names
 from zcfast.spaces import nb201
 
@@ -199,6 +199,8 @@ class ScoreWriter:
             self.done[int(r[0])] = [float(v) for v in r[2:]]
 
     def write(self, index: int, values: dict):
+        if int(index) in self.done:  # whatever runs the scoring, a cell gets one row
+            raise RuntimeError(f"NB201 cell {int(index)} is already in {self.path}: not written twice")
         self._w.writerow([int(index), nb201.arch_at(int(index)),
                           *[_fmt(values[p]) for p in self.proxies]])
         self._f.flush()
@@ -206,6 +208,26 @@ class ScoreWriter:
 
     def close(self):
         self._f.close()
+
+    def finish(self, order) -> bool:
+        """After :meth:`close`: once every cell of ``order`` has its row, rewrite the rows in
+        that order (chunks that finished out of order, or a resumed run, then give the same
+        file as one uninterrupted local run). Atomic (temporary file + rename); rows of cells
+        not in ``order`` stay at the end. Returns whether the file is complete."""
+        order = [int(i) for i in order]
+        if not self._f.closed:
+            return False
+        lines = self.path.read_bytes().decode().splitlines(keepends=True)
+        rows = {int(line.split(",", 1)[0]): line for line in lines[1:]}
+        if any(i not in rows for i in order):
+            return False
+        want = set(order)
+        body = [rows[i] for i in order] + [r for i, r in rows.items() if i not in want]
+        if body != lines[1:]:
+            tmp = self.path.with_name(self.path.name + ".reorder")
+            tmp.write_bytes("".join([lines[0], *body]).encode())
+            tmp.replace(self.path)
+        return True
 
 
 def read_scores(path):
@@ -255,13 +277,19 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
                   batch_size: int = 64, engine: str = "packed", resume: bool = False,
                   data_root=None, images: str = "default", flavour: str = "paper",
                   device="auto", chunk=None, progress: bool = True, sample_seed=None,
-                  weight_seed=None, data_seed=None, normalization: str = "paper") -> dict:
+                  weight_seed=None, data_seed=None, normalization: str = "paper",
+                  executor=None) -> dict:
     """Score cells into ``out`` (CSV + meta). Returns a summary dict.
 
     ``seed`` drives cell sampling (``archs=N``), the weights and the minibatch; ``sample_seed``,
     ``weight_seed`` and ``data_seed`` override it for one of the three. ``device``: 'auto'
     (CUDA when available), 'cpu', 'cuda' or 'cuda:N'. ``normalization``: 'paper' or 'dataset'
-    (docs/data.md). All of them are recorded in the meta file, and --resume compares them."""
+    (docs/data.md). All of them are recorded in the meta file, and --resume compares them.
+    ``executor``: what runs the scoring (zcfast.executors; default: this process on
+    ``device``). Rows are written as chunks finish; a finished file has them in the order of
+    ``archs`` (docs/ray.md)."""
+    from zcfast.executors import Executor, ScoreTask, get_executor
+
     ds = dataset_name(dataset)
     names = parse_proxies(proxies)
     seed = _seed(seed, "seed")
@@ -272,7 +300,14 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
     dev = resolve_device(device)
     src = image_source(ds, data_root=data_root, images=images, normalization=normalization)
-    x, y = src.minibatch(batch_size, s_data)
+    src.minibatch(batch_size, s_data)  # a bad batch size fails here, before any file is written
+    ex = get_executor(executor, device=str(dev))
+    task = ScoreTask("nb201", {
+        "dataset": ds, "proxies": names, "weight_seed": s_weight, "data_seed": s_data,
+        "batch_size": int(batch_size), "images": images, "normalization": normalization,
+        "data_root": None if data_root is None else str(data_root),
+        "flavour": flavour, "engine": engine, "chunk": chunk,
+    })
     meta = {
         "space": "nb201", "dataset": ds, "proxies": names, "seed": seed,
         "sample_seed": s_sample, "weight_seed": s_weight, "data_seed": s_data,
@@ -283,12 +318,10 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         "engine": engine, "device": str(dev), "device_name": device_name(dev),
         "zcfast": __version__, "git": git_sha(),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "executor": ex.describe(),
     }
     writer = ScoreWriter(out, meta, names, resume=resume)
     todo = [int(i) for i in indices if int(i) not in writer.done]
-    ncls = num_classes(ds)
-    x, y = x.to(dev), y.to(dev)
     t0 = time.perf_counter()
     bar = None
     if progress and todo:
@@ -296,25 +329,18 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
 
         bar = progress_bar(len(indices), len(indices) - len(todo), unit="cell", desc=f"scoring {ds}")
     try:
-        if engine == "loop":
-            it = iter_loop(todo, names, x, y, ncls=ncls, seed=s_weight, flavour=flavour, device=dev)
-            for i, vals in it:
-                writer.write(i, vals)
-                if bar:
-                    bar.update(1)
-        else:
-            from zcfast.batched import iter_packed
-
-            for idx_chunk, table in iter_packed(todo, names, x, y, ncls=ncls, seed=s_weight,
-                                                flavour=flavour, device=dev, chunk=chunk):
-                for k, i in enumerate(idx_chunk):
-                    writer.write(i, {p: table[p][k] for p in names})
-                if bar:
-                    bar.update(len(idx_chunk))
+        for idx_chunk, table in ex.run(task, todo):  # chunks in any order, each cell once
+            for k, i in enumerate(idx_chunk):
+                writer.write(i, {p: table[p][k] for p in names})
+            if bar:
+                bar.update(len(idx_chunk))
     finally:
         writer.close()
         if bar:
             bar.close()
+        if not isinstance(executor, Executor):  # made here, so closed here
+            ex.close()
+    writer.finish(indices)
     dt = time.perf_counter() - t0
     from zcfast.gaps import record_gaps
 
@@ -332,4 +358,5 @@ def score_summary(res: dict) -> str:
     return (f"scored {res['scored']} of {res['total']} cells"
             + (f" ({kept} already in the file)" if kept else "")
             + f" in {res['seconds']:.1f} s ({res['seconds'] / res['scored']:.2f} s/cell, "
-            f"{res['meta']['threads']} threads, engine {res['meta']['engine']}) -> {res['out']}")
+            f"{res['meta']['threads']} threads, engine {res['meta']['engine']}, device "
+            f"{res['meta']['device']}: {res['meta'].get('device_name', '?')}) -> {res['out']}")

@@ -126,10 +126,31 @@ def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int =
         pos += len(part)
 
 
+def _executor_stream(executor, uniq, names, ds, batch_size, seed, chunk, flavour, data_root,
+                     images, backend, dtype, device, normalization="paper"):
+    """zcfast.score's chunks from an executor (which is closed afterwards if made here)."""
+    from zcfast.executors import Executor, ScoreTask, get_executor
+
+    ex = get_executor(executor, device=device)
+    task = ScoreTask("nb201", {
+        "dataset": ds, "proxies": names, "seed": int(seed), "batch_size": int(batch_size),
+        "images": images, "normalization": normalization,
+        "data_root": None if data_root is None else str(data_root),
+        "flavour": flavour, "engine": "packed", "chunk": chunk, "backend": backend,
+        "dtype": str(dtype).replace("torch.", ""),
+    })
+    try:
+        yield from ex.run(task, [int(i) for i in uniq])
+    finally:
+        if not isinstance(executor, Executor):
+            ex.close()
+
+
 def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", batch_size: int = 64,
           seed: int = 0, device=None, chunk: int | None = None, flavour: str = "paper",
           data_root: str | None = None, images: str = "default", backend: str | None = None,
-          dtype=torch.float32, progress: bool = False, normalization: str = "paper"):
+          dtype=torch.float32, progress: bool = False, normalization: str = "paper",
+          executor=None):
     """Score NB201 cells with zero-cost proxies in packed passes.
 
     archs: arch strings, NB201 indices (ints) or op-id sequences. proxies: names (list or
@@ -140,6 +161,8 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
     device: 'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'; the
     device that ran, the images and their normalisation ('paper' or 'dataset', docs/data.md) are
     in ``df.attrs``.
+    executor: None (this process, ``device``), ``"ray"`` or a ``zcfast.executors`` Executor
+    (e.g. ``RayExecutor(address)``: chunks scored on a Ray cluster, docs/ray.md).
     """
     import pandas as pd
 
@@ -171,9 +194,12 @@ def score(archs, proxies, *, space: str = "nb201", dataset: str = "cifar10", bat
         from zcfast.progress import progress_bar
 
         bar = progress_bar(len(uniq), unit="cell", desc="zcfast.score")
-    for part, res in iter_packed(uniq, names, x, y, ncls=num_classes(ds), seed=seed,
-                                 flavour=flavour, device=dev, chunk=chunk, backend=backend,
-                                 dtype=dtype):
+    stream = iter_packed(uniq, names, x, y, ncls=num_classes(ds), seed=seed, flavour=flavour,
+                         device=dev, chunk=chunk, backend=backend, dtype=dtype)
+    if executor is not None:
+        stream = _executor_stream(executor, uniq, names, ds, batch_size, seed, chunk, flavour,
+                                  data_root, images, backend, dtype, str(dev), normalization)
+    for part, res in stream:
         pos = [where[i] for i in part]
         for p in names:
             cols[p][pos] = res[p]

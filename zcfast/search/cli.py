@@ -52,12 +52,15 @@ def _add_common(p):
     p.add_argument("--option", type=_option, action="append", metavar="NAME=VALUE",
                    help="driver tunable, e.g. population=64, rl_lr=0.01 (repeatable)")
     p.add_argument("--no-progress", action="store_true")
+    from zcfast.executors import add_cli_options
     from zcfast.runtime import add_threads_argument
 
     add_threads_argument(p)
+    add_cli_options(p)  # --ray [ADDRESS]: the live scorer's asks run on a Ray cluster
 
 
 def _search_kwargs(a) -> dict:
+    from zcfast.executors import executor_from_args
     from zcfast.runtime import set_threads
     from zcfast.search.cache import ScoreCache, ScoreKey
     from zcfast.search.scorer import default_scorer
@@ -69,9 +72,16 @@ def _search_kwargs(a) -> dict:
     if a.scores:
         n = cache.import_scores(key, a.scores)
         print(f"imported {n} {a.proxy} scores from {a.scores} into {cache.path(key)}")
+    ex = executor_from_args(a, a.device)
     scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
-                            space=a.space)
+                            space=a.space, executor=None if a.ray is None else ex)
     return {"cache": cache, "scorer": scorer, "score_key": key}
+
+
+def _close(kw: dict) -> None:
+    ex = getattr(kw["scorer"], "executor", None)  # --ray actors
+    if ex is not None:
+        ex.close()
 
 
 def _cmd_search(a) -> int:
@@ -88,10 +98,12 @@ def _cmd_search(a) -> int:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
+    kw = _search_kwargs(a)
     runs = run_seeds(a.out, a.algo, dataset=a.dataset, budget=a.budget, warmup=a.warmup,
                      move=a.move, seeds=seeds, proxy=a.proxy, score_seed=a.score_seed,
                      resume=a.resume, progress=not a.no_progress, options=opts, space=a.space,
-                     data=a.data, **_search_kwargs(a))
+                     data=a.data, **kw)
+    _close(kw)
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
     ok, failed = complete_runs(runs)
@@ -131,9 +143,11 @@ def _cmd_figure(a) -> int:
     variants = list(dict.fromkeys(variants))
     out = Path(a.out)
     runs_dir = Path(a.runs_dir) if a.runs_dir else out.with_name(out.stem + "_runs")
+    kw = _search_kwargs(a)
     groups = run_variants(runs_dir, variants, dataset=a.dataset, budget=a.budget, seeds=a.seeds,
                           proxy=a.proxy, score_seed=a.score_seed, progress=not a.no_progress,
-                          options=_options(a.option), **_search_kwargs(a))
+                          options=_options(a.option), **kw)
+    _close(kw)
     ds = next(iter(groups.values()))[0]["dataset"]
     thresholds = [float(t) for t in a.thresholds.split(",")]
     title = (f"NB201 {ds}: test accuracy of the best-validation model vs trained models, mean "
