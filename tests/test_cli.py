@@ -168,7 +168,7 @@ def _table_rows(text):
     out = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[1].isdigit():
+        if len(cells) >= 6 and cells[1].isdigit():
             out[cells[0]] = (int(cells[1]), float(cells[2]), float(cells[3]))
     return out
 

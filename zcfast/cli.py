@@ -18,7 +18,9 @@ def _add_score(sub):
     p.add_argument("--space", default="nb201", choices=["nb201"])
     p.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | ImageNet16-120")
     p.add_argument("--proxies", default="paper",
-                   help="'paper' (the six of the paper), 'all', or a comma list, e.g. synflow,snip")
+                   help="'paper' (the six of the paper), 'modern', 'all', or a comma list, e.g. "
+                        "synflow,snip,vote,ensemble:zico+az_nas+vkdnw (ensemble[meanrank|vote|"
+                        "logrank]:a+b; see docs/proxies_modern.md)")
     p.add_argument("--archs", default="1000",
                    help="'all', N (N distinct cells sampled with --seed) or a FILE of arch strings")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, minibatch and sampling")
@@ -55,6 +57,8 @@ def _cmd_score(a) -> int:
     print(f"scored {res['scored']} of {res['total']} cells in {res['seconds']:.1f} s "
           f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}) -> {res['out']}")
     print(f"images: {m['images_description']}")
+    if res.get("ensembles"):
+        print(f"ensembles {', '.join(res['ensembles'])}: ranks over {m['ensemble_ranks_over']}")
     return 0
 
 
@@ -65,22 +69,30 @@ def _add_correlate(sub):
     p.add_argument("--target", default="test_acc", choices=["test_acc", "val_acc"])
     p.add_argument("--plot", default=None, help="write a score-vs-accuracy scatter per proxy (PNG)")
     p.add_argument("--json", default=None, help="also write the table as JSON")
+    p.add_argument("--ensembles", default=None,
+                   help="extra ensemble columns over the file's columns, comma separated, e.g. "
+                        "vote,ensemble[meanrank]:synflow+nwot (ranks over the file's cells)")
 
 
 def _cmd_correlate(a) -> int:
-    from zcfast.correlate import correlation_table, format_table, plot_scatter
-    from zcfast.scoring import read_scores
+    from zcfast.correlate import METRICS_NOTE, correlation_table, format_table, plot_scatter
+    from zcfast.scoring import add_ensembles, parse_proxies, read_scores
 
     scores, meta = read_scores(a.scores)
     ds = a.dataset or meta.get("dataset")
     if ds is None:
         raise ValueError(f"{a.scores} has no meta file: pass --dataset")
+    extra = [c for c in parse_proxies(a.ensembles) if c not in scores.columns] if a.ensembles else []
+    scores = add_ensembles(scores, extra)
     tab = correlation_table(scores, ds, a.target)
     title = (f"NB201 {ds}: {len(scores)} cells, target {a.target} (200 epochs); "
              f"images: {meta.get('images_description', 'unknown (no meta file)')}; "
              f"batch {meta.get('batch_size', '?')}, seed {meta.get('seed', '?')}, "
              f"engine {meta.get('engine', '?')}")
+    if meta.get("ensembles") or extra:
+        title += f"; ensembles rank the {len(scores)} cells of the file"
     print(format_table(tab, title))
+    print(METRICS_NOTE)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"title": title, "table": tab.reset_index().to_dict(orient="records")}, f, indent=1)

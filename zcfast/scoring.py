@@ -22,7 +22,8 @@ import torch
 
 from zcfast import __version__
 from zcfast.data import dataset_name, image_source, num_classes
-from zcfast.proxies import PAPER_PROXIES, PROXIES, check_names
+from zcfast.proxies import MODERN_PROXIES, PAPER_PROXIES, PROXIES, check_names
+from zcfast.proxies import ensemble as _ens
 from zcfast.spaces import nb201
 
 # settings that must match for --resume to continue a file
@@ -30,16 +31,38 @@ _RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "
 
 
 def parse_proxies(spec) -> list:
-    """Proxy names from a list or a comma string; the tokens 'paper' (the six of the paper's
-    Table 1) and 'all' expand in place, duplicates are dropped."""
+    """Column names from a list or a comma string: registry proxies, ensembles (``vote``,
+    ``az_nas``, ``vkdnw_agg``, ``ensemble[rule]:a+b``; docs/proxies_modern.md) and the tokens
+    'paper' (the six of the paper's Table 1), 'modern' (the modern per-model proxies) and 'all'
+    (every registry proxy), which expand in place; duplicates are dropped."""
     if isinstance(spec, str):
         spec = [t.strip() for t in spec.split(",") if t.strip()]
+    groups = {"paper": PAPER_PROXIES, "modern": MODERN_PROXIES, "all": tuple(PROXIES)}
     out = []
     for t in spec:
-        for n in (PAPER_PROXIES if t == "paper" else PROXIES if t == "all" else [t]):
+        for n in groups.get(t, [t]):
             if n not in out:
                 out.append(n)
-    return check_names(out)
+    per_model = [n for n in out if not _ens.is_ensemble(n)]
+    for n in out:
+        if _ens.is_ensemble(n):
+            _ens.parse(n, known=PROXIES)  # a clear error names a bad rule or member
+    if per_model or not out:
+        check_names(per_model)
+    return out
+
+
+def split_columns(columns) -> tuple:
+    """(per-model proxies to compute, ensemble columns) of parsed column names: the per-model
+    list holds the requested proxies in order, then every ensemble member not already in it,
+    so a member requested alone too is computed once."""
+    per_model = [c for c in columns if not _ens.is_ensemble(c)]
+    ensembles = [c for c in columns if _ens.is_ensemble(c)]
+    for e in ensembles:
+        for m in _ens.base_members(e):
+            if m not in per_model:
+                per_model.append(m)
+    return per_model, ensembles
 
 
 def parse_archs(spec, seed: int) -> np.ndarray:
@@ -99,6 +122,10 @@ def cpu_name() -> str:
     import platform
 
     return platform.processor() or "unknown"
+
+
+ENSEMBLE_SCOPE = ("all cells in the score file: ensemble columns are computed when the file is "
+                  "read (zcfast.scoring.read_scores, zcfast correlate), never stored")
 
 
 def _fmt(v: float) -> str:
@@ -182,34 +209,59 @@ def read_scores(path):
     df = df.set_index("index")
     meta_p = Path(str(path) + ".meta.json")
     meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
-    return df, meta
+    return add_ensembles(df, meta.get("ensembles", {})), meta
+
+
+def add_ensembles(df, ensembles):
+    """``df`` with each ensemble column computed over all of its rows (the cells compared), from
+    the member columns it holds; the columns named exactly as the ensembles are written."""
+    for name in ensembles:
+        members = _ens.base_members(name)
+        missing = [m for m in members if m not in df.columns]
+        if missing:
+            raise ValueError(f"ensemble {name!r} needs columns {missing}, which the scores lack")
+        df[name] = _ens.evaluate(name, {m: df[m].to_numpy(dtype=np.float64) for m in members})
+    return df
 
 
 def iter_loop(indices: Iterable[int], proxies: list, x, y, *, ncls: int, seed: int,
-              flavour: str = "paper", device="cpu") -> Iterator:
+              flavour: str = "paper", device="cpu", extra_batches=()) -> Iterator:
     """Per-model path: build each cell's network with the (seed, arch) weights, run the
-    reference proxies. Yields (index, {proxy: value})."""
+    reference proxies (``extra_batches``: further minibatches, for ZiCo). Yields
+    (index, {proxy: value})."""
     from zcfast.proxies import compute_measures
     from zcfast.spaces.nb201_model import build_model
 
     for i in indices:
         net = build_model(int(i), ncls, flavour=flavour, seed=seed, device=device)
-        yield int(i), compute_measures(net, x, y, proxies, device=device)
+        yield int(i), compute_measures(net, x, y, proxies, device=device, seed=seed,
+                                       extra_batches=extra_batches)
 
 
 def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed: int = 0,
                   batch_size: int = 64, engine: str = "packed", resume: bool = False,
                   data_root=None, images: str = "default", flavour: str = "paper",
                   device=None, chunk=None, progress: bool = True) -> dict:
-    """Score cells into ``out`` (CSV + meta). Returns a summary dict."""
+    """Score cells into ``out`` (CSV + meta). Returns a summary dict.
+
+    The CSV holds one column per per-model proxy (requested ones, then ensemble members), written
+    row by row; ensemble columns are not stored: they rank the cells of the file against each
+    other, so :func:`read_scores` computes them over all rows when the file is read (the meta
+    records their rule and members). Proxies without a packed implementation run per model
+    inside the packed loop (listed in the meta as ``per_model_fallback``)."""
     ds = dataset_name(dataset)
     names = parse_proxies(proxies)
+    per_model, ensembles = split_columns(names)
     indices = parse_archs(archs, seed)
     if engine not in ("packed", "loop"):
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     src = image_source(ds, data_root=data_root, images=images)
     x, y = src.minibatch(batch_size, seed)
+    from zcfast.proxies import extra_batch_seed, extra_batches_needed
+
+    extra_seeds = [extra_batch_seed(seed, k) for k in range(1, extra_batches_needed(per_model) + 1)]
+    extra = [src.minibatch(batch_size, s) for s in extra_seeds]
     meta = {
         "space": "nb201", "dataset": ds, "proxies": names, "seed": int(seed),
         "batch_size": int(batch_size), "images": src.name, "images_description": src.description,
@@ -217,7 +269,21 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         "engine": engine, "device": str(dev), "zcfast": __version__, "git": git_sha(),
         "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    writer = ScoreWriter(out, meta, names, resume=resume)
+    if extra_seeds:
+        meta["extra_batch_seeds"] = extra_seeds  # minibatch(batch_size, s) of the same images
+    if ensembles:
+        meta["ensembles"] = {e: {"rule": _ens.parse(e).rule, "members": _ens.base_members(e)}
+                             for e in ensembles}
+        meta["ensemble_ranks_over"] = ENSEMBLE_SCOPE
+    looped = per_model
+    if engine == "packed":
+        from zcfast.batched import SUPPORTED
+
+        looped = [p for p in per_model if p not in SUPPORTED]
+        if looped:
+            meta["per_model_fallback"] = looped
+    packed = [p for p in per_model if p not in looped]
+    writer = ScoreWriter(out, meta, per_model, resume=resume)
     todo = [int(i) for i in indices if int(i) not in writer.done]
     ncls = num_classes(ds)
     x, y = x.to(dev), y.to(dev)
@@ -228,20 +294,23 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
 
         bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="cell",
                    desc=f"scoring {ds}", dynamic_ncols=True)
+    loop_kw = dict(ncls=ncls, seed=seed, flavour=flavour, device=dev, extra_batches=extra)
     try:
-        if engine == "loop":
-            it = iter_loop(todo, names, x, y, ncls=ncls, seed=seed, flavour=flavour, device=dev)
-            for i, vals in it:
+        if not packed:
+            for i, vals in iter_loop(todo, looped, x, y, **loop_kw):
                 writer.write(i, vals)
                 if bar:
                     bar.update(1)
         else:
             from zcfast.batched import iter_packed
 
-            for idx_chunk, table in iter_packed(todo, names, x, y, ncls=ncls, seed=seed,
+            for idx_chunk, table in iter_packed(todo, packed, x, y, ncls=ncls, seed=seed,
                                                 flavour=flavour, device=dev, chunk=chunk):
                 for k, i in enumerate(idx_chunk):
-                    writer.write(i, {p: table[p][k] for p in names})
+                    vals = {p: table[p][k] for p in packed}
+                    if looped:
+                        vals.update(next(iter_loop([i], looped, x, y, **loop_kw))[1])
+                    writer.write(i, vals)
                 if bar:
                     bar.update(len(idx_chunk))
     finally:
@@ -250,4 +319,5 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
             bar.close()
     dt = time.perf_counter() - t0
     return {"out": str(out), "scored": len(todo), "total": len(indices), "seconds": dt,
-            "cells_per_s": len(todo) / dt if dt > 0 and todo else math.nan, "meta": meta}
+            "cells_per_s": len(todo) / dt if dt > 0 and todo else math.nan, "meta": meta,
+            "ensembles": ensembles}

@@ -74,10 +74,12 @@ def rademacher(shape, arch: int, slot: int, seed: int) -> torch.Tensor:
 
 
 def noise_input(like: torch.Tensor, k: int, seed: int) -> torch.Tensor:
-    """Standard normal tensor shaped like ``like`` (float32, on its device): the k-th noise input
+    """Standard normal tensor shaped like ``like`` (its dtype and device): the k-th noise input
     of the run. It depends on (seed, k, shape) only, so every cell sees the same noise."""
     z = normal(like.numel(), 0, NOISE + int(k), seed)
-    return z.to(torch.float32).reshape(like.shape).to(like.device)
+    dtype = like.dtype if like.is_floating_point() else torch.float32
+    # rounded to float32 first: a float64 run sees the same numbers as a float32 one
+    return z.to(torch.float32).to(dtype).reshape(like.shape).to(like.device)
 
 
 def arch_key(net: nn.Module) -> int:

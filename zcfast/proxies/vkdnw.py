@@ -40,12 +40,14 @@ ENTROPY_SCALE = 4.0  # > ln 9 >= vkdnw: vkdnw_single orders by dim first, then b
 def fresh_eval_bn_(net: nn.Module) -> nn.Module:
     """Eval mode, every BatchNorm normalising with fresh running statistics (mean 0, var 1),
     whether or not it tracks statistics."""
+    ref = next(net.parameters(), None)
+    dtype = ref.dtype if ref is not None else torch.float32
+    dev = ref.device if ref is not None else None
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             shape = (m.num_features,)
-            dev = m.weight.device if m.weight is not None else None
-            m.running_mean = torch.zeros(shape, device=dev)
-            m.running_var = torch.ones(shape, device=dev)
+            m.running_mean = torch.zeros(shape, dtype=dtype, device=dev)
+            m.running_var = torch.ones(shape, dtype=dtype, device=dev)
             m.num_batches_tracked = torch.zeros((), dtype=torch.long, device=dev)
             m.track_running_stats = True
     return net.eval()
