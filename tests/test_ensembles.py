@@ -81,6 +81,8 @@ def test_vote_copeland_by_hand():
                 wins[i] += 1
     assert np.array_equal(ens.combine(S, "vote"), wins)
     assert list(wins) == [0, 0, 2, 1]
+    # two members: a 1-1 split is a win for both (at least half prefer each)
+    assert list(ens.combine(np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]), "vote")) == [2, 2, 0]
     # the ranks are over the cells compared: dropping a cell changes the others' scores
     assert not np.array_equal(ens.combine(S[:3], "vote"), wins[:3])
 
