@@ -273,7 +273,11 @@ def test_categorical_cholesky():
 def test_fisher_matrix_is_the_codes_L_J_and_decile_entropy():
     g = np.random.default_rng(6)
     jac, logits = g.normal(size=(5, 4, 7)), g.normal(size=(5, 4))
-    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True) * (1 - vk.ALPHA) + vk.ALPHA / 4
+    # the code's smoothing in float16 constants: softmax * (1 - alpha) + alpha / C, alpha = f16(0.05)
+    a16 = np.float16(0.05)
+    keep, shift = float(np.float16(1.0) - a16), float(a16 / np.float16(4))
+    assert keep == 0.9501953125 and shift != 0.0125
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True) * keep + shift
     lo = vk.categorical_cholesky(torch.from_numpy(p)).numpy()  # checked above
     a = lo @ jac
     want = np.einsum("bcp,bcq->pq", a, a) / 5

@@ -10,9 +10,11 @@ matrix restricted to one scalar per parameter tensor:
    authors' ``model.eval()`` on a freshly built network does;
 2. theta = the first element of each of the first 128 parameter tensors (``named_parameters``
    order); J_b = d logits_b / d theta (C x P) for each sample b of the run's Gaussian noise input;
-3. p = 0.95 softmax(logits) + 0.05 / C (the 0.05 is the float16 value the code uses); L_b = the
-   lower Cholesky factor of diag(p) - p p^T (Tanabe & Sagae 1992); A_b = L_b J_b (**the code's
-   order**: the Fisher information would be (L_b^T J_b)^T (L_b^T J_b));
+3. p = 0.95 softmax(logits) + 0.05 / C, with the code's float16 constants (0.9501953125 and
+   0.05/C rounded to float16: p sums to about 1.0002); L_b = the lower Cholesky factor of
+   diag(p) - p p^T (Tanabe & Sagae 1992), computed from p as the code does (q_{C-1} forced to
+   0); A_b = L_b J_b (**the code's order**: the Fisher information would be
+   (L_b^T J_b)^T (L_b^T J_b));
 4. F = mean_b A_b^T A_b (P x P); lambda = its singular values; q = the 10%..90% quantiles of
    lambda (linear interpolation); t = q / (|q|_1 + 1e-10); ``vkdnw`` = -sum t log(t + 1e-10).
 
@@ -26,14 +28,23 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
 from zcfast.proxies import _random
 
 MAX_TENSORS = 128  # the code's params_grad_len: tensors taken from the start of the network
-ALPHA = float(np.float16(0.05))  # the code builds alpha as a float16 tensor: 0.0499877...
+# The code smooths p = softmax * (1 - alpha) + alpha / C with alpha a float16 tensor, so both
+# constants are float16 results: 1 - alpha = 0.9501953125 and alpha / C rounded to float16; the
+# smoothed p sums to about 1.0002, and the last q is then forced to 0.
+_ALPHA16 = torch.tensor(0.05, dtype=torch.float16)
+ALPHA = float(_ALPHA16)  # 0.0499877...
+KEEP = float(1 - _ALPHA16)  # 0.9501953125
+
+
+def smoothing_shift(num_classes: int) -> float:
+    """alpha / C as the code computes it (a float16 division)."""
+    return float(_ALPHA16 / int(num_classes))
 ENTROPY_SCALE = 4.0  # > ln 9 >= vkdnw: vkdnw_single orders by dim first, then by vkdnw
 
 
@@ -170,8 +181,8 @@ def jacobian_hooks(net: nn.Module, x: torch.Tensor, max_tensors: int = MAX_TENSO
 
 
 def fisher_matrix(jac: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """F = mean_b (L_b J_b)^T (L_b J_b) in float64, p smoothed with ALPHA (module doc)."""
-    prob = torch.softmax(logits.double(), 1) * (1.0 - ALPHA) + ALPHA / logits.shape[1]
+    """F = mean_b (L_b J_b)^T (L_b J_b) in float64, p = KEEP softmax + alpha/C (module doc)."""
+    prob = torch.softmax(logits.double(), 1) * KEEP + smoothing_shift(logits.shape[1])
     a = categorical_cholesky(prob) @ jac.double()  # (B, C, P): the code's L J
     return torch.einsum("bcp,bcq->pq", a, a) / a.shape[0]
 
