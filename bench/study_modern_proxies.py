@@ -74,11 +74,13 @@ def published(p: str, ds: str) -> str:
 
 def report(folder: Path, ds: str, target: str) -> list:
     from zcfast.correlate import correlation_table
+    from zcfast.proxies.ensemble import base_members
     from zcfast.scoring import add_ensembles, read_scores
 
     path = folder / ds / "scores.csv"
     scores, meta = read_scores(path)
-    extra = [e for e in REPORT_ENSEMBLES if e not in scores.columns]
+    extra = [e for e in REPORT_ENSEMBLES if e not in scores.columns
+             and all(m in scores.columns for m in base_members(e))]
     scores = add_ensembles(scores, extra)
     tab = correlation_table(scores, ds, target)
     kt, kp = tab.attrs["hit_sizes"]
@@ -128,6 +130,8 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="test_acc", choices=["test_acc", "val_acc"])
     ap.add_argument("--out", default=str(HERE / "results" / "modern_pilot"))
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--proxies", default=PROXIES, help="per-model columns (default: all of them)")
+    ap.add_argument("--ensembles", default=ENSEMBLES, help="ensembles recorded with the scores")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
@@ -140,7 +144,8 @@ def main(argv=None) -> int:
         if a.report_only:
             continue
         out = folder / ds / "scores.csv"
-        res = score_to_file(out, archs=str(a.cells), proxies=PROXIES + "," + ENSEMBLES,
+        spec = ",".join(t for t in (a.proxies, a.ensembles) if t)
+        res = score_to_file(out, archs=str(a.cells), proxies=spec,
                             dataset=ds, seed=a.seed, engine=a.engine, resume=True,
                             flavour=a.flavour, device=a.device, progress=True)
         tpath = folder / ds / "timing.json"
