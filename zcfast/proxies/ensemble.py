@@ -174,7 +174,8 @@ def pairwise_vote_agreement(scores, target, block: int = 256) -> float:
     right = total = 0
     for a in range(0, n, block):
         blk = s[a : a + block]
-        gt = (blk[:, None, :] - s[None, :, :] > 0).sum(2) >= k / 2.0  # vote +1
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN, which is not > 0 (the notebook)
+            gt = (blk[:, None, :] - s[None, :, :] > 0).sum(2) >= k / 2.0  # vote +1
         dt = t[a : a + block, None] - t[None, :]
         valid = (dt != 0) & ~np.isnan(dt)  # also excludes i == j
         right += int((valid & (gt == (dt > 0))).sum())
