@@ -109,9 +109,9 @@ def main():
     scale = 8 if a.quick else 1
     jobs = {}
     for k, (t, n, w) in WORKLOADS.items():
-        cells = nb201.sample(n // scale + w, 1).tolist()
+        cells = [nb201.code_of_index(int(i)) for i in nb201.sample(n // scale + w, 1)]  # codes
         jobs[k] = (t, cells[:-w], cells[-w:])  # (task, timed cells, warm-up cells)
-    triv = nb201.sample(200 // scale, 2).tolist()
+    triv = [nb201.code_of_index(int(i)) for i in nb201.sample(200 // scale, 2)]
     res: dict = {"throughput": {}, "overhead": {}, "start": {}}
 
     # ---- local runs first, before Ray's processes exist ---------------------------------------

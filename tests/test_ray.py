@@ -224,8 +224,8 @@ def test_driver_killed_then_resumed(cluster, reference, tmp_path, monkeypatch):
 
     def load_skipping_a_chunk(self, meta):
         real_load(self, meta)
-        todo = [i for i in nb201.sample(n, SEED).tolist() if i not in self.done]
-        for i in todo[:2]:
+        todo = [str(i) for i in nb201.sample(n, SEED).tolist() if str(i) not in self.done]
+        for i in todo[:2]:  # rows are keyed by the key column as written (NB201: the index)
             self.done[i] = [0.0] * len(self.proxies)
 
     with _ray_executor() as ex:  # one set of actors for both resumes
@@ -302,22 +302,23 @@ def test_finish_orders_rows_and_task_is_plain(tmp_path):
     an incomplete file alone; ScoreTask compares by content and refuses non-JSON settings."""
     meta = {"space": "nb201"}
     w = ScoreWriter(tmp_path / "f.csv", meta, ["params"])
+    code = {i: nb201.code_of_index(i) for i in (1, 3, 5, 9)}  # the writer takes codes
     for i in (5, 1, 9):
-        w.write(i, {"params": float(i)})
+        w.write(code[i], {"params": float(i)})
     with pytest.raises(RuntimeError, match="already in"):
-        w.write(1, {"params": 1.0})
+        w.write(code[1], {"params": 1.0})
     w.close()
-    assert not w.finish([1, 5, 9, 3])
+    assert not w.finish([code[i] for i in (1, 5, 9, 3)])
     assert [int(r.split(",")[0]) for r in (tmp_path / "f.csv").read_text().splitlines()[1:]] == [5, 1, 9]
-    assert w.finish([1, 5, 9])
+    assert w.finish([code[i] for i in (1, 5, 9)])
     assert [int(r.split(",")[0]) for r in (tmp_path / "f.csv").read_text().splitlines()[1:]] == [1, 5, 9]
     t = ScoreTask("nb201", {"proxies": ["params"], "dataset": "cifar10"})
     assert t == ScoreTask("nb201", {"dataset": "cifar10", "proxies": ["params"]}) and len({t, t}) == 1
     with pytest.raises(ValueError, match="JSON"):
         ScoreTask("nb201", {"x": np.float32})
-    with pytest.raises(ValueError, match="unknown space"):
+    with pytest.raises(ValueError, match="unknown search space 'nb999'"):
         ScoreTask("nb999", {})
     ex = LocalExecutor()
     got = ex.score(ScoreTask("nb201", {"dataset": DATASET, "proxies": ["params"], "engine": "loop"}),
-                   [3, 1, 3])
+                   [code[3], code[1], code[3]])
     assert got["params"][0] == got["params"][2] and got["params"][0] != got["params"][1]

@@ -290,29 +290,31 @@ def test_live_scorer_packs_each_ask_and_keeps_the_minibatch(monkeypatch, tmp_pat
     from zcfast.executors import task as task_mod
 
     calls, batches = [], []
-    real_iter, real_runner = zcfast.batched.iter_packed, task_mod._NB201Runner.__init__
+    real_iter, real_runner = zcfast.batched.iter_packed_space, task_mod.SpaceRunner.__init__
 
-    def spy_iter(idx, *a, **k):
-        calls.append(list(idx))
-        return real_iter(idx, *a, **k)
+    def spy_iter(space, codes, *a, **k):
+        calls.append([nb201.index_of_code(int(c)) for c in codes])
+        return real_iter(space, codes, *a, **k)
 
     def spy_runner(self, *a, **k):
         batches.append(1)
         return real_runner(self, *a, **k)
 
-    monkeypatch.setattr(zcfast.batched, "iter_packed", spy_iter)
-    monkeypatch.setattr(task_mod._NB201Runner, "__init__", spy_runner)
+    monkeypatch.setattr(zcfast.batched, "iter_packed_space", spy_iter)
+    monkeypatch.setattr(task_mod.SpaceRunner, "__init__", spy_runner)
     scorer = default_scorer("synflow", "c100", 3, chunk=4, device="cpu")
     assert scorer.engine == "batched"
     codes = np.array([nb201.code_of_index(i) for i in (5, 9, 2)], dtype=np.uint64)
     got = scorer(codes)  # scorers take codes
     assert calls == [[5, 9, 2]]
+    assert len(batches) == 1
     ref = zcfast.score([5, 9, 2], ["synflow"], dataset="cifar100", seed=3, chunk=4, device="cpu")
     np.testing.assert_array_equal(got, ref["synflow"].to_numpy())
+    runners = len(batches)  # (zcfast.score made its own)
     # a search asks in batches: one packed call per ask, one minibatch for the whole search
     cache = ScoreCache(tmp_path)
     r = run_search("rand", "cifar100", 5, 20, 0, 0, "synflow", score_seed=3, cache=cache,
                    scorer=scorer)
     assert len(calls) == 3 and len(calls[2]) == 20 == r["scored_live"]  # (calls[1]: zcfast.score)
-    assert len(batches) == 1
+    assert len(batches) == runners  # the search's asks reused the scorer's runner
     assert default_scorer("synflow", "c100", 3, engine="loop").engine == "loop"

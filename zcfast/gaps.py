@@ -43,10 +43,12 @@ _EFFECT = {
 }
 
 
-def cause(proxy: str, value: str, index: int) -> str:
+def cause(proxy: str, value: str, index, space: str = "nb201") -> str:
     """The structural cause of ``proxy`` being ``value`` (NaN, +inf, -inf) for an NB201 cell:
     the one known for that proxy and value if the cell has it, else whether the cell's output
-    ignores its input, else UNEXPLAINED."""
+    ignores its input, else UNEXPLAINED. Other spaces: UNEXPLAINED (no structural rule yet)."""
+    if space != "nb201":
+        return UNEXPLAINED
     known = _EFFECT.get((proxy, value), (IGNORES_INPUT, ""))[0]
     has = {IGNORES_INPUT: nb201.output_ignores_input,
            NO_RELU_SEES_INPUT: lambda i: not nb201.relu_sees_input(i)}
@@ -71,7 +73,7 @@ def _kind(v: float) -> str | None:
     return None
 
 
-def explain(scores, proxies=None) -> dict:
+def explain(scores, proxies=None, space: str | None = None) -> dict:
     """Gaps of a score table (DataFrame indexed by NB201 index, one column per proxy; an
     ``arch`` column is ignored). Returns, per proxy::
 
@@ -80,7 +82,11 @@ def explain(scores, proxies=None) -> dict:
          "reasons": [{"value": "NaN", "count": k, "kept": False, "reason": "...",
                       "example": NB201 index}, ...]}
     """
-    cols = [c for c in (proxies or scores.columns) if c != "arch"]
+    space = space or scores.attrs.get("space", "nb201")
+    from zcfast.spaces import get_space
+
+    ids = get_space(space).id_columns
+    cols = [c for c in (proxies or scores.columns) if c not in ids]
     idx = scores.index.to_numpy()
     out = {}
     for p in cols:
@@ -90,8 +96,8 @@ def explain(scores, proxies=None) -> dict:
         for i in np.nonzero(~np.isfinite(v))[0]:
             kind = _kind(float(v[i]))
             counts[kind] += 1
-            cell = int(idx[i])
-            cls = cause(p, kind, cell)
+            cell = idx[i].item() if hasattr(idx[i], "item") else idx[i]
+            cls = cause(p, kind, cell, space)
             key = (kind, cls)
             if key not in groups:
                 groups[key] = {"value": kind, "count": 0, "kept": kind != "NaN", "cause": cls,
@@ -111,7 +117,7 @@ def format_gaps(gaps: dict) -> str:
                     if not r["kept"] else
                     f"{r['count']} of {g['cells']} cells are {r['value']}, kept and ranked "
                     + ("lowest" if r["value"] == "-inf" else "highest"))
-            lines.append(f"- {p}: {what}: {r['reason']} (e.g. NB201 {r['example']}).")
+            lines.append(f"- {p}: {what}: {r['reason']} (e.g. {r['example']}).")
     if not lines:
         return ""
     return "\n".join(["Cells without a finite score:", *lines])

@@ -53,8 +53,6 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     if engine == "batched" and not batched_available():
         raise ValueError("engine 'batched' asked for, but zcfast.batched provides no score() yet")
     use_batched = engine == "batched" or (engine == "auto" and batched_available())
-    if sp.name != "nb201":
-        raise ValueError(f"no live scorer for space {sp.name!r} yet")
     from zcfast.scoring import resolve_device
 
     dev = str(resolve_device(device))
@@ -62,14 +60,13 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     task = ScoreTask(sp.name, {
         "dataset": ds, "proxies": [proxy], "weight_seed": int(seed),
         "data_seed": int(seed if data_seed is None else data_seed), "batch_size": int(batch_size),
-        "images": images, "normalization": normalization, "data_root": None, "flavour": flavour,
+        "images": images, "normalization": normalization, "data_root": None,
+        "options": sp.model_options(flavour=flavour),
         "engine": "packed" if use_batched else "loop", "chunk": chunk,
     })
 
     def score_codes(codes: np.ndarray) -> np.ndarray:
-        from zcfast.spaces import nb201
-
-        archs = [nb201.index_of_code(int(c)) for c in np.asarray(codes).tolist()]
+        archs = [int(c) for c in np.asarray(codes).tolist()]
         return np.asarray(ex.score(task, archs)[proxy], dtype=np.float64)
 
     score_codes.engine = "batched" if use_batched else "loop"  # type: ignore[attr-defined]

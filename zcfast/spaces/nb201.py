@@ -197,6 +197,8 @@ class NB201Space(_Space):
 
     name = "nb201"
     key_column = "index"
+    id_columns = ("index", "arch")
+    option_names = ("flavour",)
     datasets = ("cifar10", "cifar100", "ImageNet16-120")
     size = NUM_ARCHS
 
@@ -274,6 +276,18 @@ class NB201Space(_Space):
         from zcfast.batched.engine import SUPPORTED
 
         return tuple(SUPPORTED)
+
+    def targets(self, dataset: str, data=None):
+        from zcfast.correlate import BASELINE_12EP, PAPER_SPEARMAN, PAPER_VOTE_PAIRS
+        from zcfast.data import dataset_name, groundtruth
+        from zcfast.spaces.base import Targets
+
+        if data is not None:
+            raise ValueError("the NB201 ground truth is bundled; --data is not used for nb201")
+        ds = dataset_name(dataset)
+        return Targets(groundtruth(ds), "test_acc", {BASELINE_12EP: "test_acc_12ep"},
+                       PAPER_SPEARMAN[ds], {"vote": PAPER_VOTE_PAIRS[ds]},
+                       f"NB201 {ds}, 200 epochs")
 
     def universe(self, dataset: str, data=None) -> _Universe:
         from zcfast.data import dataset_name, groundtruth
