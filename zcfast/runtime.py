@@ -5,8 +5,8 @@ wheels). Between parallel regions an idle OpenMP thread first *spins* (busy-wait
 only then sleeps; with the default wait policy it spins for a long time. On a machine shared with
 another CPU-bound job, the spinning threads of both jobs burn the cores that the other job's
 working threads need, and each parallel region waits for a teammate that the scheduler has
-descheduled: both jobs slow down far more than their share (measured in
-``bench/results/busy_cpu.md``; the mechanism is described in docs/threads.md).
+descheduled: both jobs slow down far more than their share (docs/threads.md;
+``bench/bench_busy.py`` measures it).
 
 zcfast therefore
 
