@@ -233,7 +233,10 @@ def report(rows: list, meta: dict, timing: dict) -> str:
         lines += [f"Cost per cell (per-model loop, every proxy on its own copy of the network, "
                   f"{meta['threads']} threads, under the shared compute lock; averages over the "
                   f"cells scored for each proxy): {sum(per.values()):.0f} s in all -- "
-                  + ", ".join(f"{p} {per[p]:.1f} s" for p in PROXIES) + ".", ""]
+                  + ", ".join(f"{p} {per[p]:.1f} s" for p in PROXIES) + ". The lock keeps other "
+                  "long jobs out, not other engineers' tests and builds: the load average at the "
+                  f"last cell was {timing.get('load_average_last', ['?'])[0]:.1f} on 2 cores, so "
+                  "these are upper bounds of a quiet machine's cost.", ""]
     return "\n".join(lines) + "\n"
 
 
