@@ -40,7 +40,10 @@ def _add_common(p):
                    "nasbench_only108.tfrecord); default: the bundled data")
     p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
     p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
-    p.add_argument("--proxy", default="synflow", help="zero-cost proxy used by warmup and move")
+    p.add_argument("--proxy", default="synflow",
+                   help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
+                        "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
+                        "cells each comparison compares; docs/search.md)")
     p.add_argument("--score-seed", type=int, default=0, help="weight seed of the proxy scores")
     p.add_argument("--cache-dir", default=None,
                    help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
@@ -67,15 +70,19 @@ def _search_kwargs(a) -> dict:
 
     set_threads(a.threads)
 
+    from zcfast.search.driver import proxy_members
+
     cache = ScoreCache(a.cache_dir)
-    key = ScoreKey.of(a.proxy, a.dataset, a.score_seed, space=a.space)
-    if a.scores:
-        n = cache.import_scores(key, a.scores)
-        print(f"imported {n} {a.proxy} scores from {a.scores} into {cache.path(key)}")
+    members, _ = proxy_members(a.proxy)
+    if a.scores:  # one score file holding every member's column
+        for m in members:
+            key = ScoreKey.of(m, a.dataset, a.score_seed, space=a.space)
+            n = cache.import_scores(key, a.scores)
+            print(f"imported {n} {m} scores from {a.scores} into {cache.path(key)}")
     ex = executor_from_args(a, a.device)
     scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
                             space=a.space, executor=None if a.ray is None else ex)
-    return {"cache": cache, "scorer": scorer, "score_key": key}
+    return {"cache": cache, "scorer": scorer}
 
 
 def _close(kw: dict) -> None:

@@ -36,6 +36,8 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     """A callable ``f(codes) -> (n,) float64`` scoring networks of ``space`` (given by their
     codes) with ``proxy``, weight seed ``seed`` and the seeded minibatch of ``zcfast score``
     (minibatch seed ``data_seed``, default ``seed``), so cached values agree with score files.
+    For an ensemble proxy (``vote``, ``ensemble:a+b``) it scores the members in one pass and
+    returns an (n, members) matrix, columns in ``proxy_members`` order.
 
     ``engine``: ``batched`` / ``auto`` (the packed engine) or ``loop`` (one model at a time).
     ``executor``: a ``zcfast.executors`` Executor (e.g. a RayExecutor: each request is split
@@ -45,7 +47,10 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     from zcfast.executors import ScoreTask, get_executor
     from zcfast.spaces import get_space
 
-    (proxy,) = check_names([proxy])
+    from zcfast.search.driver import proxy_members
+
+    members, _ = proxy_members(proxy)
+    check_names(members)
     ds = dataset_name(dataset)
     sp = get_space(space)
     if engine not in ENGINES:
@@ -58,7 +63,7 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     dev = str(resolve_device(device))
     ex = executor if executor is not None else get_executor(None, device=dev)
     task = ScoreTask(sp.name, {
-        "dataset": ds, "proxies": [proxy], "weight_seed": int(seed),
+        "dataset": ds, "proxies": members, "weight_seed": int(seed),
         "data_seed": int(seed if data_seed is None else data_seed), "batch_size": int(batch_size),
         "images": images, "normalization": normalization, "data_root": None,
         "options": sp.model_options(flavour=flavour),
@@ -67,7 +72,10 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
 
     def score_codes(codes: np.ndarray) -> np.ndarray:
         archs = [int(c) for c in np.asarray(codes).tolist()]
-        return np.asarray(ex.score(task, archs)[proxy], dtype=np.float64)
+        got = ex.score(task, archs)
+        if len(members) == 1:
+            return np.asarray(got[members[0]], dtype=np.float64)
+        return np.column_stack([np.asarray(got[m], dtype=np.float64) for m in members])
 
     score_codes.engine = "batched" if use_batched else "loop"  # type: ignore[attr-defined]
     if executor is not None:
