@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CompileError
 
@@ -120,20 +120,13 @@ class CMakeBuild(build_ext):
 
 
 setup(
-    packages=[
-        "zcfast",
-        "zcfast.spaces",
-        "zcfast.proxies",
-        "zcfast.data",
-        "zcfast.batched",
-        "zcfast.ops",
-        "zcfast.search",
-        "zcfast.kernels",
-    ],
+    # every subpackage of zcfast/ (found, never listed by hand: a forgotten one installs a
+    # package whose CLI fails on import), plus the Triton kernels below
+    packages=[*find_packages(include=["zcfast", "zcfast.*"]), "zcfast.kernels"],
     # Triton kernels live in the top-level kernels/ folder (product-card layout) and install
     # as the subpackage zcfast.kernels.
     package_dir={"zcfast.kernels": "kernels"},
-    package_data={"zcfast.data": ["_bundled/*.npz", "_bundled/*.md"]},
+    package_data={"zcfast.data": ["_bundled/*"]},
     ext_modules=[CMakeExtension("zcfast._C", ROOT)],
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,

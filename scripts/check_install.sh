@@ -31,6 +31,11 @@ for f in CMakeLists.txt csrc/bindings.cpp csrc/cuda/saliency.cu kernels/saliency
     grep -qx "[^/]*/$f" "$WORK/sdist.txt" || { echo "check_install: $f is missing from the sdist"; exit 1; }
 done
 grep -q '^zcfast/_C\..*\.so$' "$WORK/wheel.txt" || { echo "check_install: the wheel has no zcfast/_C"; exit 1; }
+# every Python module of the source tree's zcfast/ is in the wheel (a subpackage left out of
+# setup.py installs a CLI that fails on import)
+missing=$(cd "$ROOT" && find zcfast -name '*.py' -not -path '*/__pycache__/*' | sort \
+          | comm -23 - <(sort "$WORK/wheel.txt"))
+[ -z "$missing" ] || { echo "check_install: missing from the wheel:"; echo "$missing"; exit 1; }
 python_files=$(grep -c '\.py$' "$WORK/wheel.txt" || true)
 step "$(basename "$SDIST"), $(basename "$WHEEL") ($python_files Python files)"
 
