@@ -263,6 +263,9 @@ def test_verify_flags_tampered_hardware_runs(proxy, lat):
     assert any("hv_curve differs" in p for p in verify_runs([bad]))
     bad = dict(r, hw={**r["hw"], "violations": {"latency": 3}})
     assert any("hw violations" in p for p in verify_runs([bad]))
+    assert r["hw"]["within_test"] == pytest.approx(r["test_curve"][-1])  # measured: all feasible
+    bad = dict(r, hw={**r["hw"], "within_test": r["hw"]["within_test"] + 0.5})
+    assert any("hw within_test" in p for p in verify_runs([bad]))
 
 
 # ---------------------------------------------------------------------------------- estimates
@@ -283,6 +286,8 @@ def test_estimate_driven_search_reports_budget_breaks(gt, lat, proxy):
     assert r["hw"]["selected_violates"] == bool(lat.values[sel] > budget)
     ok = t[lat.values[t] <= budget]  # measuring the trained cells afterwards
     assert r["hw"]["best_within"] == int(ok[np.argmax(gt["val_acc"].to_numpy()[ok])])
+    # the honest number of an estimate run: the test accuracy of that truly feasible cell
+    assert r["hw"]["within_test"] == pytest.approx(gt["test_acc"].to_numpy()[r["hw"]["best_within"]])
     assert r["hw"]["measured_cells"] == {"latency": measured.tolist()}
     # a margin shrinks the estimated-feasible set
     tight = run_search("rand", "cifar10", 10, 0, 0, 3, hardware={**spec, "margin": 0.8})
@@ -327,6 +332,12 @@ def test_cli_constrained_and_two_objective_search(tmp_path, capsys):
                "--option", "population=8", "--option", "tournament=3"])
     assert rc == 0 and png.stat().st_size > 0 and "hypervolume" in capsys.readouterr().out
     assert read_runs(tmp_path / "mo.jsonl")[0]["front_points"]
+    rc = main(["search", "--dataset", "cifar10", "--algo", "rand", "--budget", "30", "--seeds",
+               "2", "--out", str(tmp_path / "e.jsonl"), "--no-progress", "--hw-device", "pixel3",
+               "--max-latency", "6", "--latency-estimate", "fit:50", "--margin", "0.9"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "true budget broken by" in text and "may break the true budget" in text
+    assert "runs have one, mean test accuracy" in text and "seed 0: deploy NB201" in text
     assert main(["search", "--algo", "rand", "--budget", "5", "--out", str(tmp_path / "x.jsonl"),
                  "--no-progress", "--max-latency", "3"]) == 2
     assert "--max-latency need --hw-device" in capsys.readouterr().err

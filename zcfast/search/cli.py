@@ -125,6 +125,9 @@ def _cmd_search(a) -> int:
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
     print("Test accuracy of the best-validation model after k trained models, mean [25%, 75%]:")
     print(curve_table({v: runs}, sorted(set(at))))
+    if spec is not None and spec.estimate and spec.budgets:
+        print("(searched on an estimate: the selected model may break the true budget; the "
+              "cells truly within it are listed below)")
     if failed:
         print(f"{len(failed)} of {len(runs)} runs FAILED to spend their budget (seeds "
               f"{[r['seed'] for r in failed]}); they are left out of every number above")

@@ -334,7 +334,7 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
     if task is not None:
         from zcfast.search import hw as _hw
 
-        out["hw"] = {**task.record, **_hw.outcome(task, r["trained"], r["val"])}
+        out["hw"] = {**task.record, **_hw.outcome(task, r["trained"], r["val"], r["test"])}
         for k in ("selected", "best_within"):
             if out["hw"].get(k) is not None:
                 out["hw"][k] = ids[out["hw"][k]]

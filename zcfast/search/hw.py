@@ -199,10 +199,13 @@ def resolve(spec: HardwareSpec, dataset: str, seed: int, *, proxy_tables: dict |
                 measured_cells, record)
 
 
-def outcome(task: Task, trained: np.ndarray, val: np.ndarray) -> dict:
+def outcome(task: Task, trained: np.ndarray, val: np.ndarray, test: np.ndarray | None = None) -> dict:
     """How a run's trained cells and its selected cell (best validation, the first on ties)
     fare on the *measured* table: their true metrics, and how many break a budget (only an
-    estimate can; a value the table lacks is counted as unverifiable, not as a violation)."""
+    estimate can; a value the table lacks is counted as unverifiable, not as a violation).
+    ``val`` / ``test``: the accuracies of the trained cells, in query order; with ``test`` the
+    outcome also gives ``within_test``, the test accuracy of ``best_within`` (None: no trained
+    cell truly meets the budget)."""
     trained = np.asarray(trained, dtype=np.int64)
     if trained.size == 0:
         return {}
@@ -217,8 +220,10 @@ def outcome(task: Task, trained: np.ndarray, val: np.ndarray) -> dict:
         for m, b in task.spec.budgets.items():
             t = task.truth[m]
             within &= t.measured[trained] & (np.where(t.measured, t.values, np.inf)[trained] <= b)
-        out["best_within"] = (int(trained[np.flatnonzero(within)[int(np.argmax(val[within]))]])
-                              if within.any() else None)
+        at = int(np.flatnonzero(within)[int(np.argmax(val[within]))]) if within.any() else None
+        out["best_within"] = None if at is None else int(trained[at])
+        if test is not None:
+            out["within_test"] = None if at is None else float(np.asarray(test)[at])
     for m, t in task.truth.items():
         out["selected_metrics"][m] = float(t.values[sel]) if t.measured[sel] else None
     for m, b in task.spec.budgets.items():
@@ -317,9 +322,15 @@ def verify(run: dict, val: np.ndarray, test: np.ndarray, *, estimate_scores: dic
         bad = int(t[~task.feasible[t]][0])
         probs.append(f"seed {seed}: trained cell {bad} is outside the constraint the search saw")
     rec = run.get("hw", {})
-    want = {**task.record, **outcome(task, t, val[t])}
+    want = {**task.record, **outcome(task, t, val[t], test[t])}
     for k in ("feasible_cells", "selected", "violations", "unverifiable", "selected_violates",
-              "best_within"):
+              "best_within", "within_test"):
+        if k == "within_test" and k not in rec:  # runs recorded before the field existed
+            continue
+        if k == "within_test" and rec[k] is not None and want[k] is not None:
+            if abs(rec[k] - want[k]) > 1e-6:
+                probs.append(f"seed {seed}: hw within_test {rec[k]!r}, the tables give {want[k]!r}")
+            continue
         if rec.get(k) != want.get(k):
             probs.append(f"seed {seed}: hw {k} {rec.get(k)!r}, the tables give {want.get(k)!r}")
     if spec.cost_metric:
@@ -427,6 +438,17 @@ def summary_lines(runs: list) -> list:
         sel = sum(bool(r["hw"]["selected_violates"]) for r in runs)
         lines.append(f"  true budget broken by {viol} of {dist} distinct trained cells and by the "
                      f"selected cell in {sel} of {len(runs)} runs (measured table)")
+        # what a user deploys after measuring the trained cells: the best-validation trained
+        # cell that truly meets every budget (docs/hardware.md, "Margin")
+        deploy = [(r, int(r["hw"]["best_within"]), r["hw"].get("within_test")) for r in runs
+                  if r["hw"].get("best_within") is not None]
+        acc = [a for _, _, a in deploy if a is not None]
+        lines.append(f"  truly within budget (best validation among the trained cells that meet "
+                     f"it on the measured table): {len(deploy)} of {len(runs)} runs have one"
+                     + (f", mean test accuracy {np.mean(acc):.2f}%" if acc else ""))
+        for r, w, a in deploy[:5]:
+            lines.append(f"  seed {r['seed']}: deploy NB201 {w} {nb201.arch_at(w)}"
+                         + (f": test {a:.2f}%" if a is not None else ""))
     if spec.cost_metric:
         hv = np.mean([r["hv_curve"][-1] for r in runs])
         lines.append(f"  hypervolume (test accuracy of the validation front) after "
