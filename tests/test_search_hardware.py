@@ -58,6 +58,25 @@ def _cfg(algo, w, m, seed=1, budget=60, **kw):
 
 
 # --------------------------------------------------------------------------------- constraint
+def test_energy_and_latency_budgets_through_run_search(proxy):
+    """run_search's mask: an energy budget alone, and energy and latency together (a cell is
+    feasible when it meets every budget), on the edge GPU; each run trains feasible cells only
+    and records the feasible count. (Dropping the energy budget from the mask in
+    zcfast.search.hw.resolve fails it.)"""
+    lat = hw.metric("edgegpu", "latency", "cifar100")
+    en = hw.metric("edgegpu", "energy", "cifar100")
+    e_b, l_b = en.percentile(25), lat.percentile(20)  # both budgets bind (3,122 cells of 3,907)
+    for spec, ok in (({"max_energy": e_b}, en.within(e_b)),
+                     ({"max_energy": e_b, "max_latency": l_b}, en.within(e_b) & lat.within(l_b))):
+        r = run_search("ae", "cifar100", 40, 200, 0, 0, scores=proxy,
+                       hardware={"device": "edgegpu", **spec})
+        t = np.asarray(r["trained"])
+        assert ok[t].all() and r["hw"]["feasible_cells"] == int(ok.sum())
+        assert (en.values[t] <= e_b).all()
+    both = int((en.within(e_b) & lat.within(l_b)).sum())
+    assert 0 < both < min(int(en.within(e_b).sum()), int(lat.within(l_b).sum()))
+
+
 @pytest.mark.parametrize("algo,w,m", VARIANTS)
 def test_only_feasible_cells_are_proposed_scored_and_trained(algo, w, m, proxy, lat):
     """Under the 10th-percentile Pixel 3 budget every cell the search asks scores for and every
