@@ -343,6 +343,8 @@ def test_cli_constrained_and_two_objective_search(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and "Google Pixel 3 (cifar10), latency <= 4 ms" in text
     assert "seed 0: selected NB201" in text
+    share = 100.0 * hw.metric("pixel3", "latency", "cifar10").within(4.0).mean()
+    assert f"latency budget 4 ms: {share:.1f}% of the 15625 measured cells meet it" in text
     assert main(["verify-runs", str(out)]) == 0
     png = tmp_path / "front.png"
     rc = main(["search", "--dataset", "cifar10", "--algo", "ae", "--budget", "30", "--seeds", "2",

@@ -421,6 +421,13 @@ def summary_lines(runs: list) -> list:
     lines = [f"Hardware: {describe(spec, runs[0]['dataset'])}; {h0['feasible_cells']} of 15625 "
              "cells may be trained"
              + (f" ({h0['unknown_cells']} without a value left out)" if h0["unknown_cells"] else "")]
+    for m, b in spec.budgets.items():  # where the budget sits among the device's measured cells
+        t = hwdata.metric(spec.device, m, runs[0]["dataset"])
+        v = t.values[t.measured]
+        lines.append(f"  {m} budget {b:g} {hwdata.UNITS[m]}: {100.0 * np.mean(v <= b):.1f}% of the "
+                     f"{v.size} measured cells meet it (they span {v.min():.4g} to {v.max():.4g} "
+                     f"{hwdata.UNITS[m]}; 10th / 50th percentile {t.percentile(10):.4g} / "
+                     f"{t.percentile(50):.4g})")
     for r in runs[:5]:
         h = r["hw"]
         if "selected" not in h:
