@@ -307,6 +307,16 @@ def test_estimate_driven_search_reports_budget_breaks(gt, lat, proxy):
     assert r["hw"]["best_within"] == int(ok[np.argmax(gt["val_acc"].to_numpy()[ok])])
     # the honest number of an estimate run: the test accuracy of that truly feasible cell
     assert r["hw"]["within_test"] == pytest.approx(gt["test_acc"].to_numpy()[r["hw"]["best_within"]])
+    # ...and its curve: after n queries, the best-validation truly feasible cell among the first n
+    val, test = gt["val_acc"].to_numpy(), gt["test_acc"].to_numpy()
+    want = []
+    for n in range(1, t.size + 1):
+        f = t[:n][lat.values[t[:n]] <= budget]
+        want.append(None if f.size == 0 else float(test[f[np.argmax(val[f])]]))
+    assert r["within_curve"] == pytest.approx(want) and r["within_curve"][-1] == r["hw"]["within_test"]
+    assert r["within_curve"] != pytest.approx(r["test_curve"])  # the estimate let violators in
+    bad = dict(r, within_curve=[None if v is None else v + 0.5 for v in r["within_curve"]])
+    assert any("within_curve differs" in p for p in verify_runs([bad]))
     assert r["hw"]["measured_cells"] == {"latency": measured.tolist()}
     # a margin shrinks the estimated-feasible set
     tight = run_search("rand", "cifar10", 10, 0, 0, 3, hardware={**spec, "margin": 0.8})
@@ -359,6 +369,7 @@ def test_cli_constrained_and_two_objective_search(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and "true budget broken by" in text and "may break the true budget" in text
     assert "runs have one, mean test accuracy" in text and "seed 0: deploy NB201" in text
+    assert "| truly within budget | @10 | @25 | @30 |" in text
     assert main(["search", "--algo", "rand", "--budget", "5", "--out", str(tmp_path / "x.jsonl"),
                  "--no-progress", "--max-latency", "3"]) == 2
     assert "--max-latency need --hw-device" in capsys.readouterr().err

@@ -237,6 +237,24 @@ def outcome(task: Task, trained: np.ndarray, val: np.ndarray, test: np.ndarray |
     return out
 
 
+def within_curve(task: Task, trained: np.ndarray, val: np.ndarray, test: np.ndarray) -> list:
+    """Entry n-1: the test accuracy of the best-validation cell (the first on ties) among the
+    first n trained cells whose *measured* values meet every budget; None while there is none.
+    The honest curve of a search on an estimate (on the measured table it is ``test_curve``).
+    ``val`` / ``test``: accuracies of the trained cells in query order."""
+    trained = np.asarray(trained, dtype=np.int64)
+    ok = np.ones(trained.size, dtype=bool)
+    for m, b in task.spec.budgets.items():
+        t = task.truth[m]
+        ok &= t.measured[trained] & (np.where(t.measured, t.values, np.inf)[trained] <= b)
+    out, best_v, best_t = [], -np.inf, None
+    for i in range(trained.size):
+        if ok[i] and val[i] > best_v:
+            best_v, best_t = float(val[i]), float(test[i])
+        out.append(best_t)
+    return out
+
+
 # ----------------------------------------------------------------------- reference Pareto / HV
 def pareto_front(acc: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """Indices of the points no other point dominates (accuracy up, cost down; a point dominates
@@ -333,6 +351,13 @@ def verify(run: dict, val: np.ndarray, test: np.ndarray, *, estimate_scores: dic
             continue
         if rec.get(k) != want.get(k):
             probs.append(f"seed {seed}: hw {k} {rec.get(k)!r}, the tables give {want.get(k)!r}")
+    if spec.estimate and spec.budgets:
+        got, want_c = run.get("within_curve"), within_curve(task, t, val[t], test[t])
+        if got is None or len(got) != len(want_c) or any(
+                (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-6)
+                for a, b in zip(got, want_c)):
+            probs.append(f"seed {seed}: within_curve differs from the trained cells that truly "
+                         "meet the budget")
     if spec.cost_metric:
         cost = task.cost[t]
         ranges = run.get("hv_ranges")
@@ -462,6 +487,20 @@ def summary_lines(runs: list) -> list:
                      f"{runs[0]['budget']} trained models: mean {hv:.4f} over {len(runs)} runs; "
                      f"front of seed {runs[0]['seed']}: {len(runs[0]['front'])} cells")
     return lines
+
+
+def within_table(runs: list, at) -> str:
+    """Markdown row per k in ``at``: mean test accuracy of the best-validation trained cell that
+    truly meets the budget after k trained models, over the runs that have one (count given)."""
+    cells = []
+    for k in at:
+        v = [r["within_curve"][k - 1] for r in runs if r.get("within_curve")
+             and len(r["within_curve"]) >= k and r["within_curve"][k - 1] is not None]
+        cells.append(f"{np.mean(v):.2f} ({len(v)} of {len(runs)} runs)" if v else
+                     f"none yet (0 of {len(runs)} runs)")
+    return "\n".join(["| truly within budget | " + " | ".join(f"@{k}" for k in at) + " |",
+                      "|" + "---|" * (len(at) + 1), "| mean test accuracy | " + " | ".join(cells)
+                      + " |"])
 
 
 def plot_front(runs: list, path, title: str = "") -> None:

@@ -39,6 +39,8 @@ def _compact(run: dict) -> dict:
     for k in CURVES:
         if k in out:
             out[k] = [round(float(v), 6) for v in out[k]]
+    if out.get("within_curve") is not None:  # None until a trained cell truly meets the budget
+        out["within_curve"] = [None if v is None else round(float(v), 6) for v in out["within_curve"]]
     out["seconds"] = round(float(out.get("seconds", 0.0)), 4)
     return out
 
