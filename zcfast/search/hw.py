@@ -351,8 +351,8 @@ def verify(run: dict, val: np.ndarray, test: np.ndarray, *, estimate_scores: dic
             continue
         if rec.get(k) != want.get(k):
             probs.append(f"seed {seed}: hw {k} {rec.get(k)!r}, the tables give {want.get(k)!r}")
-    if spec.estimate and spec.budgets:
-        got, want_c = run.get("within_curve"), within_curve(task, t, val[t], test[t])
+    if spec.estimate and spec.budgets and "within_curve" in run:  # (absent: recorded before it)
+        got, want_c = run["within_curve"], within_curve(task, t, val[t], test[t])
         if got is None or len(got) != len(want_c) or any(
                 (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-6)
                 for a, b in zip(got, want_c)):
