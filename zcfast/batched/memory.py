@@ -47,10 +47,19 @@ MEAN_X = np.array([1.0, 1.2, 1.2, 1.2, 1.2])
 # Fitted by bench/memory_model.py (bench/results/memory_model.md), bytes. Per pass:
 # a (per sample at 32x32; synflow: per candidate at 32x32) and c (per candidate), each a vector
 # over FEATURES, and f (per pass).
-COEFFS: dict = {}
+COEFFS: dict = {
+    "loss": ([0.0, 2171810.0, 1234800.0, 2802710.0, 0.0], [0.0, 0.0, 1064860.0, 0.0, 0.0], 3.10691e+06),
+    "loss+fisher": ([0.0, 2216680.0, 1095320.0, 2822440.0, 0.0], [0.0, 0.0, 901617.0, 0.0, 0.0], 8.08933e+06),
+    "loss+grasp": ([0.0, 4161690.0, 3375410.0, 3525210.0, 0.0], [0.0, 0.0, 4349550.0, 1084810.0, 0.0], 0),
+    "loss+fisher+grasp": ([0.0, 4991020.0, 3381100.0, 3065810.0, 0.0], [0.0, 0.0, 4968750.0, 1463300.0, 0.0], 0),
+    "jacobian": ([0.0, 2164910.0, 1353920.0, 2718850.0, 0.0], [0.0, 0.0, 1150680.0, 235052.0, 0.0], 0),
+    "nwot": ([0.0, 692567.0, 539832.0, 685423.0, 0.0], [0.0, 0.0, 1141560.0, 244352.0, 0.0], 0),
+    "synflow": ([0.0, 4521120.0, 10820200.0, 0.0, 0.0], [0.0, 0.0, 4052830.0, 2531140.0, 0.0], 0),
+    "l2": ([0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 186325.0, 1043820.0, 89073.0, 0.0], 0),
+}  # PROVISIONAL
 # r over FEATURES: bytes per sample at 32x32 that NASWOT inputs collected during a gradient pass
 # keep alive beyond what that pass holds anyway (they are views of its activations)
-RETAINED_NWOT = np.zeros(len(FEATURES))
+RETAINED_NWOT = np.array([0.0, 58885.85, 427031.57, 0.0, 0.0])  # PROVISIONAL
 
 LOSS = {"grad_norm", "snip", "plain", "fisher", "grasp"}
 
