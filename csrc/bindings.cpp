@@ -1,4 +1,4 @@
-// zcfast._C: torch-free compiled core (NB201 encodings, weight initialiser, search driver,
+// zcfast._C: torch-free compiled core (NB201 and NB101 encodings, weight initialiser, search driver,
 // optional CUDA kernels).
 #include <pybind11/pybind11.h>
 
@@ -7,6 +7,7 @@
 PYBIND11_MODULE(_C, m) {
   m.doc() = "zcfast compiled core (C++17, optional CUDA), bound with pybind11";
   zc::bind_nb201(m);
+  zc::bind_nb101(m);
   zc::bind_init(m);
   zc::bind_cpu_ops(m);
   zc::bind_search(m);

@@ -71,9 +71,9 @@ class Recorder:
 
     @contextmanager
     def on(self, monkeypatch):
-        from zcfast.batched import engine
+        from zcfast.batched import base
 
-        sal, fis, per = engine.segment_saliency, engine.fisher_channels, engine.PackedNB201._per_candidate
+        sal, fis, per = base.segment_saliency, base.fisher_channels, base.PackedModel._per_candidate
 
         def rec_sal(w, g, hg, off, **kw):
             out = sal(w, g, hg, off, **kw)
@@ -91,9 +91,9 @@ class Recorder:
             return per(eng, values, cand)
 
         with monkeypatch.context() as m:
-            m.setattr(engine, "segment_saliency", rec_sal)
-            m.setattr(engine, "fisher_channels", rec_fis)
-            m.setattr(engine.PackedNB201, "_per_candidate", rec_per)
+            m.setattr(base, "segment_saliency", rec_sal)
+            m.setattr(base, "fisher_channels", rec_fis)
+            m.setattr(base.PackedModel, "_per_candidate", rec_per)
             yield self
 
 

@@ -1,4 +1,5 @@
-"""CUDA kernels == their torch reference == their Triton twin, on a GPU (DESIGN.md invariant 3).
+"""CUDA kernels == their torch reference == their Triton twin, on a GPU (docs/engine.md,
+invariant 3: kernel = reference).
 
 Random ragged inputs: empty segments, lengths that are not multiples of any block or vector,
 segments long enough for the chunked (split) path, misaligned views (scalar fallback of the

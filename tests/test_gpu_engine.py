@@ -1,6 +1,7 @@
-"""The packed engine on a GPU: packed scores == per-model reference scores (DESIGN.md invariant 1,
-with the criteria of tests/test_batched.py), the cuda / triton / torch backends agree, and a
-candidate's scores do not depend on its batch-mates (invariant 2). Marked ``gpu``."""
+"""The packed engine on a GPU: packed scores == per-model reference scores (docs/engine.md,
+invariant 1, with the criteria of tests/engine_checks.py; the second float32 reference runs with
+cuDNN off), the cuda / triton / torch backends agree, and a candidate's scores do not depend on
+its batch-mates (invariant 2). Marked ``gpu``."""
 
 from __future__ import annotations
 
