@@ -19,6 +19,7 @@ HELD_OUT_SEED = 321  # cells bench/memory_model.py never measured (it fits on ot
 GROUPS = {
     "six (paper)": ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow"],
     "grad_norm, snip": ["grad_norm", "snip"],
+    "grasp": ["grasp"],
     "nwot": ["nwot"],
     "synflow": ["synflow"],
     "jacob_cov, nwot": ["jacob_cov", "nwot"],
@@ -70,6 +71,25 @@ def test_memory_model_predicts_the_measured_peak_within_30_percent(measured, cod
 def test_memory_model_check_rejects_the_old_guess(measured):
     """The same criterion, applied to the guess it replaced (0.55 MB per sample): it fails."""
     ratios = {n: _old_guess(p, B, SIZE, K) / measured[n] for n, p in GROUPS.items()}
+    assert any(not 0.7 <= r <= 1.3 for r in ratios.values()), ratios
+
+
+@pytest.mark.parametrize("defect", ["image area ignored", "batch ignored", "grasp priced as loss"])
+def test_memory_model_check_catches_injected_defects(measured, codes, defect):
+    """Injected defects in the model, each must push some group outside 30% of the fresh
+    measurement: the activation term not scaled by the image area (predicted at 32x32), not
+    scaled by the batch (batch 1), and the grasp pass's double backward forgotten (its
+    coefficients replaced by the plain loss pass's)."""
+    coeffs, batch, size = dict(mm.COEFFS), B, SIZE
+    if defect == "image area ignored":
+        size = 32
+    elif defect == "batch ignored":
+        batch = 1
+    else:
+        coeffs["loss+grasp"] = coeffs["loss"]
+        coeffs["loss+fisher+grasp"] = coeffs["loss+fisher"]
+    ratios = {n: mm.peak_bytes(p, batch, size, codes=codes, coeffs=coeffs) / measured[n]
+              for n, p in GROUPS.items()}
     assert any(not 0.7 <= r <= 1.3 for r in ratios.values()), ratios
 
 
