@@ -6,7 +6,7 @@ operation of its cell, and does the model of zcfast/batched/memory.py predict th
 of cells, batch sizes, image sizes, chunk sizes and proxy combinations it was not fitted to
 within 30%?
 
-    flock /work/.compute.lock nice -n 5 python bench/memory_model.py      # ~10-20 min, 2 cores
+    OMP_NUM_THREADS=1 flock /work/.compute2.lock nice -n 5 python bench/memory_model.py  # 1 thread, ~15 min
     python bench/memory_model.py --resume                                  # continue a run
 
 Every measurement is the peak of tensor memory while one PackedNB201(cells).compute(proxies)
