@@ -168,7 +168,8 @@ def markdown(res: dict) -> str:
          f"{m.get('measured_date_utc', m['date_utc'])} UTC, model fitted at git `{m['git_sha']}` "
          f"on {m['date_utc']} UTC; {m['cpu']}, {m['threads']} thread(s), torch {m['torch']}; "
          f"load average at the end of the measuring {m.get('loadavg_end')}. Measured under the "
-         "shared compute lock (no other measurement running).", "",
+         "1-thread compute lock; the peaks are tensor bytes, which the machine's load does not "
+         "change.", "",
          "Peak tensor bytes while `PackedNB201(cells).compute(proxies)` runs (engine construction "
          "included), from the torch profiler's allocation events "
          "(`zcfast.batched.memory.measure_peak_bytes`). Images: 16x16 = ImageNet16-120 stand-in, "
