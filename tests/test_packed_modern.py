@@ -18,7 +18,8 @@ from zcfast.proxies import compute_measures
 from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import build_model
 
-NAMES = ["zico", "epe_nas", "zen", "swap", "swap_reg"]
+AZ = ["az_expressivity", "az_progressivity", "az_trainability"]
+NAMES = ["zico", "epe_nas", "zen", "swap", "swap_reg"] + AZ
 NCLS = 120  # small inputs (_batches); epe_nas's > 100 outputs form (the <= 100 form: test_epe_small_head)
 SEED = 5
 # a conv fed only by a zero node, isolated nodes, the benchmark's best cell, two random cells
@@ -83,6 +84,11 @@ def test_float64_equals_reference(ref64):
     assert any(v["zen"] == -math.inf for v in ref64.values())
     assert all(math.isfinite(v["swap"]) and v["swap"] >= 1 for v in ref64.values())
     assert sum(v["epe_nas"] != 0 for v in ref64.values()) >= 3
+    # AZ-NAS's degenerate values: NaN entropy (a zero feature), -inf (an identity block), and
+    # the zero vjp of a block whose output ignores its input
+    assert any(math.isnan(v["az_expressivity"]) for v in ref64.values())
+    assert any(v["az_trainability"] == -math.inf for v in ref64.values())
+    assert any(v["az_trainability"] < -1e5 for v in ref64.values())
     swaps = [v["swap"] for v in ref64.values()]
     assert len(set(swaps)) >= 4 and max(swaps) < 2**16  # distinct, not saturated
 
@@ -93,7 +99,7 @@ def test_float32_within_reference_resolution(ref64):
     proxy that needs it: where a weight's two gradients agree to a few ulps its ratio is rounding
     noise, and the reference's own float32 value moves by 1e-4 to 1e-2 relative."""
     cells = CELLS[1:3] + CELLS[-1:]
-    names = ["zico", "epe_nas", "zen"]  # swap counts: exact in float64 (above) and costly
+    names = ["zico", "epe_nas", "zen"] + AZ  # swap counts: exact in float64 (above), costly
     got = _packed(cells, torch.float32, names=names)
     ref32 = _reference(cells, torch.float32, names=names)
     u = 2.0**-24
@@ -109,7 +115,7 @@ def test_float32_within_reference_resolution(ref64):
 def test_batch_invariance():
     """A candidate's scores do not depend on its pack (K = 1 and 5, float64)."""
     target = CELLS[-1]
-    names = ["zico", "epe_nas", "zen"]  # swap: its per-draw forward is zen's, with other taps
+    names = ["zico", "epe_nas", "zen"] + AZ  # swap: its per-draw forward is zen's
     alone = _packed([target], torch.float64, names=names)
     packed = _packed(CELLS, torch.float64, names=names)
     assert not _mismatches({target: packed[target]}, alone)
@@ -197,7 +203,30 @@ def _skip_stem_bn(monkeypatch):
     monkeypatch.setitem(modern.PACKED, "zen", modern.PackedGroup(("zen",), bad))
 
 
+def _wrong_probe(monkeypatch):
+    """AZ-NAS probes drawn with the neighbouring candidate's cell code."""
+    from zcfast.proxies import _random
+
+    orig = _random.rademacher
+    monkeypatch.setattr(_random, "rademacher",
+                        lambda shape, arch, slot, seed: orig(shape, arch + 1, slot, seed))
+
+
+def _scaled_channel(monkeypatch):
+    """One channel of every stage feature 1e-3 larger before the entropy."""
+    orig = modern._entropies
+
+    def bad(f, K):
+        f = f.clone()
+        f[:, 0] *= 1 + 1e-3
+        return orig(f, K)
+
+    monkeypatch.setattr(modern, "_entropies", bad)
+
+
 @pytest.mark.parametrize("defect, hit", [
+    (_wrong_probe, {"az_trainability"}),
+    (_scaled_channel, {"az_expressivity"}),
     (_perturb_second_gradient, {"zico"}),
     (_noisy_jacobian_row, {"epe_nas"}),
     (_wrong_draw, {"zen", "swap", "swap_reg"}),

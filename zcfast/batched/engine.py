@@ -113,7 +113,8 @@ class PackedNB201(PackedModel):
         callables ``"bn"(input, group -> candidate, channels per group)`` at every BatchNorm,
         ``"relu"(input, group -> candidate, channels per group)`` at every ReLU whose output
         feeds a convolution or the pool, ``"pool"(feature)`` with the map entering the global
-        average pool (B, K*64, H, W)."""
+        average pool (B, K*64, H, W), ``"feature"(map)`` with the stem's output and each cell's
+        and reduction block's output (B, K*C, H, W), in forward order (AZ-NAS's stages)."""
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
         taps = taps or {}
@@ -137,14 +138,18 @@ class PackedNB201(PackedModel):
             h = conv(x, plan.stem)  # shared input: one dense conv producing K*16 channels
         if bn:
             h = norm(h, allk, STAGE_CHANNELS[0])
+        feature = taps.get("feature", lambda t: None)
+        feature(h)
         red = 0
         for c, nodes in enumerate(plan.cells):
             stage = plan.stage_of_cell[c]
             C = STAGE_CHANNELS[stage]
             if stage > red:
                 h = self._reduction(h, plan.reductions[red], ws, conv, relus, allk, norm)
+                feature(h)
                 red += 1
             h = self._cell(h, nodes, C, ws, conv, relus, bn, norm)
+            feature(h)
         if bn:
             h = norm(h, allk, STAGE_CHANNELS[-1])
         if relus is not None:

@@ -18,7 +18,12 @@ share one computation, as in the per-model registry.
   16 images; the ReLU tap packs each unit's 16 sign bits into one integer, prefixed by its
   candidate; one ``unique`` per draw, counted per candidate.
 
-Per-model only (no packed version yet): meco, the AZ-NAS components, the VKDNW group.
+- ``az_expressivity``, ``az_progressivity``, ``az_trainability``: Kaiming-normal
+  re-initialisation, one packed forward of the noise input with the graph kept; the feature tap
+  gives the stage features; per candidate a batched covariance eigvalsh, and per block one vjp
+  of the packed graph with the candidates' probes side by side, then a batched svdvals.
+
+Per-model only (no packed version yet): meco, the VKDNW group.
 """
 
 from __future__ import annotations
@@ -152,9 +157,68 @@ def swap(model, x, y, extra) -> dict:
     return {"swap": mean, "swap_reg": mean * factor}
 
 
+def _entropies(f: torch.Tensor, K: int) -> np.ndarray:
+    """Per candidate, zcfast.proxies.az_nas.spectral_entropy of its channels of a packed
+    (B, K*C, H, W) feature: one batched float64 covariance eigvalsh."""
+    B, KC, H, W = f.shape
+    C = KC // K
+    x = f.detach().double().view(B, K, C, H * W).permute(1, 0, 3, 2).reshape(K, B * H * W, C)
+    x = x - x.mean(1, keepdim=True)
+    sigma = x.transpose(1, 2) @ x / x.shape[1]
+    lam = torch.linalg.eigvalsh(sigma)
+    p = lam / lam.sum(1, keepdim=True)
+    return (-(p * torch.log(p + 1e-8)).sum(1)).cpu().numpy()
+
+
+def az_nas(model, x, y, extra) -> dict:
+    from torch.nn import functional as F
+
+    from zcfast.proxies import _random
+
+    K = model.K
+    _, ws, bs = model.params(flat=model.reinit_flat("kaiming_normal"))  # weights need grad: graph
+    feats: list = []
+    model.forward(_random.noise_input(x, _random.NOISE_AZ, model.seed), ws, bs,
+                  taps={"feature": feats.append})
+    ent = np.stack([_entropies(f, K) for f in feats])  # (L+1, K)
+    expressivity = ent.sum(0)
+    progressivity = np.diff(ent, axis=0).min(0)  # NaN propagates, as in the reference
+    codes = [int(c) for c in model.plan.codes]
+    scores = []
+    for i in reversed(range(1, len(feats))):  # the reference's order: last block first
+        f_in, f_out = feats[i - 1], feats[i]
+        B, KC, H, W = f_out.shape
+        C = KC // K
+        probe = torch.cat([_random.rademacher((B, C, H, W), code, _random.PROBE + i, model.seed)
+                           for code in codes], 1).to(f_out.device, f_out.dtype)
+        g_in = None
+        if f_out.requires_grad:
+            (g_in,) = torch.autograd.grad(f_out, f_in, grad_outputs=probe, retain_graph=True,
+                                          allow_unused=True)
+        if g_in is None:  # no candidate's output depends on its input: zero vjp
+            g_in = torch.zeros_like(f_in)
+        Bi, KCi, Hi, Wi = g_in.shape
+        ident = np.zeros(K, dtype=bool)
+        if g_in.shape == probe.shape:
+            same = (g_in == probe).view(B, K, -1).all(2).all(0)
+            ident = same.cpu().numpy()
+        if Hi != H:
+            g_in = F.pixel_unshuffle(g_in, Hi // H)  # candidate k keeps a contiguous block
+        Ci = g_in.shape[1] // K
+        go = probe.double().view(B, K, C, H * W).permute(1, 0, 3, 2).reshape(K, -1, C)
+        gi = g_in.double().view(B, K, Ci, H * W).permute(1, 0, 3, 2).reshape(K, -1, Ci)
+        m = gi.transpose(1, 2) @ go / go.shape[1]
+        s = torch.linalg.svdvals(m).amax(1).cpu().numpy()
+        scores.append(np.where(ident, -np.inf, 2.0 - s - 1.0 / (s + 1e-6)))
+    trainability = np.sum(scores, axis=0) / len(scores)
+    return {"az_expressivity": expressivity, "az_progressivity": progressivity,
+            "az_trainability": trainability}
+
+
 _register(("zico",), zico)
 _register(("epe_nas",), epe_nas)
 _register(("zen",), zen)
 _register(("swap", "swap_reg"), swap)
+_register(("az_expressivity", "az_progressivity", "az_trainability"), az_nas)
 
 __all__ = ["PACKED", "PackedGroup", "names"]
