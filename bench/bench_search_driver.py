@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from zcfast import _C
 from zcfast.scoring import git_sha
-from zcfast.search import ScoreCache, ScoreKey, by_code, ground_truth, make_config, run_search
+from zcfast.search import ScoreCache, ScoreKey, ground_truth, make_config, run_search
 from zcfast.search.scorer import batched_available, default_scorer
 
 VARIANTS = [  # (label, algo, warmup, move, budget, repeats)
@@ -75,18 +75,15 @@ def score_table(cache_root) -> tuple:
     return rng.standard_normal(15625), "synthetic N(0,1) table (synflow cache incomplete)"
 
 
-def check_correct(gt, table_code, table_index):
+def check_correct(gt, table):
     cfg = make_config("ae", 300, 3000, 24, 11)
-    s = _C.search.Search(cfg, gt, table_code)
+    s = _C.search.Search(cfg, gt, table)
     s.run()
-    r = run_search("ae", "cifar100", 300, 3000, 24, 11, scores=table_index)
-    from zcfast.search.driver import code_tables
-
-    c2i = code_tables()[1]
-    assert c2i[s.result()["trained"]].tolist() == r["trained"], "bench search differs from the API"
+    r = run_search("ae", "cifar100", 300, 3000, 24, 11, scores=table)
+    assert s.result()["trained"].tolist() == r["trained"], "bench search differs from the API"
 
 
-def throughput(gt, table_code, quick: bool) -> list:
+def throughput(gt, table, quick: bool) -> list:
     rows = []
     for label, algo, w, m, budget, reps in VARIANTS:
         if quick:
@@ -97,7 +94,7 @@ def throughput(gt, table_code, quick: bool) -> list:
         out = None
         for rep in range(3 if algo != "bp" else 1):
             cfg.seed = 1000 * rep
-            out = _C.search.bench(cfg, gt, table_code, reps)
+            out = _C.search.bench(cfg, gt, table, reps)
             times.append(out["seconds"])
         med = statistics.median(times)
         spread = (max(times) - min(times)) / med if med > 0 else 0.0
@@ -159,11 +156,10 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     gt = ground_truth("cifar100")
-    table_index, table_desc = score_table(a.proxy_cache)
-    table_code = by_code(table_index)
-    check_correct(gt, table_code, table_index)
+    table, table_desc = score_table(a.proxy_cache)  # by ground-truth row = NB201 index
+    check_correct(gt, table)
     print(f"scores: {table_desc}; correctness check passed", flush=True)
-    rows = throughput(gt, table_code, a.quick)
+    rows = throughput(gt, table, a.quick)
     engines = []
     if not a.skip_live:
         engines = ["loop", "batched"] if a.engine == "both" else [a.engine]

@@ -1,14 +1,18 @@
 """Study: the zero-cost NAS figure of Abdelfattah et al. (ICLR 2021) on NB201 CIFAR-100.
 
 RAND, AE, RL and BP, each alone, with zero-cost warmup and with zero-cost move proposals;
-budget 300 trained models, 20 seeds (0..19); selection on validation accuracy, curves of the best
-test accuracy (200 epochs, NB201); proxy = synflow of the CIFAR-100 network (100 classes) with
-weight seed 0, read from the score cache.
+budget 300 trained models (every oracle query charged, repeats included), 20 seeds (0..19). The
+headline curve is what a user gets: the test accuracy (200 epochs, NB201) of the cell with the
+best validation accuracy among the first n trained; the best test accuracy seen (an oracle no
+searcher has) is reported only as a diagnostic. Proxy = synflow of the CIFAR-100 network
+(100 classes) with weight seed 0, read from the score cache. docs/search.md has the rules.
 
-Claims checked (PROXIES.md section 5):
-  1. every +warmup and +move variant has a higher mean best test accuracy than its baseline after
-     50 and after 100 trained models;
-  2. AE+warmup(15,625) reaches a mean best test accuracy >= 73.0% within 50 trained models.
+Questions answered (whatever the outcome):
+  1. does each +warmup and +move variant beat its baseline after 50 and after 100 trained models?
+     Mean difference, a 95% bootstrap interval, and a one-sided Mann-Whitney U test over the 20
+     seeds, with Holm's correction over all comparisons;
+  2. does AE+warmup(15,625) reach a mean of >= 73.0% within 50 trained models (the paper's
+     figure: about 25 to 50)?
 
     python bench/study_search_nb201.py [--scores synflow.csv] [--seeds 20]
 
@@ -36,12 +40,14 @@ from zcfast.search import (
     FIGURE_VARIANTS,
     ScoreCache,
     ScoreKey,
+    complete_runs,
     curve_matrix,
     curve_table,
     default_scorer,
     plot_curves,
     reach_table,
     run_variants,
+    universe,
 )
 
 DATASET = "cifar100"
@@ -54,20 +60,24 @@ SCORES = HERE / "data" / "synflow_nb201_cifar100_seed0.csv.gz"
 
 
 def ensure_scores(cache: ScoreCache, key: ScoreKey, scores_file: str | None) -> np.ndarray:
+    """synflow of every NB201 cell in universe (= NB201 index) order, from the cache; missing
+    cells are scored live (per-model loop) and cached as they finish."""
     if scores_file:
         n = cache.import_scores(key, scores_file)
         print(f"imported {n} synflow scores from {scores_file}")
-    table = cache.table(key)
+    uni = universe(DATASET)
+    table = cache.table(key, uni.keys)
     if table is None:
         have = cache.load(key)
-        todo = np.asarray([i for i in range(15625) if i not in have], dtype=np.int64)
-        print(f"scoring {todo.size} missing cells live (loop engine; cached as they finish)")
+        todo = [r for r, k in enumerate(uni.keys) if k not in have]
+        print(f"scoring {len(todo)} missing cells live (loop engine; cached as they finish)")
         scorer = default_scorer("synflow", DATASET, 0, engine="loop")
         from tqdm import tqdm
 
-        for k in tqdm(range(0, todo.size, 64), unit="chunk"):
-            cache.get_or_score(key, todo[k:k + 64], scorer)
-        table = cache.table(key)
+        for k in tqdm(range(0, len(todo), 64), unit="chunk"):
+            rows = todo[k:k + 64]
+            cache.get_or_score(key, [uni.keys[r] for r in rows], uni.codes[rows], scorer)
+        table = cache.table(key, uni.keys)
     return table
 
 
@@ -76,6 +86,18 @@ def bootstrap_ci(a: np.ndarray, b: np.ndarray, n: int = 4000, seed: int = 0) -> 
     rng = np.random.default_rng(seed)
     d = [rng.choice(a, a.size).mean() - rng.choice(b, b.size).mean() for _ in range(n)]
     return float(np.quantile(d, 0.025)), float(np.quantile(d, 0.975))
+
+
+def holm(pvalues: list) -> list:
+    """Holm-Bonferroni adjusted p-values (family-wise error over all comparisons)."""
+    m = len(pvalues)
+    order = np.argsort(pvalues)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        adj[i] = running
+    return adj.tolist()
 
 
 def main(argv=None) -> int:
@@ -106,37 +128,46 @@ def main(argv=None) -> int:
                           seeds=a.seeds, proxy="synflow", score_seed=0, progress=True,
                           scores=table)
     png = Path(a.out).with_suffix(".png")
-    title = (f"NB201 CIFAR-100, budget {BUDGET}, {a.seeds} seeds: mean best test accuracy and "
-             "25-75% band; proxy synflow (weight seed 0)")
+    title = (f"NB201 CIFAR-100, budget {BUDGET} (every query charged), {a.seeds} seeds: test "
+             "accuracy of the best-validation model, mean and 25-75% band; proxy synflow")
     plot_curves(groups, png, title=title, ylim=(69.5, 73.7))
 
-    # ---- claims
-    checks = []
+    # ---- comparisons with the baseline (every variant, whatever the outcome)
+    from scipy.stats import mannwhitneyu
+
+    for v, runs in groups.items():
+        ok, bad = complete_runs(runs)
+        if bad:
+            raise SystemExit(f"{v.label}: {len(bad)} runs failed to spend their budget")
+    rows = []
     for v, runs in groups.items():
         if v.warmup == 0 and v.move == 0:
             continue
         base = curve_matrix(groups[v.baseline])
         var = curve_matrix(runs)
         for at in (50, 100):
-            d = var[:, at - 1].mean() - base[:, at - 1].mean()
-            lo, hi = bootstrap_ci(var[:, at - 1], base[:, at - 1])
-            checks.append((f"{v.label} > {v.baseline.label} @{at}", d > 0,
-                           (f"{var[:, at - 1].mean():.2f} vs {base[:, at - 1].mean():.2f} "
-                           f"(diff {d:+.2f}, 95% bootstrap [{lo:+.2f}, {hi:+.2f}])")))
+            xv, xb = var[:, at - 1], base[:, at - 1]
+            lo, hi = bootstrap_ci(xv, xb)
+            p = float(mannwhitneyu(xv, xb, alternative="greater").pvalue)
+            rows.append([f"{v.label} vs {v.baseline.label}", at, xv.mean(), xb.mean(), lo, hi, p])
+    for r, p_adj in zip(rows, holm([r[-1] for r in rows])):
+        r.append(p_adj)
     aew = next(r for v, r in groups.items() if v.algo == "ae" and v.warmup == 15625 and v.move == 0)
     m = curve_matrix(aew).mean(0)
     hit = np.nonzero(m >= 73.0)[0]
-    checks.append(("AE+warmup(15625) mean >= 73.0% within 50", bool(hit.size and hit[0] < 50),
-                   (f"mean reaches 73.0% after {hit[0] + 1 if hit.size else 'never'} trained models; "
-                   f"mean @50 = {m[49]:.2f}%")))
+    ae_claim = (bool(hit.size and hit[0] < 50),
+                f"mean reaches 73.0% after {hit[0] + 1 if hit.size else 'never'} trained models; "
+                f"mean @50 = {m[49]:.2f}%")
 
     # ---- diagnostics: the deterministic start of warmup(15625) (same cells for every seed)
     order = np.argsort(-table, kind="stable")
     top = gt["test_acc"].to_numpy()[order[:64]]
     topv = gt["val_acc"].to_numpy()[order[:64]]
     first73 = int(np.argmax(top >= 73.0)) + 1 if (top >= 73.0).any() else None
-    stalled = {v.label: sum(r["stalled"] for r in runs) for v, runs in groups.items()}
     revisits = {v.label: float(np.mean([r["revisits"] for r in runs])) for v, runs in groups.items()}
+    oracle_gap = {v.label: float((curve_matrix(runs, "oracle_test_curve")[:, 99]
+                                  - curve_matrix(runs)[:, 99]).mean())
+                  for v, runs in groups.items()}
 
     at = (10, 25, 50, 100, 200, 300)
     lines = [
@@ -145,9 +176,13 @@ def main(argv=None) -> int:
         (f"git {git_sha()}, {time.strftime('%Y-%m-%d %H:%M')}; `python bench/study_search_nb201.py` "
         f"({time.time() - t0:.0f} s with cached scores)."),
         "",
-        f"- Budget {BUDGET} trained models (distinct ground-truth look-ups), {a.seeds} seeds (0..{a.seeds - 1}).",
-        "- Selection on NB201 validation accuracy (200 epochs); curves = best **test** accuracy",
-        "  seen so far (the paper's curve); mean over seeds with a 25-75% band.",
+        f"- Budget {BUDGET} trained models, {a.seeds} seeds (0..{a.seeds - 1}). Every query of the",
+        "  training oracle is charged, repeats included (a cell asked for twice costs two trained",
+        "  models); every run spent exactly its budget (`queries` = 300; `zcfast verify-runs`",
+        "  recomputes every curve of the bundled runs from their trained cells).",
+        "- Headline curve: test accuracy (200 epochs) of the cell with the best NB201 validation",
+        "  accuracy among the first n trained, i.e. the model a user would pick; mean over seeds",
+        "  with a 25-75% band. The best test accuracy seen is an oracle diagnostic, shown last.",
         "- Proxy: synflow of the paper's NB201 network with 100 classes, weight seed 0, all 15,625",
         f"  cells (cache key `{key}`); Spearman vs test accuracy {rho:.3f} (paper 0.76),",
         f"  Kendall {tau:.3f}.",
@@ -161,41 +196,53 @@ def main(argv=None) -> int:
         "",
         f"![curves]({png.name})",
         "",
-        "## Claims",
+        "## Does each variant beat its baseline?",
         "",
-        "| claim | holds | measured |",
-        "|---|---|---|",
+        "Mean test accuracy of the selected model after k trained models, the difference with a",
+        "95% bootstrap interval, and a one-sided Mann-Whitney U test (variant > baseline) over the",
+        f"{a.seeds} seeds; p Holm = Holm-adjusted over all {len(rows)} comparisons. Verdict: yes when",
+        "p Holm < 0.05, no when the mean is lower, n.s. otherwise.",
+        "",
+        "| variant vs baseline | k | variant | baseline | diff [95% CI] | p | p Holm | beats? |",
+        "|---|---:|---:|---:|---|---:|---:|---|",
     ]
-    for name, ok, detail in checks:
-        lines.append(f"| {name} | {'yes' if ok else '**NO**'} | {detail} |")
+    for name, at_k, va, ba, lo, hi, p, p_adj in rows:
+        verdict = "yes" if p_adj < 0.05 else ("**no**" if va < ba else "n.s.")
+        lines.append(f"| {name} | {at_k} | {va:.2f} | {ba:.2f} | {va - ba:+.2f} [{lo:+.2f}, "
+                     f"{hi:+.2f}] | {p:.2g} | {p_adj:.2g} | {verdict} |")
     lines += [
         "",
-        "## Mean best test accuracy [25%, 75%] after k trained models",
+        f"AE+warmup(15625) mean >= 73.0% within 50 trained models: "
+        f"{'yes' if ae_claim[0] else '**no**'} ({ae_claim[1]}).",
+        "",
+        "## Test accuracy of the selected model [25%, 75%] after k trained models",
         "",
         curve_table(groups, at),
         "",
-        "## Trained models needed to reach X% best test accuracy",
+        "## Trained models needed until the selected model reaches X% test accuracy",
         "",
         "Cell: first k where the mean curve reaches X (median k over the seeds that reach it,",
         "seeds reaching / seeds); '-' = not reached within the budget.",
         "",
         reach_table(groups, THRESHOLDS),
         "",
-        "## Test accuracy of the model one would pick (best validation accuracy so far)",
+        "## Diagnostic only: best test accuracy seen (an oracle no searcher has)",
         "",
-        curve_table(groups, at, key="selected_test_curve"),
+        "The curve the first release reported as its headline: the running maximum of the test",
+        "accuracy over every trained cell. No search can select on it; it shows how much",
+        "selecting on validation costs (mean gap after 100 trained models: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in oracle_gap.items()) + " points).",
         "",
-        "## Diagnostics",
+        curve_table(groups, at, key="oracle_test_curve"),
+        "",
+        "## Other diagnostics",
         "",
         "- warmup(15,625) sees the whole space, so its first trained cells are the same for every",
         "  seed: test accuracies of the top-10 synflow cells: "
         + ", ".join(f"{x:.2f}" for x in top[:10]) + f"; the first with >= 73.0% is rank "
         f"{first73}; best validation accuracy among the top-64: {topv.max():.2f}%.",
-        "- Runs that stalled (the step guard stopped a search that kept re-proposing trained",
-        "  cells; its curve is padded with its last value): "
-        + (", ".join(f"{k}: {v}" for k, v in stalled.items() if v) or "none") + ".",
-        "- Mean free revisits per run (proposals of already-trained cells): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in revisits.items()) + ".",
+        "- Mean charged revisits per run (queries of a cell queried before, each one costing a",
+        "  trained model): " + ", ".join(f"{k} {v:.0f}" for k, v in revisits.items()) + ".",
         "",
         f"Runs: `{Path(a.out).stem}_runs.jsonl.gz` (JSONL, one line per variant and seed: settings,",
         "trained NB201 indices in order, curves; `zcfast.search.read_runs` reads it).",
@@ -211,8 +258,14 @@ def main(argv=None) -> int:
             for r in runs:
                 f.write(json.dumps({"variant": v.label, **r}, separators=(",", ":")) + "\n")
     print("\n".join(lines))
-    bad = [c for c in checks if not c[1]]
-    print(f"{len(checks) - len(bad)}/{len(checks)} claims hold -> {a.out}, {png}")
+    wins = sum(r[-1] < 0.05 for r in rows)
+    print(f"{wins}/{len(rows)} comparisons significant (Holm) -> {a.out}, {png}")
+    from zcfast.search import verify_runs
+
+    probs = verify_runs([r for runs in groups.values() for r in runs])
+    if probs:
+        print("\n".join(probs[:20]))
+        raise SystemExit(f"{len(probs)} curve/budget inconsistencies in the runs")
     return 0
 
 

@@ -46,15 +46,23 @@ void bind_cuda(py::module_& m) {
   });
   c.def(
       "fill_uniform",
-      [](uintptr_t out, uintptr_t off, uintptr_t arch, uintptr_t slot, uintptr_t bound, int64_t nseg,
-         uint64_t seed, uintptr_t stream) {
-        check(cuda::fill_uniform(ptr<float>(out), ptr<const int64_t>(off), ptr<const uint32_t>(arch),
-                                 ptr<const uint32_t>(slot), ptr<const float>(bound), nseg, seed,
-                                 stream),
+      [](uintptr_t out, int64_t n_out, uintptr_t off, uintptr_t arch, uintptr_t slot,
+         uintptr_t bound, int64_t nseg, uint64_t seed, uintptr_t stream, int64_t max_grid) {
+        if (nseg < 0 || n_out < 0 || max_grid < 0)
+          throw py::value_error("fill_uniform: nseg, n_out and max_grid must be >= 0");
+        if (nseg == 0 || n_out == 0) return;  // nothing can be written: no launch
+        if (!out || !off || !arch || !slot || !bound)
+          throw py::value_error("fill_uniform: null device pointer");
+        py::gil_scoped_release nogil;
+        check(cuda::fill_uniform(ptr<float>(out), n_out, ptr<const int64_t>(off),
+                                 ptr<const uint32_t>(arch), ptr<const uint32_t>(slot),
+                                 ptr<const float>(bound), nseg, seed, stream, max_grid),
               "fill_uniform");
       },
-      py::arg("out"), py::arg("offsets"), py::arg("arch"), py::arg("slot"), py::arg("bound"),
-      py::arg("nseg"), py::arg("seed"), py::arg("stream"));
+      py::arg("out"), py::arg("n_out"), py::arg("offsets"), py::arg("arch"), py::arg("slot"),
+      py::arg("bound"), py::arg("nseg"), py::arg("seed"), py::arg("stream"), py::arg("max_grid") = 0,
+      "out[off[s]:off[s+1]] = U[-1,1) * bound[s]; offsets must lie within [0, n_out] (the kernel "
+      "never writes outside it).");
   bind_cuda_kernels(c);
 #else
   m.attr("CUDA_ARCHS") = "";

@@ -5,13 +5,11 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
-
-#include "nb201.hpp"
+#include <utility>
 
 namespace zc::search {
 
 namespace {
-constexpr int kE = nb201::kEdges, kO = nb201::kOps;
 
 // NaN ranks below every number (the driver's rule for proxy scores).
 inline double rank_key(double y) {
@@ -19,13 +17,17 @@ inline double rank_key(double y) {
 }
 }  // namespace
 
-RankPredictor::RankPredictor(int hidden, double lr, double weight_decay, Rng& rng)
-    : h_(hidden), lr_(static_cast<float>(lr)), wd_(static_cast<float>(weight_decay)) {
+RankPredictor::RankPredictor(space::SpacePtr space, int hidden, double lr, double weight_decay,
+                             Rng& rng)
+    : space_(std::move(space)), h_(hidden), lr_(static_cast<float>(lr)),
+      wd_(static_cast<float>(weight_decay)) {
+  if (!space_) throw std::invalid_argument("predictor needs a space");
   if (hidden < 1)
     throw std::invalid_argument("predictor hidden size must be >= 1, got " + std::to_string(hidden));
-  const size_t H = static_cast<size_t>(hidden);
+  f_ = space_->features();
+  const size_t H = static_cast<size_t>(hidden), F = static_cast<size_t>(f_);
   oE_ = 0;
-  ob1_ = oE_ + kE * kO * H;
+  ob1_ = oE_ + F * H;
   oW2_ = ob1_ + H;
   ob2_ = oW2_ + H * H;
   ow3_ = ob2_ + H;
@@ -35,16 +37,29 @@ RankPredictor::RankPredictor(int hidden, double lr, double weight_decay, Rng& rn
   grad_.assign(n_, 0.0f);
   m_.assign(n_, 0.0f);
   v_.assign(n_, 0.0f);
+  dense_.assign(F, 0.0f);
   // PyTorch's default Linear init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = active inputs
-  // (6 one-hot ones for the first layer); biases start at 0.
+  // (NB201: 6 one-hot ones for the first layer); biases start at 0.
   auto fill = [&](size_t off, size_t n, double bound) {
     for (size_t i = 0; i < n; ++i)
       p_[off + i] = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
   };
-  fill(oE_, kE * kO * H, 1.0 / std::sqrt(static_cast<double>(kE)));
+  fill(oE_, F * H, 1.0 / std::sqrt(space_->active_features()));
   fill(oW2_, H * H, 1.0 / std::sqrt(static_cast<double>(H)));
   fill(ow3_, H, 1.0 / std::sqrt(static_cast<double>(H)));
   refresh_transpose();
+}
+
+void RankPredictor::sparse(space::Code code, std::vector<int>& idx, std::vector<float>& val) const {
+  space_->check(code);
+  space_->encode(code, dense_.data());
+  idx.clear();
+  val.clear();
+  for (int i = 0; i < f_; ++i)
+    if (dense_[i] != 0.0f) {
+      idx.push_back(i);
+      val.push_back(dense_[i]);
+    }
 }
 
 void RankPredictor::refresh_transpose() {
@@ -55,17 +70,18 @@ void RankPredictor::refresh_transpose() {
     for (size_t k = 0; k < H; ++k) w2t_[k * H + o] = W2[o * H + k];
 }
 
-float RankPredictor::forward(int32_t code, float* h1, float* h2) const {
+float RankPredictor::forward(const std::vector<int>& idx, const std::vector<float>& val,
+                             float* h1, float* h2) const {
   const int H = h_;
   const float* E = p_.data() + oE_;
   const float* b1 = p_.data() + ob1_;
   const float* b2 = p_.data() + ob2_;
   const float* w3 = p_.data() + ow3_;
   for (int k = 0; k < H; ++k) h1[k] = b1[k];
-  int32_t c = code;
-  for (int e = 0; e < kE; ++e, c /= kO) {
-    const float* row = E + (e * kO + c % kO) * H;
-    for (int k = 0; k < H; ++k) h1[k] += row[k];
+  for (size_t j = 0; j < idx.size(); ++j) {
+    const float* row = E + static_cast<size_t>(idx[j]) * H;
+    const float x = val[j];
+    for (int k = 0; k < H; ++k) h1[k] += x * row[k];
   }
   for (int k = 0; k < H; ++k) h1[k] = h1[k] > 0.0f ? h1[k] : 0.0f;
   // h2 = W2 h1 + b2 as a sum of columns (axpy over W2's transpose): the inner loop is element-wise,
@@ -85,7 +101,8 @@ float RankPredictor::forward(int32_t code, float* h1, float* h2) const {
   return f;
 }
 
-void RankPredictor::backward(int32_t code, const float* h1, const float* h2, float g) {
+void RankPredictor::backward(const std::vector<int>& idx, const std::vector<float>& val,
+                             const float* h1, const float* h2, float g) {
   const int H = h_;
   const float* W2 = p_.data() + oW2_;
   const float* w3 = p_.data() + ow3_;
@@ -119,67 +136,42 @@ void RankPredictor::backward(int32_t code, const float* h1, const float* h2, flo
   for (int k = 0; k < H; ++k)
     if (h1[k] <= 0.0f) d1[k] = 0.0f;
   for (int k = 0; k < H; ++k) gb1[k] += d1[k];
-  int32_t c = code;
-  for (int e = 0; e < kE; ++e, c /= kO) {
-    float* row = gE + (e * kO + c % kO) * H;
-    for (int k = 0; k < H; ++k) row[k] += d1[k];
+  for (size_t j = 0; j < idx.size(); ++j) {
+    float* row = gE + static_cast<size_t>(idx[j]) * H;
+    const float x = val[j];
+    for (int k = 0; k < H; ++k) row[k] += x * d1[k];
   }
 }
 
-float RankPredictor::predict(int32_t code) const {
-  nb201::check_code(code);
+float RankPredictor::predict(space::Code code) const {
   std::vector<float> h1(h_), h2(h_);
-  return forward(code, h1.data(), h2.data());
+  std::vector<int> idx;
+  std::vector<float> val;
+  sparse(code, idx, val);
+  return forward(idx, val, h1.data(), h2.data());
 }
 
-void RankPredictor::predict_all(std::vector<float>& out) const {
-  // h1 pre-activation = b1 + A[code % 125] + B[code / 125] (edges 0-2 and 3-5): H adds per cell.
-  const int H = h_;
-  constexpr int kHalf = kO * kO * kO;  // 125
-  std::vector<float> A(static_cast<size_t>(kHalf) * H, 0.0f), B(A.size(), 0.0f);
-  const float* E = p_.data() + oE_;
-  for (int lo = 0; lo < kHalf; ++lo) {
-    int c = lo;
-    float* a = A.data() + static_cast<size_t>(lo) * H;
-    float* b = B.data() + static_cast<size_t>(lo) * H;
-    for (int e = 0; e < 3; ++e, c /= kO) {
-      const float* ra = E + (e * kO + c % kO) * H;
-      const float* rb = E + ((e + 3) * kO + c % kO) * H;
-      for (int k = 0; k < H; ++k) {
-        a[k] += ra[k];
-        b[k] += rb[k];
-      }
-    }
-  }
-  const float* b1 = p_.data() + ob1_;
-  const float* b2 = p_.data() + ob2_;
-  const float* w3 = p_.data() + ow3_;
-  out.resize(nb201::kSpaceSize);
-  std::vector<float> h2(H);
-  for (int32_t code = 0; code < nb201::kSpaceSize; ++code) {
-    const float* a = A.data() + static_cast<size_t>(code % kHalf) * H;
-    const float* b = B.data() + static_cast<size_t>(code / kHalf) * H;
-    for (int o = 0; o < H; ++o) h2[o] = b2[o];
-    for (int k = 0; k < H; ++k) {
-      const float s = b1[k] + a[k] + b[k];
-      if (s <= 0.0f) continue;
-      const float* col = w2t_.data() + static_cast<size_t>(k) * H;
-      for (int o = 0; o < H; ++o) h2[o] += col[o] * s;
-    }
-    float f = p_[ob3_];
-    for (int o = 0; o < H; ++o)
-      if (h2[o] > 0.0f) f += w3[o] * h2[o];
-    out[code] = f;
+void RankPredictor::predict_many(const std::vector<space::Code>& codes,
+                                 std::vector<float>& out) const {
+  out.resize(codes.size());
+  std::vector<float> h1(h_), h2(h_);
+  std::vector<int> idx;
+  std::vector<float> val;
+  for (size_t i = 0; i < codes.size(); ++i) {
+    sparse(codes[i], idx, val);
+    out[i] = forward(idx, val, h1.data(), h2.data());
   }
 }
 
-double RankPredictor::fit(const std::vector<int32_t>& codes, const std::vector<double>& y,
+double RankPredictor::fit(const std::vector<space::Code>& codes, const std::vector<double>& y,
                           int64_t iters, int64_t pairs, Rng& rng) {
   if (codes.size() != y.size())
     throw std::invalid_argument("predictor fit: " + std::to_string(codes.size()) + " codes but " +
                                 std::to_string(y.size()) + " targets");
-  for (int32_t c : codes) nb201::check_code(c);
   const size_t n = codes.size();
+  std::vector<std::vector<int>> sidx(n);
+  std::vector<std::vector<float>> sval(n);
+  for (size_t i = 0; i < n; ++i) sparse(codes[i], sidx[i], sval[i]);
   std::vector<double> key(n);
   for (size_t i = 0; i < n; ++i) key[i] = rank_key(y[i]);
   bool any = false;
@@ -204,14 +196,14 @@ double RankPredictor::fit(const std::vector<int32_t>& codes, const std::vector<d
       }
       if (!found) continue;
       if (key[i] < key[j]) std::swap(i, j);  // i is the better one
-      const float fa = forward(codes[i], ha1.data(), ha2.data());
-      const float fb = forward(codes[j], hb1.data(), hb2.data());
+      const float fa = forward(sidx[i], sval[i], ha1.data(), ha2.data());
+      const float fb = forward(sidx[j], sval[j], hb1.data(), hb2.data());
       const double d = static_cast<double>(fa) - fb;
       // softplus(-d) computed stably; d loss / d d = -sigmoid(-d)
       loss += std::max(-d, 0.0) + std::log1p(std::exp(-std::fabs(d)));
       const float g = static_cast<float>(-1.0 / (1.0 + std::exp(d)));
-      backward(codes[i], ha1.data(), ha2.data(), g);
-      backward(codes[j], hb1.data(), hb2.data(), -g);
+      backward(sidx[i], sval[i], ha1.data(), ha2.data(), g);
+      backward(sidx[j], sval[j], hb1.data(), hb2.data(), -g);
       ++used;
     }
     if (used == 0) continue;
@@ -231,16 +223,13 @@ double RankPredictor::fit(const std::vector<int32_t>& codes, const std::vector<d
   return loss;
 }
 
-double RankPredictor::pair_accuracy(const std::vector<int32_t>& codes,
+double RankPredictor::pair_accuracy(const std::vector<space::Code>& codes,
                                     const std::vector<double>& y) const {
   if (codes.size() != y.size())
     throw std::invalid_argument("pair_accuracy: " + std::to_string(codes.size()) + " codes but " +
                                 std::to_string(y.size()) + " targets");
-  std::vector<float> h1(h_), h2(h_), f(codes.size());
-  for (size_t i = 0; i < codes.size(); ++i) {
-    nb201::check_code(codes[i]);
-    f[i] = forward(codes[i], h1.data(), h2.data());
-  }
+  std::vector<float> f;
+  predict_many(codes, f);
   int64_t good = 0, total = 0;
   for (size_t i = 0; i < codes.size(); ++i)
     for (size_t j = i + 1; j < codes.size(); ++j) {

@@ -1,18 +1,17 @@
 #include "search.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <unordered_set>
 #include <utility>
 
 namespace zc::search {
-
-using nb201::kEdges;
-using nb201::kOps;
-using nb201::kSpaceSize;
 
 namespace {
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
@@ -42,21 +41,83 @@ const char* algo_name(Algo a) {
   return "?";
 }
 
+namespace {
+// Recursive-descent parser of ensemble expressions: node := integer | rule '(' node (',' node)* ')'.
+struct EnsParser {
+  const std::string& s;
+  size_t i = 0;
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::invalid_argument("ensemble expression '" + s + "': " + what + " at position " +
+                                std::to_string(i));
+  }
+  template <class Node>
+  Node parse() {
+    Node node;
+    if (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+      int64_t v = 0;
+      while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+        v = v * 10 + (s[i++] - '0');
+        if (v > 1000000) fail("column number too large");
+      }
+      node.rule = 0;
+      node.column = v;
+      return node;
+    }
+    size_t j = i;
+    while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
+    const std::string rule = s.substr(i, j - i);
+    if (rule == "logrank") node.rule = 1;
+    else if (rule == "meanrank") node.rule = 2;
+    else if (rule == "vote") node.rule = 3;
+    else fail("unknown rule '" + rule + "' (expected logrank, meanrank or vote)");
+    i = j;
+    if (i >= s.size() || s[i] != '(') fail("expected '('");
+    ++i;
+    for (;;) {
+      node.children.push_back(parse<Node>());
+      if (i < s.size() && s[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < s.size() && s[i] == ')') {
+        ++i;
+        break;
+      }
+      fail("expected ',' or ')'");
+    }
+    return node;
+  }
+};
+
+template <class Node>
+void collect_columns(const Node& n, std::vector<int64_t>& out) {
+  if (n.rule == 0) out.push_back(n.column);
+  for (const auto& c : n.children) collect_columns(c, out);
+}
+
+template <class Node>
+Node parse_ensemble(const std::string& expr) {
+  EnsParser p{expr};
+  Node n = p.template parse<Node>();
+  if (p.i != expr.size()) p.fail("unexpected text after the expression");
+  return n;
+}
+}  // namespace
+
+std::vector<int64_t> ensemble_columns(const std::string& expr) {
+  std::vector<int64_t> out;
+  collect_columns(parse_ensemble<EnsembleNode>(expr), out);
+  return out;
+}
+
 void validate(const Config& c) {
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
   const int a = static_cast<int>(c.algo);
   if (a < 0 || a > 3) bad("unknown search algorithm id " + str(int64_t{a}));
-  if (c.budget < 1 || c.budget > kSpaceSize)
-    bad("budget " + str(c.budget) + " is out of range: expected 1 to 15,625 trained cells "
-        "(the size of the NB201 space)");
-  if (c.warmup < 0 || c.warmup > kSpaceSize)
-    bad("warmup " + str(c.warmup) + " is out of range: expected 0 (off) to 15,625 cells "
-        "(the size of the NB201 space)");
-  if (c.move < 0 || c.move > kSpaceSize)
-    bad("move " + str(c.move) + " is out of range: expected 0 (off) to 15,625 proposals");
-  if (c.population < 1 || c.population > kSpaceSize)
-    bad("population " + str(c.population) + " is out of range: expected 1 to 15,625 "
-        "(the size of the NB201 space)");
+  if (c.budget < 1) bad("budget " + str(c.budget) + " is out of range: expected >= 1 trained models");
+  if (c.warmup < 0) bad("warmup " + str(c.warmup) + " is out of range: expected 0 (off) or more cells");
+  if (c.move < 0) bad("move " + str(c.move) + " is out of range: expected 0 (off) or more proposals");
+  if (c.population < 1) bad("population " + str(c.population) + " is out of range: expected >= 1");
   if (c.tournament < 1 || c.tournament > c.population)
     bad("tournament " + str(c.tournament) + " is out of range: expected 1 to the population (" +
         str(c.population) + ")");
@@ -67,8 +128,7 @@ void validate(const Config& c) {
   if (!(c.rl_momentum >= 0.0 && c.rl_momentum < 1.0))
     bad("rl_momentum " + str(c.rl_momentum) + " must be in [0, 1)");
   if (c.rl_warmup_batch < 1) bad("rl_warmup_batch " + str(c.rl_warmup_batch) + " must be >= 1");
-  if (c.bp_batch < 1 || c.bp_batch > kSpaceSize)
-    bad("bp_batch " + str(c.bp_batch) + " is out of range: expected 1 to 15,625");
+  if (c.bp_batch < 1) bad("bp_batch " + str(c.bp_batch) + " is out of range: expected >= 1");
   if (c.bp_hidden < 1 || c.bp_hidden > 512)
     bad("bp_hidden " + str(c.bp_hidden) + " is out of range: expected 1 to 512");
   if (c.bp_iters < 0) bad("bp_iters " + str(c.bp_iters) + " must be >= 0");
@@ -78,22 +138,70 @@ void validate(const Config& c) {
     bad("bp_lr " + str(c.bp_lr) + " must be a positive number");
   if (!(c.bp_weight_decay >= 0.0 && std::isfinite(c.bp_weight_decay)))
     bad("bp_weight_decay " + str(c.bp_weight_decay) + " must be >= 0");
+  if (c.bp_candidates < 0) bad("bp_candidates " + str(c.bp_candidates) + " must be >= 0 (0 = all)");
+  if (c.score_members < 1 || c.score_members > 64)
+    bad("score_members " + str(c.score_members) + " is out of range: expected 1 to 64");
+  if (c.ensemble.empty()) {
+    if (c.score_members != 1)
+      bad("score_members " + str(c.score_members) + " needs an ensemble expression that combines them");
+  } else {
+    for (int64_t k : ensemble_columns(c.ensemble))
+      if (k >= c.score_members)
+        bad("ensemble '" + c.ensemble + "' reads column " + str(k) + " but score_members is " +
+            str(c.score_members));
+  }
   if (c.max_steps < 0) bad("max_steps " + str(c.max_steps) + " must be >= 0 (0 = automatic)");
 }
 
-GroundTruth::GroundTruth(std::vector<double> v, std::vector<double> t)
-    : val(std::move(v)), test(std::move(t)) {
-  for (const auto* tab : {&val, &test}) {
-    const char* name = tab == &val ? "validation" : "test";
-    if (tab->size() != static_cast<size_t>(kSpaceSize))
+// ------------------------------------------------------------------------------ ground truth
+GroundTruth::GroundTruth(SpacePtr space, std::vector<Code> codes, std::vector<double> val,
+                         std::vector<double> test)
+    : space_(std::move(space)), code_(std::move(codes)), val_(std::move(val)),
+      test_(std::move(test)) {
+  if (!space_) throw std::invalid_argument("ground truth needs a space");
+  const size_t n = code_.size();
+  if (n == 0) throw std::invalid_argument("the ground-truth table is empty");
+  if (n > static_cast<size_t>(std::numeric_limits<int32_t>::max()))
+    throw std::invalid_argument("the ground-truth table has too many rows");
+  for (const auto* tab : {&val_, &test_}) {
+    const char* name = tab == &val_ ? "validation" : "test";
+    if (tab->size() != n)
       throw std::invalid_argument(std::string(name) + " accuracy table has " +
-                                  str(static_cast<int64_t>(tab->size())) +
-                                  " entries, expected 15,625 (one per NB201 cell)");
-    for (size_t i = 0; i < tab->size(); ++i)
+                                  str(static_cast<int64_t>(tab->size())) + " entries, expected " +
+                                  str(static_cast<int64_t>(n)) + " (one per cell)");
+    for (size_t i = 0; i < n; ++i)
       if (!std::isfinite((*tab)[i]))
-        throw std::invalid_argument(std::string(name) + " accuracy of cell code " +
-                                    str(static_cast<int64_t>(i)) + " is not finite");
+        throw std::invalid_argument(std::string(name) + " accuracy of " +
+                                    space_->describe(code_[i]) + " (row " +
+                                    str(static_cast<int64_t>(i)) + ") is not finite");
   }
+  const uint64_t size = space_->size();
+  if (space_->dense_keys()) dense_.assign(size, -1);
+  else map_.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    space_->check(code_[i]);
+    const Key k = space_->key(code_[i]);
+    int32_t prev = -1;
+    if (space_->dense_keys()) {
+      prev = dense_[k];
+      if (prev < 0) dense_[k] = static_cast<int32_t>(i);
+    } else {
+      auto [it, fresh] = map_.emplace(k, static_cast<int32_t>(i));
+      if (!fresh) prev = it->second;
+    }
+    if (prev >= 0)
+      throw std::invalid_argument("rows " + str(int64_t{prev}) + " and " +
+                                  str(static_cast<int64_t>(i)) + " of the ground truth are the same " +
+                                  space_->name() + " network (" + space_->describe(code_[i]) +
+                                  "): merge them first (e.g. average their repeats)");
+  }
+  complete_ = size > 0 && n == size;
+}
+
+int32_t GroundTruth::row_of_key(Key k) const {
+  if (space_->dense_keys()) return k < dense_.size() ? dense_[k] : -1;
+  auto it = map_.find(k);
+  return it == map_.end() ? -1 : it->second;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -102,19 +210,40 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
     : cfg_(cfg), gt_(std::move(gt)), full_(std::move(full_scores)), rng_(cfg.seed) {
   validate(cfg_);
   if (!gt_) throw std::invalid_argument("search needs a ground-truth table");
-  if (full_ && full_->size() != static_cast<size_t>(kSpaceSize))
-    throw std::invalid_argument("a complete score table needs 15,625 entries, got " +
-                                str(static_cast<int64_t>(full_->size())));
+  space_ = gt_->space();
+  pool_ = !gt_->complete();
+  const int64_t N = universe();
+  const std::string where = pool_ ? " (the " + str(N) + " cells of the " + space_->name() + " pool)"
+                                  : " (the " + str(N) + " cells of the " + space_->name() + " space)";
+  auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
+  if (cfg_.budget > N)
+    bad("budget " + str(cfg_.budget) + " is out of range: expected 1 to " + str(N) +
+        " trained models" + where);
+  if (cfg_.warmup > N)
+    bad("warmup " + str(cfg_.warmup) + " is out of range: expected 0 (off) to " + str(N) +
+        " cells" + where);
+  if (cfg_.move > N)
+    bad("move " + str(cfg_.move) + " is out of range: expected 0 (off) to " + str(N) +
+        " proposals" + where);
+  if (cfg_.algo == Algo::kEvolution && cfg_.population > N)
+    bad("population " + str(cfg_.population) + " is out of range: expected 1 to " + str(N) + where);
+  if (cfg_.algo == Algo::kPredictor && cfg_.bp_batch > N)
+    bad("bp_batch " + str(cfg_.bp_batch) + " is out of range: expected 1 to " + str(N) + where);
+  if (full_ && full_->size() != static_cast<size_t>(N * cfg_.score_members))
+    bad("a complete score table needs " + str(N * cfg_.score_members) + " entries (" +
+        str(cfg_.score_members) + " per ground-truth row), got " +
+        str(static_cast<int64_t>(full_->size())));
   max_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : std::max<int64_t>(100000, 1000 * cfg_.budget);
-  trained_at_.assign(kSpaceSize, -1);
-  used_.assign(kSpaceSize, 0);
-  mark_.assign(kSpaceSize, 0);
+  if (!cfg_.ensemble.empty()) ens_ = parse_ensemble<EnsembleNode>(cfg_.ensemble);
+  trained_at_.assign(N, -1);
+  used_.assign(N, 0);
+  mark_.assign(N, 0);
   res_.trained.reserve(cfg_.budget);
   res_.val.reserve(cfg_.budget);
   res_.test.reserve(cfg_.budget);
+  res_.test_curve.reserve(cfg_.budget);
   res_.best_val_curve.reserve(cfg_.budget);
-  res_.best_test_curve.reserve(cfg_.budget);
-  res_.selected_test_curve.reserve(cfg_.budget);
+  res_.oracle_test_curve.reserve(cfg_.budget);
 
   switch (cfg_.algo) {
     case Algo::kRandom:
@@ -122,30 +251,58 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
       break;
     case Algo::kEvolution:
       phase_ = cfg_.warmup > 0 ? Phase::kWarmup : Phase::kInit;
-      pop_code_.reserve(cfg_.population);
+      pop_row_.reserve(cfg_.population);
       pop_val_.reserve(cfg_.population);
       break;
-    case Algo::kReinforce:
+    case Algo::kReinforce: {
       phase_ = cfg_.warmup > 0 ? Phase::kWarmup : Phase::kMain;
+      dec_size_ = space_->decision_sizes();
+      n_dec_ = dec_size_.size();
+      dec_off_.resize(n_dec_);
+      for (size_t d = 0; d < n_dec_; ++d) {
+        if (dec_size_[d] < 1 || dec_size_[d] > 255)
+          bad(space_->name() + ": policy decision " + str(static_cast<int64_t>(d)) + " has " +
+              str(int64_t{dec_size_[d]}) + " categories (expected 1 to 255)");
+        dec_off_[d] = static_cast<int>(n_logits_);
+        n_logits_ += static_cast<size_t>(dec_size_[d]);
+      }
+      theta_.assign(n_logits_, 0.0);
+      m_.assign(n_logits_, 0.0);
+      v_.assign(n_logits_, 0.0);
+      cum_.assign(n_logits_, 0.0);
+      prob_.assign(n_logits_, 0.0);
+      expect_.assign(n_logits_, 0.0);
+      if (pool_) {
+        pool_dec_.assign(static_cast<size_t>(N) * n_dec_, 0);
+        for (int64_t r = 0; r < N; ++r)
+          space_->to_decisions(gt_->code(static_cast<int32_t>(r)), &pool_dec_[r * n_dec_]);
+        pool_cum_.assign(N, 0.0);
+      }
       rl_refresh_probs();
       break;
+    }
     case Algo::kPredictor:
       phase_ = cfg_.warmup > 0 ? Phase::kWarmup : Phase::kFit;
-      pred_ = std::make_unique<RankPredictor>(static_cast<int>(cfg_.bp_hidden), cfg_.bp_lr,
+      pred_ = std::make_unique<RankPredictor>(space_, static_cast<int>(cfg_.bp_hidden), cfg_.bp_lr,
                                               cfg_.bp_weight_decay, rng_);
       break;
   }
 }
 
-void Search::tell(const int32_t* codes, const double* scores, size_t n) {
-  for (size_t i = 0; i < n; ++i) nb201::check_code(codes[i]);
+void Search::tell(const int32_t* rows, const double* scores, size_t n) {
+  const int64_t N = universe();
+  for (size_t i = 0; i < n; ++i)
+    if (rows[i] < 0 || rows[i] >= N)
+      throw std::invalid_argument("tell: row " + str(int64_t{rows[i]}) +
+                                  " is out of range [0, " + str(N - 1) + "]");
+  const int64_t m = cfg_.score_members;
   if (zc_.empty()) {
-    zc_.assign(kSpaceSize, 0.0);
-    known_.assign(kSpaceSize, 0);
+    zc_.assign(static_cast<size_t>(N * m), 0.0);
+    known_.assign(N, 0);
   }
   for (size_t i = 0; i < n; ++i) {
-    zc_[codes[i]] = scores[i];
-    known_[codes[i]] = 1;
+    for (int64_t j = 0; j < m; ++j) zc_[rows[i] * m + j] = scores[i * m + j];
+    known_[rows[i]] = 1;
   }
 }
 
@@ -156,24 +313,77 @@ void Search::next_stamp() {
   }
 }
 
-double Search::score(int32_t code) const { return full_ ? (*full_)[code] : zc_[code]; }
+double Search::score(int32_t row, int64_t member) const {
+  const size_t at = static_cast<size_t>(row * cfg_.score_members + member);
+  return full_ ? (*full_)[at] : zc_[at];
+}
 
-bool Search::have_scores(const int32_t* codes, size_t n) {
+void Search::set_scores(const int32_t* rows, size_t n, std::vector<double>& out) const {
+  if (cfg_.ensemble.empty()) {
+    out.resize(n);
+    for (size_t i = 0; i < n; ++i) out[i] = score(rows[i]);
+    return;
+  }
+  eval_node(ens_, rows, n, out);
+}
+
+void Search::eval_node(const EnsembleNode& node, const int32_t* rows, size_t n,
+                       std::vector<double>& out) const {
+  out.assign(n, 0.0);
+  if (node.rule == 0) {
+    for (size_t i = 0; i < n; ++i) out[i] = score(rows[i], node.column);
+    return;
+  }
+  const size_t m = node.children.size();
+  std::vector<std::vector<double>> cols(m);
+  for (size_t k = 0; k < m; ++k) eval_node(node.children[k], rows, n, cols[k]);
+  if (node.rule == 3) {
+    // Copeland count: i beats j when at least half of the children score i strictly higher
+    for (size_t i = 0; i < n; ++i) {
+      double wins = 0.0;
+      for (size_t j = 0; j < n; ++j) {
+        if (i == j) continue;
+        size_t higher = 0;
+        for (size_t k = 0; k < m; ++k) higher += cols[k][i] > cols[k][j];
+        wins += 2 * higher >= m;
+      }
+      out[i] = wins;
+    }
+    return;
+  }
+  // average ranks (1 = lowest, NaN lowest, ties share their mean rank) per child
+  std::vector<std::pair<double, size_t>> col(n);
+  for (size_t k = 0; k < m; ++k) {
+    for (size_t i = 0; i < n; ++i) col[i] = {rank_key(cols[k][i]), i};
+    std::sort(col.begin(), col.end());
+    for (size_t a = 0; a < n;) {
+      size_t b = a;
+      while (b + 1 < n && col[b + 1].first == col[a].first) ++b;
+      const double rank = 0.5 * static_cast<double>(a + b) + 1.0;
+      for (size_t t = a; t <= b; ++t)
+        out[col[t].second] += node.rule == 1 ? std::log(rank / static_cast<double>(n))
+                                             : rank / static_cast<double>(m);
+      a = b + 1;
+    }
+  }
+}
+
+bool Search::have_scores(const int32_t* rows, size_t n) {
   if (!full_) {
     const bool any_known = !known_.empty();
     next_stamp();
     for (size_t i = 0; i < n; ++i) {
-      const int32_t c = codes[i];
-      if (any_known && known_[c]) continue;
-      if (mark_[c] == stamp_) continue;
-      mark_[c] = stamp_;
-      need_.push_back(c);
+      const int32_t r = rows[i];
+      if (any_known && known_[r]) continue;
+      if (mark_[r] == stamp_) continue;
+      mark_[r] = stamp_;
+      need_.push_back(r);
     }
     if (!need_.empty()) return false;
   }
   for (size_t i = 0; i < n; ++i) {
-    if (!used_[codes[i]]) {
-      used_[codes[i]] = 1;
+    if (!used_[rows[i]]) {
+      used_[rows[i]] = 1;
       ++res_.scores_used;
     }
   }
@@ -181,7 +391,7 @@ bool Search::have_scores(const int32_t* codes, size_t n) {
 }
 
 bool Search::draw_warmup(const Rng& saved) {
-  order_ = sample_distinct(cfg_.warmup);
+  order_ = sample_distinct_rows(cfg_.warmup);
   if (!have_scores(order_.data(), order_.size())) {
     rng_ = saved;
     return false;
@@ -190,37 +400,134 @@ bool Search::draw_warmup(const Rng& saved) {
   return true;
 }
 
-double Search::train(int32_t code) {
-  const double v = gt_->val[code];
-  if (is_trained(code)) {
-    ++res_.revisits;
-    return v;
-  }
-  const double t = gt_->test[code];
+double Search::train(int32_t row) {
+  const double v = gt_->val(row);
+  const double t = gt_->test(row);
   const size_t k = res_.trained.size();
-  trained_at_[code] = static_cast<int32_t>(k);
-  res_.trained.push_back(code);
+  if (is_trained(row)) {
+    ++res_.revisits;
+  } else {
+    trained_at_[row] = static_cast<int32_t>(k);
+    ++res_.distinct;
+  }
+  ++res_.queries;
+  res_.trained.push_back(row);
   res_.val.push_back(v);
   res_.test.push_back(t);
   if (k == 0) {
     res_.best_val_curve.push_back(v);
-    res_.best_test_curve.push_back(t);
-    res_.selected_test_curve.push_back(t);
+    res_.test_curve.push_back(t);
+    res_.oracle_test_curve.push_back(t);
   } else {
+    // strictly better: on a tie the cell reached first stays selected
     const bool better = v > res_.best_val_curve.back();
     res_.best_val_curve.push_back(better ? v : res_.best_val_curve.back());
-    res_.best_test_curve.push_back(std::max(t, res_.best_test_curve.back()));
-    res_.selected_test_curve.push_back(better ? t : res_.selected_test_curve.back());
+    res_.test_curve.push_back(better ? t : res_.test_curve.back());
+    res_.oracle_test_curve.push_back(std::max(t, res_.oracle_test_curve.back()));
   }
   return v;
 }
 
+// ------------------------------------------------------------------- the universe's operators
+int32_t Search::row_of(Code c) const {
+  const int32_t r = gt_->row_of_code(c);
+  if (r < 0)
+    throw std::runtime_error("the " + space_->name() + " space produced " + space_->describe(c) +
+                             ", which the ground truth does not hold although it claims to cover "
+                             "the whole space");
+  return r;
+}
+
+int32_t Search::sample_row() {
+  if (pool_) return static_cast<int32_t>(rng_.below(static_cast<uint64_t>(universe())));
+  return row_of(space_->sample(rng_));
+}
+
+std::vector<int32_t> Search::sample_distinct_rows(int64_t n) {
+  std::vector<int32_t> out;
+  out.reserve(static_cast<size_t>(n));
+  if (!pool_) {
+    codes_ = space_->sample_distinct(n, rng_);
+    for (Code c : codes_) out.push_back(row_of(c));
+    return out;
+  }
+  const int64_t N = universe();
+  if (n * 4 <= N) {  // sparse draw: rejection against the stamp table
+    next_stamp();
+    while (static_cast<int64_t>(out.size()) < n) {
+      const int32_t r = static_cast<int32_t>(rng_.below(static_cast<uint64_t>(N)));
+      if (mark_[r] == stamp_) continue;
+      mark_[r] = stamp_;
+      out.push_back(r);
+    }
+    return out;
+  }
+  std::vector<int32_t> perm(N);
+  for (int64_t i = 0; i < N; ++i) perm[i] = static_cast<int32_t>(i);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t j = i + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(N - i)));
+    std::swap(perm[i], perm[j]);
+  }
+  perm.resize(n);
+  return perm;
+}
+
+const std::vector<int32_t>& Search::pool_neighbours(int32_t r) {
+  // The pool members nearest to r in the predictor encoding (squared Euclidean distance), as many
+  // as the space's own neighbourhood has (or all others in a smaller pool), nearest first, ties
+  // by code. Computed once per row.
+  const int64_t N = universe();
+  if (pool_nb_.empty()) {
+    pool_nb_.resize(N);
+    pool_nb_done_.assign(N, 0);
+  }
+  if (pool_nb_done_[r]) return pool_nb_[r];
+  const int F = space_->features();
+  std::vector<float> a(F), b(F);
+  space_->encode(gt_->code(r), a.data());
+  std::vector<std::tuple<double, Code, int32_t>> d;
+  d.reserve(N);
+  for (int64_t i = 0; i < N; ++i) {
+    if (i == r) continue;
+    const Code c = gt_->code(static_cast<int32_t>(i));
+    space_->encode(c, b.data());
+    double s = 0.0;
+    for (int f = 0; f < F; ++f) s += (static_cast<double>(a[f]) - b[f]) * (static_cast<double>(a[f]) - b[f]);
+    d.emplace_back(s, c, static_cast<int32_t>(i));
+  }
+  const size_t k = std::min(d.size(), static_cast<size_t>(std::max(1, space_->neighbourhood_size())));
+  std::partial_sort(d.begin(), d.begin() + k, d.end());
+  auto& out = pool_nb_[r];
+  out.clear();
+  for (size_t i = 0; i < k; ++i) out.push_back(std::get<2>(d[i]));
+  pool_nb_done_[r] = 1;
+  return out;
+}
+
+int32_t Search::mutate_row(int32_t r) {
+  if (!pool_) return row_of(space_->mutate(gt_->code(r), rng_));
+  const auto& nb = pool_neighbours(r);
+  if (nb.empty()) return r;  // a pool of one cell
+  return nb[rng_.below(nb.size())];
+}
+
+void Search::neighbour_rows(int32_t r, std::vector<int32_t>& out) {
+  out.clear();
+  if (pool_) {
+    const auto& nb = pool_neighbours(r);
+    out.assign(nb.begin(), nb.end());
+    return;
+  }
+  space_->neighbours(gt_->code(r), codes_);
+  for (Code c : codes_) out.push_back(row_of(c));
+}
+
 int32_t Search::sample_untrained() {
-  // Rejection sampling: expected tries 1 / (1 - trained fraction); a whole-space budget costs
+  // Rejection sampling: expected tries 1 / (1 - trained fraction); a whole-universe budget costs
   // about N ln N draws in total (coupon collector), still cheap.
   for (;;) {
-    const int32_t c = nb201::sample(rng_);
-    if (!is_trained(c)) return c;
+    const int32_t r = sample_row();
+    if (!is_trained(r)) return r;
   }
 }
 
@@ -229,55 +536,45 @@ void Search::sample_untrained_distinct(int64_t m, std::vector<int32_t>& out) {
   m = std::min(m, untrained());
   next_stamp();
   while (static_cast<int64_t>(out.size()) < m) {
-    const int32_t c = nb201::sample(rng_);
-    if (is_trained(c) || mark_[c] == stamp_) continue;
-    mark_[c] = stamp_;
-    out.push_back(c);
+    const int32_t r = sample_row();
+    if (is_trained(r) || mark_[r] == stamp_) continue;
+    mark_[r] = stamp_;
+    out.push_back(r);
   }
 }
 
-std::vector<int32_t> Search::sample_distinct(int64_t n) {
-  if (n * 4 <= kSpaceSize) {  // sparse draw: rejection against a stamp table
-    std::vector<int32_t> out;
-    out.reserve(n);
-    next_stamp();
-    while (static_cast<int64_t>(out.size()) < n) {
-      const int32_t c = nb201::sample(rng_);
-      if (mark_[c] == stamp_) continue;
-      mark_[c] = stamp_;
-      out.push_back(c);
-    }
-    return out;
-  }
-  return nb201::sample_distinct(n, rng_);
-}
-
-void Search::sort_by_score(std::vector<int32_t>& codes) const {
-  std::vector<std::pair<double, int32_t>> key(codes.size());
-  for (size_t i = 0; i < codes.size(); ++i) key[i] = {rank_key(score(codes[i])), codes[i]};
+void Search::sort_by_score(std::vector<int32_t>& rows) const {
+  std::vector<double> sc;
+  set_scores(rows.data(), rows.size(), sc);
+  std::vector<std::tuple<double, Code, int32_t>> key(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i)
+    key[i] = {rank_key(sc[i]), gt_->code(rows[i]), rows[i]};
   std::sort(key.begin(), key.end(), [](const auto& a, const auto& b) {
-    return a.first != b.first ? a.first > b.first : a.second < b.second;
+    return std::get<0>(a) != std::get<0>(b) ? std::get<0>(a) > std::get<0>(b)
+                                            : std::get<1>(a) < std::get<1>(b);
   });
-  for (size_t i = 0; i < codes.size(); ++i) codes[i] = key[i].second;
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = std::get<2>(key[i]);
 }
 
-int32_t Search::best_by_score(const int32_t* codes, size_t n) const {
+int32_t Search::best_by_score(const int32_t* rows, size_t n) const {
+  std::vector<double> sc;
+  set_scores(rows, n, sc);
   size_t best = 0;
-  double bk = rank_key(score(codes[0]));
+  double bk = rank_key(sc[0]);
   for (size_t i = 1; i < n; ++i) {
-    const double k = rank_key(score(codes[i]));
+    const double k = rank_key(sc[i]);
     if (k > bk) {
       bk = k;
       best = i;
     }
   }
-  return codes[best];
+  return rows[best];
 }
 
-size_t Search::prefer_untrained(int32_t* codes, size_t n) const {
+size_t Search::prefer_untrained(int32_t* rows, size_t n) const {
   size_t k = 0;
   for (size_t i = 0; i < n; ++i)
-    if (!is_trained(codes[i])) std::swap(codes[k++], codes[i]);
+    if (!is_trained(rows[i])) std::swap(rows[k++], rows[i]);
   return k > 0 ? k : n;
 }
 
@@ -290,7 +587,7 @@ std::vector<int32_t> Search::ask() {
       return need_;
     }
   }
-  res_.stalled = budget_left();
+  res_.failed = budget_left();
   done_ = true;
   return {};
 }
@@ -312,7 +609,6 @@ bool Search::step() {
   }
   return true;
 }
-
 // ---------------------------------------------------------------------------------- RAND
 // Baseline: train uniformly random untrained cells. +warmup(W): score W random cells and train
 // them in descending score order, then continue at random. +move(M): each step draws M random
@@ -351,14 +647,15 @@ bool Search::step_random() {
 
 // ------------------------------------------------------------------------------------ AE
 // Regularised (aging) evolution, Real et al. 2019: population P, tournament S drawn uniformly
-// with replacement, parent = best validation accuracy of the tournament, child = one-edge
-// mutation to a different op, the child replaces the oldest member. +warmup(W): the initial
-// population is the top-P of W random cells by score (trained best first). +move(M): score M
-// distinct random one-edge neighbours of the parent (all 24 when M >= 24) and take the best, or
-// with probability move_random_prob a random one of them; already-trained neighbours are passed
-// over while an untrained one is left (see prefer_untrained). The move also replaces the random
-// proposals of the initial population (those not filled by a warmup): each initial member is the
-// best-scored of M random untrained cells, so every cell AE trains is picked by the proxy.
+// with replacement, parent = best validation accuracy of the tournament, child = one mutation
+// (the space's; in a pool, one of the parent's nearest pool members), the child replaces the
+// oldest member. +warmup(W): the initial population is the top-P of W random cells by score
+// (trained best first). +move(M): score M distinct random neighbours of the parent (all of them
+// when M >= the neighbourhood size) and take the best, or with probability move_random_prob a
+// random one of them; already-trained neighbours are passed over while an untrained one is left
+// (see prefer_untrained). The move also replaces the random proposals of the initial population
+// (those not filled by a warmup): each initial member is the best-scored of M random untrained
+// cells, so every cell AE trains is picked by the proxy.
 bool Search::step_evolution() {
   const Rng saved = rng_;
   const size_t P = static_cast<size_t>(cfg_.population);
@@ -387,9 +684,9 @@ bool Search::step_evolution() {
       c = sample_untrained();
       ++res_.proposals;
     }
-    pop_code_.push_back(c);
+    pop_row_.push_back(c);
     pop_val_.push_back(train(c));
-    if (pop_code_.size() >= P) {
+    if (pop_row_.size() >= P) {
       phase_ = Phase::kMain;
       pop_oldest_ = 0;
     }
@@ -402,36 +699,40 @@ bool Search::step_evolution() {
     const size_t k = static_cast<size_t>(rng_.below(P));
     if (pop_val_[k] > pop_val_[best]) best = k;
   }
-  const int32_t parent = pop_code_[best];
+  const int32_t parent = pop_row_[best];
   int32_t child;
   if (cfg_.move > 0) {
-    const auto nb = nb201::neighbours(parent);
-    int32_t cand[nb201::kNeighbours];
-    size_t n = nb201::kNeighbours;
-    std::copy(nb.begin(), nb.end(), cand);
-    if (cfg_.move < nb201::kNeighbours) {  // M distinct neighbours: partial Fisher-Yates
-      n = static_cast<size_t>(cfg_.move);
-      for (size_t i = 0; i < n; ++i) {
-        const size_t j = i + static_cast<size_t>(rng_.below(nb201::kNeighbours - i));
-        std::swap(cand[i], cand[j]);
+    neighbour_rows(parent, scratch_);
+    const size_t nb = scratch_.size();
+    if (nb == 0) {
+      child = mutate_row(parent);
+      ++res_.proposals;
+    } else {
+      size_t n = nb;
+      if (static_cast<size_t>(cfg_.move) < nb) {  // M distinct neighbours: partial Fisher-Yates
+        n = static_cast<size_t>(cfg_.move);
+        for (size_t i = 0; i < n; ++i) {
+          const size_t j = i + static_cast<size_t>(rng_.below(nb - i));
+          std::swap(scratch_[i], scratch_[j]);
+        }
       }
+      if (!have_scores(scratch_.data(), n)) {
+        rng_ = saved;
+        return false;
+      }
+      res_.proposals += static_cast<int64_t>(n);
+      n = prefer_untrained(scratch_.data(), n);
+      if (cfg_.move_random_prob > 0.0 && rng_.uniform() < cfg_.move_random_prob)
+        child = scratch_[rng_.below(n)];
+      else
+        child = best_by_score(scratch_.data(), n);
     }
-    if (!have_scores(cand, n)) {
-      rng_ = saved;
-      return false;
-    }
-    res_.proposals += static_cast<int64_t>(n);
-    n = prefer_untrained(cand, n);
-    if (cfg_.move_random_prob > 0.0 && rng_.uniform() < cfg_.move_random_prob)
-      child = cand[rng_.below(n)];
-    else
-      child = best_by_score(cand, n);
   } else {
-    child = nb201::mutate(parent, rng_);
+    child = mutate_row(parent);
     ++res_.proposals;
   }
   const double v = train(child);
-  pop_code_[pop_oldest_] = child;
+  pop_row_[pop_oldest_] = child;
   pop_val_[pop_oldest_] = v;
   pop_oldest_ = (pop_oldest_ + 1) % P;
   ++res_.steps;
@@ -441,20 +742,25 @@ bool Search::step_evolution() {
 std::vector<int32_t> Search::population() const {
   if (cfg_.algo != Algo::kEvolution) return {};
   std::vector<int32_t> out;
-  const size_t P = pop_code_.size();
+  const size_t P = pop_row_.size();
   for (size_t i = 0; i < P; ++i) {
     const size_t k = P == static_cast<size_t>(cfg_.population) ? (pop_oldest_ + i) % P : i;
-    out.push_back(pop_code_[k]);
+    out.push_back(pop_row_[k]);
   }
   return out;
 }
 
 // ------------------------------------------------------------------------------------ RL
-// REINFORCE (Williams 1992) with a factorised categorical policy, one softmax over the 5 ops per
-// edge: p(cell) = prod_e softmax(theta_e)[op_e]. After each trained cell with reward r (validation
+// REINFORCE (Williams 1992) with a factorised categorical policy, one softmax per decision of the
+// space (NB201: 5 ops per edge; NB101: an op per node and a Bernoulli per edge):
+// p(cell) = prod_d softmax(theta_d)[c_d]. After each trained cell with reward r (validation
 // accuracy, %), the baseline b is the bias-corrected exponential moving average of the rewards
 // (momentum 0.9, updated with r first, as in NAS-Bench-201's reinforce.py) and Adam (lr 0.01)
-// descends L = -(r - b) log p(cell): dL/dtheta_e,o = -(r - b)(1[o = op_e] - p_e(o)).
+// descends L = -(r - b) log p(cell): dL/dtheta_d,o = -(r - b)(1[o = c_d] - p_d(o)).
+// Decisions that describe no valid architecture are drawn again (the restriction to valid cells is
+// left out of the gradient: with the moving-average baseline its expected contribution is ~0).
+// In a pool the policy is restricted exactly to the pool, q(cell) = p(cell) / sum_pool p, and the
+// gradient of log q replaces p_d(o) with its expectation under q (docs/spaces.md, "Pools").
 // +warmup(W): before any training, the policy is pre-trained by the same rule on W cells that it
 // samples itself in batches of rl_warmup_batch, with reward = the cell's percentile (0..100) among
 // all proxy scores seen during warmup (scale-free: synflow spans 1e30..1e61); the baseline and
@@ -462,30 +768,75 @@ std::vector<int32_t> Search::population() const {
 // policy and trains only the one with the best proxy score (untrained samples first, see
 // prefer_untrained); the update uses that cell.
 void Search::rl_refresh_probs() {
-  for (int e = 0; e < kEdges; ++e) {
-    double mx = theta_[e][0];
-    for (int o = 1; o < kOps; ++o) mx = std::max(mx, theta_[e][o]);
+  for (size_t d = 0; d < n_dec_; ++d) {
+    const int K = dec_size_[d];
+    double* th = theta_.data() + dec_off_[d];
+    double* pr = prob_.data() + dec_off_[d];
+    double* cu = cum_.data() + dec_off_[d];
+    double mx = th[0];
+    for (int o = 1; o < K; ++o) mx = std::max(mx, th[o]);
     double z = 0.0;
-    for (int o = 0; o < kOps; ++o) z += (prob_[e][o] = std::exp(theta_[e][o] - mx));
+    for (int o = 0; o < K; ++o) z += (pr[o] = std::exp(th[o] - mx));
     const double inv = 1.0 / z;
     double c = 0.0;
-    for (int o = 0; o < kOps; ++o) {
-      prob_[e][o] *= inv;
-      c += prob_[e][o];
-      cum_[e][o] = c;
+    for (int o = 0; o < K; ++o) {
+      pr[o] *= inv;
+      c += pr[o];
+      cu[o] = c;
     }
-    cum_[e][kOps - 1] = 2.0;  // guard against rounding: the last op catches u close to 1
+    cu[K - 1] = 2.0;  // guard against rounding: the last category catches u close to 1
   }
+  if (!pool_) {
+    expect_ = prob_;
+    return;
+  }
+  // restricted to the pool: q(row) proportional to prod_d p_d(dec[row][d])
+  const int64_t N = universe();
+  std::vector<double> logq(N);
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t r = 0; r < N; ++r) {
+    const uint8_t* dr = &pool_dec_[r * n_dec_];
+    double s = 0.0;
+    for (size_t d = 0; d < n_dec_; ++d) s += std::log(prob_[dec_off_[d] + dr[d]]);
+    logq[r] = s;
+    mx = std::max(mx, s);
+  }
+  double z = 0.0;
+  for (int64_t r = 0; r < N; ++r) z += (logq[r] = std::exp(logq[r] - mx));
+  std::fill(expect_.begin(), expect_.end(), 0.0);
+  double c = 0.0;
+  for (int64_t r = 0; r < N; ++r) {
+    const double q = logq[r] / z;
+    c += q;
+    pool_cum_[r] = c;
+    const uint8_t* dr = &pool_dec_[r * n_dec_];
+    for (size_t d = 0; d < n_dec_; ++d) expect_[dec_off_[d] + dr[d]] += q;
+  }
+  pool_cum_[N - 1] = 2.0;
 }
 
-int32_t Search::rl_sample(nb201::Ops& ops) {
-  for (int e = 0; e < kEdges; ++e) {
+int32_t Search::rl_sample(uint8_t* dec) {
+  if (pool_) {
     const double u = rng_.uniform();
-    int o = 0;
-    while (u >= cum_[e][o]) ++o;
-    ops[e] = static_cast<uint8_t>(o);
+    const int32_t r = static_cast<int32_t>(
+        std::upper_bound(pool_cum_.begin(), pool_cum_.end(), u) - pool_cum_.begin());
+    std::copy(&pool_dec_[r * n_dec_], &pool_dec_[r * n_dec_] + n_dec_, dec);
+    return r;
   }
-  return nb201::encode(ops);
+  constexpr int kTries = 100000;
+  for (int t = 0; t < kTries; ++t) {
+    for (size_t d = 0; d < n_dec_; ++d) {
+      const double u = rng_.uniform();
+      const double* cu = cum_.data() + dec_off_[d];
+      int o = 0;
+      while (u >= cu[o]) ++o;
+      dec[d] = static_cast<uint8_t>(o);
+    }
+    Code c;
+    if (space_->from_decisions(dec, &c)) return row_of(c);
+  }
+  throw std::runtime_error("the REINFORCE policy drew no valid " + space_->name() +
+                           " architecture in 100,000 tries");
 }
 
 void Search::rl_baseline_update(double r) {
@@ -493,36 +844,44 @@ void Search::rl_baseline_update(double r) {
   ema_den_ = cfg_.rl_momentum * ema_den_ + (1.0 - cfg_.rl_momentum);
 }
 
-void Search::rl_update(const nb201::Ops* cells, const double* adv, size_t n) {
-  double g[kEdges][kOps];
+void Search::rl_update(const std::vector<uint8_t>& dec, const double* adv, size_t n) {
+  std::vector<double>& g = rl_grad_;
+  g.resize(n_logits_);
   const double inv = 1.0 / static_cast<double>(n);
   double a = 0.0;
   for (size_t i = 0; i < n; ++i) a += adv[i];
-  for (int e = 0; e < kEdges; ++e)
-    for (int o = 0; o < kOps; ++o) g[e][o] = a * prob_[e][o] * inv;  // the -p_e(o) part
+  for (size_t j = 0; j < n_logits_; ++j) g[j] = a * expect_[j] * inv;  // the -E[1[o = c_d]] part
   for (size_t i = 0; i < n; ++i)
-    for (int e = 0; e < kEdges; ++e) g[e][cells[i][e]] -= adv[i] * inv;  // the 1[o = op_e] part
+    for (size_t d = 0; d < n_dec_; ++d) g[dec_off_[d] + dec[i * n_dec_ + d]] -= adv[i] * inv;
   // Adam (Kingma & Ba 2015), bias corrections from running powers of beta1, beta2
   constexpr double b1 = 0.9, b2 = 0.999, eps = 1e-8;
   adam_p1_ *= b1;
   adam_p2_ *= b2;
   const double s1 = cfg_.rl_lr / (1.0 - adam_p1_);
   const double r2 = 1.0 / (1.0 - adam_p2_);
-  for (int e = 0; e < kEdges; ++e)
-    for (int o = 0; o < kOps; ++o) {
-      m_[e][o] = b1 * m_[e][o] + (1.0 - b1) * g[e][o];
-      v_[e][o] = b2 * v_[e][o] + (1.0 - b2) * g[e][o] * g[e][o];
-      theta_[e][o] -= s1 * m_[e][o] / (std::sqrt(v_[e][o] * r2) + eps);
-    }
+  for (size_t j = 0; j < n_logits_; ++j) {
+    m_[j] = b1 * m_[j] + (1.0 - b1) * g[j];
+    v_[j] = b2 * v_[j] + (1.0 - b2) * g[j] * g[j];
+    theta_[j] -= s1 * m_[j] / (std::sqrt(v_[j] * r2) + eps);
+  }
   rl_refresh_probs();
 }
 
 std::vector<double> Search::policy() const {
   if (cfg_.algo != Algo::kReinforce) return {};
-  std::vector<double> out;
-  for (int e = 0; e < kEdges; ++e)
-    for (int o = 0; o < kOps; ++o) out.push_back(prob_[e][o]);
-  return out;
+  return prob_;
+}
+
+std::vector<double> Search::pool_probabilities() const {
+  if (cfg_.algo != Algo::kReinforce || !pool_) return {};
+  std::vector<double> q(pool_cum_.size());
+  double prev = 0.0;
+  for (size_t r = 0; r < q.size(); ++r) {
+    const double c = r + 1 == q.size() ? 1.0 : pool_cum_[r];
+    q[r] = c - prev;
+    prev = c;
+  }
+  return q;
 }
 
 bool Search::step_reinforce() {
@@ -530,21 +889,34 @@ bool Search::step_reinforce() {
   if (phase_ == Phase::kWarmup) {
     const int64_t done = res_.proposals;  // during warmup every proposal is a warmup sample
     const int64_t n = std::min(cfg_.rl_warmup_batch, cfg_.warmup - done);
-    std::vector<nb201::Ops> cells(n);
+    std::vector<uint8_t> dec(static_cast<size_t>(n) * n_dec_);
     scratch_.resize(n);
-    for (int64_t i = 0; i < n; ++i) scratch_[i] = rl_sample(cells[i]);
+    for (int64_t i = 0; i < n; ++i) scratch_[i] = rl_sample(&dec[i * n_dec_]);
     if (!have_scores(scratch_.data(), scratch_.size())) {
       rng_ = saved;
       return false;
     }
-    for (int64_t i = 0; i < n; ++i) {  // insert the batch into the sorted history
-      const double k = rank_key(score(scratch_[i]));
-      warm_seen_.insert(std::upper_bound(warm_seen_.begin(), warm_seen_.end(), k), k);
+    // the batch's scores as compared with every cell seen in the warmup so far
+    std::vector<double> batch_score(n);
+    if (cfg_.ensemble.empty()) {
+      for (int64_t i = 0; i < n; ++i) batch_score[i] = rank_key(score(scratch_[i]));
+    } else {  // an ensemble ranks over the cells compared: all cells seen so far
+      warm_rows_.insert(warm_rows_.end(), scratch_.begin(), scratch_.end());
+      std::vector<double> all;
+      set_scores(warm_rows_.data(), warm_rows_.size(), all);
+      warm_seen_.clear();
+      for (double v : all) warm_seen_.push_back(rank_key(v));
+      std::sort(warm_seen_.begin(), warm_seen_.end());
+      for (int64_t i = 0; i < n; ++i) batch_score[i] = rank_key(all[all.size() - n + i]);
     }
+    if (cfg_.ensemble.empty())
+      for (int64_t i = 0; i < n; ++i)  // insert the batch into the sorted history
+        warm_seen_.insert(std::upper_bound(warm_seen_.begin(), warm_seen_.end(), batch_score[i]),
+                          batch_score[i]);
     std::vector<double> adv(n);
     const double total = static_cast<double>(warm_seen_.size());
     for (int64_t i = 0; i < n; ++i) {
-      const double k = rank_key(score(scratch_[i]));
+      const double k = batch_score[i];
       const auto lo = std::lower_bound(warm_seen_.begin(), warm_seen_.end(), k);
       const auto hi = std::upper_bound(lo, warm_seen_.end(), k);
       const double below = static_cast<double>(lo - warm_seen_.begin());
@@ -553,63 +925,75 @@ bool Search::step_reinforce() {
       rl_baseline_update(r);
       adv[i] = r - rl_baseline();
     }
-    rl_update(cells.data(), adv.data(), cells.size());
+    rl_update(dec, adv.data(), static_cast<size_t>(n));
     res_.proposals += n;
     if (res_.proposals >= cfg_.warmup) {
       phase_ = Phase::kMain;
       ema_num_ = ema_den_ = 0.0;
       adam_p1_ = adam_p2_ = 1.0;
-      for (int e = 0; e < kEdges; ++e)
-        for (int o = 0; o < kOps; ++o) m_[e][o] = v_[e][o] = 0.0;
+      std::fill(m_.begin(), m_.end(), 0.0);
+      std::fill(v_.begin(), v_.end(), 0.0);
       warm_seen_.clear();
       warm_seen_.shrink_to_fit();
+      warm_rows_.clear();
+      warm_rows_.shrink_to_fit();
     }
     ++res_.steps;
     return true;
   }
-  nb201::Ops ops{};
-  int32_t code;
+  std::vector<uint8_t>& dec = rl_dec_;
+  dec.resize(n_dec_);
+  int32_t row;
   if (cfg_.move > 0) {
     const int64_t m = cfg_.move;
+    std::vector<uint8_t> all(static_cast<size_t>(m) * n_dec_);
     scratch_.resize(m);
-    for (int64_t i = 0; i < m; ++i) scratch_[i] = rl_sample(ops);  // the chosen cell is re-decoded
+    for (int64_t i = 0; i < m; ++i) scratch_[i] = rl_sample(&all[i * n_dec_]);
     if (!have_scores(scratch_.data(), scratch_.size())) {
       rng_ = saved;
       return false;
     }
     res_.proposals += m;
+    // the chosen sample's own decisions feed the update: remember where each row was drawn
+    std::vector<int32_t> drawn(scratch_.begin(), scratch_.end());
     const size_t n = prefer_untrained(scratch_.data(), scratch_.size());
-    code = best_by_score(scratch_.data(), n);
-    ops = nb201::decode(code);
+    row = best_by_score(scratch_.data(), n);
+    const size_t at = static_cast<size_t>(std::find(drawn.begin(), drawn.end(), row) - drawn.begin());
+    std::copy(&all[at * n_dec_], &all[at * n_dec_] + n_dec_, dec.begin());
   } else {
-    code = rl_sample(ops);
+    row = rl_sample(dec.data());
     ++res_.proposals;
   }
-  const double r = train(code);
+  const double r = train(row);
   rl_baseline_update(r);
   const double adv = r - rl_baseline();
-  rl_update(&ops, &adv, 1);
+  rl_update(dec, &adv, 1);
   ++res_.steps;
   return true;
 }
 
 // ------------------------------------------------------------------------------------ BP
 // Predictor-based search (after BRP-NAS): in rounds of K = bp_batch cells, fit the ranking
-// predictor (predictor.hpp) on all cells trained so far (validation accuracy), rank every
-// untrained cell of the space, and train the K best predicted. The first round, before any
-// accuracy is known, trains K random cells. +warmup(W): pre-train the predictor on the proxy
-// ranking of W random cells (the paper: 256), so the first round already trains the top
-// predicted cells; later refits fine-tune those weights. +move(M): each round proposes
-// max(M, K) cells (top predicted; random in a first round without warmup), scores them, and
-// trains the K with the best proxy scores.
+// predictor (predictor.hpp) on all cells trained so far (validation accuracy), rank the untrained
+// cells of the universe (all of them, or bp_candidates random ones), and train the K best
+// predicted. The first round, before any accuracy is known, trains K random cells. +warmup(W):
+// pre-train the predictor on the proxy ranking of W random cells (the paper: 256), so the first
+// round already trains the top predicted cells; later refits fine-tune those weights. +move(M):
+// each round proposes max(M, K) cells (top predicted; random in a first round without warmup),
+// scores them, and trains the K with the best proxy scores.
 bool Search::step_predictor() {
   const Rng saved = rng_;
   const int64_t K = cfg_.bp_batch;
+  auto codes_of = [this](const std::vector<int32_t>& rows) {
+    std::vector<Code> c(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) c[i] = gt_->code(rows[i]);
+    return c;
+  };
   if (phase_ == Phase::kWarmup) {
     if (!draw_warmup(saved)) return false;
-    std::vector<double> y(order_.size());
-    for (size_t i = 0; i < order_.size(); ++i) y[i] = score(order_[i]);
-    pred_->fit(order_, y, cfg_.bp_warmup_iters, cfg_.bp_pairs, rng_);
+    std::vector<double> y;
+    set_scores(order_.data(), order_.size(), y);
+    pred_->fit(codes_of(order_), y, cfg_.bp_warmup_iters, cfg_.bp_pairs, rng_);
     bp_fitted_ = true;
     phase_ = Phase::kFit;
     ++res_.steps;
@@ -618,25 +1002,34 @@ bool Search::step_predictor() {
   const int64_t want = std::max(K, cfg_.move);
   if (phase_ == Phase::kFit) {
     if (!res_.trained.empty()) {
-      pred_->fit(res_.trained, res_.val, cfg_.bp_iters, cfg_.bp_pairs, rng_);
+      pred_->fit(codes_of(res_.trained), res_.val, cfg_.bp_iters, cfg_.bp_pairs, rng_);
       bp_fitted_ = true;
     }
     if (!bp_fitted_) {
       sample_untrained_distinct(want, cand_);
     } else {
+      std::vector<int32_t> pool;
+      if (cfg_.bp_candidates > 0) {
+        sample_untrained_distinct(cfg_.bp_candidates, pool);
+      } else {
+        pool.reserve(static_cast<size_t>(untrained()));
+        for (int64_t r = 0; r < universe(); ++r)
+          if (!is_trained(static_cast<int32_t>(r))) pool.push_back(static_cast<int32_t>(r));
+      }
       std::vector<float> f;
-      pred_->predict_all(f);
-      std::vector<std::pair<float, int32_t>> key;
-      key.reserve(kSpaceSize);
-      for (int32_t c = 0; c < kSpaceSize; ++c)
-        if (!is_trained(c)) key.emplace_back(std::isnan(f[c]) ? -INFINITY : f[c], c);
+      pred_->predict_many(codes_of(pool), f);
+      std::vector<std::tuple<float, Code, int32_t>> key;
+      key.reserve(pool.size());
+      for (size_t i = 0; i < pool.size(); ++i)
+        key.emplace_back(std::isnan(f[i]) ? -INFINITY : f[i], gt_->code(pool[i]), pool[i]);
       const size_t n = std::min(static_cast<size_t>(want), key.size());
       auto cmp = [](const auto& a, const auto& b) {
-        return a.first != b.first ? a.first > b.first : a.second < b.second;
+        return std::get<0>(a) != std::get<0>(b) ? std::get<0>(a) > std::get<0>(b)
+                                                : std::get<1>(a) < std::get<1>(b);
       };
       std::partial_sort(key.begin(), key.begin() + n, key.end(), cmp);
       cand_.resize(n);
-      for (size_t i = 0; i < n; ++i) cand_[i] = key[i].second;
+      for (size_t i = 0; i < n; ++i) cand_[i] = std::get<2>(key[i]);
     }
     res_.proposals += static_cast<int64_t>(cand_.size());
     phase_ = Phase::kMain;
@@ -675,7 +1068,7 @@ BenchResult bench(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
     const Result& res = s.result();
     out.steps += res.steps;
     out.proposals += res.proposals;
-    out.trained += static_cast<int64_t>(res.trained.size());
+    out.trained += res.queries;
     ++out.searches;
   }
   const auto t1 = std::chrono::steady_clock::now();

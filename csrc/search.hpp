@@ -1,31 +1,49 @@
-// Zero-cost NAS search driver over NAS-Bench-201 (torch-free C++17).
+// Zero-cost NAS search driver over any search space (torch-free C++17).
 //
 // Simulates the searches of Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS" (ICLR 2021),
 // section 5: random search (RAND), aging/regularised evolution (AE, Real et al. 2019), REINFORCE
 // (RL, Williams 1992 as used by NAS-Bench-201) and a predictor-based search (BP, after BRP-NAS,
 // Dudziak et al. 2020), each optionally with a zero-cost *warmup* (pre-selection / pre-training on
-// proxy scores) and a zero-cost *move* proposal (the proxy picks the candidate to train).
+// proxy scores) and a zero-cost *move* proposal (the proxy picks the candidate to train). The
+// space comes in through space.hpp; nothing here knows a particular space.
 //
-// "Training" a cell is a look-up in the ground-truth tables the driver holds: validation accuracy
-// drives selection, test accuracy is reported. Each distinct cell trained costs one unit of the
-// budget; training a cell again is free (its accuracy is already known).
+// "Training" a cell is a query of the training oracle, a look-up in the ground-truth table the
+// driver holds (GroundTruth): validation accuracy drives selection, test accuracy is reported. Every
+// query costs one trained model of the budget, whether or not the cell was queried before (the rule
+// benchmark simulators use: the algorithm asked for a training run, so it pays for one). What stays
+// free is reading results the algorithm already holds without querying again: the population's
+// accuracies in AE's tournament, and the check "was this cell trained already?" that lets a move
+// proposal prefer untrained candidates (docs/search.md, "Budget accounting").
 //
-// Zero-cost scores arrive through an ask/tell protocol: `Search::ask()` runs the algorithm until it
-// needs proxy scores it does not have, rolls the current step back (only the RNG may have moved),
-// and returns the distinct cells to score; `Search::tell()` stores them and the next `ask()` replays
-// the step, which now finds its scores. A search given a complete score table never asks.
-// Higher proxy scores are better; a NaN score ranks below every number (never silently replaced).
+// The ground truth decides the *universe* the search runs in. When it covers every network of the
+// space (NB201's 15,625 cells, NB101's official file) the search uses the space's own sampling,
+// mutation and neighbours. When it covers a subset (a *pool*, e.g. the 292 distinct NB101 cells of a
+// bundled sample), every proposal is a pool member: sampling is uniform over the pool, the
+// neighbours of a cell are the pool members nearest to it in the predictor encoding, mutation picks
+// one of them, and the RL policy is restricted to the pool (docs/spaces.md, "Pools").
+//
+// Inside, a cell is a *row* of the ground-truth table. Zero-cost scores arrive through an ask/tell
+// protocol: `Search::ask()` runs the algorithm until it needs proxy scores it does not have, rolls
+// the current step back (only the RNG may have moved), and returns the distinct rows to score;
+// `Search::tell()` stores them and the next `ask()` replays the step, which now finds its scores. A
+// search given a complete score table never asks. Higher proxy scores are better; a NaN score ranks
+// below every number (never silently replaced).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
-#include "nb201.hpp"
 #include "predictor.hpp"
 #include "rng.hpp"
+#include "space.hpp"
 
 namespace zc::search {
+
+using space::Code;
+using space::Key;
+using space::SpacePtr;
 
 enum class Algo : int { kRandom = 0, kEvolution = 1, kReinforce = 2, kPredictor = 3 };
 
@@ -36,12 +54,12 @@ const char* algo_name(Algo a);
 
 struct Config {
   Algo algo = Algo::kRandom;
-  int64_t budget = 300;  // distinct cells to train, 1..15,625
-  int64_t warmup = 0;    // W: zero-cost warmup size (0 = off), 0..15,625
+  int64_t budget = 300;  // oracle queries (trained models), 1..cells in the universe
+  int64_t warmup = 0;    // W: zero-cost warmup size (0 = off), 0..cells in the universe
   int64_t move = 0;      // M: zero-cost move proposal size (0 = off)
   uint64_t seed = 0;
 
-  // AE (PROXIES.md section 5)
+  // AE (docs/search.md)
   int64_t population = 64;
   int64_t tournament = 10;
   double move_random_prob = 0.25;  // AE+move: probability of a random neighbour instead of the best
@@ -59,108 +77,181 @@ struct Config {
   int64_t bp_pairs = 64;            // pairs per Adam step
   double bp_lr = 3e-3;
   double bp_weight_decay = 5e-4;
+  // Cells the predictor ranks per round: 0 = every untrained cell of the universe; N = N random
+  // untrained cells (for universes too large to rank in full every round).
+  int64_t bp_candidates = 0;
 
-  // Guard against searches that keep proposing cells they have already trained (e.g. a collapsed
-  // RL policy): stop after this many steps (0 = automatic: max(100,000, 1,000 * budget)).
+  // Zero-cost scores with several members (a label-free ensemble, docs/proxies_modern.md): every
+  // cell has `score_members` proxy scores (columns 0..m-1), and `ensemble` says how to combine
+  // them, as an expression: a column number, or rule(child, child, ...) with rule "logrank"
+  // (sum of log(rank / n)), "meanrank" or "vote" (Copeland count of the pairwise majority vote),
+  // e.g. "logrank(0,logrank(1,2,3,4),5)". Whenever the search compares cells (a warmup pool,
+  // move candidates, the cells seen by RL's warmup) every child is evaluated over exactly those
+  // cells and ranked over them (average ranks, NaN lowest). Empty: one member, the raw scores.
+  int64_t score_members = 1;
+  std::string ensemble;
+
+  // Guard against searches that take steps without querying the oracle forever: stop after this
+  // many steps (0 = automatic: max(100,000, 1,000 * budget)); the run is then marked failed.
   int64_t max_steps = 0;
 };
 
-// Throws std::invalid_argument naming the first bad value.
+// Throws std::invalid_argument naming the first bad value (the checks that need no universe;
+// Search's constructor checks the sizes against its universe).
 void validate(const Config& c);
+// The columns an ensemble expression reads (throws std::invalid_argument naming a bad part).
+std::vector<int64_t> ensemble_columns(const std::string& expr);
 
-// Ground truth by cell code (index = code), shared by many searches.
-struct GroundTruth {
-  std::vector<double> val;   // selection signal (validation accuracy, %)
-  std::vector<double> test;  // reported (test accuracy, %)
-  GroundTruth(std::vector<double> v, std::vector<double> t);  // checks sizes and finiteness
+// A node of a parsed ensemble expression: rule (0 = a score column, 1 logrank, 2 meanrank,
+// 3 vote), the column of a leaf, the children of a rule.
+struct EnsembleNode {
+  int rule = 0;
+  int64_t column = 0;
+  std::vector<EnsembleNode> children;
+};
+
+// The training oracle: validation and test accuracy of the cells of a universe, one row each,
+// keyed by the space's key (rows must have distinct keys), shared by many searches.
+class GroundTruth {
+ public:
+  // Checks every code with the space, finiteness of the values and distinct keys.
+  GroundTruth(SpacePtr space, std::vector<Code> codes, std::vector<double> val,
+              std::vector<double> test);
+
+  const SpacePtr& space() const { return space_; }
+  size_t rows() const { return code_.size(); }
+  // True when the table covers every network of the space (then searches use the space's own
+  // operators); false for a pool.
+  bool complete() const { return complete_; }
+  int32_t row_of_key(Key k) const;  // -1 when absent
+  int32_t row_of_code(Code c) const { return row_of_key(space_->key(c)); }
+  Code code(int32_t r) const { return code_[r]; }
+  double val(int32_t r) const { return val_[r]; }
+  double test(int32_t r) const { return test_[r]; }
+
+ private:
+  SpacePtr space_;
+  std::vector<Code> code_;
+  std::vector<double> val_, test_;
+  bool complete_ = false;
+  std::vector<int32_t> dense_;                  // key -> row, for dense_keys() spaces
+  std::unordered_map<Key, int32_t> map_;        // key -> row otherwise
 };
 
 struct Result {
-  std::vector<int32_t> trained;  // cell codes in the order they were trained (distinct)
+  std::vector<int32_t> trained;  // ground-truth rows in query order, one per query (repeats kept)
   std::vector<double> val, test;  // their accuracies
-  std::vector<double> best_val_curve;       // max val accuracy after k+1 trained cells
-  std::vector<double> best_test_curve;      // max test accuracy after k+1 trained cells
-  std::vector<double> selected_test_curve;  // test accuracy of the best-by-val cell so far
+  // The headline curve: test_curve[n-1] = test accuracy of the cell with the best validation
+  // accuracy among the first n queries (the first one reached on ties): the model a user of the
+  // search would deploy after n trained models.
+  std::vector<double> test_curve;
+  std::vector<double> best_val_curve;     // max validation accuracy among the first n queries
+  // Diagnostic only: max *test* accuracy among the first n queries, an oracle no searcher has.
+  std::vector<double> oracle_test_curve;
+  int64_t queries = 0;     // oracle queries = trained models charged (the budget when complete)
+  int64_t distinct = 0;    // distinct cells among them
+  int64_t revisits = 0;    // queries of a cell queried before (charged like any other)
   int64_t steps = 0;       // algorithm steps committed
-  int64_t proposals = 0;   // candidate cells generated (trained or zero-cost scored)
-  int64_t revisits = 0;    // proposals chosen for training that were already trained (free)
+  int64_t proposals = 0;   // candidate cells generated (queried or zero-cost scored)
   int64_t scores_used = 0; // distinct cells whose proxy score the search consumed
   int64_t asks = 0;        // ask() calls that returned cells to score
-  bool stalled = false;    // max_steps reached before the budget was spent
+  bool failed = false;     // the step guard stopped the run before it spent its budget
 };
 
 class Search {
  public:
-  // full_scores: optional complete proxy table by code (15,625 values); without it scores come
-  // through ask/tell.
+  // full_scores: optional complete proxy table by ground-truth row (rows x score_members,
+  // row-major); without it scores come through ask/tell.
   Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
          std::shared_ptr<const std::vector<double>> full_scores = nullptr);
 
   // Runs until the budget is spent, the step guard trips, or proxy scores are missing. Returns
-  // the distinct codes to score (empty: the search is finished).
+  // the distinct rows to score (empty: the search is finished).
   std::vector<int32_t> ask();
-  // Stores proxy scores (any cells, any order; later values overwrite earlier ones).
-  void tell(const int32_t* codes, const double* scores, size_t n);
+  // Stores proxy scores of n rows (n x score_members values, row-major; any rows, any order;
+  // later values overwrite earlier ones).
+  void tell(const int32_t* rows, const double* scores, size_t n);
   bool done() const { return done_; }
   // Runs to the end; requires a complete score table (or no need for scores).
   void run();
 
   const Result& result() const { return res_; }
   const Config& config() const { return cfg_; }
-  // RL: current policy probabilities (6 x 5, row-major); empty for other algorithms.
+  bool pool() const { return pool_; }
+  // RL: current probabilities of every decision's categories, concatenated; empty otherwise.
   std::vector<double> policy() const;
-  // AE: current population (codes, oldest first); empty for other algorithms.
+  // RL in a pool: the restricted policy q over the pool's rows; empty otherwise.
+  std::vector<double> pool_probabilities() const;
+  // AE: current population (rows, oldest first); empty for other algorithms.
   std::vector<int32_t> population() const;
 
  private:
   enum class Phase { kWarmup, kWarmTrain, kInit, kMain, kFit };
 
   bool step();  // one step; false = scores missing (state rolled back, need_ filled)
-  bool have_scores(const int32_t* codes, size_t n);
+  bool have_scores(const int32_t* rows, size_t n);
   // Warmup: draws cfg_.warmup distinct cells into order_ and counts them as proposals; false
   // (RNG restored to `saved`, need_ filled) while some of their scores are missing.
   bool draw_warmup(const Rng& saved);
-  double score(int32_t code) const;
-  double train(int32_t code);  // look-up; charges the budget once per distinct cell
-  bool is_trained(int32_t code) const { return trained_at_[code] >= 0; }
-  bool budget_left() const { return static_cast<int64_t>(res_.trained.size()) < cfg_.budget; }
-  int64_t untrained() const { return nb201::kSpaceSize - static_cast<int64_t>(res_.trained.size()); }
+  double score(int32_t row, int64_t member = 0) const;
+  // The scores the search compares for these rows: the raw score with one member, else the
+  // ensemble over exactly these rows (see Config::ensemble).
+  void set_scores(const int32_t* rows, size_t n, std::vector<double>& out) const;
+  void eval_node(const EnsembleNode& node, const int32_t* rows, size_t n,
+                 std::vector<double>& out) const;
+  EnsembleNode ens_;
+  double train(int32_t row);  // one oracle query: charges one trained model, always
+  bool is_trained(int32_t row) const { return trained_at_[row] >= 0; }
+  bool budget_left() const { return res_.queries < cfg_.budget; }
+  int64_t untrained() const { return universe() - res_.distinct; }
+  int64_t universe() const { return static_cast<int64_t>(gt_->rows()); }
+
+  // ---- the universe's operators (space operators, or their pool counterparts)
+  int32_t row_of(Code c) const;  // row of a code the space produced; throws if not in the table
+  int32_t sample_row();
+  std::vector<int32_t> sample_distinct_rows(int64_t n);
+  int32_t mutate_row(int32_t r);
+  void neighbour_rows(int32_t r, std::vector<int32_t>& out);
+  const std::vector<int32_t>& pool_neighbours(int32_t r);
+
   int32_t sample_untrained();
   // Draws min(m, untrained) distinct untrained cells into out.
   void sample_untrained_distinct(int64_t m, std::vector<int32_t>& out);
-  std::vector<int32_t> sample_distinct(int64_t n);  // uniform without replacement
-  // Sorts codes by proxy score, best first (NaN last, ties by code).
-  void sort_by_score(std::vector<int32_t>& codes) const;
-  int32_t best_by_score(const int32_t* codes, size_t n) const;
-  // Move proposals never waste a step on a cell whose accuracy is known: moves the untrained
-  // codes to the front (stable order among them) and returns their count, or n when all are
-  // trained (then the best-scored one is revisited, free of charge).
-  size_t prefer_untrained(int32_t* codes, size_t n) const;
+  // Sorts rows by proxy score, best first (NaN last, ties by code).
+  void sort_by_score(std::vector<int32_t>& rows) const;
+  int32_t best_by_score(const int32_t* rows, size_t n) const;
+  // Move proposals prefer cells whose accuracy is not known yet: moves the untrained rows to
+  // the front (stable order among them) and returns their count, or n when all are trained
+  // (then the best-scored one is queried again, and charged).
+  size_t prefer_untrained(int32_t* rows, size_t n) const;
 
   bool step_random();
   bool step_evolution();
   bool step_reinforce();
   bool step_predictor();
 
-  // RL helpers
+  // RL helpers (decisions: one category per policy decision, flat)
   void rl_refresh_probs();
-  int32_t rl_sample(nb201::Ops& ops);
+  // Samples a cell from the policy (restricted to the pool in a pool); writes its decisions.
+  int32_t rl_sample(uint8_t* decisions);
   // One Adam step on L = -(1/n) sum_i adv_i log p(cells_i).
-  void rl_update(const nb201::Ops* cells, const double* adv, size_t n);
+  void rl_update(const std::vector<uint8_t>& decisions, const double* adv, size_t n);
   void rl_baseline_update(double r);
   double rl_baseline() const { return ema_num_ / ema_den_; }
 
   Config cfg_;
   std::shared_ptr<const GroundTruth> gt_;
+  SpacePtr space_;
   std::shared_ptr<const std::vector<double>> full_;
   Rng rng_;
   Result res_;
   bool done_ = false;
+  bool pool_ = false;
   int64_t max_steps_ = 0;
   Phase phase_ = Phase::kMain;
 
-  std::vector<int32_t> trained_at_;  // code -> position in res_.trained, -1 if untrained
-  std::vector<double> zc_;           // proxy scores told (by code); allocated on first tell
+  std::vector<int32_t> trained_at_;  // row -> position of its first query, -1 if never queried
+  std::vector<double> zc_;           // proxy scores told (by row); allocated on first tell
   std::vector<uint8_t> known_;
   std::vector<uint8_t> used_;        // scores consumed (for res_.scores_used)
   std::vector<int32_t> need_;
@@ -171,26 +262,33 @@ class Search {
   std::vector<int32_t> order_;  // warmup: cells to train, best first
   size_t order_pos_ = 0;
   std::vector<int32_t> scratch_;
+  std::vector<Code> codes_;     // scratch for space operators
+  std::vector<std::vector<int32_t>> pool_nb_;  // pool: neighbours of each row (lazily filled)
+  std::vector<uint8_t> pool_nb_done_;
 
-  // AE: ring buffer of (code, val)
-  std::vector<int32_t> pop_code_;
+  // AE: ring buffer of (row, val)
+  std::vector<int32_t> pop_row_;
   std::vector<double> pop_val_;
   size_t pop_oldest_ = 0;
 
-  // RL: logits, Adam moments, cached softmax, moving-average baseline (bias-corrected EMA)
-  double theta_[nb201::kEdges][nb201::kOps] = {};
-  double m_[nb201::kEdges][nb201::kOps] = {};
-  double v_[nb201::kEdges][nb201::kOps] = {};
-  double cum_[nb201::kEdges][nb201::kOps] = {};
-  double prob_[nb201::kEdges][nb201::kOps] = {};
+  // RL: logits, Adam moments, cached softmax and cumulative sums (flat over decisions x
+  // categories, decision d at offset dec_off_[d]), moving-average baseline (bias-corrected EMA)
+  std::vector<int> dec_size_, dec_off_;
+  size_t n_dec_ = 0, n_logits_ = 0;
+  std::vector<double> theta_, m_, v_, cum_, prob_;
+  std::vector<double> expect_;  // E[1[category]] under the (pool-restricted) policy
+  std::vector<uint8_t> pool_dec_;  // pool: decisions of every row (rows x n_dec_)
+  std::vector<double> pool_cum_;   // pool: cumulative restricted probabilities over rows
+  std::vector<double> rl_grad_;   // scratch: gradient of one update
+  std::vector<uint8_t> rl_dec_;    // scratch: decisions of the trained cell
   double adam_p1_ = 1.0, adam_p2_ = 1.0;  // beta1^t, beta2^t
   double ema_num_ = 0.0, ema_den_ = 0.0;
   std::vector<double> warm_seen_;  // RL+warmup: sorted proxy scores seen (percentile rewards)
+  std::vector<int32_t> warm_rows_;  // RL+warmup with an ensemble: the rows seen so far
 
   // BP
   std::unique_ptr<RankPredictor> pred_;
   std::vector<int32_t> cand_;  // BP: candidates of the current round, best predicted first
-  size_t cand_pos_ = 0;
   bool bp_fitted_ = false;
 };
 

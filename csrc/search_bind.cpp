@@ -19,9 +19,20 @@ using search::Config;
 using search::GroundTruth;
 using search::Result;
 using search::Search;
+using space::Code;
+using space::Space;
+using space::SpacePtr;
 
 using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
 using I32 = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+using U64 = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+
+std::vector<Code> to_codes(const U64& a, const char* what) {
+  if (a.ndim() != 1)
+    throw std::invalid_argument(std::string(what) + " must be 1-D, got " +
+                                std::to_string(a.ndim()) + " dimensions");
+  return std::vector<Code>(a.data(), a.data() + a.size());
+}
 
 std::vector<double> to_vec(const F64& a, const char* what) {
   if (a.ndim() != 1)
@@ -32,11 +43,7 @@ std::vector<double> to_vec(const F64& a, const char* what) {
 
 std::shared_ptr<const std::vector<double>> full_table(const py::object& scores) {
   if (scores.is_none()) return nullptr;
-  auto v = to_vec(scores.cast<F64>(), "scores");
-  if (v.size() != static_cast<size_t>(nb201::kSpaceSize))
-    throw std::invalid_argument("a complete score table needs 15,625 values (one per cell code), got " +
-                                std::to_string(v.size()));
-  return std::make_shared<const std::vector<double>>(std::move(v));
+  return std::make_shared<const std::vector<double>>(to_vec(scores.cast<F64>(), "scores"));
 }
 
 template <class T>
@@ -51,15 +58,17 @@ py::dict result_dict(const Result& r) {
   d["trained"] = arr(r.trained);
   d["val"] = arr(r.val);
   d["test"] = arr(r.test);
+  d["test_curve"] = arr(r.test_curve);
   d["best_val_curve"] = arr(r.best_val_curve);
-  d["best_test_curve"] = arr(r.best_test_curve);
-  d["selected_test_curve"] = arr(r.selected_test_curve);
+  d["oracle_test_curve"] = arr(r.oracle_test_curve);
+  d["queries"] = r.queries;
+  d["distinct"] = r.distinct;
+  d["revisits"] = r.revisits;
   d["steps"] = r.steps;
   d["proposals"] = r.proposals;
-  d["revisits"] = r.revisits;
   d["scores_used"] = r.scores_used;
   d["asks"] = r.asks;
-  d["stalled"] = r.stalled;
+  d["failed"] = r.failed;
   return d;
 }
 
@@ -70,6 +79,106 @@ struct PySearch {
 }  // namespace
 
 void bind_search(py::module_& m) {
+  // ---- spaces: the driver's hot path of each search space (space.hpp)
+  auto sp = m.def_submodule("space", "search spaces as the C++ driver sees them (space.hpp)");
+  py::class_<Space, std::shared_ptr<Space>>(sp, "Space",
+                                            "a search space's hot path: keys, sampling, mutation, "
+                                            "neighbours, predictor encoding, policy decisions")
+      .def_property_readonly("name", &Space::name)
+      .def_property_readonly("size", &Space::size, "distinct networks (0: unknown)")
+      .def_property_readonly("features", &Space::features)
+      .def_property_readonly("neighbourhood_size", &Space::neighbourhood_size)
+      .def_property_readonly("decision_sizes", &Space::decision_sizes)
+      .def("check", [](const Space& s, uint64_t c) { s.check(c); }, py::arg("code"))
+      .def("key", [](const Space& s, uint64_t c) { s.check(c); return s.key(c); }, py::arg("code"))
+      .def("keys",
+           [](const Space& s, const U64& codes) {
+             auto c = to_codes(codes, "codes");
+             std::vector<uint64_t> out(c.size());
+             for (size_t i = 0; i < c.size(); ++i) {
+               s.check(c[i]);
+               out[i] = s.key(c[i]);
+             }
+             return arr(out);
+           },
+           py::arg("codes"))
+      .def("describe", [](const Space& s, uint64_t c) { return s.describe(c); }, py::arg("code"))
+      .def("sample",
+           [](const Space& s, int64_t n, uint64_t seed) {
+             if (n < 0) throw std::invalid_argument("sample size must be >= 0, got " + std::to_string(n));
+             Rng rng(seed);
+             std::vector<uint64_t> out(static_cast<size_t>(n));
+             for (auto& c : out) c = s.sample(rng);
+             return arr(out);
+           },
+           py::arg("n"), py::arg("seed"), "n architectures drawn with the space's sampling rule")
+      .def("sample_distinct",
+           [](const Space& s, int64_t n, uint64_t seed) {
+             Rng rng(seed);
+             return arr(s.sample_distinct(n, rng));
+           },
+           py::arg("n"), py::arg("seed"), "n architectures with distinct keys")
+      .def("mutate",
+           [](const Space& s, uint64_t c, uint64_t seed) {
+             s.check(c);
+             Rng rng(seed);
+             return s.mutate(c, rng);
+           },
+           py::arg("code"), py::arg("seed"))
+      .def("neighbours",
+           [](const Space& s, uint64_t c) {
+             s.check(c);
+             std::vector<Code> out;
+             s.neighbours(c, out);
+             return arr(out);
+           },
+           py::arg("code"))
+      .def("encode",
+           [](const Space& s, const U64& codes) {
+             auto c = to_codes(codes, "codes");
+             const int F = s.features();
+             py::array_t<float> out({static_cast<py::ssize_t>(c.size()), static_cast<py::ssize_t>(F)});
+             float* o = out.mutable_data();
+             for (size_t i = 0; i < c.size(); ++i) {
+               s.check(c[i]);
+               s.encode(c[i], o + i * F);
+             }
+             return out;
+           },
+           py::arg("codes"), "(n, features) float32 predictor encodings")
+      .def("to_decisions",
+           [](const Space& s, uint64_t c) {
+             s.check(c);
+             std::vector<uint8_t> d(s.decision_sizes().size());
+             s.to_decisions(c, d.data());
+             return arr(d);
+           },
+           py::arg("code"))
+      .def("from_decisions",
+           [](const Space& s, const std::vector<int64_t>& d) -> py::object {
+             const auto& sizes = s.decision_sizes();
+             if (d.size() != sizes.size())
+               throw std::invalid_argument("expected " + std::to_string(sizes.size()) +
+                                           " decisions, got " + std::to_string(d.size()));
+             std::vector<uint8_t> u(d.size());
+             for (size_t i = 0; i < d.size(); ++i) {
+               if (d[i] < 0 || d[i] >= sizes[i])
+                 throw std::invalid_argument("decision " + std::to_string(i) + " = " +
+                                             std::to_string(d[i]) + " is out of range [0, " +
+                                             std::to_string(sizes[i] - 1) + "]");
+               u[i] = static_cast<uint8_t>(d[i]);
+             }
+             Code c;
+             if (!s.from_decisions(u.data(), &c)) return py::none();
+             return py::int_(c);
+           },
+           py::arg("decisions"), "the architecture of a decision vector, or None when invalid");
+  sp.def("nb201", []() { return std::const_pointer_cast<Space>(space::make_nb201()); },
+         "the NAS-Bench-201 space (code = key = sum_e op_e 5^e)");
+  sp.def("nb101", []() { return std::const_pointer_cast<Space>(space::make_nb101()); },
+         "the NAS-Bench-101 space (code = raw code of a pruned cell, key = official hash)");
+
+  // ---- the driver
   auto s = m.def_submodule("search", "zero-cost NAS search driver (RAND, AE, RL, BP)");
 
   py::class_<Config>(s, "Config", "search settings (see csrc/search.hpp for the meaning of each)")
@@ -94,16 +203,29 @@ void bind_search(py::module_& m) {
       .def_readwrite("bp_pairs", &Config::bp_pairs)
       .def_readwrite("bp_lr", &Config::bp_lr)
       .def_readwrite("bp_weight_decay", &Config::bp_weight_decay)
+      .def_readwrite("bp_candidates", &Config::bp_candidates)
+      .def_readwrite("score_members", &Config::score_members)
+      .def_readwrite("ensemble", &Config::ensemble)
       .def_readwrite("max_steps", &Config::max_steps)
       .def("validate", [](const Config& c) { search::validate(c); },
            "raise ValueError naming the first bad value");
 
   py::class_<GroundTruth, std::shared_ptr<GroundTruth>>(
-      s, "GroundTruth", "validation/test accuracy tables by cell code (15,625 each)")
-      .def(py::init([](const F64& val, const F64& test) {
-             return std::make_shared<GroundTruth>(to_vec(val, "val"), to_vec(test, "test"));
+      s, "GroundTruth",
+      "the training oracle: validation/test accuracy of the cells of a universe, one row each")
+      .def(py::init([](std::shared_ptr<Space> space, const U64& codes, const F64& val,
+                       const F64& test) {
+             return std::make_shared<GroundTruth>(space, to_codes(codes, "codes"),
+                                                  to_vec(val, "val"), to_vec(test, "test"));
            }),
-           py::arg("val"), py::arg("test"));
+           py::arg("space"), py::arg("codes"), py::arg("val"), py::arg("test"))
+      .def_property_readonly("rows", &GroundTruth::rows)
+      .def_property_readonly("complete", &GroundTruth::complete,
+                             "covers every network of the space (else: a pool)")
+      .def("row_of_code", [](const GroundTruth& g, uint64_t c) {
+             g.space()->check(c);
+             return g.row_of_code(c);
+           }, py::arg("code"), "row of an architecture, -1 when absent");
 
   py::class_<PySearch>(s, "Search", "one search run, driven by ask/tell or run()")
       .def(py::init([](const Config& cfg, std::shared_ptr<GroundTruth> gt, const py::object& scores) {
@@ -120,17 +242,20 @@ void bind_search(py::module_& m) {
             }
             return arr(need);
           },
-          "advance until proxy scores are missing; returns their cell codes (empty: finished)")
+          "advance until proxy scores are missing; returns their ground-truth rows (empty: finished)")
       .def(
           "tell",
-          [](PySearch& p, const I32& codes, const F64& scores) {
-            if (codes.ndim() != 1 || scores.ndim() != 1 || codes.size() != scores.size())
-              throw std::invalid_argument("tell needs two 1-D arrays of equal length, got " +
-                                          std::to_string(codes.size()) + " codes and " +
-                                          std::to_string(scores.size()) + " scores");
-            p.s->tell(codes.data(), scores.data(), static_cast<size_t>(codes.size()));
+          [](PySearch& p, const I32& rows, const F64& scores) {
+            const auto m = static_cast<py::ssize_t>(p.s->config().score_members);
+            if (rows.ndim() != 1 || scores.size() != rows.size() * m ||
+                !(scores.ndim() == 1 || (scores.ndim() == 2 && scores.shape(1) == m)))
+              throw std::invalid_argument("tell needs " + std::to_string(rows.size()) + " rows and " +
+                                          std::to_string(rows.size()) + " x " + std::to_string(m) +
+                                          " scores, got scores of " + std::to_string(scores.size()) +
+                                          " values");
+            p.s->tell(rows.data(), scores.data(), static_cast<size_t>(rows.size()));
           },
-          py::arg("codes"), py::arg("scores"))
+          py::arg("rows"), py::arg("scores"))
       .def("run",
            [](PySearch& p) {
              py::gil_scoped_release nogil;
@@ -138,11 +263,14 @@ void bind_search(py::module_& m) {
            },
            "run to the end (needs a complete score table or no proxy)")
       .def_property_readonly("done", [](const PySearch& p) { return p.s->done(); })
+      .def_property_readonly("pool", [](const PySearch& p) { return p.s->pool(); })
       .def("result", [](const PySearch& p) { return result_dict(p.s->result()); })
       .def("policy", [](const PySearch& p) { return arr(p.s->policy()); },
-           "RL: 30 probabilities (6 edges x 5 ops, row-major)")
+           "RL: the probabilities of every decision's categories, concatenated")
+      .def("pool_probabilities", [](const PySearch& p) { return arr(p.s->pool_probabilities()); },
+           "RL in a pool: the policy restricted to the pool, one probability per row")
       .def("population", [](const PySearch& p) { return arr(p.s->population()); },
-           "AE: population codes, oldest first");
+           "AE: population rows, oldest first");
 
   s.def(
       "bench",
@@ -166,18 +294,19 @@ void bind_search(py::module_& m) {
       "run `repeats` searches (seeds seed, seed+1, ...) in C++ and time them");
 
   py::class_<search::RankPredictor>(s, "RankPredictor",
-                                    "pairwise-ranking MLP over the one-hot cell encoding")
-      .def(py::init([](int hidden, double lr, double wd, uint64_t seed) {
+                                    "pairwise-ranking MLP over a space's predictor encoding")
+      .def(py::init([](std::shared_ptr<Space> space, int hidden, double lr, double wd,
+                       uint64_t seed) {
              Rng rng(seed);
-             return std::make_unique<search::RankPredictor>(hidden, lr, wd, rng);
+             return std::make_unique<search::RankPredictor>(space, hidden, lr, wd, rng);
            }),
-           py::arg("hidden") = 32, py::arg("lr") = 3e-3, py::arg("weight_decay") = 5e-4,
-           py::arg("seed") = 0)
+           py::arg("space"), py::arg("hidden") = 32, py::arg("lr") = 3e-3,
+           py::arg("weight_decay") = 5e-4, py::arg("seed") = 0)
       .def(
           "fit",
-          [](search::RankPredictor& p, const I32& codes, const F64& y, int64_t iters,
+          [](search::RankPredictor& p, const U64& codes, const F64& y, int64_t iters,
              int64_t pairs, uint64_t seed) {
-            std::vector<int32_t> c(codes.data(), codes.data() + codes.size());
+            auto c = to_codes(codes, "codes");
             auto t = to_vec(y, "y");
             Rng rng(seed);
             py::gil_scoped_release nogil;
@@ -185,18 +314,18 @@ void bind_search(py::module_& m) {
           },
           py::arg("codes"), py::arg("y"), py::arg("iters") = 200, py::arg("pairs") = 64,
           py::arg("seed") = 0)
-      .def("predict_all",
-           [](const search::RankPredictor& p) {
+      .def("predict_many",
+           [](const search::RankPredictor& p, const U64& codes) {
              std::vector<float> f;
-             p.predict_all(f);
+             p.predict_many(to_codes(codes, "codes"), f);
              return arr(f);
-           })
+           },
+           py::arg("codes"))
       .def("predict", &search::RankPredictor::predict, py::arg("code"))
       .def(
           "pair_accuracy",
-          [](const search::RankPredictor& p, const I32& codes, const F64& y) {
-            std::vector<int32_t> c(codes.data(), codes.data() + codes.size());
-            return p.pair_accuracy(c, to_vec(y, "y"));
+          [](const search::RankPredictor& p, const U64& codes, const F64& y) {
+            return p.pair_accuracy(to_codes(codes, "codes"), to_vec(y, "y"));
           },
           py::arg("codes"), py::arg("y"));
 

@@ -1,10 +1,11 @@
-"""Rebuild the compact data files bundled in zcfast/data/_bundled from the team's shared copies.
+"""Rebuild the compact data files bundled in zcfast/data/_bundled from copies of their sources.
 
-Run once by a maintainer (needs pandas and Pillow and the folder ../shared/data); users never
+Run once by a maintainer (needs pandas, Pillow and a folder holding the
+source files named in zcfast/data/_bundled/README.md); users never
 run it: the .npz outputs are committed. Every number is copied, not recomputed; see
 zcfast/data/_bundled/README.md for sources and licences.
 
-    python scripts/bundle_data.py --shared ../shared/data
+    python scripts/bundle_data.py --shared DIR
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ flops or l2_norm.
 
 Differences by design, tested as documented relationships below:
 - alethiometer runs a non-NB201 network in the mode the caller left it in (it deep-copies it);
-  zcfast always uses train mode (PROXIES.md: BatchNorm uses batch statistics).
+  zcfast always uses train mode (docs/proxies.md: BatchNorm uses batch statistics).
 - ``nwot_relu`` switches the network to eval mode; zcfast's nwot runs in train mode.
 - ``nwot_relu`` hooks every module whose *class name* contains 'ReLU' (the original NASWOT code's
   rule), so on NB201 each ``ReLUConvBN`` op is counted a second time next to its inner ReLU (same
-  input, same codes); zcfast counts each ReLU once (PROXIES.md: "at every ReLU").
+  input, same codes); zcfast counts each ReLU once (docs/proxies.md, deviations).
 - ``nwot_relu`` returns 0 for a singular K; zcfast returns log|det K| = -inf (never replaced).
 - alethiometer sums float32 per-layer values in float32; zcfast sums over layers in float64:
   values agree to float32 rounding (rtol 1e-5).

@@ -1,13 +1,22 @@
-"""bench/bench_device.py without a GPU: its CPU smoke path writes the results files, and the
-report (targets, Markdown, short table) handles complete, partial and failed results."""
+"""bench/bench_device.py and bench/device.sh without a GPU: the CPU smoke path writes the
+results files; the report (targets, Markdown, short table) handles complete, partial and failed
+results and never calls an extrapolation "met"; OOM retries are timed apart from the rates; the
+whole device script is rehearsed on the CPU (every GPU-only step skipped) and fails fast, naming
+what is missing, when a build prerequisite is absent."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,8 +79,10 @@ def test_report_of_synthetic_results(bench, tmp_path):
         "status": {"build": "ok"},
     }
     tc = bench.targets_check(res)
-    assert "MET" in tc["synflow_all_cells_s"] and "measured" in tc["synflow_all_cells_s"]
-    assert "MET" in tc["six_all_cells_s"] and "extrapolated" in tc["six_all_cells_s"]
+    assert tc["synflow_all_cells_s"].endswith("MET") and "measured" in tc["synflow_all_cells_s"]
+    # 52.1 s extrapolated is below the 60 s target, and still no verdict: not a measurement
+    six = tc["six_all_cells_s"]
+    assert "extrapolated" in six and "not measured" in six and "MET" not in six, six
     assert "MISSED by 1.7x" in tc["packed_vs_loop_six"]
     assert "MISSED" in tc["bw_fisher_hw64_triton"] and "MET" in tc["bw_saliency_nb201_w_g_hg_cuda"]
     res["targets_check"] = tc
@@ -82,3 +93,109 @@ def test_report_of_synthetic_results(bench, tmp_path):
     # a partial file (the benchmark was stopped after its first phases) still reports
     part = {"environment": {"card": "H100"}, "ceilings": {"copy_GBps": 1.0}}
     assert "not measured" in bench.short_table({**part, "targets_check": bench.targets_check(part)})
+
+
+def test_extrapolations_never_meet_a_target(bench):
+    """Whatever the extrapolated value, only a full measured run gets MET / MISSED."""
+    th = {"batch": 64, "packed_six_cuda": {"cands_per_s": 1e6, "vs_loop_x": 500.0,
+                                           "rate_from": "64 cells in 0.01 s"},
+          "packed_synflow_cuda": {"cands_per_s": 1e7, "vs_loop_x": 900.0}}
+    tc = bench.targets_check({"throughput": th, "full_runs": {}})
+    for key in ("six_all_cells_s", "synflow_all_cells_s"):
+        assert "MET" not in tc[key] and "MISSED" not in tc[key] and "extrapolated" in tc[key], tc[key]
+    assert "64 cells in 0.01 s" in tc["six_all_cells_s"]  # says what it was extrapolated from
+    assert tc["packed_vs_loop_six"].endswith("MET")  # a measured ratio does get a verdict
+    fr = {"six": {"ran": True, "total_s": 70.0, "cells": 15625, "backend": "packed_six_cuda",
+                  "oom_s": 3.0}}
+    tc = bench.targets_check({"throughput": th, "full_runs": fr})
+    assert "measured" in tc["six_all_cells_s"] and "MISSED by 1.2x" in tc["six_all_cells_s"]
+    assert "3.0 s of OOM retries" in tc["six_all_cells_s"]
+    md = bench.markdown({"throughput": th, "full_runs": fr, "targets_check": tc})
+    assert "EXTRAPOLATED" in md
+
+
+def test_oom_retries_are_timed_apart_and_left_out_of_the_rate(bench, monkeypatch):
+    """A chunk that runs out of memory is retried smaller by iter_packed; the benchmark records
+    each failed attempt with its own time and leaves that time out of the chunk and the rate."""
+    import zcfast.batched as batched
+    from zcfast.batched.engine import PackedNB201
+
+    real = PackedNB201.compute
+
+    def compute(self, x, y, proxies):
+        if self.K > 2:  # a "card" that holds two candidates
+            time.sleep(0.3)
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, x, y, proxies)
+
+    monkeypatch.setattr(PackedNB201, "compute", compute)
+    seen = []
+    x, y = torch.randn(2, 3, 16, 16), torch.tensor([1, 2])
+    parts = [p for p, _ in batched.iter_packed([0, 1, 2, 3], ["params"], x, y, ncls=10, chunk=8,
+                                               on_oom=lambda k, s: seen.append((k, s)))]
+    assert parts == [[0, 1], [2, 3]]
+    assert [k for k, _ in seen] == [4, 4]  # 4 cells (chunk 8 > 4 cells), again 4, then 2 fit
+    assert all(s >= 0.3 for _, s in seen)
+    r = bench.packed_rate([0, 1, 2, 3], ["params"], x, y, torch.device("cpu"), None, 4)
+    assert [o["k"] for o in r["oom_retries"]] == [4] and r["oom_s"] >= 0.3
+    assert r["chunk_sizes"] == [2, 2] and sum(r["chunk_s"]) < 0.3 <= r["oom_s"]
+    assert r["cands_per_s"] == pytest.approx(4 / r["total_s"])
+
+
+# ---- bench/device.sh ----------------------------------------------------------------------------
+
+
+def _device_sh(tmp_path, script=None, **env):
+    e = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "ZCFAST_GIT_SHA": "test",
+         **env}
+    t = time.perf_counter()
+    r = subprocess.run(["bash", str(script or ROOT / "bench" / "device.sh")], env=e,
+                       capture_output=True, text=True, timeout=600, check=False)
+    return r, time.perf_counter() - t
+
+
+def test_device_script_rehearsal_on_cpu(tmp_path):
+    """The whole script, as the device runs it, on the CPU: prerequisites, the CMake configure
+    step with the script's own variables (compiling is skipped: the installed module is used),
+    both pytest calls (gpu-marked tests selected: they all skip), the benchmark in CPU smoke
+    mode, the report. Every phase must report success, so the script cannot fail on the device
+    for a path, variable or quoting reason."""
+    modules = sorted((ROOT / "zcfast").glob("_C*"))
+    r, _ = _device_sh(tmp_path, ZCFAST_DEVICE_REHEARSAL="1")
+    out = r.stdout + r.stderr
+    assert sorted((ROOT / "zcfast").glob("_C*")) == modules  # the installed module is kept
+    assert r.returncode == 0, out[-4000:]
+    status = dict(line.split(": ", 1) for line in (tmp_path / "status.txt").read_text().splitlines())
+    assert list(status) == ["prerequisites", "build", "kernel_tests", "engine_tests", "bench", "total"]
+    assert status["prerequisites"].startswith("ok")
+    assert status["build"].startswith("ok") and "WITH_CUDA=" in status["build"]
+    for name in ("kernel_tests", "engine_tests"):
+        assert status[name].startswith("rc=0"), status[name]
+        assert re.search(r"\d+ skipped", status[name]), status[name]  # collected, all skipped
+        log = (tmp_path / f"{name}.log").read_text()
+        assert "slowest" in log or "durations" in log  # --durations was passed
+    assert status["bench"].startswith("rc=0")
+    res = json.loads((tmp_path / "device_smoke.json").read_text())
+    assert res["status"]["total"] == status["total"] and "error" not in res.get("kernels", {})
+    assert out.rstrip().endswith("=" * 78)
+    assert (tmp_path / "build-rehearsal").exists() or "not rehearsed" in (tmp_path / "build.log").read_text()
+
+
+def test_device_script_fails_fast_on_missing_prerequisites(tmp_path):
+    """Missing nvcc, CMake or Python.h: the script stops within seconds (exit 2) before any
+    build, and says what is missing. (A copy of the script runs in an empty tree: were the
+    check broken, the real-mode build step would delete and rebuild that tree's module.)"""
+    script = tmp_path / "tree" / "bench" / "device.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text((ROOT / "bench" / "device.sh").read_text())
+    out = tmp_path / "out"
+    r, took = _device_sh(out, script, NVCC="/nonexistent/nvcc", CMAKE="/nonexistent/cmake",
+                         ZCFAST_PYTHON_INCLUDE=str(tmp_path / "no-headers"))
+    tmp_path = out
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out[-3000:]
+    line = (tmp_path / "status.txt").read_text().splitlines()[0]
+    assert line.startswith("prerequisites: MISSING")
+    for what in ("Python.h", "nvcc (/nonexistent/nvcc", "cmake >= 3.18 (/nonexistent/cmake"):
+        assert what in line, line
+    assert not (tmp_path / "build.log").exists() and took < 60

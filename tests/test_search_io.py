@@ -36,10 +36,10 @@ class CountingScorer:
         self.cells = 0
         self.acc = groundtruth("cifar100")["test_acc"].to_numpy()
 
-    def __call__(self, idx):
+    def __call__(self, codes):
         self.calls += 1
-        self.cells += len(idx)
-        return self.acc[np.asarray(idx)]
+        self.cells += len(codes)
+        return self.acc[[nb201.index_of_code(int(c)) for c in codes]]
 
 
 # ---------------------------------------------------------------------------------- cache
@@ -64,27 +64,36 @@ def test_cache_avoids_rescoring(tmp_path):
 
 def test_cache_keys_and_files(tmp_path):
     k1 = ScoreKey.of("synflow", "cifar100", 0)
-    k2 = ScoreKey.of("snip", "c100", 0, images="cifar10-subset", batch_size=64)
-    assert k1.data == "cifar100-paper"  # synflow reads no image
-    assert k2.data == "cifar100-cifar10-subset-b64-paper"
-    with pytest.raises(ValueError, match="seed"):
-        ScoreKey("nb201", "synflow", "0", "x")
-    with pytest.raises(ValueError, match="proxy"):
-        ScoreKey("nb201", "../x", 0, "x")
+    k2 = ScoreKey.of("snip", "c100", 0, batch_size=64)
+    # synflow reads no image and always runs in float64
+    assert (k1.images, k1.batch_size, k1.data_seed, k1.precision) == (None, None, None, "fp64")
+    assert k1.relpath().as_posix() == "scores/v2/nb201/synflow-v1/cifar100-paper-w0-fp64.csv"
+    # a data proxy's key names the resolved image source, batch, minibatch seed, normalisation
+    assert k2.relpath().as_posix() == (
+        "scores/v2/nb201/snip-v1/cifar100-paper-w0-fp32-cifar10-subset-b64-d0-paper.csv")
+    assert ScoreKey.of("snip", "cifar100", 0, data_seed=3).differences(k2) == {"data_seed": (3, 0)}
+    with pytest.raises(ValueError, match="seed must be an int"):
+        ScoreKey.of("synflow", "cifar100", "0")
+    with pytest.raises(ValueError, match="unknown proxy"):
+        ScoreKey.of("../x", "cifar100", 0)
+    with pytest.raises(ValueError, match="reads images"):
+        ScoreKey("nb201", "snip", 1, "cifar100", "paper", 0, "fp32")
     cache = ScoreCache(tmp_path)
-    cache.add(k1, [3, 5], [1.5, float("nan")])
-    cache.add(k1, [3], [99.0])  # already cached: kept as it was
+    a, b = nb201.arch_at(3), nb201.arch_at(5)
+    cache.add(k1, [a, b], [1.5, float("nan")])
+    cache.add(k1, [a], [99.0])  # already cached: kept as it was
     p = cache.path(k1)
-    assert p.read_text() == "index,score\n3,1.5\n5,nan\n"
+    assert p.read_text() == f"key,score\n{a},1.5\n{b},nan\n"
     with open(p, "a") as f:
-        f.write("7,2.")  # torn append
+        f.write(nb201.arch_at(7) + ",2.")  # torn append
     got = ScoreCache(tmp_path).load(k1)
-    assert got[3] == 1.5 and np.isnan(got[5]) and 7 not in got
-    assert ScoreCache(tmp_path).table(k1) is None
+    assert got[a] == 1.5 and np.isnan(got[b]) and nb201.arch_at(7) not in got
+    assert ScoreCache(tmp_path).table(k1, [a, nb201.arch_at(8)]) is None
+    assert ScoreCache(tmp_path).table(k1, [b, a])[1] == 1.5
     with pytest.raises(ValueError, match="no scorer"):
-        ScoreCache(tmp_path).get_or_score(k1, np.array([3, 8]), None)
-    p.write_text("index,score\n99999,1.0\n")
-    with pytest.raises(ValueError, match="99999"):
+        ScoreCache(tmp_path).get_or_score(k1, [a, nb201.arch_at(8)], [0, 1], None)
+    p.write_text("index,score\n5,1.0\n")
+    with pytest.raises(ValueError, match="not a zcfast score cache file"):
         ScoreCache(tmp_path).load(k1)
 
 
@@ -105,9 +114,9 @@ def test_live_loop_scorer_matches_reference_and_fills_cache(tmp_path):
     net = build_model(i, 100, seed=0)
     ref = compute_measures(net, torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.long),
                            ["synflow"])["synflow"]
-    assert got[i] == ref
+    assert got[nb201.arch_at(i)] == ref
     # the first trained cell is the best-scored of the three (warmup order)
-    assert got[i] == max(got.values())
+    assert got[nb201.arch_at(i)] == max(got.values())
 
 
 def test_scorer_engine_errors():
@@ -139,7 +148,7 @@ def test_run_seeds_resume_and_torn_line(tmp_path):
 def test_aggregation_and_tables(tmp_path):
     runs = run_seeds(tmp_path / "a.jsonl", "rand", budget=50, seeds=4, progress=False)
     s = summarize(runs)
-    m = np.asarray([r["best_test_curve"] for r in runs])
+    m = np.asarray([r["test_curve"] for r in runs])
     np.testing.assert_allclose(s.mean, m.mean(0))
     assert np.all(s.q25 <= s.q75)
     t = float(np.median(m[:, -1]))
@@ -149,6 +158,41 @@ def test_aggregation_and_tables(tmp_path):
     assert models_to_reach(runs, 99.0)["mean_curve"] is None
     table = reach_table({Variant("rand"): runs}, [t, 99.0])
     assert "| RAND |" in table and "- (-, 0/4)" in table
+
+
+def test_verify_runs_accepts_real_runs_and_catches_tampering(tmp_path):
+    """The check anyone can run (`zcfast verify-runs`): every curve of every record recomputed
+    from its trained cells and the ground truth. It must fail on injected defects: a headline
+    curve that is the oracle (best test seen) instead of the best-validation cell's test accuracy,
+    a free revisit (queries below the budget without being marked failed), an edited value."""
+    from zcfast.cli import main
+    from zcfast.search import verify_runs
+
+    out = tmp_path / "runs.jsonl"
+    runs = run_seeds(out, "ae", budget=120, seeds=2, progress=False,
+                     options={"population": 8, "tournament": 4})
+    assert verify_runs(runs) == []
+    assert main(["verify-runs", str(out)]) == 0
+
+    def tampered(edit):
+        r = json.loads(json.dumps(runs[0]))
+        edit(r)
+        return verify_runs([r])
+
+    # the old headline: running max of test accuracy over everything trained
+    probs = tampered(lambda r: r.__setitem__("test_curve", r["oracle_test_curve"]))
+    assert runs[0]["test_curve"] != runs[0]["oracle_test_curve"]  # the defect is real here
+    assert any("test_curve[" in p for p in probs)
+    # a revisit made free: one query dropped from the charge
+    probs = tampered(lambda r: [r["trained"].pop(), r.__setitem__("queries", r["queries"] - 1)])
+    assert any("budget 120" in p for p in probs)
+    probs = tampered(lambda r: r["best_val_curve"].__setitem__(5, 99.0))
+    assert any("best_val_curve[5]" in p for p in probs)
+    bad = tmp_path / "bad.jsonl"
+    r = json.loads(json.dumps(runs[1]))
+    r["test_curve"][-1] += 0.5
+    bad.write_text(json.dumps(r) + "\n")
+    assert main(["verify-runs", str(bad)]) == 1
 
 
 def test_parse_variant():
@@ -161,15 +205,48 @@ def test_parse_variant():
 
 
 # ------------------------------------------------------------------------------------ CLI
-def _score_csv(path, values):
-    """A file in the format of 'zcfast score' (with meta) holding a synthetic synflow column."""
+def _score_csv(path, values, column="synflow", **meta_over):
+    """A file in the format of 'zcfast score' (with meta) holding a synthetic proxy column."""
 
     archs = nb201.all_arch_strings()
     with open(path, "w") as f:
-        f.write("index,arch,synflow\n")
+        f.write(f"index,arch,{column}\n")
         f.writelines(f"{i},{archs[i]},{float(values[i])!r}\n" for i in range(N))
-    meta = {"dataset": "cifar100", "seed": 0, "proxies": ["synflow"]}
+    meta = {"space": "nb201", "dataset": "cifar100", "seed": 0, "proxies": [column],
+            "flavour": "paper", "images": "cifar10-subset", "batch_size": 64, **meta_over}
     (path.parent / (path.name + ".meta.json")).write_text(json.dumps(meta))
+
+
+def test_import_refuses_scores_made_with_other_settings(tmp_path):
+    """Every field a score depends on must match between the file and the cache key: a file made
+    with another flavour, batch, image source or seed is refused, naming the field."""
+    vals = np.arange(N, dtype=float)
+    cache = ScoreCache(tmp_path / "cache")
+    ok = tmp_path / "ok.csv"
+    _score_csv(ok, vals, "snip")
+    assert cache.import_scores(ScoreKey.of("snip", "cifar100", 0), ok) == N
+    for field, value, msg in [("flavour", "official", "flavour file 'official' vs needed 'paper'"),
+                              ("batch_size", 32, "batch_size file 32 vs needed 64"),
+                              ("images", "cifar100-real25", "images file 'cifar100-real25'"),
+                              ("seed", 1, "seed file 1 vs needed 0"),
+                              ("dataset", "cifar10", "dataset file 'cifar10'")]:
+        bad = tmp_path / f"bad_{field}.csv"
+        _score_csv(bad, vals, "snip", **{field: value})
+        with pytest.raises(ValueError, match=msg):
+            cache.import_scores(ScoreKey.of("snip", "cifar100", 0), bad)
+    # the minibatch seed is a field of its own: a file scored on another batch draw is refused
+    bad = tmp_path / "bad_dseed.csv"
+    _score_csv(bad, vals, "snip", weight_seed=0, data_seed=5)
+    with pytest.raises(ValueError, match="data_seed file 5 vs needed 0"):
+        cache.import_scores(ScoreKey.of("snip", "cifar100", 0), bad)
+    # synflow reads no image: its key has no image fields, a batch difference does not matter
+    syn = tmp_path / "syn.csv"
+    _score_csv(syn, vals, "synflow", batch_size=8)
+    assert cache.import_scores(ScoreKey.of("synflow", "cifar100", 0), syn) == N
+    nometa = tmp_path / "nometa.csv"
+    nometa.write_text("index,arch,snip\n0,x,1.0\n")
+    with pytest.raises(ValueError, match="no meta file"):
+        cache.import_scores(ScoreKey.of("snip", "cifar100", 0), nometa)
 
 
 def test_cli_search_and_figure(tmp_path, capsys):
@@ -205,34 +282,39 @@ def test_cli_search_and_figure(tmp_path, capsys):
     assert len(list((tmp_path / "fig_runs").glob("*.jsonl"))) == 4
 
 
-def test_batched_engine_is_used_when_present(monkeypatch, tmp_path):
-    """The live scorer calls zcfast.score(archs, [proxy], space=, dataset=, batch_size=, seed=,
-    device=, chunk=, images=, flavour=) when zcfast.batched provides it, and reads the
-    DataFrame by NB201 index."""
-    import pandas as pd
-
+def test_live_scorer_packs_each_ask_and_keeps_the_minibatch(monkeypatch, tmp_path):
+    """The live scorer takes codes, scores each of the driver's asks in packed passes through a
+    local executor whose runner builds the minibatch once, and gives zcfast.score's values."""
+    import zcfast
     import zcfast.batched
+    from zcfast.executors import task as task_mod
 
-    calls = []
-    flavours = []
+    calls, batches = [], []
+    real_iter, real_runner = zcfast.batched.iter_packed_space, task_mod.SpaceRunner.__init__
 
-    def fake_score(archs, proxies, *, space="nb201", dataset="cifar10", batch_size=64, seed=0,
-                   device=None, chunk=None, images="default", flavour="paper"):
-        calls.append((list(archs), list(proxies), space, dataset, batch_size, seed))
-        flavours.append(flavour)
-        idx = list(archs)[::-1]  # any row order: the scorer must align by index
-        return pd.DataFrame({proxies[0]: [float(i) for i in idx]}, index=pd.Index(idx, name="index"))
+    def spy_iter(space, codes, *a, **k):
+        calls.append([nb201.index_of_code(int(c)) for c in codes])
+        return real_iter(space, codes, *a, **k)
 
-    monkeypatch.setattr(zcfast.batched, "score", fake_score, raising=False)
-    scorer = default_scorer("synflow", "c100", 3)
+    def spy_runner(self, *a, **k):
+        batches.append(1)
+        return real_runner(self, *a, **k)
+
+    monkeypatch.setattr(zcfast.batched, "iter_packed_space", spy_iter)
+    monkeypatch.setattr(task_mod.SpaceRunner, "__init__", spy_runner)
+    scorer = default_scorer("synflow", "c100", 3, chunk=4, device="cpu")
     assert scorer.engine == "batched"
-    np.testing.assert_array_equal(scorer(np.array([5, 9, 2])), [5.0, 9.0, 2.0])
-    assert calls == [([5, 9, 2], ["synflow"], "nb201", "cifar100", 64, 3)]
-    # a search asks in batches: one packed call per ask, cached afterwards
+    codes = np.array([nb201.code_of_index(i) for i in (5, 9, 2)], dtype=np.uint64)
+    got = scorer(codes)  # scorers take codes
+    assert calls == [[5, 9, 2]]
+    assert len(batches) == 1
+    ref = zcfast.score([5, 9, 2], ["synflow"], dataset="cifar100", seed=3, chunk=4, device="cpu")
+    np.testing.assert_array_equal(got, ref["synflow"].to_numpy())
+    runners = len(batches)  # (zcfast.score made its own)
+    # a search asks in batches: one packed call per ask, one minibatch for the whole search
     cache = ScoreCache(tmp_path)
-    r = run_search("rand", "cifar100", 5, 100, 0, 0, "synflow", score_seed=3, cache=cache,
+    r = run_search("rand", "cifar100", 5, 20, 0, 0, "synflow", score_seed=3, cache=cache,
                    scorer=scorer)
-    assert len(calls) == 2 and len(calls[1][0]) == 100 == r["scored_live"]
+    assert len(calls) == 3 and len(calls[2]) == 20 == r["scored_live"]  # (calls[1]: zcfast.score)
+    assert len(batches) == runners  # the search's asks reused the scorer's runner
     assert default_scorer("synflow", "c100", 3, engine="loop").engine == "loop"
-    default_scorer("synflow", "c100", engine="batched", flavour="official")(np.array([1]))
-    assert flavours[-1] == "official"

@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "common.cuh"
+#include "partition.hpp"
 
 namespace zc::cuda::detail {
 
@@ -58,16 +59,14 @@ int blocks_per_sm(const void* kernel, int threads, size_t dyn_smem, int* blocks)
   return 0;
 }
 
-int persistent_grid(const void* kernel, int threads, size_t dyn_smem, int64_t work, unsigned* grid) {
+int persistent_grid(const void* kernel, int threads, size_t dyn_smem, int64_t work, unsigned* grid,
+                    int64_t cap) {
   int sms = 0, per = 0;
   int e = sm_count(&sms);
   if (e) return e;
   e = blocks_per_sm(kernel, threads, dyn_smem, &per);
   if (e) return e;
-  int64_t g = static_cast<int64_t>(sms) * per;
-  if (work < g) g = work;
-  if (g < 1) g = 1;
-  *grid = static_cast<unsigned>(g);
+  *grid = static_cast<unsigned>(part::persistent_blocks(static_cast<int64_t>(sms) * per, work, cap));
   return 0;
 }
 

@@ -63,8 +63,10 @@ int sm_count(int* sms);
 // Resident blocks per multiprocessor of `kernel` (cached per kernel and device); >= 1.
 int blocks_per_sm(const void* kernel, int threads, size_t dyn_smem, int* blocks);
 
-// Persistent grid: enough blocks to fill every multiprocessor, never more than there is work.
-int persistent_grid(const void* kernel, int threads, size_t dyn_smem, int64_t work, unsigned* grid);
+// Persistent grid: enough blocks to fill every multiprocessor, never more than there is work,
+// at most `cap` blocks when cap > 0 (part::persistent_blocks).
+int persistent_grid(const void* kernel, int threads, size_t dyn_smem, int64_t work, unsigned* grid,
+                    int64_t cap = 0);
 
 // Raise a kernel's dynamic shared-memory limit once per device (above 48 KB it is opt-in).
 int ensure_dyn_smem(const void* kernel, size_t bytes);

@@ -119,11 +119,11 @@ __global__ void __launch_bounds__(kThreads)
 
 template <class T, int V>
 int launch_rows(const T* a, const T* g, int64_t B, int64_t C, int64_t HW, double* out,
-                cudaStream_t st) {
+                int64_t cap, cudaStream_t st) {
   const int W = part::fisher_width(HW / V);
   const void* k = reinterpret_cast<const void*>(&fisher_rows_kernel<T, V>);
   unsigned grid = 0;
-  int e = persistent_grid(k, kThreads, 0, C, &grid);
+  int e = persistent_grid(k, kThreads, 0, C, &grid, cap);
   if (e) return e;
   fisher_rows_kernel<T, V><<<grid, kThreads, 0, st>>>(a, g, B, C, HW, W, out);
   return static_cast<int>(cudaGetLastError());
@@ -131,13 +131,13 @@ int launch_rows(const T* a, const T* g, int64_t B, int64_t C, int64_t HW, double
 
 template <class T>
 int launch(const void* a_, const void* g_, int64_t B, int64_t C, int64_t HW, double* out,
-           cudaStream_t st) {
+           int64_t cap, cudaStream_t st) {
   const T* a = static_cast<const T*>(a_);
   const T* g = static_cast<const T*>(g_);
   if (HW < part::kFisherSmallHW) {
     const void* k = reinterpret_cast<const void*>(&fisher_small_kernel<T>);
     unsigned grid = 0;
-    int e = persistent_grid(k, kThreads, 0, part::ceil_div(C, 32), &grid);
+    int e = persistent_grid(k, kThreads, 0, part::ceil_div(C, 32), &grid, cap);
     if (e) return e;
     fisher_small_kernel<T><<<grid, kThreads, 0, st>>>(a, g, B, C, HW, out);
     return static_cast<int>(cudaGetLastError());
@@ -146,19 +146,22 @@ int launch(const void* a_, const void* g_, int64_t B, int64_t C, int64_t HW, dou
   // every row starts on a 16-byte boundary when both bases do and a row is whole vectors
   const bool vec_ok = HW % V == 0 && reinterpret_cast<uintptr_t>(a) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(g) % 16 == 0;
-  return vec_ok ? launch_rows<T, V>(a, g, B, C, HW, out, st) : launch_rows<T, 1>(a, g, B, C, HW, out, st);
+  return vec_ok ? launch_rows<T, V>(a, g, B, C, HW, out, cap, st)
+                : launch_rows<T, 1>(a, g, B, C, HW, out, cap, st);
 }
 
 }  // namespace
 
 int fisher_channels(const void* a, const void* g, int64_t B, int64_t C, int64_t HW, double* out,
-                    bool is_f64, uintptr_t stream) {
+                    bool is_f64, uintptr_t stream, int64_t max_grid) {
   if (C <= 0) return 0;
   if (!out || B < 0 || HW < 0) return cudaErrorInvalidValue;
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
-  if (B == 0) return static_cast<int>(cudaMemsetAsync(out, 0, C * sizeof(double), st));
+  // no sample or no position: every sum is empty, F_c = 0 (a and g may be null: nothing is read)
+  if (B == 0 || HW == 0) return static_cast<int>(cudaMemsetAsync(out, 0, C * sizeof(double), st));
   if (!a || !g) return cudaErrorInvalidValue;
-  return is_f64 ? launch<double>(a, g, B, C, HW, out, st) : launch<float>(a, g, B, C, HW, out, st);
+  return is_f64 ? launch<double>(a, g, B, C, HW, out, max_grid, st)
+                : launch<float>(a, g, B, C, HW, out, max_grid, st);
 }
 
 }  // namespace zc::cuda

@@ -1,7 +1,8 @@
 // NASWOT Hamming-kernel accumulation (zcfast/ops/naswot.py) on tensor cores.
 //
-// x: (B, ROW) contiguous, sample stride ROW; group q's features of sample b are the L contiguous
-// values x[b, q*L : (q+1)*L]. Candidate k owns groups order[ptr[k] .. ptr[k+1]). With
+// x: B rows of ROW values, row b at x + b * stride (stride >= ROW: a channel slice of the packed
+// tensor is read in place, no copy); group q's features of sample b are the L contiguous values
+// x[b, q*L : (q+1)*L]. Candidate k owns groups order[ptr[k] .. ptr[k+1]). With
 // S = sign codes (+1 where x > 0, else -1; NaN and 0 give -1, like the reference),
 //     out[k] += sum_{groups q of k} S_q S_q^T            (B x B, float32, read-add-write).
 //
@@ -10,8 +11,9 @@
 // additions. So the result is exact and bitwise reproducible, and the integer-valued partials can
 // be combined in any fixed order.
 //
-// Decomposition: a cluster of `cs` blocks (Hopper thread-block cluster, 1 <= cs <= 8) owns one
-// candidate at a time (persistent over candidates). The candidate's work items, (group, feature
+// Decomposition (index arithmetic in partition.hpp, replayed on the host by
+// tests/cuda_host/partition_test.cpp): a cluster of `cs` blocks (Hopper thread-block cluster,
+// 1 <= cs <= 8) owns one candidate at a time (persistent over candidates). The candidate's work items, (group, feature
 // tile of FT = 32*V features), go round-robin to the cluster's blocks. A block loads a tile of
 // B x FT activations with 16-byte loads (a warp per row, registers prefetching the next tile
 // while the tensor cores work on the current one), writes the codes to shared memory as fp16,
@@ -38,13 +40,13 @@ namespace wm = nvcuda::wmma;
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kPad = 8;  // fp16 padding per shared-memory row (16 bytes): fewer bank conflicts
-constexpr int kMaxCluster = 8;
+constexpr int kMaxCluster = part::kNwMaxCluster;
 
 struct NwParams {
   const void* x;
   const int64_t* order;
   const int64_t* ptr;
-  int64_t B, ROW, L, K;
+  int64_t B, stride, ROW, L, K;
   float* out;
   int BP;  // B padded to a multiple of 16
 };
@@ -112,7 +114,7 @@ __global__ void __launch_bounds__(kThreads, 1) naswot_kernel(NwParams p) {
       for (int j = 0; j < MAXPER; ++j) {
         const int row = warp + j * kWarps;
         ok[j] = j < per && row < p.B && col_ok;
-        if (ok[j]) load_vec<T, V>(src + row * p.ROW, raw[j]);
+        if (ok[j]) load_vec<T, V>(src + row * p.stride, raw[j]);
       }
     };
 
@@ -176,7 +178,7 @@ __global__ void __launch_bounds__(kThreads, 1) naswot_kernel(NwParams p) {
 }
 
 template <class T, int V, int MAXPER, int MAXF>
-int launch(const NwParams& p, int split, cudaStream_t st) {
+int launch(const NwParams& p, int split, int64_t max_clusters, cudaStream_t st, int* used) {
   auto* kern = &naswot_kernel<T, V, MAXPER, MAXF>;
   const void* kp = reinterpret_cast<const void*>(kern);
   constexpr int FT = 32 * V;
@@ -192,10 +194,8 @@ int launch(const NwParams& p, int split, cudaStream_t st) {
   if (cs <= 0) {
     // enough blocks for two per multiprocessor, no more ranks than a candidate has tiles
     const int64_t groups = p.L > 0 ? p.ROW / p.L : 0;
-    const int64_t items_per_cand =
-        part::ceil_div(groups * part::nw_feature_tiles(p.L, FT), p.K > 0 ? p.K : 1);
-    cs = 1;
-    while (cs < kMaxCluster && p.K * cs < 2 * sms && cs < items_per_cand) cs *= 2;
+    cs = part::nw_auto_cluster(p.K, sms,
+                               part::nw_items_per_cand(groups, part::nw_feature_tiles(p.L, FT), p.K));
   }
   if (cs > kMaxCluster) cs = kMaxCluster;
 
@@ -225,7 +225,7 @@ int launch(const NwParams& p, int split, cudaStream_t st) {
       }
       active = sms;
     }
-    const int64_t nclusters = p.K < active ? p.K : active;
+    const int64_t nclusters = part::nw_clusters(p.K, active, max_clusters);
     cfg.gridDim = dim3(static_cast<unsigned>(nclusters * cs), 1, 1);
     e = static_cast<int>(cudaLaunchKernelEx(&cfg, kern, p));
     if (e && cs > 1 && e != cudaErrorIllegalAddress && e != cudaErrorLaunchFailure) {
@@ -234,31 +234,40 @@ int launch(const NwParams& p, int split, cudaStream_t st) {
       continue;
     }
     if (e) return e;
-    return static_cast<int>(cudaGetLastError());
+    e = static_cast<int>(cudaGetLastError());
+    if (e == 0 && used) *used = cs;
+    return e;
   }
 }
 
 template <class T, int V>
-int by_batch(const NwParams& p, int split, cudaStream_t st) {
+int by_batch(const NwParams& p, int split, int64_t cap, cudaStream_t st, int* used) {
   // B <= 64: 8 rows per warp and 10 output tiles (<= 2 per warp); B <= 128: 16 rows, 36 tiles
-  if (p.BP <= 64) return launch<T, V, 8, 2>(p, split, st);
-  return launch<T, V, 16, 5>(p, split, st);
+  if (p.BP <= 64) return launch<T, V, 8, 2>(p, split, cap, st, used);
+  return launch<T, V, 16, 5>(p, split, cap, st, used);
 }
 
 }  // namespace
 
-int naswot_kernel(const void* x, const int64_t* order, const int64_t* ptr, int64_t B, int64_t ROW,
-                  int64_t L, int64_t K, float* out, bool is_f64, int split, uintptr_t stream) {
-  if (K <= 0 || B <= 0 || L <= 0) return 0;
+int naswot_kernel(const void* x, const int64_t* order, const int64_t* ptr, int64_t B,
+                  int64_t stride, int64_t ROW, int64_t L, int64_t K, float* out, bool is_f64,
+                  int split, uintptr_t stream, int64_t max_clusters, int* used_cluster) {
+  if (used_cluster) *used_cluster = 0;  // 0: nothing launched
+  if (K <= 0 || B <= 0 || L <= 0 || ROW <= 0) return 0;  // no feature: out[k] += 0
   if (B > kNaswotMaxBatch || !x || !order || !ptr || !out || ROW < L || ROW % L != 0 ||
-      split < 0 || split > kMaxCluster)
+      stride < ROW || split < 0 || split > kMaxCluster || max_clusters < 0)
     return cudaErrorInvalidValue;
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
-  NwParams p{x, order, ptr, B, ROW, L, K, out, part::nw_pad_batch(B)};
+  NwParams p{x, order, ptr, B, stride, ROW, L, K, out, part::nw_pad_batch(B)};
   const int64_t es = is_f64 ? 8 : 4, V = 16 / es;
-  const bool vec_ok = reinterpret_cast<uintptr_t>(x) % 16 == 0 && ROW % V == 0 && L % V == 0;
-  if (is_f64) return vec_ok ? by_batch<double, 2>(p, split, st) : by_batch<double, 1>(p, split, st);
-  return vec_ok ? by_batch<float, 4>(p, split, st) : by_batch<float, 1>(p, split, st);
+  // 16-byte loads: the base, every row start (stride) and every group start (L) on 16 bytes
+  const bool vec_ok = reinterpret_cast<uintptr_t>(x) % 16 == 0 && stride % V == 0 && L % V == 0;
+  int* u = used_cluster;
+  if (is_f64)
+    return vec_ok ? by_batch<double, 2>(p, split, max_clusters, st, u)
+                  : by_batch<double, 1>(p, split, max_clusters, st, u);
+  return vec_ok ? by_batch<float, 4>(p, split, max_clusters, st, u)
+                : by_batch<float, 1>(p, split, max_clusters, st, u);
 }
 
 }  // namespace zc::cuda

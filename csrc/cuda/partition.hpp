@@ -18,6 +18,26 @@ constexpr int64_t kSalDirectMax = 65536;
 
 ZC_HD int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// ---- persistent grids ------------------------------------------------------------------------
+// Blocks of a persistent launch: enough to fill every resident slot (`resident` = multiprocessors
+// x resident blocks per multiprocessor), never more than there are work items, at least one, and
+// at most `cap` when cap > 0. Block b then takes items b, b + grid, b + 2 grid, ... (so a cap
+// below the work forces every block through several iterations: tests use it to reach the reuse
+// of shared memory and reduction buffers across items on any card).
+ZC_HD int64_t persistent_blocks(int64_t resident, int64_t work, int64_t cap) {
+  int64_t g = resident;
+  if (work < g) g = work;
+  if (cap > 0 && cap < g) g = cap;
+  return g < 1 ? 1 : g;
+}
+
+// Blocks of the weight initialiser: one segment per block and iteration, at most 8 blocks per
+// multiprocessor (and at most `cap` when cap > 0).
+constexpr int64_t kInitBlocksPerSm = 8;
+ZC_HD int64_t init_blocks(int64_t sms, int64_t nseg, int64_t cap) {
+  return persistent_blocks(sms * kInitBlocksPerSm, nseg, cap);
+}
+
 // chunks of a segment of `len` elements in split mode (an empty segment has none)
 ZC_HD int64_t sal_chunks(int64_t len) { return len <= 0 ? 0 : ceil_div(len, kSalChunk); }
 
@@ -75,6 +95,9 @@ ZC_HD int fisher_width(int64_t nvec_row) {
 }
 
 // ---- NASWOT ---------------------------------------------------------------------------------
+// Largest thread-block cluster the kernel launches (the portable maximum on Hopper).
+constexpr int kNwMaxCluster = 8;
+
 // Batch padded to a multiple of the 16x16 tensor-core tile.
 ZC_HD int nw_pad_batch(int64_t b) { return static_cast<int>(ceil_div(b, 16) * 16); }
 
@@ -93,5 +116,29 @@ ZC_HD void nw_upper_tile(int t, int nt, int* i, int* j) {
 
 // Feature tiles of a group of L features when each tile holds `ft` features.
 ZC_HD int64_t nw_feature_tiles(int64_t L, int ft) { return L <= 0 ? 0 : ceil_div(L, ft); }
+
+// Work items (group, feature tile) per candidate on average: groups x tiles / K, rounded up.
+ZC_HD int64_t nw_items_per_cand(int64_t groups, int64_t tiles_per_group, int64_t K) {
+  return ceil_div(groups * tiles_per_group, K > 0 ? K : 1);
+}
+
+// Automatic cluster size (blocks per candidate): doubled from 1 while the grid would hold fewer
+// than two blocks per multiprocessor and a candidate has more work items than ranks, at most
+// kNwMaxCluster. Many candidates -> 1 (every block owns candidates); few candidates with long
+// groups -> up to 8 blocks share each one.
+ZC_HD int nw_auto_cluster(int64_t K, int64_t sms, int64_t items_per_cand) {
+  int cs = 1;
+  while (cs < kNwMaxCluster && K * cs < 2 * sms && cs < items_per_cand) cs *= 2;
+  return cs;
+}
+
+// Clusters of a launch: as many as can be resident (`active`), at most one per candidate, at
+// most `cap` when cap > 0. Cluster c owns candidates c, c + n, c + 2n, ...; inside a cluster of
+// cs blocks, rank r takes the candidate's work items r, r + cs, r + 2 cs, ...
+ZC_HD int64_t nw_clusters(int64_t K, int64_t active, int64_t cap) {
+  int64_t n = K < active ? K : active;
+  if (cap > 0 && cap < n) n = cap;
+  return n < 1 ? 1 : n;
+}
 
 }  // namespace zc::cuda::part

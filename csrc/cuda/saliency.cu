@@ -231,13 +231,13 @@ __global__ void __launch_bounds__(256)
 }
 
 template <class T, int V, bool HAS_HG, bool SPLIT>
-int launch_main(const SalParams& p, int64_t work, int grid_mode, cudaStream_t st) {
+int launch_main(const SalParams& p, int64_t work, int grid_mode, int64_t max_grid, cudaStream_t st) {
   const void* k = reinterpret_cast<const void*>(&saliency_kernel<T, V, HAS_HG, SPLIT>);
   unsigned grid = 0;
   if (grid_mode == 1) {  // one block per work item: the hardware scheduler balances the load
-    grid = static_cast<unsigned>(work < 0x7fffffff ? (work > 0 ? work : 1) : 0x7fffffff);
+    grid = static_cast<unsigned>(part::persistent_blocks(0x7fffffff, work, max_grid));
   } else {
-    int e = persistent_grid(k, kThreads, 0, work, &grid);
+    int e = persistent_grid(k, kThreads, 0, work, &grid, max_grid);
     if (e) return e;
   }
   saliency_kernel<T, V, HAS_HG, SPLIT><<<grid, kThreads, 0, st>>>(p);
@@ -245,14 +245,14 @@ int launch_main(const SalParams& p, int64_t work, int grid_mode, cudaStream_t st
 }
 
 template <class T, bool SPLIT>
-int dispatch(const SalParams& p, bool vec_ok, int64_t work, int gm, cudaStream_t st) {
+int dispatch(const SalParams& p, bool vec_ok, int64_t work, int gm, int64_t cap, cudaStream_t st) {
   constexpr int V = 16 / sizeof(T);
   const bool has_hg = p.hg != nullptr;
   if (vec_ok)
-    return has_hg ? launch_main<T, V, true, SPLIT>(p, work, gm, st)
-                  : launch_main<T, V, false, SPLIT>(p, work, gm, st);
-  return has_hg ? launch_main<T, 1, true, SPLIT>(p, work, gm, st)
-                : launch_main<T, 1, false, SPLIT>(p, work, gm, st);
+    return has_hg ? launch_main<T, V, true, SPLIT>(p, work, gm, cap, st)
+                  : launch_main<T, V, false, SPLIT>(p, work, gm, cap, st);
+  return has_hg ? launch_main<T, 1, true, SPLIT>(p, work, gm, cap, st)
+                : launch_main<T, 1, false, SPLIT>(p, work, gm, cap, st);
 }
 
 }  // namespace
@@ -266,10 +266,13 @@ int64_t segment_saliency_direct_max() { return part::kSalDirectMax; }
 int segment_saliency(const void* w, const void* g, const void* hg, const int64_t* offsets,
                      int64_t nseg, int64_t n, double* out, bool is_f64, int64_t max_len,
                      void* workspace, int64_t workspace_bytes, uintptr_t stream,
-                     int grid_mode) {
+                     int grid_mode, int64_t max_grid) {
   if (nseg <= 0) return 0;
-  if (!w || !g || !offsets || !out || n < 0) return cudaErrorInvalidValue;
+  if (!out || n < 0) return cudaErrorInvalidValue;
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
+  // no element at all: every segment is empty (offsets lie within [0, n]), so every row is zero
+  if (n == 0) return static_cast<int>(cudaMemsetAsync(out, 0, nseg * 5 * sizeof(double), st));
+  if (!w || !g || !offsets) return cudaErrorInvalidValue;
   const size_t es = is_f64 ? 8 : 4;
   // 16-byte loads need w, g (and hg) to sit at the same phase of a 16-byte line
   const uintptr_t ph = reinterpret_cast<uintptr_t>(w) % 16;
@@ -279,8 +282,8 @@ int segment_saliency(const void* w, const void* g, const void* hg, const int64_t
   SalParams p{w, g, hg, offsets, nseg, out, nullptr, nullptr, nullptr};
   const bool direct = max_len >= 0 && max_len <= part::kSalDirectMax;
   if (direct)
-    return is_f64 ? dispatch<double, false>(p, vec_ok, nseg, grid_mode, st)
-                  : dispatch<float, false>(p, vec_ok, nseg, grid_mode, st);
+    return is_f64 ? dispatch<double, false>(p, vec_ok, nseg, grid_mode, max_grid, st)
+                  : dispatch<float, false>(p, vec_ok, nseg, grid_mode, max_grid, st);
 
   const part::SalWorkspace ws = part::sal_workspace(nseg, n);
   if (workspace == nullptr || workspace_bytes < ws.bytes ||
@@ -297,8 +300,8 @@ int segment_saliency(const void* w, const void* g, const void* hg, const int64_t
   p.item_seg = item_seg;
   p.partial = partial;
   const int64_t work = part::sal_max_items(nseg, n);
-  e = is_f64 ? dispatch<double, true>(p, vec_ok, work, grid_mode, st)
-             : dispatch<float, true>(p, vec_ok, work, grid_mode, st);
+  e = is_f64 ? dispatch<double, true>(p, vec_ok, work, grid_mode, max_grid, st)
+             : dispatch<float, true>(p, vec_ok, work, grid_mode, max_grid, st);
   if (e) return e;
   const int64_t warps_per_block = 256 / 32;
   const unsigned blocks = static_cast<unsigned>(part::ceil_div(nseg, warps_per_block));

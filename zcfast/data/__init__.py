@@ -24,7 +24,10 @@ _DATASETS = {
 }
 _GT_COLUMN = {"cifar10": 0, "cifar100": 1, "ImageNet16-120": 2}
 
-# Normalisation and augmentation used by NAS-Bench-201 / the zero-cost paper's loaders.
+# Per-channel normalisation (docs/data.md). The zero-cost paper's loader
+# (SamsungLabs/zero-cost-nas, foresight/dataset.py, commit ca61347) uses the CIFAR-10 values for
+# every dataset whose name contains "cifar", CIFAR-100 included: that is the "paper" choice.
+# "dataset" uses each dataset's own statistics (differs only for CIFAR-100).
 _CIFAR10_MEAN, _CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 _CIFAR100_MEAN, _CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 _IN16_MEAN = tuple(v / 255 for v in (122.68, 116.66, 104.01))
@@ -49,6 +52,31 @@ def num_classes(dataset: str) -> int:
 
 def input_size(dataset: str) -> int:
     return _DATASETS[dataset_name(dataset)][2]
+
+
+NORMALIZATIONS = ("paper", "dataset")
+
+
+def normalization_stats(dataset: str, normalization: str = "paper") -> tuple:
+    """(mean, std) per RGB channel used for ``dataset`` under ``normalization``
+    ('paper': the zero-cost paper's loader, CIFAR-10's values for both CIFARs; 'dataset': the
+    dataset's own values)."""
+    ds = dataset_name(dataset)
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}: expected one of "
+                         f"{', '.join(NORMALIZATIONS)}")
+    if ds == "ImageNet16-120":
+        return _IN16_MEAN, _IN16_STD
+    if ds == "cifar100" and normalization == "dataset":
+        return _CIFAR100_MEAN, _CIFAR100_STD
+    return _CIFAR10_MEAN, _CIFAR10_STD
+
+
+def _norm_words(ds: str, normalization: str) -> str:
+    if ds != "cifar100":
+        return ""
+    return (" normalised with CIFAR-10's mean and std (the paper's loader)"
+            if normalization == "paper" else " normalised with CIFAR-100's own mean and std")
 
 
 @functools.cache
@@ -111,6 +139,7 @@ class ImageSource:
     std: tuple
     pad: int
     extra: dict = field(default_factory=dict)
+    normalization: str = "paper"  # see NORMALIZATIONS
 
     def minibatch(self, batch_size: int = 64, seed: int = 0, augment: bool = True):
         """(x, y): x (B, 3, H, W) float32 normalised, y (B,) int64. Deterministic in ``seed``.
@@ -206,75 +235,84 @@ def load_cifar_pickles(root: str | os.PathLike, dataset: str):
 
 
 IMAGE_CHOICES = ("default", "cifar10-subset", "cifar100-real25", "imagenet16-standin")
+# the bundled image source each dataset uses by default (see image_source)
+DEFAULT_IMAGES = {"cifar10": "cifar10-subset", "cifar100": "cifar10-subset",
+                  "ImageNet16-120": "imagenet16-standin"}
 
 
-def image_source(dataset: str, data_root: str | None = None, images: str = "default") -> ImageSource:
+def resolve_images(dataset: str, images: str = "default") -> str:
+    """The name of the image source ``images`` means for ``dataset`` ('default' resolved)."""
+    if images not in IMAGE_CHOICES:
+        raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
+    return DEFAULT_IMAGES[dataset_name(dataset)] if images == "default" else images
+
+
+def image_source(dataset: str, data_root: str | None = None, images: str = "default",
+                 normalization: str = "paper") -> ImageSource:
     """The image pool used to score networks of ``dataset``.
 
-    Defaults (the most faithful data available offline, see ``_bundled/README.md``):
-    CIFAR-10 -> 1,000 real CIFAR-10 training images; CIFAR-100 -> the same images with CIFAR-100
-    normalisation and labels drawn uniformly over 100 classes; ImageNet16-120 -> 120 real
-    ImageNet photos (one per class) box-downsampled to 16x16. ``data_root`` reads a standard
-    CIFAR download instead.
+    Defaults (the most faithful data available offline, see ``_bundled/README.md`` and
+    docs/data.md): CIFAR-10 -> 1,000 real CIFAR-10 training images; CIFAR-100 -> the same images
+    with labels drawn uniformly over 100 classes; ImageNet16-120 -> 120 real ImageNet photos (one
+    per class) box-downsampled to 16x16. ``data_root`` reads a standard CIFAR download instead.
+    ``normalization``: 'paper' (default; CIFAR-10's mean and std for both CIFARs, as the paper's
+    loader) or 'dataset' (CIFAR-100's own for CIFAR-100).
     """
     ds = dataset_name(dataset)
     ncls = num_classes(ds)
-    if ds == "ImageNet16-120":
-        mean, std, pad = _IN16_MEAN, _IN16_STD, 2
-    elif ds == "cifar100":
-        mean, std, pad = _CIFAR100_MEAN, _CIFAR100_STD, 4
-    else:
-        mean, std, pad = _CIFAR10_MEAN, _CIFAR10_STD, 4
+    mean, std = normalization_stats(ds, normalization)
+    pad = 2 if ds == "ImageNet16-120" else 4
+    norm = _norm_words(ds, normalization)
+
+    def source(name, description, x, y):
+        return ImageSource(name, description + norm, x, y, ncls, mean, std, pad,
+                           normalization=normalization)
+
     if data_root is not None:
         x, y = load_cifar_pickles(data_root, ds)
-        return ImageSource(
-            f"{ds}-download", f"{len(x)} {ds} training images read from {data_root}",
-            x, y, ncls, mean, std, pad,
-        )
+        return source(f"{ds}-download", f"{len(x)} {ds} training images read from {data_root}", x, y)
     if images not in IMAGE_CHOICES:
         raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
-    if images == "default":
-        images = {"cifar10": "cifar10-subset", "cifar100": "cifar10-subset",
-                  "ImageNet16-120": "imagenet16-standin"}[ds]
+    images = resolve_images(ds, images)
     if images == "imagenet16-standin":
         if ds != "ImageNet16-120":
             raise ValueError(f"imagenet16-standin images are 16x16 ImageNet16-120 images, not {ds}")
         d = _load_npz("imagenet16_120_standin.npz")
-        return ImageSource(
+        return source(
             "imagenet16-standin",
             "bundled ImageNet16-120 stand-in: 120 real ImageNet photos (one per class, "
             "box-downsampled to 16x16), not NB201's exact pixels",
-            d["x"], d["y"], ncls, mean, std, pad,
+            d["x"], d["y"],
         )
     if ds == "ImageNet16-120":
         raise ValueError(f"ImageNet16-120 networks take 16x16 inputs; image source {images!r} is 32x32")
     if images == "cifar100-real25":
         d = _load_npz("cifar100_real25.npz")
         labels = d["y"] if ds == "cifar100" else None
-        return ImageSource(
+        return source(
             "cifar100-real25",
             "bundled 25 real CIFAR-100 images (train 0-4, test 0-19)"
             + ("" if ds == "cifar100" else f", labels drawn uniformly over {ncls} classes"),
-            d["x"], labels, ncls, mean, std, pad,
+            d["x"], labels,
         )
     d = _load_npz("cifar10_train1000.npz")
     if ds == "cifar10":
-        return ImageSource(
+        return source(
             "cifar10-subset",
             "bundled 1,000 real CIFAR-10 training images (100 per class, JPEG re-encodings)",
-            d["x"], d["y"], ncls, mean, std, pad,
+            d["x"], d["y"],
         )
-    return ImageSource(
+    return source(
         "cifar10-subset",
-        "bundled 1,000 real CIFAR-10 training images with CIFAR-100 normalisation and labels "
-        "drawn uniformly over 100 classes (real CIFAR-100 training pixels are not bundled)",
-        d["x"], None, ncls, mean, std, pad,
+        "bundled 1,000 real CIFAR-10 training images with labels drawn uniformly over 100 classes "
+        "(real CIFAR-100 training pixels are not bundled),",
+        d["x"], None,
     )
 
 
 def minibatch(dataset: str, batch_size: int = 64, seed: int = 0, data_root: str | None = None,
-              images: str = "default"):
+              images: str = "default", normalization: str = "paper"):
     """(x, y, source): one seeded, augmented training minibatch for ``dataset``."""
-    src = image_source(dataset, data_root=data_root, images=images)
+    src = image_source(dataset, data_root=data_root, images=images, normalization=normalization)
     x, y = src.minibatch(batch_size, seed)
     return x, y, src

@@ -60,9 +60,9 @@ def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str |
     bk = _backend.choose("fisher_channels", a.device, backend)
     if bk == "torch":
         return _reference(a, g, group_size, fan_in)
-    b, c, _ = a.shape
+    b, c, hw = a.shape
     per_channel = torch.zeros(c, dtype=torch.float64, device=a.device)
-    if b > 0 and c > 0:
+    if b > 0 and c > 0 and hw > 0:  # otherwise every sum is empty: F_c = 0, nothing to launch
         if bk == "triton":
             from zcfast.kernels.fisher import fisher_channels_triton
 
@@ -72,15 +72,19 @@ def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str |
     return per_channel.view(-1, group_size).sum(1) * float(fan_in)
 
 
-def _fisher_channels_cuda(a, g, out):
-    """csrc/cuda/fisher.cu on contiguous (B, C, HW) CUDA tensors: out (C,) float64, written."""
+def _fisher_channels_cuda(a, g, out, max_grid: int = 0):
+    """csrc/cuda/fisher.cu on contiguous (B, C, HW) CUDA tensors: out (C,) float64, written.
+    ``max_grid`` > 0 caps the number of blocks (tests); every grid gives the same bits. An empty
+    batch or an empty spatial extent gives zeros without a kernel launch."""
     from zcfast import _C
 
+    b, c, hw = a.shape
+    if b == 0 or c == 0 or hw == 0:
+        return out.zero_()
     if a.device.type != "cuda":
         raise RuntimeError(f"fisher_channels: the cuda kernel needs CUDA tensors, got {a.device}")
-    b, c, hw = a.shape
     with torch.cuda.device(a.device):
         _C.cuda.fisher_channels(a.data_ptr(), g.data_ptr(), b, c, hw, out.data_ptr(),
                                 a.dtype == torch.float64,
-                                torch.cuda.current_stream(a.device).cuda_stream)
+                                torch.cuda.current_stream(a.device).cuda_stream, max_grid)
     return out

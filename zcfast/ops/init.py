@@ -54,6 +54,18 @@ def _check(out, offsets, arch, slot, bound):
             f"fill_uniform: need len(offsets)=len(arch)+1=len(slot)+1=len(bound)+1, got "
             f"{offsets.numel()}, {arch.numel()}, {slot.numel()}, {bound.numel()}"
         )
+    if offsets.dtype.is_floating_point or offsets.dtype == torch.bool:
+        raise ValueError(f"fill_uniform: offsets must be integers, got {offsets.dtype}")
+    if n:
+        # every segment inside `out` (as the compiled CPU loop checks): 0 <= off[s] <= off[s+1]
+        # <= len(out). One device-to-host transfer covers the three conditions.
+        o = offsets.to(torch.int64)
+        lo, first, last = torch.stack([(o[1:] - o[:-1]).min(), o[0], o[-1]]).tolist()
+        if lo < 0 or first < 0 or last > out.numel():
+            oc = o.cpu().tolist()
+            s = next(s for s in range(n) if not 0 <= oc[s] <= oc[s + 1] <= out.numel())
+            raise ValueError(f"fill_uniform: segment {s} [{oc[s]}, {oc[s + 1]}) is not inside "
+                             f"the buffer of {out.numel()} elements")
 
 
 def fill_uniform_reference(out, offsets, arch, slot, bound, seed: int) -> torch.Tensor:
@@ -101,10 +113,19 @@ def fill_uniform(out, offsets, arch, slot, bound, seed: int, *, backend: str | N
         ka, kb = stream_keys(arch32, slot32, seed)
         fill_uniform_triton(out, offsets, ka.to(torch.int32), kb.to(torch.int32), bound)
         return out
+    return _fill_uniform_cuda(out, offsets, arch32, slot32, bound, seed)
+
+
+def _fill_uniform_cuda(out, offsets, arch32, slot32, bound, seed: int, max_grid: int = 0):
+    """csrc/cuda/init.cu on checked CUDA tensors (offsets int64, arch/slot int32 bit patterns of
+    the uint32 values, bound float32, all contiguous). ``max_grid`` > 0 caps the grid (tests)."""
     from zcfast import _C
 
+    dev = out.device
+    if dev.type != "cuda":
+        raise RuntimeError(f"fill_uniform: the cuda kernel needs CUDA tensors, got {dev}")
     with torch.cuda.device(dev):
-        _C.cuda.fill_uniform(out.data_ptr(), offsets.data_ptr(), arch32.data_ptr(),
+        _C.cuda.fill_uniform(out.data_ptr(), out.numel(), offsets.data_ptr(), arch32.data_ptr(),
                              slot32.data_ptr(), bound.data_ptr(), arch32.numel(), int(seed),
-                             torch.cuda.current_stream(dev).cuda_stream)
+                             torch.cuda.current_stream(dev).cuda_stream, max_grid)
     return out

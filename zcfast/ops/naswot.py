@@ -7,6 +7,12 @@ is, with s = 2c - 1 in {-1, +1} and F the feature count, K = (F + S S^T) / 2.
 This op accumulates ``out[k] += sum_{groups g of candidate k} S_g S_g^T`` (B x B) for a packed
 tensor (B, G*group_size, *spatial) whose channel group g belongs to candidate ``group_cand[g]``.
 The products of +-1 are integers, so float32 accumulation is exact while counts stay < 2^24.
+
+Inputs are read in place when each sample's (C, *spatial) block is contiguous, whatever the
+stride between samples: the packed engine hands over channel slices of a larger gathered tensor
+(the inputs of one node's convolutions), which would otherwise be copied. The fused kernels take
+batches up to ``MAX_FUSED_BATCH``; larger batches use the torch reference, which gives the same
+(exact, integer) values.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import torch
 
 from zcfast.ops import _backend
+
+MAX_FUSED_BATCH = 128  # = kNaswotMaxBatch of csrc/cuda/launch.hpp; the Triton kernel shares it
 
 
 def _prepare(x, group_cand, group_size, out):
@@ -36,7 +44,23 @@ def _prepare(x, group_cand, group_size, out):
     hw = 1
     for d in x.shape[2:]:
         hw *= d
-    return x.reshape(b, c, hw).contiguous(), group_cand
+    xs = x.reshape(b, c, hw)  # a view whenever the strides allow it
+    return (xs if _rows_in_place(xs) else xs.contiguous()), group_cand
+
+
+def _rows_in_place(xs: torch.Tensor) -> bool:
+    """True when every sample's (C, HW) block of ``xs`` (B, C, HW) is contiguous and samples do
+    not overlap: the kernels then read it through its sample stride, without a copy."""
+    b, c, hw = xs.shape
+    return ((hw <= 1 or xs.stride(2) == 1) and (c <= 1 or xs.stride(1) == hw)
+            and (b <= 1 or xs.stride(0) >= c * hw))
+
+
+def _sample_stride(xs: torch.Tensor) -> int:
+    """Elements between consecutive samples of ``xs`` (B, C, HW) as the kernels read it (a
+    single sample has no stride: its feature count stands in)."""
+    b, c, hw = xs.shape
+    return int(xs.stride(0)) if b > 1 else c * hw
 
 
 def naswot_kernel_reference(x, group_cand, group_size: int, out: torch.Tensor) -> torch.Tensor:
@@ -62,10 +86,10 @@ def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend:
     if bk == "torch":
         return _reference(xs, group_cand, group_size, out)
     b, c, hw = xs.shape
-    if b == 0 or c == 0:
+    if b == 0 or c == 0 or hw == 0:
         return out
-    if b > 128:
-        raise ValueError(f"naswot_kernel: the fused kernels take batches up to 128, got {b}")
+    if b > MAX_FUSED_BATCH:  # beyond the fused kernels' tiles: the reference, same exact values
+        return _reference(xs, group_cand, group_size, out)
     # candidate-major list of groups (CSR): each program owns one candidate, no atomics
     order = torch.argsort(group_cand, stable=True)
     counts = torch.bincount(group_cand, minlength=out.shape[0])
@@ -78,21 +102,30 @@ def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend:
     return _naswot_kernel_cuda(xs, order, ptr, group_size * hw, out)
 
 
-def _naswot_kernel_cuda(xs, order, ptr, group_len: int, out, split: int = 0):
-    """csrc/cuda/naswot.cu: xs (B, C, HW) contiguous CUDA tensor, groups of ``group_len``
-    contiguous features per sample; order/ptr the candidate-major CSR of groups (int64);
-    out (K, B, B) float32 accumulated in place. ``split``: blocks per candidate (a cluster of
-    1..8), 0 = automatic; the result is exact, hence the same for every split."""
+def _naswot_kernel_cuda(xs, order, ptr, group_len: int, out, split: int = 0,
+                       max_clusters: int = 0, info: dict | None = None):
+    """csrc/cuda/naswot.cu: xs (B, C, HW) CUDA tensor whose samples are contiguous blocks (any
+    sample stride, see _rows_in_place), groups of ``group_len`` contiguous features per sample;
+    order/ptr the candidate-major CSR of groups (int64); out (K, B, B) float32 accumulated in
+    place. ``split``: blocks per candidate (a cluster of 1..8), 0 = automatic; ``max_clusters``
+    > 0 caps the clusters (tests: each then walks several candidates). The result is exact,
+    hence the same for every split and grid. ``info`` (a dict) receives ``cluster``: the cluster
+    size the launch really used (0 when there was nothing to launch)."""
     from zcfast import _C
 
     if xs.device.type != "cuda":
         raise RuntimeError(f"naswot_kernel: the cuda kernel needs CUDA tensors, got {xs.device}")
     if xs.dtype not in (torch.float32, torch.float64):
         xs = xs.float()  # the kernel reads float32/float64; widening keeps every sign (the code)
+    if not _rows_in_place(xs):
+        xs = xs.contiguous()
     b, c, hw = xs.shape
     with torch.cuda.device(xs.device):
-        _C.cuda.naswot_kernel(xs.data_ptr(), order.data_ptr(), ptr.data_ptr(), b, c * hw,
-                              group_len, out.shape[0], out.data_ptr(),
-                              xs.dtype == torch.float64,
-                              torch.cuda.current_stream(xs.device).cuda_stream, split)
+        used = _C.cuda.naswot_kernel(xs.data_ptr(), order.data_ptr(), ptr.data_ptr(), b,
+                                     _sample_stride(xs), c * hw, group_len, out.shape[0],
+                                     out.data_ptr(), xs.dtype == torch.float64,
+                                     torch.cuda.current_stream(xs.device).cuda_stream, split,
+                                     max_clusters)
+    if info is not None:
+        info["cluster"] = int(used)
     return out

@@ -90,7 +90,7 @@ def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.
         return _reference(w, g, hg, offsets)
     nseg = offsets.numel() - 1
     out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
-    if nseg == 0:
+    if nseg == 0 or max_len == 0:  # no segment, or only empty ones: every row is zero
         return out
     if b == "cpu":
         from zcfast import _C
@@ -105,19 +105,25 @@ def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.
     return _segment_saliency_cuda(w, g, hg, offsets, out, max_len)
 
 
-def _segment_saliency_cuda(w, g, hg, offsets, out, max_len: int, grid_mode: int = 0) -> torch.Tensor:
+def _segment_saliency_cuda(w, g, hg, offsets, out, max_len: int, grid_mode: int = 0,
+                           max_grid: int = 0) -> torch.Tensor:
     """Launch csrc/cuda/saliency.cu on validated, contiguous CUDA tensors (see _prepare).
 
     ``max_len`` picks the work decomposition only (one block per segment when every segment is
     at most ``_C.cuda.SALIENCY_DIRECT_MAX`` long, else fixed-size chunks plus an ordered combine,
     which needs a scratch buffer); pass -1 to force the chunked path. The result is the same.
-    ``grid_mode`` 1 launches one block per work item instead of the persistent grid (benchmarks).
+    ``grid_mode`` 1 launches one block per work item instead of the persistent grid (benchmarks);
+    ``max_grid`` > 0 caps the number of blocks (tests: every block then walks several items).
+    Every grid gives the same bits. Nothing to reduce (no segment, no element, or max_len 0):
+    ``out`` is zero-filled and no kernel is launched.
     """
     from zcfast import _C
 
+    nseg, n = offsets.numel() - 1, w.numel()
+    if nseg <= 0 or n == 0 or max_len == 0:
+        return out.zero_()
     if w.device.type != "cuda":
         raise RuntimeError(f"segment_saliency: the cuda kernel needs CUDA tensors, got {w.device}")
-    nseg, n = offsets.numel() - 1, w.numel()
     ws, nbytes = None, 0
     if max_len < 0 or max_len > _C.cuda.SALIENCY_DIRECT_MAX:
         nbytes = _C.cuda.segment_saliency_workspace_bytes(nseg, n)
@@ -127,6 +133,6 @@ def _segment_saliency_cuda(w, g, hg, offsets, out, max_len: int, grid_mode: int 
             w.data_ptr(), g.data_ptr(), 0 if hg is None else hg.data_ptr(), offsets.data_ptr(),
             nseg, n, out.data_ptr(), w.dtype == torch.float64, int(max_len),
             0 if ws is None else ws.data_ptr(), nbytes,
-            torch.cuda.current_stream(w.device).cuda_stream, grid_mode,
+            torch.cuda.current_stream(w.device).cuda_stream, grid_mode, max_grid,
         )
     return out

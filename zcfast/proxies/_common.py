@@ -9,7 +9,7 @@ _BATCH_COUPLED = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
 
 
 def counted_layers(net: nn.Module) -> list:
-    """Every Conv2d and Linear (PROXIES.md: weights only, no biases, no BN)."""
+    """Every Conv2d and Linear (docs/proxies.md: weights only, no biases, no BN)."""
     return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
@@ -42,6 +42,17 @@ def check_split(net: nn.Module, split: int, what: str) -> None:
 def weighted_loss(net, loss_fn, x, y, n_total: int) -> torch.Tensor:
     """Loss of a micro-batch scaled so that the parts sum to the full-batch mean loss."""
     return loss_fn(net(x), y) * (x.shape[0] / n_total)
+
+
+class DegenerateScoreWarning(UserWarning):
+    """A proxy is undefined for this network and was returned as NaN or inf (docs/proxies.md)."""
+
+
+def warn_degenerate(proxy: str, reason: str) -> None:
+    """Say why ``proxy`` came out NaN/inf (the value itself is returned unchanged)."""
+    import warnings
+
+    warnings.warn(f"{proxy}: {reason}", DegenerateScoreWarning, stacklevel=3)
 
 
 def as_float(v) -> float:

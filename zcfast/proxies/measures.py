@@ -1,4 +1,4 @@
-"""Reference (per-model) zero-cost proxies, exactly as PROXIES.md defines them.
+"""Reference (per-model) zero-cost proxies, exactly as docs/proxies.md defines them.
 
 Each function takes a *private copy* of the network (``find_measures`` makes it), the inputs
 (B, ...) and targets (B,), the loss and a micro-batch count, and returns one float. Scores are
@@ -22,6 +22,7 @@ from zcfast.proxies._common import (
     check_split,
     chunks,
     counted_layers,
+    warn_degenerate,
     weighted_loss,
 )
 
@@ -138,7 +139,14 @@ def jacob_cov(net, x, y, loss_fn, split=1) -> float:
     xg = x.detach().clone().requires_grad_(True)
     for a, b in chunks(x.shape[0], split):
         out = net(xg[a:b])
-        out.backward(torch.ones_like(out))
+        if out.requires_grad:
+            out.backward(torch.ones_like(out))
+    if xg.grad is None:
+        # no path from the input to the output (e.g. an NB201 cell of `none` edges): J = 0 and
+        # its correlation is undefined, the same NaN as any constant Jacobian (docs/proxies.md)
+        warn_degenerate("jacob_cov", "the network's output does not depend on its input (no "
+                        "gradient path), so the Jacobian is zero and its correlation undefined")
+        return float("nan")
     return jacob_cov_score(xg.grad.reshape(x.shape[0], -1))
 
 
@@ -146,6 +154,8 @@ def jacob_cov_score(jac: torch.Tensor) -> float:
     """Score of a (N, D) Jacobian; NaN when the correlation is undefined (e.g. J constant)."""
     c = torch.corrcoef(jac.detach().double())
     if not bool(torch.isfinite(c).all()):
+        warn_degenerate("jacob_cov", "some sample's Jacobian row is constant (zero variance), so "
+                        "the correlation matrix is undefined")
         return float("nan")
     v = torch.linalg.eigvalsh(c)
     k = 1e-5
@@ -199,6 +209,11 @@ def nwot(net, x, y, loss_fn, split=1) -> float:
     score = log|det K|. Computed as K = (F + S S^T)/2 with S = 2c - 1 (identical, exact)."""
     check_split(net, split, "nwot")
     relus = [m for m in net.modules() if isinstance(m, nn.ReLU)]
+    if not relus:
+        raise ValueError(
+            f"nwot: {type(net).__name__} has no nn.ReLU module. NASWOT reads its binary codes at "
+            "nn.ReLU modules (forward hooks); functional ReLUs (F.relu, torch.relu) and other "
+            "activations are not seen, and an empty code set would give a meaningless -inf")
     n = x.shape[0]
     calls: list = []  # per chunk: list of +-1 code matrices (n_chunk, F) in call order
     current: list = []
@@ -216,13 +231,20 @@ def nwot(net, x, y, loss_fn, split=1) -> float:
     finally:
         for h in handles:
             h.remove()
+    if not calls[0]:
+        raise ValueError(f"nwot: none of the {len(relus)} nn.ReLU modules of "
+                         f"{type(net).__name__} ran in the forward pass: no codes to score")
     k = torch.zeros((n, n), dtype=torch.float64, device=x.device)
     for layer in range(len(calls[0])):
         c = torch.cat([chunk[layer] for chunk in calls]).float()
         s = 2.0 * c - 1.0
         # integer-valued float32 GEMM: exact while F < 2^24
         k += ((s @ s.T).double() + c.shape[1]) * 0.5
-    return as_float(torch.linalg.slogdet(k).logabsdet)
+    v = as_float(torch.linalg.slogdet(k).logabsdet)
+    if v == float("-inf"):
+        warn_degenerate("nwot", "the code kernel is singular (some samples share every ReLU "
+                        "code), so log|det K| = -inf")
+    return v
 
 
 def params(net, x, y, loss_fn, split=1) -> float:

@@ -9,7 +9,7 @@ ask/tell, from a complete table, the on-disk score cache (:class:`ScoreCache`) o
 
 >>> from zcfast.search import run_search
 >>> r = run_search("ae", "cifar100", budget=300, warmup=3000, move=24, seed=0, proxy="synflow")
->>> r["best_test_curve"][49]     # best test accuracy after 50 trained models
+>>> r["test_curve"][49]     # test accuracy of the best-validation cell after 50 trained models
 
 Command line: ``zcfast search ...`` (one variant, many seeds) and ``zcfast figure ...`` (all the
 paper's variants, the figure and the "models needed to reach X%" table); see docs/search.md.
@@ -21,20 +21,23 @@ from zcfast.search.cache import (
     DATA_FREE_PROXIES,
     ScoreCache,
     ScoreKey,
-    data_key,
     default_cache_root,
 )
 from zcfast.search.driver import (
     ALGOS,
     DEFAULT_OPTIONS,
-    by_code,
+    PROTOCOL,
     ground_truth,
     make_config,
     run_search,
+    universe,
+    universe_ids,
 )
 from zcfast.search.runs import (
     FIGURE_VARIANTS,
+    HEADLINE,
     Variant,
+    complete_runs,
     curve_matrix,
     curve_table,
     models_to_reach,
@@ -45,13 +48,16 @@ from zcfast.search.runs import (
     run_seeds,
     run_variants,
     summarize,
+    verify_run,
+    verify_runs,
 )
 from zcfast.search.scorer import batched_available, default_scorer
 
 __all__ = [
-    "ALGOS", "DATA_FREE_PROXIES", "DEFAULT_OPTIONS", "FIGURE_VARIANTS", "ScoreCache", "ScoreKey",
-    "Variant", "batched_available", "by_code", "curve_matrix", "curve_table", "data_key",
-    "default_cache_root", "default_scorer", "ground_truth", "make_config", "models_to_reach",
-    "parse_variant", "plot_curves", "reach_table", "read_runs", "run_search", "run_seeds",
-    "run_variants", "summarize",
+    "ALGOS", "DATA_FREE_PROXIES", "DEFAULT_OPTIONS", "FIGURE_VARIANTS", "HEADLINE", "PROTOCOL",
+    "ScoreCache", "ScoreKey", "Variant", "batched_available", "complete_runs",
+    "curve_matrix", "curve_table", "default_cache_root", "default_scorer",
+    "ground_truth", "make_config", "models_to_reach", "parse_variant", "plot_curves",
+    "reach_table", "read_runs", "run_search", "run_seeds", "run_variants", "summarize",
+    "universe", "universe_ids", "verify_run", "verify_runs",
 ]

@@ -33,10 +33,17 @@ def _options(pairs) -> dict:
 
 
 def _add_common(p):
-    p.add_argument("--space", default="nb201", choices=["nb201"])
+    p.add_argument("--space", default="nb201",
+                   help="search space: nb201 (default), nb101 (docs/spaces.md)")
+    p.add_argument("--data", default=None,
+                   help="benchmark file of the space's full ground truth (nb101: the official "
+                   "nasbench_only108.tfrecord); default: the bundled data")
     p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
     p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
-    p.add_argument("--proxy", default="synflow", help="zero-cost proxy used by warmup and move")
+    p.add_argument("--proxy", default="synflow",
+                   help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
+                        "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
+                        "cells each comparison compares; docs/search.md)")
     p.add_argument("--score-seed", type=int, default=0, help="weight seed of the proxy scores")
     p.add_argument("--cache-dir", default=None,
                    help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
@@ -48,45 +55,80 @@ def _add_common(p):
     p.add_argument("--option", type=_option, action="append", metavar="NAME=VALUE",
                    help="driver tunable, e.g. population=64, rl_lr=0.01 (repeatable)")
     p.add_argument("--no-progress", action="store_true")
+    from zcfast.executors import add_cli_options
+    from zcfast.runtime import add_threads_argument
+
+    add_threads_argument(p)
+    add_cli_options(p)  # --ray [ADDRESS]: the live scorer's asks run on a Ray cluster
 
 
 def _search_kwargs(a) -> dict:
+    from zcfast.executors import executor_from_args
+    from zcfast.runtime import set_threads
     from zcfast.search.cache import ScoreCache, ScoreKey
     from zcfast.search.scorer import default_scorer
 
+    set_threads(a.threads)
+
+    from zcfast.search.driver import proxy_members
+
     cache = ScoreCache(a.cache_dir)
-    key = ScoreKey.of(a.proxy, a.dataset, a.score_seed, space=a.space)
-    if a.scores:
-        n = cache.import_scores(key, a.scores)
-        print(f"imported {n} {a.proxy} scores from {a.scores} into {cache.path(key)}")
-    scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device)
-    return {"cache": cache, "scorer": scorer, "score_key": key}
+    members, _ = proxy_members(a.proxy)
+    if a.scores:  # one score file holding every member's column
+        for m in members:
+            key = ScoreKey.of(m, a.dataset, a.score_seed, space=a.space)
+            n = cache.import_scores(key, a.scores)
+            print(f"imported {n} {m} scores from {a.scores} into {cache.path(key)}")
+    ex = executor_from_args(a, a.device)
+    scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
+                            space=a.space, executor=None if a.ray is None else ex)
+    return {"cache": cache, "scorer": scorer}
+
+
+def _close(kw: dict) -> None:
+    ex = getattr(kw["scorer"], "executor", None)  # --ray actors
+    if ex is not None:
+        ex.close()
 
 
 def _cmd_search(a) -> int:
-    from zcfast.search.runs import Variant, curve_table, plot_curves, run_seeds, summarize
+    from zcfast.search.runs import (
+        Variant,
+        complete_runs,
+        curve_table,
+        plot_curves,
+        run_seeds,
+        summarize,
+    )
 
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
+    kw = _search_kwargs(a)
     runs = run_seeds(a.out, a.algo, dataset=a.dataset, budget=a.budget, warmup=a.warmup,
                      move=a.move, seeds=seeds, proxy=a.proxy, score_seed=a.score_seed,
                      resume=a.resume, progress=not a.no_progress, options=opts, space=a.space,
-                     **_search_kwargs(a))
+                     data=a.data, **kw)
+    _close(kw)
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
-    s = summarize(runs)
+    ok, failed = complete_runs(runs)
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
+    print("Test accuracy of the best-validation model after k trained models, mean [25%, 75%]:")
     print(curve_table({v: runs}, sorted(set(at))))
-    stalled = sum(bool(r["stalled"]) for r in runs)
-    print(f"{v.label}: {s.n} seeds, final mean best test accuracy {s.mean[-1]:.2f}%"
-          + (f" ({stalled} runs stalled before spending the budget)" if stalled else "")
-          + f" -> {a.out}")
-    if a.plot:
-        plot_curves({v: runs}, a.plot, title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
-        print(f"plot -> {a.plot}")
-    return 0
+    if failed:
+        print(f"{len(failed)} of {len(runs)} runs FAILED to spend their budget (seeds "
+              f"{[r['seed'] for r in failed]}); they are left out of every number above")
+    if ok:
+        s = summarize(ok)
+        print(f"{v.label}: {s.n} complete runs, mean test accuracy of the selected model after "
+              f"{a.budget} trained models {s.mean[-1]:.2f}% -> {a.out}")
+        if a.plot:
+            plot_curves({v: runs}, a.plot,
+                        title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+            print(f"plot -> {a.plot}")
+    return 1 if failed else 0
 
 
 def _cmd_figure(a) -> int:
@@ -108,21 +150,24 @@ def _cmd_figure(a) -> int:
     variants = list(dict.fromkeys(variants))
     out = Path(a.out)
     runs_dir = Path(a.runs_dir) if a.runs_dir else out.with_name(out.stem + "_runs")
+    kw = _search_kwargs(a)
     groups = run_variants(runs_dir, variants, dataset=a.dataset, budget=a.budget, seeds=a.seeds,
                           proxy=a.proxy, score_seed=a.score_seed, progress=not a.no_progress,
-                          options=_options(a.option), **_search_kwargs(a))
+                          options=_options(a.option), **kw)
+    _close(kw)
     ds = next(iter(groups.values()))[0]["dataset"]
     thresholds = [float(t) for t in a.thresholds.split(",")]
-    title = (f"NB201 {ds}: best test accuracy vs trained models, mean and 25-75% band over "
+    title = (f"NB201 {ds}: test accuracy of the best-validation model vs trained models, mean "
+             f"and 25-75% band over "
              f"{a.seeds} seeds; proxy {a.proxy} (weight seed {a.score_seed})")
     plot_curves(groups, out, title=title)
     at = sorted({k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget})
     text = "\n".join([
         f"# {title}", "",
-        "## Trained models needed to reach X% best test accuracy",
+        "## Trained models needed until the best-validation model reaches X% test accuracy",
         "Cell: from the mean curve (median over seeds, seeds reaching / seeds); '-' = not reached.", "",
         reach_table(groups, thresholds), "",
-        "## Mean best test accuracy [25%, 75%] after k trained models", "",
+        "## Test accuracy of the best-validation model [25%, 75%] after k trained models", "",
         curve_table(groups, at), "",
         f"Runs (JSONL, one line per seed): {runs_dir}", "",
     ])
@@ -131,6 +176,25 @@ def _cmd_figure(a) -> int:
     print(text)
     print(f"figure -> {out}; tables -> {md}")
     return 0
+
+
+def _cmd_verify(a) -> int:
+    from zcfast.search.runs import read_runs, verify_runs
+
+    total, problems = 0, []
+    for path in a.runs:
+        runs = read_runs(path)
+        if not runs:
+            problems.append(f"{path}: no runs")
+        total += len(runs)
+        problems += [f"{path}: {m}" for m in verify_runs(runs)]
+    for m in problems[:50]:
+        print(m)
+    if len(problems) > 50:
+        print(f"... and {len(problems) - 50} more problems")
+    print(f"verified {total} runs in {len(a.runs)} file(s): "
+          + ("all consistent" if not problems else f"{len(problems)} problems"))
+    return 1 if problems else 0
 
 
 def add_parsers(sub) -> None:
@@ -142,9 +206,15 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed-start", type=int, default=0, help="first seed")
     p.add_argument("--out", required=True, help="JSONL, one line per seed, written as each finishes")
     p.add_argument("--resume", action="store_true", help="skip the seeds already in --out")
-    p.add_argument("--plot", default=None, help="PNG of the mean best test accuracy curve")
+    p.add_argument("--plot", default=None,
+                   help="PNG of the mean test accuracy of the best-validation model")
     _add_common(p)
     p.set_defaults(func=_cmd_search)
+
+    v = sub.add_parser("verify-runs", help="recompute every curve of 'zcfast search' JSONL runs "
+                       "from their trained cells and the ground truth; exit 1 on any mismatch")
+    v.add_argument("runs", nargs="+", help="JSONL (or .jsonl.gz) files written by zcfast search")
+    v.set_defaults(func=_cmd_verify)
 
     f = sub.add_parser("figure", help="all variants of the paper's NB201 search figure + tables")
     f.add_argument("--seeds", type=int, default=20)

@@ -1,8 +1,10 @@
-"""Python face of the C++ search driver (``zcfast._C.search``): one search run.
+"""Python face of the C++ search driver (``zcfast._C.search``): one search run, on any space.
 
-The driver speaks cell codes (sum_e op_e 5^e); this module speaks NB201 indices (the benchmark's
-rows), feeds the driver its ground truth (validation accuracy for selection, test accuracy for the
-curves) and answers its requests for zero-cost scores from a table, the score cache or a live scorer.
+The driver works on the rows of a ground-truth table (a :class:`~zcfast.spaces.Universe`: the
+space's networks with their accuracies) and on the space's compiled hot path; this module builds
+both from the space plugin (:mod:`zcfast.spaces`), answers the driver's requests for zero-cost
+scores from a table, the score cache or a live scorer, and reports trained networks by the
+space's identifiers (NB201 indices, NB101 hashes...).
 """
 
 from __future__ import annotations
@@ -15,20 +17,22 @@ from typing import Callable
 import numpy as np
 
 from zcfast import _C
-from zcfast.data import dataset_name, groundtruth
+from zcfast.data import dataset_name
 from zcfast.search.cache import ScoreCache, ScoreKey
-from zcfast.spaces import nb201
+from zcfast.spaces import Universe, get_space
 
 ALGOS = ("rand", "ae", "rl", "bp")
-SPACES = ("nb201",)
-SPACE_SIZE = nb201.NUM_ARCHS
+# The rules a run was made under (docs/search.md): every oracle query is charged, and the headline
+# curve is the test accuracy of the best-validation cell. Recorded in every run so that runs made
+# under other rules are never mixed into one file or one table.
+PROTOCOL = "every-query-charged/select-on-val"
 
 # Tunables of the driver with their defaults (csrc/search.hpp documents each one).
 DEFAULT_OPTIONS: dict = {
     name: getattr(_C.search.Config(), name)
     for name in ("population", "tournament", "move_random_prob", "rl_lr", "rl_momentum",
                  "rl_warmup_batch", "bp_batch", "bp_hidden", "bp_iters", "bp_warmup_iters",
-                 "bp_pairs", "bp_lr", "bp_weight_decay", "max_steps")
+                 "bp_pairs", "bp_lr", "bp_weight_decay", "bp_candidates", "max_steps")
 }
 
 
@@ -73,115 +77,226 @@ def make_config(algo: str, budget: int = 300, warmup: int = 0, move: int = 0, se
 
 
 @functools.cache
-def code_tables() -> tuple:
-    """(index_to_code, code_to_index), both (15625,) int32."""
-    return nb201._tables()
+def _universe(space: str, dataset: str, data) -> tuple:
+    sp = get_space(space)
+    uni = sp.universe(dataset, data)
+    gt = _C.search.GroundTruth(sp.hot(), np.asarray(uni.codes, dtype=np.uint64),
+                               np.asarray(uni.val, dtype=np.float64),
+                               np.asarray(uni.test, dtype=np.float64))
+    ids = [sp.row_fields(int(c))[sp.key_column] for c in uni.codes]
+    return uni, gt, ids
 
 
-def by_code(values_by_index: np.ndarray) -> np.ndarray:
-    """Reorder a (15625,) table from NB201 index order to cell-code order."""
-    i2c, _ = code_tables()
-    v = np.asarray(values_by_index, dtype=np.float64)
-    if v.shape != (SPACE_SIZE,):
-        raise ValueError(f"expected a table of {SPACE_SIZE} values (one per NB201 cell), got shape {v.shape}")
-    out = np.empty(SPACE_SIZE, dtype=np.float64)
-    out[i2c] = v
-    return out
+def universe(dataset: str, space: str = "nb201", data=None) -> Universe:
+    """The cells a search on ``space`` may train, with their accuracies (see Universe)."""
+    return _universe(get_space(space).name, dataset_name(dataset), data)[0]
 
 
-@functools.cache
-def ground_truth(dataset: str) -> _C.search.GroundTruth:
-    """The driver's accuracy tables of a dataset (200-epoch validation and test accuracy, %)."""
-    gt = groundtruth(dataset_name(dataset))
-    return _C.search.GroundTruth(by_code(gt["val_acc"].to_numpy()), by_code(gt["test_acc"].to_numpy()))
+def ground_truth(dataset: str, space: str = "nb201", data=None) -> _C.search.GroundTruth:
+    """The driver's training oracle (one row per network of the universe; for NB201 row i is
+    NB201 index i)."""
+    return _universe(get_space(space).name, dataset_name(dataset), data)[1]
 
 
-def _score_table(scores) -> np.ndarray:
-    """A complete score table (array by NB201 index, or a Series/Mapping indexed by NB201 index)."""
-    if hasattr(scores, "reindex"):  # pandas Series
-        s = scores.reindex(range(SPACE_SIZE))
-        if s.isna().all():
-            raise ValueError("the score Series is not indexed by NB201 index (0..15624)")
-        return s.to_numpy(dtype=np.float64)
+def universe_ids(dataset: str, space: str = "nb201", data=None) -> list:
+    """The space's identifier (score-file key column) of every row of the universe."""
+    return _universe(get_space(space).name, dataset_name(dataset), data)[2]
+
+
+def _missing_message(missing: list, n: int, what: str, column: str) -> str:
+    shown = ", ".join(str(i) for i in missing[:10])
+    more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+    return (f"the score table misses {len(missing)} of the {n} {what} ({column} {shown}{more}); a "
+            "complete table is needed, or pass no table and let the score cache and a live "
+            "scorer fill the gaps")
+
+
+def _score_table(scores, uni: Universe, ids: list, what: str, column: str) -> np.ndarray:
+    """A complete score table by universe row: an array in row order, or a pandas Series /
+    Mapping indexed by the space's identifiers (NB201 index, NB101 hash...) or keys.
+
+    A table that lacks networks is refused, naming them: a missing score must never turn into a
+    NaN that silently ranks the network last."""
+    n = len(uni)
+    if hasattr(scores, "index") and hasattr(scores, "to_numpy"):  # pandas Series
+        idx = scores.index
+        if not idx.is_unique:
+            dup = idx[idx.duplicated()]
+            raise ValueError(f"the score Series lists {dup[0]!r} more than once")
+        scores = dict(zip(idx.tolist(), scores.to_numpy(dtype=np.float64).tolist()))
     if isinstance(scores, Mapping):
-        missing = [i for i in range(SPACE_SIZE) if i not in scores]
+        by_key = not any(i in scores for i in ids[:1]) and any(k in scores for k in uni.keys[:1])
+        names = uni.keys if by_key else ids
+        extra = set(scores) - set(names)
+        if extra:
+            e = sorted(map(str, extra))[0]
+            raise ValueError(f"the score table has {e!r}, which is not one of the {n} {what}")
+        missing = [i for i in names if i not in scores]
         if missing:
-            raise ValueError(f"the score table misses {len(missing)} cells, e.g. NB201 index {missing[0]}")
-        return np.asarray([scores[i] for i in range(SPACE_SIZE)], dtype=np.float64)
+            raise ValueError(_missing_message(missing, n, what, "key" if by_key else column))
+        return np.asarray([scores[i] for i in names], dtype=np.float64)
     arr = np.asarray(scores, dtype=np.float64)
-    if arr.shape != (SPACE_SIZE,):
-        raise ValueError(f"a score table needs {SPACE_SIZE} values by NB201 index, got shape {arr.shape}")
+    if arr.shape != (n,):
+        raise ValueError(f"a score table needs {n} values (one per {what[:-1]}, in the universe's "
+                         f"order), got shape {arr.shape}")
     return arr
+
+
+# what the ranks of an ensemble proxy are computed over in a search (docs/search.md)
+ENSEMBLE_SCOPE = ("the cells each comparison compares: the warmup pool, the move's candidates, "
+                  "RL warmup's cells seen so far, BP's warmup pool")
+
+
+def proxy_members(proxy: str) -> tuple:
+    """(member proxies, driver ensemble expression or '') of a proxy name: a registry proxy is
+    its own single member; an ensemble (``vote``, ``ensemble[rule]:a+b``, fixed ensembles as
+    members) becomes its base members and an expression over their columns."""
+    from zcfast.proxies import PROXIES
+    from zcfast.proxies import ensemble as ens
+
+    if not ens.is_ensemble(proxy):
+        return [proxy], ""
+    ens.parse(proxy, known=PROXIES)
+    members = ens.base_members(proxy)
+
+    def expr(name):
+        if not ens.is_ensemble(name):
+            return str(members.index(name))
+        e = ens.parse(name)
+        return f"{e.rule}(" + ",".join(expr(m) for m in e.members) + ")"
+
+    return members, expr(proxy)
+
+
+def _member_scorers(scorer, members: list) -> list:
+    """One callable (codes -> scores) per member: ``scorer`` may be one callable (one member, or
+    returning an (n, members) matrix), or a dict {member: callable}."""
+    if scorer is None:
+        return [None] * len(members)
+    if isinstance(scorer, Mapping):
+        missing = [m for m in members if m not in scorer]
+        if missing:
+            raise ValueError(f"no scorer for the ensemble members {missing}")
+        return [scorer[m] for m in members]
+    if len(members) == 1:
+        return [scorer]
+    cache: dict = {}
+
+    def column(j):
+        def f(codes):
+            key = tuple(int(c) for c in codes)
+            if key not in cache:
+                cache.clear()
+                cache[key] = np.asarray(scorer(codes), dtype=np.float64).reshape(len(key), -1)
+            return cache[key][:, j]
+
+        return f
+
+    return [column(j) for j in range(len(members))]
 
 
 def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: int = 0,
                move: int = 0, seed: int = 0, proxy: str = "synflow", *, space: str = "nb201",
-               score_seed: int = 0, scores=None, scorer: Callable | None = None,
+               data=None, score_seed: int = 0, scores=None, scorer: Callable | None = None,
                cache: ScoreCache | str | None = None, score_key: ScoreKey | None = None,
                options: dict | None = None) -> dict:
-    """One simulated zero-cost NAS run; returns a JSON-ready dict.
+    """One simulated zero-cost NAS run on ``space``; returns a JSON-ready dict.
 
-    ``algo`` rand | ae | rl | bp; ``budget`` distinct cells to train (ground-truth look-ups);
+    ``algo`` rand | ae | rl | bp; ``budget`` oracle queries (trained models, ground-truth look-ups);
     ``warmup`` W and ``move`` M switch on the zero-cost warmup and move proposal (0 = off; the
-    meaning per algorithm is in ``docs/search.md``). Zero-cost scores (``proxy`` with weight seed
-    ``score_seed``) come from ``scores`` (a complete table by NB201 index) if given, else from the
-    score ``cache`` (a ScoreCache or its root folder; default root if None), cells missing there
-    being scored with ``scorer`` (callable: NB201 indices -> scores) and appended to the cache.
+    meaning per algorithm is in ``docs/search.md``). The universe is the space's ground truth of
+    ``dataset`` (``data``: an optional benchmark file the space reads, e.g. NB101's official
+    tfrecord); a universe that does not cover the whole space is searched as a pool
+    (docs/spaces.md). Zero-cost scores (``proxy`` with weight seed ``score_seed``) come from
+    ``scores`` (a complete table: an array in universe order, or a Series/Mapping by the space's
+    identifiers, e.g. NB201 index) if given, else from the score ``cache`` (a ScoreCache or its
+    root folder; default root if None), networks missing there being scored with ``scorer``
+    (callable: codes (uint64 array) -> scores) and appended to the cache.
 
-    Result keys: the settings, ``trained`` (NB201 indices in training order), ``best_test_curve``
-    and ``best_val_curve`` (max test / validation accuracy after k+1 trained cells),
-    ``selected_test_curve`` (test accuracy of the best-by-validation cell so far), counters
-    (steps, proposals, revisits, scores_used, asks, scored_live), ``stalled`` and ``seconds``.
+    Result keys: the settings, ``trained`` (the space's identifiers of the networks queried, in
+    query order, one per oracle query, repeats kept: every query costs one trained model; NB201
+    indices for NB201), ``test_curve`` (the headline: entry n-1 is the test accuracy of the
+    best-validation network among the first n queries, the model a user would pick),
+    ``best_val_curve``, ``oracle_test_curve`` (diagnostic only: the best *test* accuracy seen,
+    which no searcher can select on), ``queries`` (= ``budget`` unless the run ``failed``),
+    ``distinct``, ``revisits`` (queries of networks queried before), counters (steps, proposals,
+    scores_used, asks, scored_live), ``universe`` (what was searched), ``pool``, ``failed`` and
+    ``seconds``.
     """
-    if space not in SPACES:
-        raise ValueError(f"unknown search space {space!r}: expected one of {', '.join(SPACES)}")
+    sp = get_space(space)
     ds = dataset_name(dataset)
     opts = dict(options or {})
     cfg = make_config(algo, budget, warmup, move, seed, **opts)
     score_seed = _int("score_seed", score_seed)
-    gt = ground_truth(ds)
-    i2c, c2i = code_tables()
+    uni, gt, ids = _universe(sp.name, ds, data)
     needs_scores = cfg.warmup > 0 or cfg.move > 0
-    key = score_key or ScoreKey.of(proxy, ds, score_seed, space=space)
+    members, expression = proxy_members(proxy)
+    if score_key is not None and score_key.space != sp.name:
+        raise ValueError(f"the score key is for space {score_key.space!r}, the search runs on {sp.name!r}")
+    keys = [score_key.for_proxy(m) if score_key is not None
+            else ScoreKey.of(m, ds, score_seed, space=sp.name) for m in members]
+    if expression:
+        cfg.score_members = len(members)
+        cfg.ensemble = expression
+        cfg.validate()
     store = None
     full = None
+    what = f"networks of the {sp.name} universe"
     if needs_scores:
         if scores is not None:
-            full = _score_table(scores)
+            if len(members) > 1:
+                if not isinstance(scores, Mapping) or set(scores) != set(members):
+                    raise ValueError(f"the ensemble {proxy!r} needs a score table per member: a "
+                                     f"dict {{member: table}} with the members {members}")
+                full = np.column_stack([_score_table(scores[m], uni, ids, what, sp.key_column)
+                                        for m in members]).reshape(-1)
+            else:
+                full = _score_table(scores, uni, ids, what, sp.key_column)
         else:
             store = cache if isinstance(cache, ScoreCache) else ScoreCache(cache)
-            full = store.table(key)
+            tabs = [store.table(k, uni.keys) for k in keys]
+            if all(t is not None for t in tabs):
+                full = np.column_stack(tabs).reshape(-1)
     t0 = time.perf_counter()
-    s = _C.search.Search(cfg, gt, None if full is None else by_code(full))
+    s = _C.search.Search(cfg, gt, full)
     scored_before = store.scored if store is not None else 0
     if needs_scores and full is None:
-        known = store.load(key)
-        if known:
-            idx = np.fromiter(known.keys(), dtype=np.int64, count=len(known))
-            vals = np.fromiter(known.values(), dtype=np.float64, count=len(known))
-            s.tell(i2c[idx], vals)
+        known = [store.load(k) for k in keys]
+        rows = uni.row_of()
+        have = [k for k in known[0] if k in rows and all(k in kn for kn in known[1:])]
+        if have:
+            s.tell(np.asarray([rows[k] for k in have], dtype=np.int32),
+                   np.asarray([[kn[k] for kn in known] for k in have], dtype=np.float64))
+    member_scorers = _member_scorers(scorer, members)
     while True:
-        need = s.ask()
+        need = s.ask()  # rows of the universe
         if need.size == 0:
             break
-        idx = c2i[need].astype(np.int64)
-        vals = store.get_or_score(key, idx, scorer)
+        nkeys, ncodes = [uni.keys[r] for r in need], uni.codes[need]
+        vals = np.column_stack([store.get_or_score(k, nkeys, ncodes, f)
+                                for k, f in zip(keys, member_scorers)])
         s.tell(need, vals)
     dt = time.perf_counter() - t0
     r = s.result()
     out = {
-        "space": space, "dataset": ds, "algo": cfg.algo, "budget": cfg.budget,
+        "space": sp.name, "dataset": ds, "data": None if data is None else str(data),
+        "algo": cfg.algo, "budget": cfg.budget,
         "warmup": cfg.warmup, "move": cfg.move, "seed": cfg.seed,
         "proxy": proxy if needs_scores else None, "score_seed": score_seed if needs_scores else None,
+        **({"ensemble": {"members": members, "expression": expression,
+                         "ranks_over": ENSEMBLE_SCOPE}} if expression and needs_scores else {}),
         "options": {k: v for k, v in opts.items()},
-        "trained": c2i[r["trained"]].astype(int).tolist(),
-        "best_test_curve": r["best_test_curve"].tolist(),
+        "protocol": PROTOCOL,
+        "universe": uni.description, "pool": bool(s.pool),
+        "trained": [ids[i] for i in r["trained"].tolist()],
+        "test_curve": r["test_curve"].tolist(),
         "best_val_curve": r["best_val_curve"].tolist(),
-        "selected_test_curve": r["selected_test_curve"].tolist(),
+        "oracle_test_curve": r["oracle_test_curve"].tolist(),
+        "queries": int(r["queries"]), "distinct": int(r["distinct"]),
+        "revisits": int(r["revisits"]),
         "steps": int(r["steps"]), "proposals": int(r["proposals"]),
-        "revisits": int(r["revisits"]), "scores_used": int(r["scores_used"]),
-        "asks": int(r["asks"]),
+        "scores_used": int(r["scores_used"]), "asks": int(r["asks"]),
         "scored_live": (store.scored - scored_before) if store is not None else 0,
-        "stalled": bool(r["stalled"]), "seconds": dt,
+        "failed": bool(r["failed"]), "seconds": dt,
     }
     return out

@@ -3,8 +3,12 @@
 A runs file has one JSON object per seed (the dict of :func:`zcfast.search.run_search`, curves
 rounded to 1e-6), written and flushed as each seed finishes. ``resume=True`` keeps the finished
 seeds (a torn last line from an interrupted write is dropped) and runs only the missing ones; the
-settings of the file must match. Curves of a run that stalled before spending its budget are
-padded with their last value when aggregated (no further model could be trained).
+settings of the file must match.
+
+Aggregations take complete runs only: a run that could not spend its budget is marked ``failed``
+and is never padded into a curve; :func:`complete_runs` separates such runs so that every table
+can say how many there were. The headline curve everywhere is ``test_curve`` (the test accuracy
+of the best-validation cell so far); ``oracle_test_curve`` is a diagnostic.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from zcfast.search.driver import check_algo, make_config, run_search
+from zcfast.search.driver import PROTOCOL, check_algo, make_config, run_search
 
 # settings that identify a runs file (must match to resume or to append)
-SETTING_KEYS = ("space", "dataset", "algo", "budget", "warmup", "move", "proxy", "score_seed",
-                "options")
-CURVES = ("best_test_curve", "best_val_curve", "selected_test_curve")
+SETTING_KEYS = ("protocol", "space", "dataset", "data", "algo", "budget", "warmup", "move",
+                "proxy", "score_seed", "options")
+CURVES = ("test_curve", "best_val_curve", "oracle_test_curve")
+HEADLINE = "test_curve"
 
 
 def _settings(run: dict) -> dict:
@@ -69,11 +74,12 @@ def read_runs(path: str | os.PathLike, *, repair: bool = False) -> list:
 
 
 def expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options,
-                      space="nb201") -> dict:
+                      space="nb201", data=None) -> dict:
     from zcfast.data import dataset_name
 
     uses = int(warmup) > 0 or int(move) > 0
-    return {"space": space, "dataset": dataset_name(dataset), "algo": check_algo(algo),
+    return {"protocol": PROTOCOL, "space": space, "dataset": dataset_name(dataset),
+            "data": None if data is None else str(data), "algo": check_algo(algo),
             "budget": int(budget), "warmup": int(warmup), "move": int(move),
             "proxy": proxy if uses else None, "score_seed": int(score_seed) if uses else None,
             "options": dict(options or {})}
@@ -83,7 +89,7 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
               warmup: int = 0, move: int = 0, seeds: Sequence[int] | int = 20,
               proxy: str = "synflow", score_seed: int = 0, resume: bool = False,
               progress: bool = True, desc: str | None = None, options: dict | None = None,
-              space: str = "nb201", **search_kwargs) -> list:
+              space: str = "nb201", data=None, **search_kwargs) -> list:
     """Run one search per seed into the JSONL file ``out``; returns all runs of the file.
 
     ``seeds``: an int n (seeds 0..n-1) or a list. ``search_kwargs`` go to :func:`run_search`
@@ -94,7 +100,8 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
         raise ValueError("no seeds to run")
     if any(s < 0 for s in seed_list) or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be distinct non-negative integers, got {seed_list}")
-    want = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options, space)
+    want = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options, space,
+                             data)
     make_config(algo, budget, warmup, move, seed_list[0], **(options or {}))  # fail before any I/O
     p = Path(out)
     existing = []
@@ -112,16 +119,16 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
     p.parent.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from zcfast.progress import progress_bar
 
-        bar = tqdm(total=len(seed_list), initial=len(seed_list) - len(todo), unit="seed",
-                   desc=desc or f"{want['algo']} w{warmup} m{move}", dynamic_ncols=True)
+        bar = progress_bar(len(seed_list), len(seed_list) - len(todo), unit="seed",
+                           desc=desc or f"{want['algo']} w{warmup} m{move}")
     runs = list(existing)
     try:
         with open(p, "a") as f:
             for s in todo:
                 r = run_search(algo, dataset, budget, warmup, move, s, proxy, space=space,
-                               score_seed=score_seed, options=options, **search_kwargs)
+                               data=data, score_seed=score_seed, options=options, **search_kwargs)
                 r = _compact(r)
                 f.write(json.dumps(r, separators=(",", ":")) + "\n")
                 f.flush()
@@ -135,20 +142,31 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
 
 
 # ------------------------------------------------------------------------------- aggregation
-def curve_matrix(runs: Iterable[dict], key: str = "best_test_curve", length: int | None = None) -> np.ndarray:
-    """(seeds, length) array of one curve per run; shorter (stalled) curves are padded with
-    their last value."""
+def complete_runs(runs: Iterable[dict]) -> tuple:
+    """(complete runs, failed runs): a run is complete when it spent its whole budget."""
+    ok, bad = [], []
+    for r in runs:
+        (bad if r.get("failed") or len(r.get(HEADLINE, ())) < int(r["budget"]) else ok).append(r)
+    return ok, bad
+
+
+def curve_matrix(runs: Iterable[dict], key: str = HEADLINE, length: int | None = None) -> np.ndarray:
+    """(seeds, length) array of one curve per run. Every run must be complete: a failed run
+    (shorter curve) raises, naming its seed, instead of being padded."""
     runs = list(runs)
     if not runs:
         raise ValueError("no runs to aggregate")
     n = length or max(int(r["budget"]) for r in runs)
     out = np.empty((len(runs), n), dtype=np.float64)
     for i, r in enumerate(runs):
-        c = np.asarray(r[key], dtype=np.float64)[:n]
-        if c.size == 0:
-            raise ValueError(f"run with seed {r.get('seed')} trained no cell")
-        out[i, : c.size] = c
-        out[i, c.size:] = c[-1]
+        if key not in r:
+            raise ValueError(f"run with seed {r.get('seed')} has no {key!r} (made under other "
+                             f"rules: protocol {r.get('protocol')!r}, now {PROTOCOL!r})")
+        c = np.asarray(r[key], dtype=np.float64)
+        if r.get("failed") or c.size < n:
+            raise ValueError(f"run with seed {r.get('seed')} is incomplete ({c.size} of {n} "
+                             "trained models): filter it with complete_runs() and report it")
+        out[i] = c[:n]
     return out
 
 
@@ -160,12 +178,12 @@ class Summary:
     n: int
 
 
-def summarize(runs: Iterable[dict], key: str = "best_test_curve") -> Summary:
+def summarize(runs: Iterable[dict], key: str = HEADLINE) -> Summary:
     m = curve_matrix(runs, key)
     return Summary(m.mean(0), np.quantile(m, 0.25, axis=0), np.quantile(m, 0.75, axis=0), m.shape[0])
 
 
-def models_to_reach(runs: Iterable[dict], threshold: float, key: str = "best_test_curve") -> dict:
+def models_to_reach(runs: Iterable[dict], threshold: float, key: str = HEADLINE) -> dict:
     """Trained models needed to reach ``threshold`` (%): from the mean curve (as read off a plot),
     and per seed (median over seeds that reach it, and how many do)."""
     m = curve_matrix(runs, key)
@@ -204,7 +222,7 @@ class Variant:
         return Variant(self.algo)
 
 
-# The paper's figure (PROXIES.md section 5), plus move analogues for RAND and BP.
+# The paper's figure (docs/search.md), plus move analogues for RAND and BP.
 FIGURE_VARIANTS = (
     Variant("rand"), Variant("rand", warmup=3000), Variant("rand", warmup=15625), Variant("rand", move=10),
     Variant("ae"), Variant("ae", warmup=3000), Variant("ae", warmup=15625), Variant("ae", move=24),
@@ -247,15 +265,13 @@ def run_variants(runs_dir: str | os.PathLike, variants: Sequence[Variant], *, da
 
 
 # ----------------------------------------------------------------------------- plots/tables
-def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str = "best_test_curve",
+def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str = HEADLINE,
                 ylim: tuple | None = None, panels: bool = True) -> None:
     """Mean ``key`` vs trained models with a 25-75% band, one line per label of ``groups``
     ({label or Variant: runs}). With ``panels`` and Variant keys: one panel per algorithm."""
-    import matplotlib
+    from zcfast import plotstyle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotstyle.pyplot()
     items = list(groups.items())
     algos = []
     for k, _ in items:
@@ -266,60 +282,138 @@ def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str
         algos = ["all"]
     ncol = min(2, len(algos))
     nrow = (len(algos) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.4 * ncol, 4.4 * nrow), squeeze=False)
+    w, h = plotstyle.CURVE_PANEL
+    fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, h * nrow + 0.5), squeeze=False)
     for ax, algo in zip(axes.flat, algos):
         for k, runs in items:
             if algo != "all" and (not isinstance(k, Variant) or k.algo != algo):
                 continue
-            s = summarize(runs, key)
+            ok, bad = complete_runs(runs)
+            if not ok:
+                continue
+            s = summarize(ok, key)
             x = np.arange(1, s.mean.size + 1)
-            label = (k.label if isinstance(k, Variant) else str(k)) + f" (n={s.n})"
+            label = _label(k) + f" (n={s.n}" + (f", {len(bad)} failed" if bad else "") + ")"
             (line,) = ax.plot(x, s.mean, label=label, lw=1.6)
             ax.fill_between(x, s.q25, s.q75, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_xlabel("trained models")
-        ax.set_ylabel("best test accuracy (%)" if key == "best_test_curve" else key)
         ax.set_xscale("log")
+        plotstyle.plain_log_ticks(ax.xaxis, 1, max((ln.get_xdata()[-1] for ln in ax.lines), default=1))
         if ylim:
             ax.set_ylim(*ylim)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
-        if algo != "all":
-            ax.set_title(algo.upper())
+        plotstyle.style_axes(ax, title=algo.upper() if algo != "all" else None,
+                             xlabel="trained models (log scale)",
+                             ylabel=plotstyle.CURVE_LABELS.get(key, key))
+        ax.legend(fontsize=plotstyle.NOTE, loc="lower right")
     for ax in list(axes.flat)[len(algos):]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    plotstyle.finish(fig, path, plotstyle.wrap(title, int(12 * w * ncol)))
 
 
-def reach_table(groups: dict, thresholds: Sequence[float], key: str = "best_test_curve") -> str:
+def reach_table(groups: dict, thresholds: Sequence[float], key: str = HEADLINE) -> str:
     """Markdown table: trained models needed to reach each threshold, per variant.
 
     Cell: k from the mean curve, then (median over seeds, seeds reaching / seeds); '-' = never."""
     head = "| variant | " + " | ".join(f"{t:g}%" for t in thresholds) + " |"
     lines = [head, "|" + "---|" * (len(thresholds) + 1)]
     for k, runs in groups.items():
+        ok, bad = complete_runs(runs)
+        if not ok:
+            lines.append(f"| {_label(k, bad)} | " + " | ".join("no complete run" for _ in thresholds) + " |")
+            continue
         cells = []
         for t in thresholds:
-            r = models_to_reach(runs, t, key)
+            r = models_to_reach(ok, t, key)
             mc = "-" if r["mean_curve"] is None else str(r["mean_curve"])
             med = "-" if r["median_seed"] is None else f"{r['median_seed']:g}"
             cells.append(f"{mc} ({med}, {r['reached']}/{r['seeds']})")
-        label = k.label if isinstance(k, Variant) else str(k)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(k, bad)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def curve_table(groups: dict, at: Sequence[int], key: str = "best_test_curve") -> str:
+def curve_table(groups: dict, at: Sequence[int], key: str = HEADLINE) -> str:
     """Markdown table: mean [25%, 75%] of ``key`` after ``at`` trained models, per variant."""
     head = "| variant | " + " | ".join(f"@{a}" for a in at) + " |"
     lines = [head, "|" + "---|" * (len(at) + 1)]
     for k, runs in groups.items():
-        s = summarize(runs, key)
+        ok, bad = complete_runs(runs)
+        if not ok:
+            lines.append(f"| {_label(k, bad)} | " + " | ".join("no complete run" for _ in at) + " |")
+            continue
+        s = summarize(ok, key)
         cells = [f"{s.mean[a - 1]:.2f} [{s.q25[a - 1]:.2f}, {s.q75[a - 1]:.2f}]" for a in at if a <= s.mean.size]
-        label = k.label if isinstance(k, Variant) else str(k)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {_label(k, bad)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _label(k, failed=()) -> str:
+    label = k.label if isinstance(k, Variant) else str(k)
+    return label + (f" ({len(failed)} failed runs left out)" if failed else "")
+
+
+# ------------------------------------------------------------------------------ verification
+def verify_run(run: dict, val: np.ndarray, test: np.ndarray) -> list:
+    """Problems of one run against the ground truth (``val``/``test`` accuracy by NB201 index):
+    every query charged (``queries`` == len(trained) == budget unless failed), and every curve
+    recomputed from ``trained``: test_curve[n-1] = test accuracy of the best-validation cell among
+    trained[:n] (the first one on ties), best_val_curve and oracle_test_curve their running
+    maxima. Returns a list of messages (empty: the run is consistent)."""
+    probs = []
+    seed = run.get("seed")
+    t = np.asarray(run.get("trained", []), dtype=np.int64)
+    n = t.size
+    budget = int(run.get("budget", -1))
+    if run.get("protocol") != PROTOCOL:
+        probs.append(f"seed {seed}: protocol {run.get('protocol')!r}, expected {PROTOCOL!r}")
+    if int(run.get("queries", -1)) != n:
+        probs.append(f"seed {seed}: queries {run.get('queries')} != {n} trained entries")
+    if not run.get("failed") and n != budget:
+        probs.append(f"seed {seed}: {n} queries charged, budget {budget}, and not marked failed")
+    if n and ((t < 0) | (t >= val.size)).any():
+        return probs + [f"seed {seed}: trained holds indices outside the table"]
+    if int(run.get("distinct", -1)) != np.unique(t).size:
+        probs.append(f"seed {seed}: distinct {run.get('distinct')} != {np.unique(t).size}")
+    if int(run.get("revisits", -1)) != n - np.unique(t).size:
+        probs.append(f"seed {seed}: revisits {run.get('revisits')} != {n - np.unique(t).size}")
+    v, te = val[t], test[t]
+    if n:
+        best = np.zeros(n, dtype=np.int64)  # position of the best-validation query so far
+        for k in range(1, n):
+            best[k] = k if v[k] > v[best[k - 1]] else best[k - 1]
+        want = {"test_curve": te[best], "best_val_curve": np.maximum.accumulate(v),
+                "oracle_test_curve": np.maximum.accumulate(te)}
+        for key, w in want.items():
+            got = np.asarray(run.get(key, []), dtype=np.float64)
+            if got.shape != w.shape:
+                probs.append(f"seed {seed}: {key} has {got.size} entries, expected {w.size}")
+                continue
+            # curves are stored rounded to 1e-6 (see _compact)
+            bad = np.flatnonzero(np.abs(got - w) > 1e-6)
+            if bad.size:
+                k = int(bad[0])
+                probs.append(f"seed {seed}: {key}[{k}] = {got[k]} but the trained cells give "
+                             f"{w[k]} (first of {bad.size} mismatches)")
+    return probs
+
+
+def verify_runs(runs: Iterable[dict]) -> list:
+    """:func:`verify_run` for every run, against the ground truth of its space and dataset (the
+    universe the run recorded, rebuilt from the space plugin)."""
+    from zcfast.search.driver import universe, universe_ids
+
+    probs = []
+    for r in runs:
+        try:
+            uni = universe(r["dataset"], r.get("space", "nb201"), r.get("data"))
+            ids = universe_ids(r["dataset"], r.get("space", "nb201"), r.get("data"))
+        except (ValueError, OSError) as e:
+            probs.append(f"seed {r.get('seed')}: cannot rebuild its ground truth ({e})")
+            continue
+        row = {i: n for n, i in enumerate(ids)}
+        missing = [t for t in r.get("trained", []) if t not in row]
+        if missing:
+            probs.append(f"seed {r.get('seed')}: trained {missing[0]!r} is not in the universe")
+            continue
+        rr = dict(r)
+        rr["trained"] = [row[t] for t in r.get("trained", [])]
+        probs += verify_run(rr, np.asarray(uni.val), np.asarray(uni.test))
+    return probs

@@ -551,3 +551,167 @@ def write_archs(path: str | os.PathLike, archs: Iterable[Arch]) -> None:
     with open(path, "w") as f:
         for a in archs:
             f.write(canonical_spec(a).to_json() + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# The space interface (zcfast.spaces.base)
+# ---------------------------------------------------------------------------------------------
+from zcfast.spaces.base import Space as _Space  # noqa: E402  (after the functions it wraps)
+from zcfast.spaces.base import Universe as _Universe  # noqa: E402
+
+
+class NB101Space(_Space):
+    """NAS-Bench-101 behind the space interface (docs/nb101.md, docs/spaces.md).
+
+    code = the raw code of the pruned cell; key = the official graph hash (32 hex digits), so
+    isomorphic cells are one network; score files name a cell by ``hash`` and its ``arch`` (the
+    JSON line of the pruned cell). Ground truth: CIFAR-10 only; the bundled 292-cell subset (a
+    pool, searched as such) or the official file given as ``data``.
+    """
+
+    name = "nb101"
+    key_column = "hash"
+    id_columns = ("hash", "arch")
+    datasets = ("cifar10",)
+    size = NUM_CELLS
+
+    def hot(self):
+        from zcfast import _C
+
+        return _C.space.nb101()
+
+    def parse(self, item) -> int:
+        if isinstance(item, str) and len(item) == 32 and all(c in "0123456789abcdef" for c in item):
+            return self._code_of_hash(item)
+        if isinstance(item, str) and item.lstrip().startswith("{"):
+            return encode(parse_line(item))
+        return encode(item)
+
+    def _code_of_hash(self, h: str) -> int:
+        from zcfast.data.nb101 import subset_groundtruth
+
+        gt = subset_groundtruth()
+        if h in gt.index:
+            return int(gt.loc[h, "code"])
+        for uni in _OFFICIAL.values():
+            if h in uni:
+                return uni[h]
+        raise ValueError(f"NB101 hash {h!r} is not a cell of the bundled subset (or of an official "
+                         "file loaded with --data): give the cell as JSON {\"matrix\", \"ops\"}")
+
+    def parse_file(self, path) -> list:
+        out, seen = [], {}
+        with open(path) as f:
+            for k, line in enumerate(f, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                spec = parse_line(line, f"{path}:{k}")
+                c = encode(spec)
+                h = self.key(c)
+                if h in seen:
+                    raise ValueError(f"{path}:{k}: this NB101 cell (hash {h}) is already listed on "
+                                     f"line {seen[h]}")
+                seen[h] = k
+                out.append(c)
+        if not out:
+            raise ValueError(f"{path} holds no NB101 cell")
+        return out
+
+    def key(self, code: int) -> str:
+        from zcfast import _C
+
+        return _C.nb101.hash(int(code))
+
+    def keys(self, codes) -> list:
+        return hashes(np.asarray(codes, dtype=np.uint64))
+
+    def key_from_row(self, value) -> str:
+        return str(value)
+
+    def describe(self, code: int) -> str:
+        return decode(int(code)).to_json()
+
+    def row_fields(self, code: int) -> dict:
+        return {"hash": self.key(code), "arch": self.describe(code)}
+
+    def sample(self, n: int, seed: int = 0) -> list:
+        return [int(c) for c in sample_distinct(n, seed)]
+
+    def num_classes(self, dataset: str) -> int:
+        from zcfast.data import dataset_name
+
+        ds = dataset_name(dataset)
+        if ds not in self.datasets:
+            raise ValueError(f"NB101 networks are CIFAR-10 networks, not {ds}")
+        return 10
+
+    def build_model(self, code: int, dataset: str, *, seed: int | None = 0, dtype=None,
+                    device=None, **options):
+        from zcfast.spaces.nb101_model import build_model
+
+        return build_model(int(code), self.num_classes(dataset), seed=seed, dtype=dtype,
+                           device=device, **options)
+
+    def targets(self, dataset: str, data=None):
+        from zcfast.data import dataset_name
+        from zcfast.spaces.base import Targets
+
+        ds = dataset_name(dataset)
+        self.num_classes(ds)
+        if data is None:
+            from zcfast.data.nb101 import subset_groundtruth
+
+            gt = subset_groundtruth()[["val_acc"]]
+            what = ("NB101 CIFAR-10, 108 epochs: validation accuracy, mean over the repeats of "
+                    f"each of the {len(gt)} distinct cells of the bundled NASLib subset")
+        else:
+            off = _load_official(str(data))
+            gt = off[["val_acc_mean", "test_acc_mean"]].rename(
+                columns={"val_acc_mean": "val_acc", "test_acc_mean": "test_acc"})
+            what = f"NB101 CIFAR-10, 108 epochs, means over the repeats, official file {data}"
+        return Targets(gt, "val_acc", {}, dict(PAPER_SPEARMAN), {}, what)
+
+    def universe(self, dataset: str, data=None) -> _Universe:
+        from zcfast.data import dataset_name
+
+        ds = dataset_name(dataset)
+        self.num_classes(ds)
+        if data is None:
+            from zcfast.data.nb101 import subset_groundtruth
+
+            gt = subset_groundtruth()
+            return _Universe(
+                "nb101", ds, gt["code"].to_numpy(np.uint64), gt["val_acc_mean"].to_numpy(np.float64),
+                gt["val_acc_mean"].to_numpy(np.float64), list(gt.index),
+                f"the {len(gt)} distinct cells of the bundled NB101 subset (NASLib's 500 records; "
+                "a pool, not the whole space). It holds 108-epoch CIFAR-10 validation accuracy "
+                "only: selection uses the mean over the records' repeats, and the curves report "
+                "that same value (no test accuracy in the subset)",
+                val_name="validation accuracy (mean of repeats)",
+                test_name="validation accuracy (mean of repeats; no test accuracy bundled)")
+        gt = _load_official(str(data))
+        return _Universe(
+            "nb101", ds, gt["code"].to_numpy(np.uint64), gt["val_acc_mean"].to_numpy(np.float64),
+            gt["test_acc_mean"].to_numpy(np.float64), list(gt.index),
+            f"the {len(gt):,} cells of the official NB101 file {data} (108 epochs, CIFAR-10): "
+            "selection on the mean validation accuracy over the 3 repeats, the mean test "
+            "accuracy reported", val_name="validation accuracy (mean of repeats)",
+            test_name="test accuracy (mean of repeats)")
+
+
+_OFFICIAL: dict = {}  # path -> {hash: code} of the official files loaded in this process
+# |Spearman| of the paper's proxies over all 423,624 NB101 cells (Abdelfattah et al., ICLR 2021,
+# Table 2: validation accuracy after 108 epochs)
+PAPER_SPEARMAN = {"grad_norm": 0.198, "snip": 0.164, "grasp": 0.448, "fisher": 0.257,
+                  "synflow": 0.372, "jacob_cov": 0.378}
+
+
+def _load_official(path: str):
+    from zcfast.data.nb101 import load_official
+
+    gt = load_official(path)
+    _OFFICIAL[path] = dict(zip(gt.index, (int(c) for c in gt["code"])))
+    return gt
+
+
+SPACE = NB101Space()

@@ -150,3 +150,163 @@ def canonical_classes() -> np.ndarray:
     codes = _tables()[0]
     _, cls = np.unique(np.asarray([canon[c] for c in codes]), return_inverse=True)
     return cls.astype(np.int32)
+
+
+def input_nodes(arch: Arch) -> frozenset:
+    """Nodes of the cell whose value depends on the cell's input (node 0): those reached from
+    node 0 along edges whose op is not ``none`` (docs/gaps.md)."""
+    ops = parse(arch)
+    reached = {0}
+    for e in range(NUM_EDGES):  # edges are listed in topological order of their source
+        if ops[e] != NONE and EDGE_SRC[e] in reached:
+            reached.add(EDGE_DST[e])
+    return frozenset(reached)
+
+
+def output_ignores_input(arch: Arch) -> bool:
+    """True when every path from the cell's input to its output (node 3) has a ``none`` edge:
+    the cell's output, hence the network's, does not depend on the image (docs/gaps.md)."""
+    return 3 not in input_nodes(arch)
+
+
+def relu_sees_input(arch: Arch) -> bool:
+    """Whether some ReLU of the network reads a value that depends on the image. Cells stack,
+    so when the output ignores the input only the first cell's conv edges (ReLU-conv-BN) that
+    read an input-dependent node can; otherwise the reduction blocks' ReLUs do (docs/gaps.md)."""
+    reached = input_nodes(arch)
+    if 3 in reached:
+        return True
+    ops = parse(arch)
+    return any(ops[e] in (CONV1, CONV3) and EDGE_SRC[e] in reached for e in range(NUM_EDGES))
+
+
+# ---- the space interface (zcfast.spaces.base) ------------------------------------------------
+from zcfast.spaces.base import Space as _Space  # noqa: E402  (after the functions it wraps)
+from zcfast.spaces.base import Universe as _Universe  # noqa: E402
+
+
+class NB201Space(_Space):
+    """NAS-Bench-201 behind the space interface.
+
+    code = the cell code (sum_e op_e 5^e, as the compiled core); key = the arch string. The
+    benchmark trained all 15,625 cells, isomorphic ones included, so every cell is its own network
+    with its own ground truth; :func:`canonical` gives the isomorphism class for users who want to
+    merge them. Score files identify a cell by its NB201 index (column ``index``, the benchmark's
+    row) and its arch string.
+    """
+
+    name = "nb201"
+    key_column = "index"
+    id_columns = ("index", "arch")
+    option_names = ("flavour",)
+    datasets = ("cifar10", "cifar100", "ImageNet16-120")
+    size = NUM_ARCHS
+
+    def hot(self):
+        return _hot()
+
+    def parse(self, item) -> int:
+        return code_of(item)
+
+    def parse_file(self, path) -> list:
+        from pathlib import Path
+
+        p = Path(path)
+        out, seen = [], {}
+        for lineno, line in enumerate(p.read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            try:
+                c = code_of(int(line)) if line.isdigit() else code_of(line)
+            except ValueError as e:
+                raise ValueError(f"{p}:{lineno}: {e}") from None
+            if c in seen:
+                raise ValueError(f"{p}:{lineno}: NB201 cell {index_of_code(c)} is already listed "
+                                 f"on line {seen[c]}")
+            seen[c] = lineno
+            out.append(c)
+        if not out:
+            raise ValueError(f"{p} lists no architecture")
+        return out
+
+    def key(self, code: int) -> str:
+        return string_of_code(int(code))
+
+    def from_key(self, key: str) -> int:
+        return code_of(str(key))
+
+    def describe(self, code: int) -> str:
+        return string_of_code(int(code))
+
+    def row_fields(self, code: int) -> dict:
+        return {"index": index_of_code(int(code)), "arch": string_of_code(int(code))}
+
+    def sample(self, n: int, seed: int = 0) -> list:
+        # the benchmark's own sampler (distinct cells, NB201 index order of the draw)
+        return [code_of_index(int(i)) for i in sample(n, seed)]
+
+    def num_classes(self, dataset: str) -> int:
+        from zcfast.data import num_classes
+
+        return num_classes(dataset)
+
+    def build_model(self, code: int, dataset: str, *, seed: int | None = 0, flavour: str = "paper",
+                    dtype=None, device=None):
+        import torch
+
+        from zcfast.spaces.nb201_model import build_model
+
+        return build_model(index_of_code(int(code)), self.num_classes(dataset),
+                           flavour=flavour, seed=seed, dtype=dtype or torch.float32, device=device)
+
+    def packed(self, codes, dataset: str, *, seed: int = 0, flavour: str = "paper",
+               input_size: int | None = None, device="cpu", backend=None, dtype=None):
+        import torch
+
+        from zcfast.batched.engine import PackedNB201
+        from zcfast.data import input_size as _input_size
+
+        return PackedNB201(np.asarray(codes, dtype=np.int64), self.num_classes(dataset),
+                           flavour=flavour, seed=seed,
+                           input_size=input_size or _input_size(dataset), device=device,
+                           backend=backend, dtype=dtype or torch.float32)
+
+    def packed_proxies(self) -> tuple:
+        from zcfast.batched.engine import SUPPORTED
+
+        return tuple(SUPPORTED)
+
+    def targets(self, dataset: str, data=None):
+        from zcfast.correlate import BASELINE_12EP, PAPER_SPEARMAN, PAPER_VOTE_PAIRS
+        from zcfast.data import dataset_name, groundtruth
+        from zcfast.spaces.base import Targets
+
+        if data is not None:
+            raise ValueError("the NB201 ground truth is bundled; --data is not used for nb201")
+        ds = dataset_name(dataset)
+        return Targets(groundtruth(ds), "test_acc", {BASELINE_12EP: "test_acc_12ep"},
+                       PAPER_SPEARMAN[ds], {"vote": PAPER_VOTE_PAIRS[ds]},
+                       f"NB201 {ds}, 200 epochs")
+
+    def universe(self, dataset: str, data=None) -> _Universe:
+        from zcfast.data import dataset_name, groundtruth
+
+        if data is not None:
+            raise ValueError("the NB201 ground truth is bundled; --data is not used for nb201")
+        ds = dataset_name(dataset)
+        gt = groundtruth(ds)
+        i2c, _ = _tables()
+        return _Universe(
+            "nb201", ds, i2c.astype(np.uint64), gt["val_acc"].to_numpy(np.float64),
+            gt["test_acc"].to_numpy(np.float64), list(all_arch_strings()),
+            f"all {NUM_ARCHS:,} NB201 cells (bundled NAS-Bench-201 ground truth, {ds}: 200-epoch "
+            "validation accuracy for selection, 200-epoch test accuracy reported)")
+
+
+@functools.cache
+def _hot():
+    return _C.space.nb201()
+
+
+SPACE = NB201Space()

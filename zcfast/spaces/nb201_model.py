@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 network, one model per cell (PROXIES.md section 3).
+"""The NAS-Bench-201 network, one model per cell (docs/nb201.md).
 
 Two flavours:
 - ``"paper"`` (default): as in the zero-cost paper's code -- cell BatchNorm ``affine=False,
@@ -170,6 +170,11 @@ class NB201Net(nn.Module):
         self.classifier = nn.Linear(c_last, num_classes)
         self.classifier.zc_slot = slot_of("head")
 
+    def zc_feature_modules(self) -> list:
+        """The stage modules whose outputs are the network's feature maps, in forward order:
+        the stem, then each of the 17 cells and reduction blocks (AZ-NAS's features)."""
+        return [self.stem, *self.layers]
+
     def forward(self, x):
         x = self.layers(self.stem(x))
         x = self.gap(self.lastact(x)).flatten(1)
@@ -178,7 +183,7 @@ class NB201Net(nn.Module):
     def get_prunable_copy(self, bn: bool = False) -> NB201Net:
         """Copy with the same weights, in train mode. ``bn=False`` (synflow, as in the paper's
         code): BatchNorm removed from the stem, the cells and the head, but **kept inside the two
-        reduction blocks** -- the released code's behaviour (PROXIES.md, quirks)."""
+        reduction blocks** -- the released code's behaviour (docs/proxies.md, quirks)."""
         net = copy.deepcopy(self)
         if not bn:
             net.stem[1] = nn.Identity()

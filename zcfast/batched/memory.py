@@ -1,0 +1,172 @@
+"""Peak memory of one packed pass: how it is measured, and the model auto_chunk uses.
+
+Measurement (``measure_peak_bytes``): the peak of the bytes held by tensors while a function
+runs, above what was held when it started.
+- CPU: the torch profiler's memory events (every allocation and free of the CPU allocator, with
+  its size and time); their running sum in time order, maximised. This is tensor memory only,
+  what ``torch.cuda.max_memory_allocated`` counts on a GPU, not the process's resident size.
+- CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the bytes
+  allocated at the start.
+
+Model (``peak_bytes``): a packed chunk runs its passes one after the other, so its peak is the
+largest pass's. A candidate's share of a pass depends on its cell: every edge with a
+convolution adds a gathered input, a ReLU output, a convolution output and a BatchNorm output
+(and their gradients), a pooling edge fewer tensors, a skip edge one copy. With x_k = (1, number
+of 1x1 convolutions, 3x3 convolutions, poolings, skips among the cell's six edges)::
+
+    peak = sum_k [ (a_p . x_k) * B * s + (c_p . x_k) (+ (r . x_k) * B * s if NASWOT inputs are kept) ] + f_p
+
+B the batch, s = (input size / 32)^2 (activations scale with the image area), a_p the activation
+bytes per sample of pass p, c_p the bytes that do not scale with the batch (weights, gradients,
+their float64 copies), f_p a per-pass constant, r the bytes per sample of pre-ReLU tensors that
+the NASWOT codes keep alive (they are read from the first forward and kept to the end). Synflow
+runs at batch 1 (float64): its term is (a . x_k) * s + (c . x_k) whatever B is. Without the
+cells, x is the mean over the search space (every edge takes each of the 5 operations with
+probability 1/5). The coefficients are fitted to CPU measurements of single cells and packed
+chunks (bench/memory_model.py; results with the machine, date and git SHA in
+bench/results/memory_model.md); tests/test_memory_model.py checks a fresh measurement of cells
+the fit never saw against the model within 30%.
+
+On a GPU the same tensors are saved for backward; cuDNN workspaces come on top and the float64
+synflow pass avoids the CPU's im2col buffers (so the CPU figure overestimates it): the device
+benchmark (bench/bench_device.py) records torch.cuda.max_memory_allocated per chunk next to the
+prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+FEATURES = ("1", "conv1x1", "conv3x3", "pool", "skip")
+# the search space's mean cell: each of the six edges is each operation with probability 1/5
+MEAN_X = np.array([1.0, 1.2, 1.2, 1.2, 1.2])
+
+# Fitted by bench/memory_model.py (bench/results/memory_model.md), bytes. Per pass:
+# a (per sample at 32x32; synflow: per candidate at 32x32) and c (per candidate), each a vector
+# over FEATURES, and f (per pass).
+COEFFS: dict = {
+    "loss": ([0.0, 2171810.0, 1234800.0, 2802710.0, 0.0], [0.0, 0.0, 1064860.0, 0.0, 0.0], 3.10691e+06),
+    "loss+fisher": ([0.0, 2216680.0, 1095320.0, 2822440.0, 0.0], [0.0, 0.0, 901617.0, 0.0, 0.0], 8.08933e+06),
+    "loss+grasp": ([0.0, 4161690.0, 3375410.0, 3525210.0, 0.0], [0.0, 0.0, 4349550.0, 1084810.0, 0.0], 0),
+    "loss+fisher+grasp": ([0.0, 4991020.0, 3381100.0, 3065810.0, 0.0], [0.0, 0.0, 4968750.0, 1463300.0, 0.0], 0),
+    "jacobian": ([0.0, 2164910.0, 1353920.0, 2718850.0, 0.0], [0.0, 0.0, 1150680.0, 235052.0, 0.0], 0),
+    "nwot": ([0.0, 692567.0, 539832.0, 685423.0, 0.0], [0.0, 0.0, 1141560.0, 244352.0, 0.0], 0),
+    "synflow": ([0.0, 4521120.0, 10820200.0, 0.0, 0.0], [0.0, 0.0, 4052830.0, 2531140.0, 0.0], 0),
+    "l2": ([0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 186325.0, 1043820.0, 89073.0, 0.0], 0),
+}  # PROVISIONAL
+# r over FEATURES: bytes per sample at 32x32 that NASWOT inputs collected during a gradient pass
+# keep alive beyond what that pass holds anyway (they are views of its activations)
+RETAINED_NWOT = np.array([0.0, 58885.85, 427031.57, 0.0, 0.0])  # PROVISIONAL
+
+LOSS = {"grad_norm", "snip", "plain", "fisher", "grasp"}
+
+
+def features(codes) -> np.ndarray:
+    """(K, 5) FEATURES of NB201 cells given as internal cell codes (see nb201.code_of)."""
+    from zcfast.spaces import nb201
+
+    ops = np.array([nb201.ops_of_code(int(c)) for c in np.atleast_1d(codes)], dtype=np.int64)
+    x = np.ones((len(ops), len(FEATURES)))
+    for j, op in enumerate((nb201.CONV1, nb201.CONV3, nb201.POOL, nb201.SKIP), start=1):
+        x[:, j] = (ops == op).sum(1)
+    return x
+
+
+def passes(proxies) -> list[str]:
+    """The engine's passes for ``proxies``, in the order PackedNB201.compute runs them. A pass
+    that runs while the NASWOT inputs are kept ends in ``+nwot`` when a gradient pass collected
+    them (they cost r per sample) and in ``+nwot_fwd`` when the NASWOT-only forward did (then
+    they are all that forward allocated: its activation term a)."""
+    want = set(proxies)
+    loss, jac, nw = bool(want & LOSS), "jacob_cov" in want, "nwot" in want
+    keep = "+nwot" if nw and (loss or jac) else ""
+    out = []
+    if loss:
+        out.append("loss" + ("+fisher" if "fisher" in want else "")
+                   + ("+grasp" if "grasp" in want else "") + keep)
+    if jac:
+        out.append("jacobian" + keep)
+    if nw and not (loss or jac):
+        out.append("nwot")
+        keep = "+nwot_fwd"
+    if "synflow" in want:
+        out.append("synflow" + keep)
+    if "l2_norm" in want and not loss:
+        out.append("l2" + keep)
+    return out
+
+
+def mean_features(codes, limit: int = 512) -> np.ndarray:
+    """Mean feature vector of the cells ``codes`` (at most ``limit`` of them, evenly spaced)."""
+    codes = np.atleast_1d(np.asarray(codes))
+    if len(codes) > limit:
+        codes = codes[np.linspace(0, len(codes) - 1, limit).astype(np.int64)]
+    return features(codes).mean(0)
+
+
+def pass_bytes(name: str, batch: int, input_size: int, xsum, coeffs=None, retained=None) -> float:
+    """Predicted peak bytes of one pass (``name`` from ``passes``) of candidates whose feature
+    vectors sum to ``xsum``."""
+    coeffs = COEFFS if coeffs is None else coeffs
+    retained = RETAINED_NWOT if retained is None else np.asarray(retained)
+    x = np.asarray(xsum, dtype=np.float64)
+    s = (input_size / 32.0) ** 2
+    base, _, keep = name.partition("+nwot")
+    a, c, f = np.asarray(coeffs[base][0]), np.asarray(coeffs[base][1]), float(coeffs[base][2])
+    per_sample = 1.0 if base == "synflow" else float(batch)
+    total = float(a @ x) * per_sample * s + float(c @ x)
+    if keep == "_fwd":  # everything the NASWOT-only forward allocated per sample is kept
+        total += float(np.asarray(coeffs["nwot"][0]) @ x) * batch * s
+    elif name.endswith("+nwot"):
+        total += float(retained @ x) * batch * s
+    return total + f
+
+
+def peak_bytes(proxies, batch: int, input_size: int, k: int | None = None, codes=None, *,
+               mean_x=None, coeffs=None, retained=None) -> float:
+    """Predicted peak bytes of one PackedNB201(candidates).compute(proxies): of the cells
+    ``codes`` when given, else of ``k`` cells with mean features ``mean_x`` (default: the search
+    space's mean). 0 when no pass runs."""
+    if codes is not None:
+        xsum = features(codes).sum(0)
+    else:
+        xsum = (MEAN_X if mean_x is None else np.asarray(mean_x)) * float(k)
+    return max((pass_bytes(p, batch, input_size, xsum, coeffs, retained) for p in passes(proxies)),
+               default=0.0)
+
+
+def bytes_per_candidate(proxies, batch: int, input_size: int, mean_x=None) -> float:
+    """Predicted bytes each additional candidate adds to a chunk's peak (the slope of
+    peak_bytes in k) for cells with mean features ``mean_x`` (default: the space's mean): what
+    auto_chunk divides free memory by."""
+    two = peak_bytes(proxies, batch, input_size, 2, mean_x=mean_x)
+    one = peak_bytes(proxies, batch, input_size, 1, mean_x=mean_x)
+    return max(two - one, 1.0)
+
+
+def measure_peak_bytes(fn: Callable[[], object], device="cpu") -> int:
+    """Peak tensor bytes allocated while ``fn()`` runs, above the bytes held at its start (see
+    the module doc for how, per device)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        torch.cuda.synchronize(dev)
+        return int(torch.cuda.max_memory_allocated(dev) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+              and e.device_type() == torch.autograd.DeviceType.CPU]
+    events.sort(key=lambda e: e.start_ns())
+    cur = peak = 0
+    for e in events:
+        cur += e.nbytes()
+        peak = max(peak, cur)
+    return int(peak)
