@@ -92,6 +92,7 @@ def _close(kw: dict) -> None:
 
 
 def _cmd_search(a) -> int:
+    from zcfast.search import hw
     from zcfast.search.runs import (
         Variant,
         complete_runs,
@@ -105,11 +106,18 @@ def _cmd_search(a) -> int:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
+    spec = hw.spec_from_args(a)
     kw = _search_kwargs(a)
+    if spec is not None and spec.estimate and spec.estimate.split(":")[0] in ("params", "flops"):
+        from zcfast.search.scorer import default_scorer
+
+        kind = spec.estimate.split(":")[0]
+        kw["estimate_scorers"] = {kind: default_scorer(kind, a.dataset, 0, engine=a.engine,
+                                                       device=a.device, space=a.space)}
     runs = run_seeds(a.out, a.algo, dataset=a.dataset, budget=a.budget, warmup=a.warmup,
                      move=a.move, seeds=seeds, proxy=a.proxy, score_seed=a.score_seed,
                      resume=a.resume, progress=not a.no_progress, options=opts, space=a.space,
-                     data=a.data, **kw)
+                     data=a.data, hardware=spec, **kw)
     _close(kw)
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
@@ -117,6 +125,9 @@ def _cmd_search(a) -> int:
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
     print("Test accuracy of the best-validation model after k trained models, mean [25%, 75%]:")
     print(curve_table({v: runs}, sorted(set(at))))
+    if spec is not None and spec.estimate and spec.budgets:
+        print("(searched on an estimate: the selected model may break the true budget; the "
+              "cells truly within it are listed below)")
     if failed:
         print(f"{len(failed)} of {len(runs)} runs FAILED to spend their budget (seeds "
               f"{[r['seed'] for r in failed]}); they are left out of every number above")
@@ -124,9 +135,15 @@ def _cmd_search(a) -> int:
         s = summarize(ok)
         print(f"{v.label}: {s.n} complete runs, mean test accuracy of the selected model after "
               f"{a.budget} trained models {s.mean[-1]:.2f}% -> {a.out}")
+        for line in hw.summary_lines(ok):
+            print(line)
         if a.plot:
-            plot_curves({v: runs}, a.plot,
-                        title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+            if spec is not None and spec.cost_metric:
+                hw.plot_front(ok, a.plot, title=f"NB201 {runs[0]['dataset']}: {v.label}, "
+                              f"{hw.describe(spec, runs[0]['dataset'])}, {s.n} seeds")
+            else:
+                plot_curves({v: runs}, a.plot,
+                            title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
             print(f"plot -> {a.plot}")
     return 1 if failed else 0
 
@@ -207,8 +224,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="JSONL, one line per seed, written as each finishes")
     p.add_argument("--resume", action="store_true", help="skip the seeds already in --out")
     p.add_argument("--plot", default=None,
-                   help="PNG of the mean test accuracy of the best-validation model")
+                   help="PNG of the mean test accuracy of the best-validation model (with two "
+                   "objectives: the front of the first seed and the hypervolume curves)")
     _add_common(p)
+    from zcfast.search import hw
+
+    hw.add_arguments(p)
     p.set_defaults(func=_cmd_search)
 
     v = sub.add_parser("verify-runs", help="recompute every curve of 'zcfast search' JSONL runs "
