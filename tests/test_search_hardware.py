@@ -317,6 +317,11 @@ def test_estimate_driven_search_reports_budget_breaks(gt, lat, proxy):
     assert r["within_curve"] != pytest.approx(r["test_curve"])  # the estimate let violators in
     bad = dict(r, within_curve=[None if v is None else v + 0.5 for v in r["within_curve"]])
     assert any("within_curve differs" in p for p in verify_runs([bad]))
+    # deleting the honest fields is tampering too, never read as an older record format
+    bad = {k: v for k, v in r.items() if k != "within_curve"}
+    assert any("within_curve differs" in p for p in verify_runs([bad]))
+    bad = dict(r, hw={k: v for k, v in r["hw"].items() if k != "within_test"})
+    assert any("hw within_test" in p for p in verify_runs([bad]))
     assert r["hw"]["measured_cells"] == {"latency": measured.tolist()}
     # a margin shrinks the estimated-feasible set
     tight = run_search("rand", "cifar10", 10, 0, 0, 3, hardware={**spec, "margin": 0.8})

@@ -38,8 +38,12 @@ def _add_common(p):
     p.add_argument("--data", default=None,
                    help="benchmark file of the space's full ground truth (nb101: the official "
                    "nasbench_only108.tfrecord); default: the bundled data")
-    p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
-    p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
+    p.add_argument("--dataset", default=None,
+                   help="cifar10 | cifar100 | ImageNet16-120 (default: the space's search dataset: "
+                        "nb201 cifar100, nb101 cifar10)")
+    p.add_argument("--budget", type=int, default=300,
+                   help="oracle queries per search: trained models, repeats included "
+                        "(docs/search.md, budget accounting)")
     p.add_argument("--proxy", default="synflow",
                    help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
                         "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
@@ -60,6 +64,19 @@ def _add_common(p):
 
     add_threads_argument(p)
     add_cli_options(p)  # --ray [ADDRESS]: the live scorer's asks run on a Ray cluster
+
+
+def _resolve(a) -> None:
+    """Defaults that depend on the space, and the checks argparse cannot make."""
+    from zcfast.spaces import get_space
+
+    if a.dataset is None:
+        a.dataset = get_space(a.space).default_dataset()
+    for opt in ("budget", "score_seed"):
+        v = getattr(a, opt)
+        if v < (1 if opt == "budget" else 0):
+            raise SystemExit(f"--{opt.replace('_', '-')} {v}: must be "
+                             + ("a positive integer" if opt == "budget" else "a non-negative integer"))
 
 
 def _search_kwargs(a) -> dict:
@@ -102,6 +119,7 @@ def _cmd_search(a) -> int:
         summarize,
     )
 
+    _resolve(a)
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
@@ -159,6 +177,7 @@ def _cmd_figure(a) -> int:
         run_variants,
     )
 
+    _resolve(a)
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     variants = [parse_variant(t) for t in a.variants.split(",")] if a.variants else list(FIGURE_VARIANTS)
@@ -201,6 +220,9 @@ def _cmd_verify(a) -> int:
 
     total, problems = 0, []
     for path in a.runs:
+        if not Path(path).is_file():
+            problems.append(f"{path}: no such file")
+            continue
         runs = read_runs(path)
         if not runs:
             problems.append(f"{path}: no runs")
@@ -216,7 +238,8 @@ def _cmd_verify(a) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("search", help="zero-cost NAS on NB201 (RAND/AE/RL/BP, +warmup, +move), many seeds")
+    p = sub.add_parser("search", help="zero-cost NAS on a search space (--space; RAND/AE/RL/BP, "
+                       "+warmup, +move), many seeds")
     p.add_argument("--algo", required=True, help="rand | ae | rl | bp")
     p.add_argument("--warmup", type=int, default=0, help="zero-cost warmup size W (0 = off)")
     p.add_argument("--move", type=int, default=0, help="zero-cost move proposals M (0 = off)")

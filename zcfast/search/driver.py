@@ -212,7 +212,8 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
     ``scores`` (a complete table: an array in universe order, or a Series/Mapping by the space's
     identifiers, e.g. NB201 index) if given, else from the score ``cache`` (a ScoreCache or its
     root folder; default root if None), networks missing there being scored with ``scorer``
-    (callable: codes (uint64 array) -> scores) and appended to the cache.
+    (callable: codes (uint64 array) -> scores; default: the packed engine on this machine, as
+    ``zcfast search`` does, ``zcfast.search.scorer.default_scorer``) and appended to the cache.
 
     Result keys: the settings, ``trained`` (the space's identifiers of the networks queried, in
     query order, one per oracle query, repeats kept: every query costs one trained model; NB201
@@ -298,6 +299,10 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
         if have:
             s.tell(np.asarray([rows[k] for k in have], dtype=np.int32),
                    np.asarray([[kn[k] for kn in known] for k in have], dtype=np.float64))
+    if needs_scores and full is None and scorer is None:  # the CLI's live scorer, built lazily
+        from zcfast.search.scorer import default_scorer
+
+        scorer = default_scorer(proxy, ds, score_seed, space=sp.name)
     member_scorers = _member_scorers(scorer, members)
     while True:
         need = s.ask()  # rows of the universe

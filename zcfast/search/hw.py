@@ -343,16 +343,14 @@ def verify(run: dict, val: np.ndarray, test: np.ndarray, *, estimate_scores: dic
     want = {**task.record, **outcome(task, t, val[t], test[t])}
     for k in ("feasible_cells", "selected", "violations", "unverifiable", "selected_violates",
               "best_within", "within_test"):
-        if k == "within_test" and k not in rec:  # runs recorded before the field existed
-            continue
-        if k == "within_test" and rec[k] is not None and want[k] is not None:
+        if k == "within_test" and rec.get(k) is not None and want[k] is not None:
             if abs(rec[k] - want[k]) > 1e-6:
                 probs.append(f"seed {seed}: hw within_test {rec[k]!r}, the tables give {want[k]!r}")
             continue
         if rec.get(k) != want.get(k):
             probs.append(f"seed {seed}: hw {k} {rec.get(k)!r}, the tables give {want.get(k)!r}")
-    if spec.estimate and spec.budgets and "within_curve" in run:  # (absent: recorded before it)
-        got, want_c = run["within_curve"], within_curve(task, t, val[t], test[t])
+    if spec.estimate and spec.budgets:  # a missing curve is a defect, never an old format
+        got, want_c = run.get("within_curve"), within_curve(task, t, val[t], test[t])
         if got is None or len(got) != len(want_c) or any(
                 (a is None) != (b is None) or (a is not None and abs(a - b) > 1e-6)
                 for a, b in zip(got, want_c)):
