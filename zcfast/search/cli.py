@@ -72,11 +72,8 @@ def _resolve(a) -> None:
 
     if a.dataset is None:
         a.dataset = get_space(a.space).default_dataset()
-    for opt in ("budget", "score_seed"):
-        v = getattr(a, opt)
-        if v < (1 if opt == "budget" else 0):
-            raise SystemExit(f"--{opt.replace('_', '-')} {v}: must be "
-                             + ("a positive integer" if opt == "budget" else "a non-negative integer"))
+    if a.score_seed < 0:
+        raise ValueError(f"--score-seed {a.score_seed}: must be a non-negative integer")
 
 
 def _search_kwargs(a) -> dict:
