@@ -44,7 +44,7 @@ FEATURES = ("1", "conv1x1", "conv3x3", "pool", "skip")
 # the search space's mean cell: each of the six edges is each operation with probability 1/5
 MEAN_X = np.array([1.0, 1.2, 1.2, 1.2, 1.2])
 
-# PROVISIONAL: from a fit of an earlier run of bench/memory_model.py whose results were not kept;
+# PROVISIONAL: no committed run of bench/memory_model.py produces these numbers (a fit in progress);
 # a run at the current engine (bench/results/memory_model.md) replaces them. Bytes. Per pass:
 # a (per sample at 32x32; synflow: per candidate at 32x32) and c (per candidate), each a vector
 # over FEATURES, and f (per pass).
