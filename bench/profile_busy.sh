@@ -4,7 +4,7 @@
 # both with the configuration given (default 'before': torch's defaults, GNU OpenMP's default
 # wait policy), then samples both processes with perf for 15 s and shows the top symbols,
 # per-thread CPU (top -H) and context switches. Needs perf; run it under the compute lock:
-#   flock /work/.compute.lock bash bench/profile_busy.sh [before|after] > bench/results/busy_profile_<config>.txt
+#   flock /work/.compute.lock flock /work/.compute2.lock bash bench/profile_busy.sh [before|after] > bench/results/busy_profile_<config>.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CFG=${1:-before}
