@@ -15,8 +15,8 @@
 
 Correctness first: every timed run's scores are checked against the local run's, bit for bit
 (the engine's pass size is pinned, so Ray actors pack exactly the cells a local run packs).
-Writes bench/results/ray_cpu.{md,json} (git SHA, CPU, date, versions). Run under the compute
-lock: ``flock /work/.compute.lock nice -n 5 python bench/bench_ray.py``.
+Writes bench/results/ray_cpu.{md,json} (git SHA, CPU, date, versions). Run holding both compute
+locks: ``flock /work/.compute.lock flock /work/.compute2.lock nice -n 5 python bench/bench_ray.py``.
 
     python bench/bench_ray.py [--quick]
 """
@@ -198,7 +198,7 @@ def write(res, a):
         f"- git {meta['git']}, {meta['date']}, CPU: {meta['cpu']} ({meta['cores']} logical cores)",
         f"- Python {meta['python']}, torch {meta['torch']}, Ray {meta['ray']}; every process and "
         f"actor on 1 torch thread unless stated; OMP_WAIT_POLICY={meta['omp_wait_policy']}",
-        "- command: `flock /work/.compute.lock nice -n 5 python bench/bench_ray.py`"
+        "- command: `flock /work/.compute.lock flock /work/.compute2.lock nice -n 5 python bench/bench_ray.py`"
         + (" --quick (NOT for results)" if a.quick else ""), "",
         "## 1. Throughput, one job, ratios to local with 1 thread", "",
         "Warm timings (runners built and a few cells scored first). Every Ray result equals the "
