@@ -80,7 +80,7 @@ setup(
     # Triton kernels live in the top-level kernels/ folder (product-card layout) and install
     # as the subpackage zcfast.kernels.
     package_dir={"zcfast.kernels": "kernels"},
-    package_data={"zcfast.data": ["_bundled/*.npz", "_bundled/*.md"]},
+    package_data={"zcfast.data": ["_bundled/*.npz", "_bundled/*.gz", "_bundled/*.md"]},
     ext_modules=[CMakeExtension("zcfast._C", ROOT)],
     cmdclass={"build_ext": CMakeBuild},
     zip_safe=False,

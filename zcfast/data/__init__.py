@@ -34,15 +34,23 @@ _IN16_MEAN = tuple(v / 255 for v in (122.68, 116.66, 104.01))
 _IN16_STD = tuple(v / 255 for v in (63.22, 61.26, 65.09))
 
 
+# datasets that are not images (no classes or input side here): canonical name -> aliases
+_TEXT_DATASETS = {"wikitext2": ("wikitext2", "wikitext-2", "wt2", "wikitext_2")}  # NAS-Bench-NLP
+
+
 def dataset_name(name: str) -> str:
-    """Canonical dataset name (``cifar10``, ``cifar100``, ``ImageNet16-120``) of an alias."""
+    """Canonical dataset name (``cifar10``, ``cifar100``, ``ImageNet16-120``, ``wikitext2``) of
+    an alias."""
     if isinstance(name, str):
         low = name.lower()
         for canon, (aliases, _, _) in _DATASETS.items():
             if low == canon.lower() or low in aliases:
                 return canon
+        for canon, aliases in _TEXT_DATASETS.items():
+            if low in aliases:
+                return canon
     raise ValueError(
-        f"unknown dataset {name!r}: expected one of cifar10, cifar100, ImageNet16-120"
+        f"unknown dataset {name!r}: expected one of cifar10, cifar100, ImageNet16-120, wikitext2"
     )
 
 
