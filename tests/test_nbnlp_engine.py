@@ -56,8 +56,8 @@ CELLS = _cells()
 
 
 def batch(b=4, T=5, seed=0):
-    x, y = SPACE.minibatch(batch_size=b, bptt=T, seed=seed)
-    return x % SIZES.ntoken, y % SIZES.ntoken  # real text, folded into the tiny vocabulary
+    mb = SPACE.minibatch(batch_size=b, bptt=T, seed=seed)
+    return mb.x % SIZES.ntoken, mb.y % SIZES.ntoken  # real text, folded into the tiny vocabulary
 
 
 def test_float64_packed_equals_per_model():
@@ -143,7 +143,8 @@ def test_packed_rejects_bad_input():
 def test_scores_at_the_logs_sizes_are_finite():
     """One candidate at the benchmark's full size (33,278 words, 400/600, 3 layers) on a short
     real batch: the packed engine runs and every proxy is finite or NaN where documented."""
-    x, y = SPACE.minibatch(batch_size=2, bptt=3, seed=0)
+    mb = SPACE.minibatch(batch_size=2, bptt=3, seed=0)
+    x, y = mb.x, mb.y
     res = SPACE.packed([CELLS[3]]).compute(x, y, ["snip", "fisher", "jacob_cov", "synflow",
                                                   "nwot", "params"])
     assert all(np.isfinite(v[0]) for v in res.values()), res

@@ -248,8 +248,19 @@ DEFAULT_IMAGES = {"cifar10": "cifar10-subset", "cifar100": "cifar10-subset",
                   "ImageNet16-120": "imagenet16-standin"}
 
 
+# the text each text dataset's networks are scored on (NAS-Bench-NLP: zcfast/data/nbnlp.py)
+TEXT_SOURCES = {"wikitext2": "wikitext2-valid"}
+
+
 def resolve_images(dataset: str, images: str = "default") -> str:
-    """The name of the image source ``images`` means for ``dataset`` ('default' resolved)."""
+    """The name of the image source ``images`` means for ``dataset`` ('default' resolved; a
+    text dataset has one source, its bundled text)."""
+    ds = dataset_name(dataset)
+    if ds in TEXT_SOURCES:
+        if images not in ("default", TEXT_SOURCES[ds]):
+            raise ValueError(f"{ds} is scored on its bundled text ({TEXT_SOURCES[ds]}); "
+                             f"--images {images!r} is for the image datasets")
+        return TEXT_SOURCES[ds]
     if images not in IMAGE_CHOICES:
         raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
     return DEFAULT_IMAGES[dataset_name(dataset)] if images == "default" else images

@@ -34,11 +34,13 @@ def _options(pairs) -> dict:
 
 def _add_common(p):
     p.add_argument("--space", default="nb201",
-                   help="search space: nb201 (default), nb101 (docs/spaces.md)")
+                   help="search space: nb201 (default), nb101, nbnlp (docs/spaces.md)")
     p.add_argument("--data", default=None,
                    help="benchmark file of the space's full ground truth (nb101: the official "
                    "nasbench_only108.tfrecord); default: the bundled data")
-    p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
+    p.add_argument("--dataset", default=None,
+                   help="cifar10 | cifar100 (nb201's default) | ImageNet16-120; the space's "
+                        "only dataset otherwise (nb101: cifar10, nbnlp: wikitext2)")
     p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
     p.add_argument("--proxy", default="synflow",
                    help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
@@ -67,8 +69,11 @@ def _search_kwargs(a) -> dict:
     from zcfast.runtime import set_threads
     from zcfast.search.cache import ScoreCache, ScoreKey
     from zcfast.search.scorer import default_scorer
+    from zcfast.spaces import get_space
 
     set_threads(a.threads)
+    if a.dataset is None:
+        a.dataset = get_space(a.space).default_dataset("cifar100")
 
     from zcfast.search.driver import proxy_members
 

@@ -118,6 +118,17 @@ class Space:
     datasets: tuple = ()
     #: number of distinct networks (None when unknown)
     size: int | None = None
+    #: minibatch size when the user gives none (NB-NLP: its logs' 20)
+    default_batch_size: int = 64
+
+    def default_dataset(self, preferred: str = "cifar10") -> str:
+        """``preferred`` when the space has it, else its first dataset (command-line default)."""
+        return preferred if preferred in self.datasets else self.datasets[0]
+
+    def all_archs(self, dataset: str, data=None) -> list:
+        """Codes of ``--archs all``: every network of the universe of ``dataset`` (NB-NLP: its
+        logged runs, which may share networks)."""
+        return [int(c) for c in self.universe(dataset, data).codes]
 
     # ---- the compiled hot path --------------------------------------------------------------
     def hot(self):

@@ -743,9 +743,11 @@ class NBNLPSpace(_Space):
     """
 
     name = "nbnlp"
-    key_column = "key"
+    key_column = "id"
+    id_columns = ("id", "recepie_id", "key", "arch")
     datasets = ("wikitext2",)
     size = None
+    default_batch_size = 20  # the logs' batch_size (the bptt is the logs' 70: BPTT)
 
     def hot(self):
         return _hot()
@@ -820,7 +822,9 @@ class NBNLPSpace(_Space):
         return _C.nbnlp.hashes(np.asarray(codes, dtype=np.uint64))
 
     def key_from_row(self, value) -> str:
-        return str(value)
+        """The network key of a score row's ``id`` (a logged recepie_id, or the key itself)."""
+        v = str(value).strip()
+        return self.key(self.parse(v)) if v.isdigit() else v
 
     def from_key(self, key: str) -> int:
         from zcfast import _C
@@ -841,11 +845,17 @@ class NBNLPSpace(_Space):
         from zcfast import _C
 
         tag = int(_C.nbnlp.tag(int(code)))
-        return {"key": self.key(code), "recepie_id": tag if tag else "", "arch": self.describe(code)}
+        key = self.key(code)
+        return {"id": str(tag) if tag else key, "recepie_id": tag if tag else "", "key": key,
+                "arch": self.describe(code)}
 
-    def all_archs(self) -> list:
-        """Codes of the 341 finished logged runs, file order (``--archs all``)."""
-        return [int(c) for c in logged_runs(True)["code"]]
+    def all_archs(self, dataset: str = "wikitext2", data=None) -> list:
+        """Codes of the finished logged runs, file order (``--archs all``): 341 runs under 340
+        recepie_ids (recepie_id 1002429 was trained twice; its row is the mean of both)."""
+        dataset_name(dataset)
+        if data is not None:
+            raise ValueError("the NB-NLP logs are bundled; --data is not used for nbnlp")
+        return list(dict.fromkeys(int(c) for c in logged_runs(True)["code"]))
 
     # ---- networks ------------------------------------------------------------------------------
     def num_classes(self, dataset: str) -> int:
@@ -875,7 +885,9 @@ class NBNLPSpace(_Space):
                            dtype=dtype or torch.float32, device=device)
 
     def packed(self, codes, dataset: str = "wikitext2", *, seed: int = 0, device="cpu",
-               backend=None, dtype=None, **options):
+               backend=None, dtype=None, input_size=None, **options):
+        """The packed engine (``input_size``, the image width the image spaces take, is not
+        used: a batch of any bptt is scored)."""
         import torch
 
         from zcfast.batched.nbnlp import PackedNBNLP
@@ -889,18 +901,41 @@ class NBNLPSpace(_Space):
         return tuple(SUPPORTED)
 
     def minibatch(self, dataset: str = "wikitext2", batch_size: int | None = None, seed: int = 0,
+                  *, images: str = "default", data_root=None, normalization: str = "paper",
                   bptt: int | None = None):
-        """(x, y) token tensors (B, T): one seeded batch of real WikiText-2 text at the logs'
-        batch_size (20) and bptt (70) unless given (zcfast.data.nbnlp.minibatch). The loss of
-        the networks on it is F.cross_entropy(net(x), y)."""
-        from zcfast.data import nbnlp as data
+        """MiniBatch of token tensors x, y (B, T): one seeded batch of real WikiText-2 text at
+        the logs' batch_size (20) and bptt (70) unless given (zcfast.data.nbnlp.minibatch). The
+        loss of the networks on it is F.cross_entropy(net(x), y). The image options exist for
+        the interface: anything but their defaults raises."""
+        from zcfast.data import TEXT_SOURCES, resolve_images
+        from zcfast.spaces.base import MiniBatch
 
-        dataset_name(dataset)
-        st = data.setup()
-        return data.minibatch(st["batch_size"] if batch_size is None else batch_size,
-                              st["bptt"] if bptt is None else bptt, seed)
+        ds = dataset_name(dataset)
+        name = resolve_images(ds, images)
+        if data_root is not None:
+            raise ValueError("--data-root is for CIFAR downloads; NB-NLP scores on its bundled "
+                             "WikiText-2 text")
+        if normalization != "paper":
+            raise ValueError(f"--normalization {normalization!r} is for image datasets")
+        src = _TextSource(bptt)
+        x, y = src.minibatch(batch_size, seed)
+        assert name == TEXT_SOURCES[ds]
+        return MiniBatch(x, y, name, src.description, src, {"bptt": int(x.shape[1])})
 
     # ---- data --------------------------------------------------------------------------------
+    def targets(self, dataset: str = "wikitext2", data=None):
+        from zcfast.data.nbnlp import EARLY_EPOCHS
+        from zcfast.spaces.base import Targets
+
+        dataset_name(dataset)
+        if data is not None:
+            raise ValueError("the NB-NLP logs are bundled; --data is not used for nbnlp")
+        base = {f"val ppl after {e} epoch{'s' if e > 1 else ''} (reduced training)":
+                f"neg_val_ppl_epoch{e}" for e in EARLY_EPOCHS}
+        return Targets(targets_table(), DEFAULT_TARGET, base, {}, {},
+                       "NAS-Bench-NLP WikiText-2, 50 epochs (bundled logs): minus perplexity, "
+                       "mean over a recepie_id's or network's runs")
+
     def universe(self, dataset: str = "wikitext2", data=None) -> _Universe:
         ds = dataset_name(dataset)
         if data is not None:
@@ -920,6 +955,55 @@ class NBNLPSpace(_Space):
             val_name="-log validation perplexity (best epoch, mean of runs)",
             test_name="-log test perplexity (at the best validation epoch, mean of runs)",
             extra={"runs": t.groupby("network", sort=False).size().to_numpy()})
+
+
+class _TextSource:
+    """Seeded batches of the bundled WikiText-2 validation text (``minibatch(batch_size, seed)``;
+    None: the logs' batch_size 20; ``bptt``: the logs' 70 unless given)."""
+
+    description = ("real WikiText-2 text (the validation split, bundled; token ids by first "
+                   "appearance, the training split being unavailable offline: docs/nbnlp.md)")
+
+    def __init__(self, bptt: int | None = None):
+        from zcfast.data import nbnlp as data
+
+        st = data.setup()
+        self.batch_size = st["batch_size"]
+        self.bptt = st["bptt"] if bptt is None else bptt
+
+    def minibatch(self, batch_size, seed):
+        from zcfast.data import nbnlp as data
+
+        return data.minibatch(self.batch_size if batch_size is None else batch_size, self.bptt,
+                              seed)
+
+
+# score-file targets (higher is better, as accuracy: minus the perplexity) and the columns of
+# the run table they come from (nats)
+TARGETS = {"neg_final_val_ppl": "final_val_loss", "neg_best_val_ppl": "best_val_loss",
+           "neg_test_ppl": "test_at_best_val", "neg_final_test_ppl": "final_test_loss"}
+DEFAULT_TARGET = "neg_final_val_ppl"
+
+
+def targets_table():
+    """DataFrame of the targets and the reduced-training baselines (minus the validation
+    perplexity after epoch 1, 3, 5, 10), indexed by score-file id: every finished run's
+    recepie_id (the mean of a recepie_id's runs) and every logged network's key (the mean of its
+    runs: a cell graph given by the user joins with the logs through it). Perplexity =
+    exp(mean of the runs' losses)."""
+    import pandas as pd
+
+    from zcfast.data.nbnlp import EARLY_EPOCHS
+
+    t = logged_runs(True)
+    cols = {**TARGETS, **{f"neg_val_ppl_epoch{e}": f"val_loss_epoch{e}" for e in EARLY_EPOCHS}}
+    parts = []
+    for by in ("recepie_id", "key"):
+        g = t.groupby(t[by].astype(str), sort=False)
+        parts.append(pd.DataFrame({c: -np.exp(g[src].mean()) for c, src in cols.items()}))
+    out = pd.concat(parts)
+    out.index.name = "id"
+    return out
 
 
 @functools.cache

@@ -1,0 +1,177 @@
+"""Zero-cost proxies on NAS-Bench-NLP: the networks of the bundled WikiText-2 training logs.
+
+    python bench/study_nbnlp_correlation.py score [--threads 2]   # resumable; Ctrl-C keeps rows
+    python bench/study_nbnlp_correlation.py report
+
+``score`` scores the 263 distinct networks of the 341 finished runs (a proxy score is a function
+of the network, weight seed and batch, so runs of one network share it) with the packed engine at
+the logs' sizes (33,278 words, emsize 400, nhid 600, 3 layers, tied decoder), on one seeded batch
+of 20 x 70 tokens of real WikiText-2 text, weight seed 0, into
+bench/results/nbnlp_wikitext2/scores.csv (``zcfast score`` format; rerunning resumes, rows are
+never recomputed). Run it under the compute lock in pieces, e.g.
+
+    flock /work/.compute.lock timeout -s INT 1200 python bench/study_nbnlp_correlation.py score
+
+``report`` writes .../README.md from whatever the CSV holds (a partial run is labelled as such):
+Spearman and Kendall of every proxy against minus the final and the best validation perplexity
+and minus the test perplexity (at the best-validation epoch), over the finished runs (one row per
+run; a network's score repeated for each of its runs) and over the distinct networks (targets
+averaged over a network's runs, in nats), next to the reduced-training baselines (validation
+perplexity after 1, 3, 5, 10 of the 50 epochs) and params. Definitions: docs/nbnlp.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import numpy as np  # noqa: E402
+
+PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "nwot", "plain",
+           "params", "flops", "l2_norm"]
+FOLDER = HERE / "results" / "nbnlp_wikitext2"
+TARGETS = {"final val ppl": "final_val_loss", "best val ppl": "best_val_loss",
+           "test ppl (at best val)": "test_at_best_val"}
+
+
+def _cpu() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def score(threads: int, limit: int | None = None) -> None:
+    from zcfast.runtime import set_threads
+    from zcfast.scoring import score_to_file
+    from zcfast.spaces import get_space
+
+    set_threads(threads)
+    sp = get_space("nbnlp")
+    codes = [int(c) for c in sp.universe().codes][:limit]  # the 263 networks, log order
+    FOLDER.mkdir(parents=True, exist_ok=True)
+    extra = FOLDER / "run_info.json"
+    info = json.loads(extra.read_text()) if extra.exists() else {"pieces": []}
+    t0 = time.time()
+    piece = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpu": _cpu(),
+             "threads": threads}
+    info["pieces"].append(piece)
+    extra.write_text(json.dumps(info, indent=1))
+    try:
+        res = score_to_file(FOLDER / "scores.csv", archs=codes, proxies=",".join(PROXIES), space="nbnlp",
+                            seed=0, engine="packed", resume=(FOLDER / "scores.csv").exists(), device="cpu",
+                            progress=False)
+        piece["scored"] = res["scored"]
+    finally:
+        piece["seconds"] = round(time.time() - t0, 1)
+        extra.write_text(json.dumps(info, indent=1))
+
+
+def _corr(a, b):
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 3:
+        return int(ok.sum()), math.nan, math.nan
+    return (int(ok.sum()), float(stats.spearmanr(a[ok], b[ok]).statistic),
+            float(stats.kendalltau(a[ok], b[ok]).statistic))
+
+
+def report() -> str:
+
+    from zcfast.data.nbnlp import EARLY_EPOCHS
+    from zcfast.scoring import read_scores
+    from zcfast.spaces import nbnlp
+
+    scores, meta = read_scores(FOLDER / "scores.csv")
+    scores = scores.set_index("key")
+    runs = nbnlp.logged_runs(True)
+    runs = runs[runs["key"].isin(scores.index)]
+    nets = runs.groupby("key", sort=False)
+    n_nets = nbnlp.logged_runs(True)["key"].nunique()
+    info = json.loads((FOLDER / "run_info.json").read_text())
+    base = {f"val ppl after epoch {e}": f"val_loss_epoch{e}" for e in EARLY_EPOCHS}
+    cols = list(TARGETS.values()) + list(base.values())
+    per_net = nets[cols].mean()
+    views = {"runs": (runs.set_index("key")[cols], scores.reindex(runs["key"])),
+             "networks": (per_net, scores.reindex(per_net.index))}
+
+    lines = ["# Zero-cost proxies on NAS-Bench-NLP (WikiText-2 logs), CPU", "",
+             f"Produced by `python bench/study_nbnlp_correlation.py` (git {meta.get('git')} at the "
+             f"first piece, {info['pieces'][0]['cpu']}, {meta.get('threads')} thread(s); pieces "
+             "started " + ", ".join(p["started"] for p in info["pieces"])
+             + f"; report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).", ""]
+    done = len(scores)
+    lines += [f"**Progress: {done} of {n_nets} distinct networks scored ({len(runs)} of 341 "
+              "finished runs)"
+              + (": partial run, every number below is over the networks scored so far."
+                 if done < n_nets else ".") + "**", "",
+              "Settings: the logs' language model (33,278 words, emsize 400, nhid 600, 3 layers, "
+              f"tied decoder), weight seed {meta.get('weight_seed')}, one batch of "
+              f"{meta.get('batch_size')} x {meta.get('bptt')} tokens of {meta.get('images_description')}"
+              f" (data seed {meta.get('data_seed')}), packed engine (float32; synflow float64). "
+              "Targets are perplexities (exp of the logged cross-entropy); **the sign is flipped so "
+              "that a positive correlation means a higher score predicts a lower perplexity** "
+              "(as accuracy on the image spaces). Definitions: docs/nbnlp.md.", ""]
+    for view, (gt, sc) in views.items():
+        what = ("one row per finished run (341; a network's score repeated for each run of it)"
+                if view == "runs" else "one row per distinct network; targets: mean over its runs "
+                "of the log perplexity")
+        lines += [f"## Over the {view}: {what}", "",
+                  "| proxy | n | " + " | ".join(f"Spearman {t} | Kendall {t}" for t in TARGETS)
+                  + " |",
+                  "|---|---:|" + "---:|" * (2 * len(TARGETS))]
+        rows = [(p, sc[p].to_numpy(float)) for p in PROXIES if p in sc.columns]
+        rows += [(f"baseline: {b}", -gt[c].to_numpy(float)) for b, c in base.items()]
+        for name, v in rows:
+            cells, n = [], 0
+            for col in TARGETS.values():
+                n, rho, tau = _corr(v, -gt[col].to_numpy(float))
+                cells += [f"{rho:+.3f}", f"{tau:+.3f}"]
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    nan = {p: int(scores[p].isna().sum()) for p in PROXIES if p in scores.columns}
+    lines += ["NaN scores are left out of each correlation (column n): "
+              + ", ".join(f"{p} {k}" for p, k in nan.items() if k) + (
+                  " (nwot is undefined for a cell without a leaky ReLU: docs/nbnlp.md)."
+                  if nan.get("nwot") else "none."), "",
+              "Published numbers: Abdelfattah et al. (*Zero-Cost Proxies for Lightweight NAS*, "
+              "ICLR 2021) report Spearman correlations on NAS-Bench-NLP's **PTB** logs, which are "
+              "not available offline (a different corpus, the benchmark's PTB set-up and its "
+              "14k-architecture sample); see docs/nbnlp.md for the comparison.", ""]
+    out = "\n".join(lines)
+    (FOLDER / "README.md").write_text(out + "\n")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", choices=["score", "report"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=None,
+                    help="score only the first N networks (a smoke test; use with --folder)")
+    ap.add_argument("--folder", default=None, help="results folder (default: %(default)s -> "
+                    "bench/results/nbnlp_wikitext2)")
+    a = ap.parse_args()
+    if a.folder:
+        global FOLDER
+        FOLDER = Path(a.folder)
+    if a.what == "score":
+        score(a.threads, a.limit)
+    print(report())
+
+
+if __name__ == "__main__":
+    main()
