@@ -90,7 +90,6 @@ def _corr(a, b):
 
 
 def report() -> str:
-
     from zcfast.data.nbnlp import EARLY_EPOCHS
     from zcfast.scoring import read_scores
     from zcfast.spaces import nbnlp

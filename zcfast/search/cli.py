@@ -120,18 +120,23 @@ def _cmd_search(a) -> int:
     v = Variant(runs[0]["algo"], a.warmup, a.move)
     ok, failed = complete_runs(runs)
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
-    print("Test accuracy of the best-validation model after k trained models, mean [25%, 75%]:")
+    from zcfast.search.driver import universe
+
+    what = universe(a.dataset, a.space, a.data).test_name
+    unit = "%" if a.space in ("nb201", "nb101") else ""
+    print(f"{what[0].upper()}{what[1:]} of the best-validation model after k trained models, "
+          "mean [25%, 75%]:")
     print(curve_table({v: runs}, sorted(set(at))))
     if failed:
         print(f"{len(failed)} of {len(runs)} runs FAILED to spend their budget (seeds "
               f"{[r['seed'] for r in failed]}); they are left out of every number above")
     if ok:
         s = summarize(ok)
-        print(f"{v.label}: {s.n} complete runs, mean test accuracy of the selected model after "
-              f"{a.budget} trained models {s.mean[-1]:.2f}% -> {a.out}")
+        print(f"{v.label}: {s.n} complete runs, mean {what} of the selected model after "
+              f"{a.budget} trained models {s.mean[-1]:.2f}{unit} -> {a.out}")
         if a.plot:
             plot_curves({v: runs}, a.plot,
-                        title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+                        title=f"{a.space.upper()} {runs[0]['dataset']}: {v.label}, {s.n} seeds")
             print(f"plot -> {a.plot}")
     return 1 if failed else 0
 
@@ -203,7 +208,7 @@ def _cmd_verify(a) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("search", help="zero-cost NAS on NB201 (RAND/AE/RL/BP, +warmup, +move), many seeds")
+    p = sub.add_parser("search", help="zero-cost NAS on a space's ground truth (RAND/AE/RL/BP, +warmup, +move), many seeds")
     p.add_argument("--algo", required=True, help="rand | ae | rl | bp")
     p.add_argument("--warmup", type=int, default=0, help="zero-cost warmup size W (0 = off)")
     p.add_argument("--move", type=int, default=0, help="zero-cost move proposals M (0 = off)")
