@@ -3,7 +3,8 @@
     python bench/study_nbnlp_correlation.py score [--threads 2]   # resumable; Ctrl-C keeps rows
     python bench/study_nbnlp_correlation.py report
 
-``score`` scores the 263 distinct networks of the 341 finished runs (a proxy score is a function
+``score`` scores the 263 distinct networks of the 341 finished runs, in a seeded random order
+(so that a partial run is a uniform random sample of them), (a proxy score is a function
 of the network, weight seed and batch, so runs of one network share it) with the packed engine at
 the logs' sizes (33,278 words, emsize 400, nhid 600, 3 layers, tied decoder), on one seeded batch
 of 20 x 70 tokens of real WikiText-2 text, weight seed 0, into
@@ -59,7 +60,9 @@ def score(threads: int, limit: int | None = None) -> None:
 
     set_threads(threads)
     sp = get_space("nbnlp")
-    codes = [int(c) for c in sp.universe().codes][:limit]  # the 263 networks, log order
+    # the 263 networks in a seeded random order: a partial run is a uniform random sample
+    nets = [int(c) for c in sp.universe().codes]
+    codes = [nets[i] for i in np.random.default_rng(2021).permutation(len(nets))][:limit]
     FOLDER.mkdir(parents=True, exist_ok=True)
     extra = FOLDER / "run_info.json"
     info = json.loads(extra.read_text()) if extra.exists() else {"pieces": []}
@@ -141,6 +144,14 @@ def report() -> str:
                 cells += [f"{rho:+.3f}", f"{tau:+.3f}"]
             lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
         lines.append("")
+    scored = sum(p.get("scored", 0) for p in info["pieces"])
+    secs = sum(p.get("seconds", 0) for p in info["pieces"] if p.get("scored"))
+    if scored:
+        lines += [f"Cost: {secs / scored:.1f} s of wall time per network over {scored} networks "
+                  "scored in pieces that finished (packed engine, one network per pass, "
+                  + ", ".join(sorted({f"{p['threads']} thread(s)" for p in info["pieces"]}))
+                  + ", under the shared compute lock of a loaded 2-core machine; interrupted "
+                  "pieces are not counted).", ""]
     nan = {p: int(scores[p].isna().sum()) for p in PROXIES if p in scores.columns}
     lines += ["NaN scores are left out of each correlation (column n): "
               + ", ".join(f"{p} {k}" for p, k in nan.items() if k) + (
