@@ -9,9 +9,13 @@ of the network, weight seed and batch, so runs of one network share it) with the
 the logs' sizes (33,278 words, emsize 400, nhid 600, 3 layers, tied decoder), on one seeded batch
 of 20 x 70 tokens of real WikiText-2 text, weight seed 0, into
 bench/results/nbnlp_wikitext2/scores.csv (``zcfast score`` format; rerunning resumes, rows are
-never recomputed). Run it under the compute lock in pieces, e.g.
+never recomputed), or with ``--shard K/N`` into scores_shardKofN.csv (the report reads them all).
+Run it under the compute locks in pieces, e.g.
 
-    flock /work/.compute.lock timeout -s INT 1200 python bench/study_nbnlp_correlation.py score
+    flock /work/.compute.lock timeout -s INT 1200 python bench/study_nbnlp_correlation.py \
+        score --threads 2 --shard 0/2
+    flock /work/.compute2.lock timeout -s INT 1200 python bench/study_nbnlp_correlation.py \
+        score --threads 1 --shard 1/2
 
 ``report`` writes .../README.md from whatever the CSV holds (a partial run is labelled as such):
 Spearman and Kendall of every proxy against minus the final and the best validation perplexity
@@ -53,7 +57,7 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def score(threads: int, limit: int | None = None) -> None:
+def score(threads: int, limit: int | None = None, shard: tuple = (0, 1)) -> None:
     from zcfast.runtime import set_threads
     from zcfast.scoring import score_to_file
     from zcfast.spaces import get_space
@@ -63,8 +67,11 @@ def score(threads: int, limit: int | None = None) -> None:
     # the 263 networks in a seeded random order: a partial run is a uniform random sample
     nets = [int(c) for c in sp.universe().codes]
     codes = [nets[i] for i in np.random.default_rng(2021).permutation(len(nets))][:limit]
+    k, n = shard
+    codes = codes[k::n]  # shard k of n: every n-th network of the order, itself a uniform sample
+    out = FOLDER / (f"scores_shard{k}of{n}.csv" if n > 1 else "scores.csv")
     FOLDER.mkdir(parents=True, exist_ok=True)
-    extra = FOLDER / "run_info.json"
+    extra = out.with_name(out.stem + "_run_info.json")
     info = json.loads(extra.read_text()) if extra.exists() else {"pieces": []}
     t0 = time.time()
     piece = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpu": _cpu(),
@@ -72,8 +79,8 @@ def score(threads: int, limit: int | None = None) -> None:
     info["pieces"].append(piece)
     extra.write_text(json.dumps(info, indent=1))
     try:
-        res = score_to_file(FOLDER / "scores.csv", archs=codes, proxies=",".join(PROXIES), space="nbnlp",
-                            seed=0, engine="packed", resume=(FOLDER / "scores.csv").exists(), device="cpu",
+        res = score_to_file(out, archs=codes, proxies=",".join(PROXIES), space="nbnlp",
+                            seed=0, engine="packed", resume=out.exists(), device="cpu",
                             progress=False)
         piece["scored"] = res["scored"]
     finally:
@@ -93,17 +100,29 @@ def _corr(a, b):
 
 
 def report() -> str:
+    import pandas as pd
+
     from zcfast.data.nbnlp import EARLY_EPOCHS
     from zcfast.scoring import read_scores
     from zcfast.spaces import nbnlp
 
-    scores, meta = read_scores(FOLDER / "scores.csv")
-    scores = scores.set_index("key")
+    files = sorted(FOLDER.glob("scores*.csv"))
+    if not files:
+        raise SystemExit(f"no scores in {FOLDER}")
+    parts = [read_scores(f) for f in files]
+    meta = parts[0][1]
+    scores = pd.concat([p[0] for p in parts]).set_index("key")
+    if scores.index.duplicated().any():
+        raise SystemExit(f"a network is scored in two files of {FOLDER}")
     runs = nbnlp.logged_runs(True)
     runs = runs[runs["key"].isin(scores.index)]
     nets = runs.groupby("key", sort=False)
     n_nets = nbnlp.logged_runs(True)["key"].nunique()
-    info = json.loads((FOLDER / "run_info.json").read_text())
+    pieces = []
+    for f in sorted(FOLDER.glob("scores*_run_info.json")):
+        pieces += json.loads(f.read_text())["pieces"]
+    pieces.sort(key=lambda p: p["started"])
+    info = {"pieces": pieces}
     base = {f"val ppl after epoch {e}": f"val_loss_epoch{e}" for e in EARLY_EPOCHS}
     cols = list(TARGETS.values()) + list(base.values())
     per_net = nets[cols].mean()
@@ -172,6 +191,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=None,
                     help="score only the first N networks (a smoke test; use with --folder)")
+    ap.add_argument("--shard", default="0/1",
+                    help="K/N: score every N-th network of the order from the K-th (0-based), "
+                         "into its own file, so that N pieces can run under different locks")
     ap.add_argument("--folder", default=None, help="results folder (default: %(default)s -> "
                     "bench/results/nbnlp_wikitext2)")
     a = ap.parse_args()
@@ -179,7 +201,8 @@ def main() -> None:
         global FOLDER
         FOLDER = Path(a.folder)
     if a.what == "score":
-        score(a.threads, a.limit)
+        k, _, n = a.shard.partition("/")
+        score(a.threads, a.limit, (int(k), int(n)))
     print(report())
 
 
