@@ -31,6 +31,7 @@ import argparse
 import json
 import math
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -99,6 +100,37 @@ def _corr(a, b):
             float(stats.kendalltau(a[ok], b[ok]).statistic))
 
 
+def log_baselines() -> list:
+    """Report lines: the baselines that need no scoring (parameter count and the validation
+    perplexity after a few epochs, both from the logs) over every finished run and network."""
+    from zcfast.data.nbnlp import EARLY_EPOCHS
+    from zcfast.spaces import nbnlp
+
+    runs = nbnlp.logged_runs(True)
+    base = {"params (num_params of the logs)": "num_params"}
+    base.update({f"val ppl after epoch {e}": f"val_loss_epoch{e}" for e in EARLY_EPOCHS})
+    sign = {c: (1.0 if c == "num_params" else -1.0) for c in base.values()}
+    cols = list(TARGETS.values()) + list(base.values())
+    views = {"runs (341)": runs[cols], "networks (263; mean over a network's runs)":
+             runs.groupby("key", sort=False)[cols].mean()}
+    lines = ["## Baselines from the logs alone, over every finished run and network", "",
+             "Complete whatever the scoring progress: they need no network to be built. Same "
+             "sign convention (positive: a larger parameter count, or a lower early perplexity, "
+             "goes with a lower final perplexity).", ""]
+    for view, gt in views.items():
+        lines += [f"Over the {view}:", "",
+                  "| baseline | n | " + " | ".join(f"Spearman {t} | Kendall {t}" for t in TARGETS)
+                  + " |", "|---|---:|" + "---:|" * (2 * len(TARGETS))]
+        for name, c in base.items():
+            cells, n = [], 0
+            for col in TARGETS.values():
+                n, rho, tau = _corr(sign[c] * gt[c].to_numpy(float), -gt[col].to_numpy(float))
+                cells += [f"{rho:+.3f}", f"{tau:+.3f}"]
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def report() -> str:
     import pandas as pd
 
@@ -108,7 +140,17 @@ def report() -> str:
 
     files = sorted(FOLDER.glob("scores*.csv"))
     if not files:
-        raise SystemExit(f"no scores in {FOLDER}")
+        FOLDER.mkdir(parents=True, exist_ok=True)
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=HERE.parent).stdout.strip()
+        lines = ["# Zero-cost proxies on NAS-Bench-NLP (WikiText-2 logs), CPU", "",
+                 f"Report written by `python bench/study_nbnlp_correlation.py report` at git {sha}, "
+                 f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
+                 "**No proxy scores yet: the scoring (`... score`, under the compute locks) has "
+                 "not run. Only the baselines from the logs are below.**", ""] + log_baselines()
+        out = "\n".join(lines)
+        (FOLDER / "README.md").write_text(out + "\n")
+        return out
     parts = [read_scores(f) for f in files]
     meta = parts[0][1]
     scores = pd.concat([p[0] for p in parts]).set_index("key")
@@ -180,6 +222,7 @@ def report() -> str:
               "ICLR 2021) report Spearman correlations on NAS-Bench-NLP's **PTB** logs, which are "
               "not available offline (a different corpus, the benchmark's PTB set-up and its "
               "14k-architecture sample); see docs/nbnlp.md for the comparison.", ""]
+    lines += log_baselines()
     out = "\n".join(lines)
     (FOLDER / "README.md").write_text(out + "\n")
     return out
