@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 PROXIES = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "nwot", "plain",
            "params", "flops", "l2_norm"]
 FOLDER = HERE / "results" / "nbnlp_wikitext2"
+MIN_NETWORKS = 20  # below this many scored networks the report gives no proxy correlation
 TARGETS = {"final val ppl": "final_val_loss", "best val ppl": "best_val_loss",
            "test ppl (at best val)": "test_at_best_val"}
 
@@ -188,6 +189,11 @@ def report() -> str:
               "Targets are perplexities (exp of the logged cross-entropy); **the sign is flipped so "
               "that a positive correlation means a higher score predicts a lower perplexity** "
               "(as accuracy on the image spaces). Definitions: docs/nbnlp.md.", ""]
+    if done < MIN_NETWORKS:
+        lines += [f"Fewer than {MIN_NETWORKS} networks are scored: no correlation of the proxies "
+                  "is reported (it would be noise). Scored so far (network keys): "
+                  + ", ".join(f"{k}" for k in scores.index) + ".", ""]
+        views = {}
     for view, (gt, sc) in views.items():
         what = ("one row per finished run (341; a network's score repeated for each run of it)"
                 if view == "runs" else "one row per distinct network; targets: mean over its runs "
