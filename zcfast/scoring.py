@@ -361,7 +361,7 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
     from zcfast.executors import Executor, ScoreTask, get_executor
 
     sp = get_space(space)
-    ds = dataset_name(sp.default_dataset() if dataset is None else dataset)
+    ds = dataset_name(sp.score_dataset() if dataset is None else dataset)
     if batch_size is None:
         batch_size = sp.default_batch_size
     names = parse_proxies(proxies)
