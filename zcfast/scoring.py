@@ -151,7 +151,7 @@ def parse_archs(spec, seed: int, *, space="nb201", dataset: str = "cifar10", dat
         return [sp.parse(a.item() if isinstance(a, np.generic) else a) for a in spec]
     s = str(spec).strip()
     if s.lower() == "all":
-        return [int(c) for c in sp.universe(dataset, data).codes]
+        return sp.all_archs(dataset, data)
     if s.isdigit():
         n = int(s)
         if sp.size is not None and not 1 <= n <= sp.size:
@@ -336,8 +336,8 @@ def _seed(value, name: str) -> int:
     return int(value)
 
 
-def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed: int = 0,
-                  batch_size: int = 64, engine: str = "packed", resume: bool = False,
+def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int = 0,
+                  batch_size: int | None = None, engine: str = "packed", resume: bool = False,
                   data_root=None, images: str = "default", flavour: str = "paper",
                   device="auto", chunk=None, progress: bool = True, sample_seed=None,
                   weight_seed=None, data_seed=None, normalization: str = "paper",
@@ -361,7 +361,9 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
     from zcfast.executors import Executor, ScoreTask, get_executor
 
     sp = get_space(space)
-    ds = dataset_name(dataset)
+    ds = dataset_name(sp.score_dataset() if dataset is None else dataset)
+    if batch_size is None:
+        batch_size = sp.default_batch_size
     names = parse_proxies(proxies)
     per_model, ensembles = split_columns(names)
     seed = _seed(seed, "seed")

@@ -34,13 +34,13 @@ def _options(pairs) -> dict:
 
 def _add_common(p):
     p.add_argument("--space", default="nb201",
-                   help="search space: nb201 (default), nb101 (docs/spaces.md)")
+                   help="search space: nb201 (default), nb101, nbnlp (docs/spaces.md)")
     p.add_argument("--data", default=None,
                    help="benchmark file of the space's full ground truth (nb101: the official "
                    "nasbench_only108.tfrecord); default: the bundled data")
     p.add_argument("--dataset", default=None,
                    help="cifar10 | cifar100 | ImageNet16-120 (default: the space's search dataset: "
-                        "nb201 cifar100, nb101 cifar10)")
+                        "nb201 cifar100, nb101 cifar10, nbnlp wikitext2)")
     p.add_argument("--budget", type=int, default=300,
                    help="oracle queries per search: trained models, repeats included "
                         "(docs/search.md, budget accounting)")
@@ -138,7 +138,12 @@ def _cmd_search(a) -> int:
     v = Variant(runs[0]["algo"], a.warmup, a.move)
     ok, failed = complete_runs(runs)
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
-    print("Test accuracy of the best-validation model after k trained models, mean [25%, 75%]:")
+    from zcfast.search.driver import universe
+
+    what = universe(a.dataset, a.space, a.data).test_name
+    unit = "%" if a.space in ("nb201", "nb101") else ""
+    print(f"{what[0].upper()}{what[1:]} of the best-validation model after k trained models, "
+          "mean [25%, 75%]:")
     print(curve_table({v: runs}, sorted(set(at))))
     if spec is not None and spec.estimate and spec.budgets:
         print("(searched on an estimate: the selected model may break the true budget; the "
@@ -149,17 +154,17 @@ def _cmd_search(a) -> int:
               f"{[r['seed'] for r in failed]}); they are left out of every number above")
     if ok:
         s = summarize(ok)
-        print(f"{v.label}: {s.n} complete runs, mean test accuracy of the selected model after "
-              f"{a.budget} trained models {s.mean[-1]:.2f}% -> {a.out}")
+        print(f"{v.label}: {s.n} complete runs, mean {what} of the selected model after "
+              f"{a.budget} trained models {s.mean[-1]:.2f}{unit} -> {a.out}")
         for line in hw.summary_lines(ok):
             print(line)
         if a.plot:
             if spec is not None and spec.cost_metric:
-                hw.plot_front(ok, a.plot, title=f"NB201 {runs[0]['dataset']}: {v.label}, "
-                              f"{hw.describe(spec, runs[0]['dataset'])}, {s.n} seeds")
+                hw.plot_front(ok, a.plot, title=f"{a.space.upper()} {runs[0]['dataset']}: "
+                              f"{v.label}, {hw.describe(spec, runs[0]['dataset'])}, {s.n} seeds")
             else:
                 plot_curves({v: runs}, a.plot,
-                            title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+                            title=f"{a.space.upper()} {runs[0]['dataset']}: {v.label}, {s.n} seeds")
             print(f"plot -> {a.plot}")
     return 1 if failed else 0
 

@@ -124,6 +124,18 @@ class Space:
         return self.search_dataset or self.datasets[0]
     #: number of distinct networks (None when unknown)
     size: int | None = None
+    #: minibatch size when the user gives none (NB-NLP: its logs' 20)
+    default_batch_size: int = 64
+
+    def score_dataset(self) -> str:
+        """The dataset ``zcfast score`` uses when none is named: cifar10 when the space has it,
+        else its first dataset (NB-NLP: wikitext2)."""
+        return "cifar10" if "cifar10" in self.datasets else self.datasets[0]
+
+    def all_archs(self, dataset: str, data=None) -> list:
+        """Codes of ``--archs all``: every network of the universe of ``dataset`` (NB-NLP: its
+        logged runs, which may share networks)."""
+        return [int(c) for c in self.universe(dataset, data).codes]
 
     # ---- the compiled hot path --------------------------------------------------------------
     def hot(self):
