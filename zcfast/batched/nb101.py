@@ -85,6 +85,7 @@ class NB101Plan:
     specs: list
     num_classes: int
     input_size: int
+    adj: list = field(default_factory=list)  # (n, n) adjacency of each pruned cell
     stem: PackedLayer = None
     cells: list = field(default_factory=list)
     head: PackedLayer = None
@@ -113,7 +114,7 @@ def build_plan(codes, num_classes: int = 10, *, stem_channels: int = STEM_CHANNE
     plan.stem = PackedLayer("stem", stem_channels, 3, 3, 1, 1, allk,
                             np.full(K, slot_of("stem")), False, input_size * input_size)
     plan.layers.append(plan.stem)
-    adj = [s.array() for s in specs]
+    adj = plan.adj = [s.array() for s in specs]
     per_cand = [channel_plan(s, stem_channels, num_stacks, cells_per_stack) for s in specs]
     size = input_size
     for pos, (s, c, c_in, c_out, _) in enumerate(per_cand[0]):
@@ -263,7 +264,7 @@ class PackedNB101(PackedModel):
         return logits
 
     def _cell(self, h, cp: _CellPlan, conv_bn_relu):
-        specs, K = self.plan.specs, self.plan.K
+        specs, adj, K = self.plan.specs, self.plan.adj, self.plan.K
         B, _, H, W = h.shape
         blocks = h.view(B, K, cp.c_in * H * W)
         proj = [dict() for _ in range(K)]  # candidate -> {vertex: projection output}
@@ -279,7 +280,7 @@ class PackedNB101(PackedModel):
             for k, sp in enumerate(specs):
                 if v >= sp.n - 1:
                     continue
-                m, ch = sp.array(), cp.channels[k]
+                m, ch = adj[k], cp.channels[k]
                 # the reference's order: interior inputs truncated to ch[v], then the projection
                 fan = [t[k][u][:, : ch[v]] for u in range(1, v) if m[u, v]]
                 if m[0, v]:
@@ -300,7 +301,7 @@ class PackedNB101(PackedModel):
                     t[k][v] = o
         outs = []
         for k, sp in enumerate(specs):
-            m, n = sp.array(), sp.n
+            m, n = adj[k], sp.n
             feeders = [t[k][v] for v in range(1, n - 1) if m[v, n - 1]]
             if not feeders:
                 outs.append(proj[k][n - 1])
