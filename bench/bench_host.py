@@ -1,0 +1,141 @@
+"""Host cost of the packed engine per candidate, without a GPU (docs/performance.md).
+
+    python bench/bench_host.py --k 1024 --json
+
+Runs the NB201 packed engine (plan, weight initialisation and every pass of a proxy group) on
+PyTorch's ``meta`` device under zcfast.batched.hostprobe.HostProbe: every operator is
+dispatched, nothing is computed, so the time is the host's alone. For each proxy group and K it
+reports the host time per candidate, the operators dispatched per candidate, and the
+device-to-host syncs and host-to-device copies per chunk (on a GPU both stall the host: PyTorch
+synchronises the stream around a copy between pageable host memory and the device).
+
+Time. Meta kernels are not GPU launches: many run as Python reference implementations and
+cost far more than a launch. The probe therefore times the operators apart (HostProbe.inside_s)
+and reports ``own_us``: the host time per candidate outside the operators (Python, numpy, plan
+building, the autograd engine's bookkeeping), measured. The host time a GPU would see adds one
+dispatch and launch per operator; ``host_us`` = own_us + ops per candidate x
+``--us-per-op`` (default 5 us, an assumed eager CUDA dispatch+launch cost, not measured here:
+bench/device.sh measures the real thing on a GPU). ``meta_us`` is the plain wall time on the
+meta device. All per candidate, the median of ``--repeat`` chunks. The last line printed with
+``--json`` is one JSON object: {group: {"host_us_per_candidate", "syncs_per_chunk", ...}} at
+the largest K.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+GROUPS = {
+    "synflow": ("synflow",),
+    "one_backward": ("grad_norm", "snip", "plain", "fisher"),
+    "grasp": ("grasp",),
+    "jacob_cov": ("jacob_cov",),
+    "nwot": ("nwot",),
+    "paper": ("grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow"),
+    "suite": ("grad_norm", "snip", "plain", "grasp", "fisher", "jacob_cov", "synflow", "nwot",
+              "params", "flops"),
+}
+
+
+def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int):
+    """One chunk as iter_packed_space runs it: build the packed model, compute the proxies.
+    Returns (seconds, probe)."""
+    import torch
+
+    from zcfast.batched.engine import PackedNB201
+    from zcfast.batched.hostprobe import HostProbe
+
+    x = torch.empty(batch, 3, input_size, input_size, device="meta")
+    y = torch.empty(batch, dtype=torch.int64, device="meta")
+    with HostProbe() as probe:
+        t0 = time.perf_counter()
+        eng = PackedNB201(codes, ncls, device="meta", input_size=input_size)
+        eng.compute(x, y, proxies)
+        dt = time.perf_counter() - t0
+    return dt, probe
+
+
+def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int = 0,
+            us_per_op: float = 5.0) -> dict:
+    import numpy as np
+    import torch
+
+    from zcfast.spaces import nb201
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(seed)
+    out = {"us_per_op_assumed": us_per_op, "batch": batch, "input_size": input_size, "groups": {}}
+    for g in groups:
+        proxies = GROUPS[g]
+        res = {}
+        for k in ks:
+            run_chunk([nb201.code_of_index(0)], proxies, batch, input_size, 10)  # warm-up
+            walls, owns, probe = [], [], None
+            for _ in range(repeat):
+                codes = [nb201.code_of_index(int(i)) for i in rng.integers(0, 15625, size=k)]
+                dt, probe = run_chunk(codes, proxies, batch, input_size, 10)
+                walls.append(dt)
+                owns.append(dt - probe.inside_s)
+            own = statistics.median(owns) / k * 1e6
+            res[k] = {
+                "host_us_per_candidate": own + us_per_op * probe.ops / k,
+                "own_us_per_candidate": own,
+                "meta_us_per_candidate": statistics.median(walls) / k * 1e6,
+                "ops_per_candidate": probe.ops / k,
+                "d2h_syncs_per_chunk": probe.d2h,
+                "h2d_copies_per_chunk": probe.h2d,
+                "syncs_per_chunk": probe.d2h + probe.h2d,
+            }
+            print(f"{g:>13} K={k:5d}: {res[k]['host_us_per_candidate']:8.1f} us/cand "
+                  f"(own {res[k]['own_us_per_candidate']:8.1f}, meta wall "
+                  f"{res[k]['meta_us_per_candidate']:8.1f}), "
+                  f"{res[k]['ops_per_candidate']:7.1f} ops/cand, d2h {probe.d2h}, h2d {probe.h2d}",
+                  flush=True)
+        out["groups"][g] = res
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--k", default="1024", help="candidates per chunk, comma list (e.g. 64,256,1024)")
+    ap.add_argument("--groups", default="synflow,paper",
+                    help=f"proxy groups, comma list of {sorted(GROUPS)}")
+    ap.add_argument("--repeat", type=int, default=3, help="chunks timed per (group, K); median")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--input-size", type=int, default=32)
+    ap.add_argument("--us-per-op", type=float, default=5.0,
+                    help="assumed host cost of one operator dispatch+launch on a GPU (us)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ap.add_argument("--out", help="also write the full result as JSON to this file")
+    a = ap.parse_args(argv)
+    try:
+        ks = [int(k) for k in a.k.split(",")]
+    except ValueError:
+        ap.error(f"--k must be a comma list of integers, got {a.k!r}")
+    if any(k < 1 for k in ks):
+        ap.error(f"--k values must be positive, got {a.k!r}")
+    groups = [g.strip() for g in a.groups.split(",") if g.strip()]
+    bad = [g for g in groups if g not in GROUPS]
+    if bad:
+        ap.error(f"unknown group(s) {bad}: choose from {sorted(GROUPS)}")
+    if a.repeat < 1:
+        ap.error(f"--repeat must be positive, got {a.repeat}")
+    if a.us_per_op < 0:
+        ap.error(f"--us-per-op must be non-negative, got {a.us_per_op}")
+    res = measure(groups, ks, repeat=a.repeat, batch=a.batch, input_size=a.input_size,
+                  us_per_op=a.us_per_op)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
+    if a.json:
+        kmax = max(ks)
+        print(json.dumps({g: {k: v for k, v in r[kmax].items()} | {"k": kmax}
+                          for g, r in res["groups"].items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Host overhead before and after, in one run: bench/results/host_overhead.{md,json}.
+
+    flock /work/.compute.lock flock /work/.compute2.lock python bench/host_overhead.py
+
+Runs bench/bench_host.py (the packed engine on the meta device, docs/performance.md) twice in
+one session, on one machine: once on the engine of ``--before`` (a git revision: its
+``zcfast/`` exported to a temporary folder, with this tree's ``zcfast/ops`` and host probe laid
+over it, because measuring on the meta device needs the ops' meta backend, and this tree's
+compiled core), once on this tree. Writes host microseconds per candidate, ATen operators per
+candidate and syncs per chunk for each proxy group and K, and the before/after ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git(*args) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def export_before(ref: str, dest: str) -> None:
+    """``ref``'s zcfast/ with this tree's ops, host probe and compiled core laid over it."""
+    arch = subprocess.run(["git", "archive", ref, "zcfast"], cwd=ROOT, check=True,
+                          capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=arch, check=True)
+    for f in glob.glob(os.path.join(ROOT, "zcfast", "ops", "*.py")):
+        shutil.copy(f, os.path.join(dest, "zcfast", "ops"))
+    shutil.copy(os.path.join(ROOT, "zcfast", "batched", "hostprobe.py"),
+                os.path.join(dest, "zcfast", "batched"))
+    import zcfast
+
+    for so in glob.glob(os.path.join(os.path.dirname(zcfast.__file__), "_C*.so")):
+        shutil.copy(so, os.path.join(dest, "zcfast"))
+
+
+def run_bench(pythonpath: str | None, args, out_json: str) -> dict:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    cmd = [sys.executable, os.path.join(ROOT, "bench", "bench_host.py"), "--k", args.k,
+           "--groups", args.groups, "--repeat", str(args.repeat), "--out", out_json]
+    where = subprocess.run([sys.executable, "-c", "import zcfast; print(zcfast.__file__)"],
+                           env=env, check=True, capture_output=True, text=True).stdout.strip()
+    print(f"zcfast from {where}", flush=True)
+    subprocess.run(cmd, env=env, check=True)
+    with open(out_json) as f:
+        res = json.load(f)
+    res["zcfast_from"] = where
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--before", default="9c0b1b6", help="git revision of the 'before' engine")
+    ap.add_argument("--k", default="64,256,1024")
+    ap.add_argument("--groups", default="synflow,one_backward,grasp,jacob_cov,nwot,paper,suite")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "host_overhead"))
+    a = ap.parse_args(argv)
+    before_sha = git("rev-parse", "--short", a.before)
+    after_sha = git("rev-parse", "--short", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    with tempfile.TemporaryDirectory() as tmp:
+        export_before(a.before, tmp)
+        before = run_bench(tmp, a, os.path.join(tmp, "before.json"))
+        after = run_bench(None, a, os.path.join(tmp, "after.json"))
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu_model(), "torch": __import__("torch").__version__,
+            "before": before_sha, "after": after_sha + ("+dirty" if dirty else ""),
+            "command": "python bench/host_overhead.py " + " ".join(argv or sys.argv[1:])}
+    with open(a.out + ".json", "w") as f:
+        json.dump({"meta": meta, "before": before, "after": after}, f, indent=1)
+    lines = [
+        "# Host overhead of the packed engine (meta device)",
+        "",
+        f"Measured {meta['date']} on {meta['cpu']} (1 thread), torch {meta['torch']}; before = "
+        f"engine of {before_sha} (with this tree's ops, for their meta backend), after = "
+        f"{meta['after']}. Command: `{meta['command'].strip()}` (holding both compute locks). "
+        f"Batch {after['batch']}, {after['input_size']}x{after['input_size']} inputs, "
+        f"median of {a.repeat} chunks of random NB201 cells. Method: docs/performance.md.",
+        "",
+        "host us/cand: host time per candidate of one chunk (plan, weight init, every pass of "
+        "the group, the device-to-host copies), with the probe's own cost "
+        f"({after['probe_us_per_op']:.2f} us per operator, measured in the same run) taken off. "
+        "syncs/chunk: device-to-host transfers + host-to-device copies (PyTorch synchronises "
+        "the stream around both on a GPU); d2h and h2d listed apart. Syncs inside library calls "
+        "(eigvalsh's result check) are not visible on the meta device.",
+        "",
+        "| group | K | host us/cand before | after | ratio | ops/cand before | after "
+        "| syncs/chunk before (d2h+h2d) | after (d2h+h2d) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for g, rb in before["groups"].items():
+        ra = after["groups"][g]
+        for k in rb:
+            b, c = rb[k], ra[k]
+            ratio = b["host_us_per_candidate"] / max(c["host_us_per_candidate"], 1e-9)
+            lines.append(
+                f"| {g} | {k} | {b['host_us_per_candidate']:.1f} | {c['host_us_per_candidate']:.1f} "
+                f"| {ratio:.1f}x | {b['ops_per_candidate']:.1f} | {c['ops_per_candidate']:.1f} "
+                f"| {b['syncs_per_chunk']} ({b['d2h_syncs_per_chunk']}+{b['h2d_copies_per_chunk']}) "
+                f"| {c['syncs_per_chunk']} ({c['d2h_syncs_per_chunk']}+{c['h2d_copies_per_chunk']}) |")
+    with open(a.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
