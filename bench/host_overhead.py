@@ -4,9 +4,9 @@
 
 Runs bench/bench_host.py (the packed engine on the meta device, docs/performance.md) twice in
 one session, on one machine: once on the engine of ``--before`` (a git revision: its
-``zcfast/`` exported to a temporary folder, with this tree's ``zcfast/ops`` and host probe laid
-over it, because measuring on the meta device needs the ops' meta backend, and this tree's
-compiled core), once on this tree. Writes host microseconds per candidate, ATen operators per
+``zcfast/`` exported to a temporary folder, with HEAD's ``zcfast/ops`` and host probe laid over
+it, because measuring on the meta device needs the ops' meta backend), once on HEAD's (also
+exported: edits made while it runs do not leak in); both with this install's compiled core. Writes host microseconds per candidate, ATen operators per
 candidate and syncs per chunk for each proxy group and K, and the before/after ratios.
 """
 
@@ -42,27 +42,30 @@ def git(*args) -> str:
                           text=True).stdout.strip()
 
 
-def export_before(ref: str, dest: str) -> None:
-    """``ref``'s zcfast/ with this tree's ops, host probe and compiled core laid over it."""
+def export(ref: str, dest: str, overlay: str | None = None) -> None:
+    """``ref``'s zcfast/ (committed files) with the compiled core of this install; with
+    ``overlay`` (a revision), that revision's ops and host probe laid over it."""
+    os.makedirs(dest)
     arch = subprocess.run(["git", "archive", ref, "zcfast"], cwd=ROOT, check=True,
                           capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", dest], input=arch, check=True)
-    for f in glob.glob(os.path.join(ROOT, "zcfast", "ops", "*.py")):
-        shutil.copy(f, os.path.join(dest, "zcfast", "ops"))
-    shutil.copy(os.path.join(ROOT, "zcfast", "batched", "hostprobe.py"),
-                os.path.join(dest, "zcfast", "batched"))
+    if overlay:
+        for path in ("zcfast/ops", "zcfast/batched/hostprobe.py"):
+            arch = subprocess.run(["git", "archive", overlay, path], cwd=ROOT, check=True,
+                                  capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", dest], input=arch, check=True)
     import zcfast
 
     for so in glob.glob(os.path.join(os.path.dirname(zcfast.__file__), "_C*.so")):
         shutil.copy(so, os.path.join(dest, "zcfast"))
 
 
-def run_bench(pythonpath: str | None, args, out_json: str) -> dict:
+def run_bench(pythonpath: str | None, args, out_json: str, script: str) -> dict:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    cmd = [sys.executable, os.path.join(ROOT, "bench", "bench_host.py"), "--k", args.k,
+    cmd = [sys.executable, script, "--k", args.k,
            "--groups", args.groups, "--repeat", str(args.repeat), "--out", out_json]
     where = subprocess.run([sys.executable, "-c", "import zcfast; print(zcfast.__file__)"],
                            env=env, check=True, capture_output=True, text=True).stdout.strip()
@@ -84,14 +87,18 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     before_sha = git("rev-parse", "--short", a.before)
     after_sha = git("rev-parse", "--short", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     with tempfile.TemporaryDirectory() as tmp:
-        export_before(a.before, tmp)
-        before = run_bench(tmp, a, os.path.join(tmp, "before.json"))
-        after = run_bench(None, a, os.path.join(tmp, "after.json"))
+        # both from commits (edits made while this runs do not leak in)
+        export(a.before, os.path.join(tmp, "before"), overlay=after_sha)
+        export(after_sha, os.path.join(tmp, "after"))
+        script = os.path.join(tmp, "bench_host.py")
+        with open(script, "w") as f:
+            f.write(git("show", f"{after_sha}:bench/bench_host.py"))
+        before = run_bench(os.path.join(tmp, "before"), a, os.path.join(tmp, "before.json"), script)
+        after = run_bench(os.path.join(tmp, "after"), a, os.path.join(tmp, "after.json"), script)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu_model(), "torch": __import__("torch").__version__,
-            "before": before_sha, "after": after_sha + ("+dirty" if dirty else ""),
+            "before": before_sha, "after": after_sha,
             "command": "python bench/host_overhead.py " + " ".join(argv or sys.argv[1:])}
     with open(a.out + ".json", "w") as f:
         json.dump({"meta": meta, "before": before, "after": after}, f, indent=1)
