@@ -14,7 +14,8 @@ the scores. Useful FLOPs of a chunk: F = 2 x batch x (multiply-adds of every con
 classifier, from the plan's counts) for the forward; the one-backward group does the forward,
 the input gradients and the weight gradients (3F), jacob_cov a forward and the input gradients
 (2F, weight gradients are not needed but PyTorch's convolution backward computes what is
-asked), synflow 3F at batch 1, nwot F. BatchNorm, ReLU, pooling and the reductions are not
+asked), synflow 3F at batch 1, nwot F, grasp 9F (forward and backward 3F, then the backward of
+both for the Hessian-gradient product, about twice their cost: a model, not a count). BatchNorm, ReLU, pooling and the reductions are not
 counted (they are memory-bound work that a GEMM ceiling does not describe).
 """
 
@@ -36,6 +37,7 @@ GROUPS = {
     "one_backward": (("grad_norm", "snip", "plain", "fisher"), 3.0, 64),
     "jacob_cov": (("jacob_cov",), 2.0, 64),
     "nwot": (("nwot",), 1.0, 64),
+    "grasp": (("grasp",), 9.0, 64),
     "synflow": (("synflow",), 3.0, 1),
 }
 
