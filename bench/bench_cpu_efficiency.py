@@ -132,10 +132,18 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"unknown group(s) {bad}: choose from {sorted(GROUPS)}")
     torch.set_num_threads(a.threads)
-    from host_overhead import cpu_model
+    import tempfile
+
+    from host_overhead import cpu_model, export
 
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True).stdout.strip()
+    # the engine of the commit, exported: edits made while this runs do not leak in
+    tmp = tempfile.mkdtemp()
+    export(sha, os.path.join(tmp, "src"))
+    sys.path.insert(0, os.path.join(tmp, "src"))
+    for m in [m for m in sys.modules if m == "zcfast" or m.startswith("zcfast.")]:
+        del sys.modules[m]
     ceil = ceilings(a.repeat)
     print(json.dumps(ceil, indent=1), flush=True)
     res = {}
