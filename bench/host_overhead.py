@@ -54,9 +54,10 @@ def export(ref: str, dest: str, overlay: str | None = None) -> None:
             arch = subprocess.run(["git", "archive", overlay, path], cwd=ROOT, check=True,
                                   capture_output=True).stdout
             subprocess.run(["tar", "-x", "-C", dest], input=arch, check=True)
-    import zcfast
+    import importlib.util
 
-    for so in glob.glob(os.path.join(os.path.dirname(zcfast.__file__), "_C*.so")):
+    spec = importlib.util.find_spec("zcfast")  # located, not imported
+    for so in glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so")):
         shutil.copy(so, os.path.join(dest, "zcfast"))
 
 
