@@ -20,7 +20,7 @@ flops are counted from the plan.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ from zcfast.ops.naswot import naswot_kernel
 from zcfast.ops.saliency import segment_saliency
 
 LOSS_PROXIES = ("grad_norm", "snip", "plain", "grasp", "fisher")
+# compute precision of the float32 loss/jacobian/nwot passes (docs/performance.md): fp32 as
+# PyTorch runs it by default, tf32 (CUDA: TF32 matmuls and cuDNN convolutions), bf16 (autocast
+# to bfloat16 on the CPU and on CUDA). synflow stays float64 whatever is chosen.
+PRECISIONS = ("fp32", "tf32", "bf16")
 SUPPORTED = LOSS_PROXIES + ("jacob_cov", "synflow", "nwot", "params", "flops", "l2_norm")
 
 
@@ -49,7 +53,7 @@ class PackedModel:
     input_shape: tuple = ()
 
     def _setup(self, stream_keys, *, seed: int, device, backend: str | None, dtype,
-               tables: DeviceTables | None = None) -> None:
+               tables: DeviceTables | None = None, precision: str = "fp32") -> None:
         """Common state, then the flat buffer of every weight and bias, drawn from the streams
         (seed, candidate stream key, slot) of the segment table (docs/nb201.md, weights).
 
@@ -60,6 +64,13 @@ class PackedModel:
             raise ValueError(f"the packed engine computes in float32 or float64, not {dtype}")
         self.dtype = dtype  # of the loss/jacobian passes; synflow is always float64
         self.device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
+        if precision != "fp32" and dtype != torch.float32:
+            raise ValueError(f"precision {precision!r} applies to float32 scoring, not {dtype}")
+        if precision == "tf32" and self.device.type != "cuda":
+            raise ValueError(f"precision 'tf32' needs a CUDA device, not {self.device}")
+        self.precision = precision
         self.backend = backend
         self.seed = int(seed)
         t = self.table
@@ -139,7 +150,8 @@ class PackedModel:
         # without per-group loops when the Hessian-gradient product follows (engine.py)
         self.double_backward = grasp
         try:
-            logits = self.forward(x, ws, bs, acts=acts, relus=relus)
+            with self._mixed():
+                logits = self.forward(x, ws, bs, acts=acts, relus=relus)
         finally:
             self.double_backward = False
         B, K, ncls = logits.shape
@@ -175,6 +187,8 @@ class PackedModel:
                     a2, g2 = a.detach().reshape(B, -1), g.detach().reshape(B, -1)
                 else:
                     a2, g2 = a.detach(), g.detach()
+                if a2.dtype != g2.dtype or a2.dtype not in (torch.float32, torch.float64):
+                    a2, g2 = a2.float(), g2.float()  # bf16 activations: reduced in float32
                 tensors.append(fisher_channels(a2, g2, lay.c_out, lay.fan_in, backend=self.backend))
                 fis_layers.append(lay)
         cand = t.cand[:nw]
@@ -210,8 +224,9 @@ class PackedModel:
         _, ws, bs = self.params(requires_grad=False)
         K = self.K
         xr = x.repeat(1, K, 1, 1).requires_grad_(True)  # (B, K*C, H, W): one copy per candidate
-        out = self.forward(xr, ws, bs, per_candidate_input=True, relus=relus)
-        total = out.sum()
+        with self._mixed():
+            out = self.forward(xr, ws, bs, per_candidate_input=True, relus=relus)
+        total = out.float().sum()
         # a pass where no candidate's output depends on its input (all-`none` cells) has no
         # path to xr at all: their Jacobian is zero (the score then comes out NaN, as it should)
         gx = (torch.autograd.grad(total, xr, allow_unused=True)[0] if total.requires_grad else None)
@@ -252,6 +267,16 @@ class PackedModel:
         k64 = (kmat.double() + feats.view(K, 1, 1)) * 0.5
         return _Deferred([torch.linalg.slogdet(k64).logabsdet], lambda h: h[0]).result(defer)
 
+    def _mixed(self):
+        """The precision context of a float32 forward (its backward follows the dtypes the
+        forward recorded)."""
+        p = getattr(self, "precision", "fp32")
+        if p == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if p == "tf32":
+            return _tf32(self.device)
+        return nullcontext()
+
     # ---- all requested proxies ----------------------------------------------------------------
     def compute(self, x, y, proxies) -> dict:
         with _reproducible(self.device):
@@ -277,7 +302,7 @@ class PackedModel:
         if "nwot" in want:
             if not relus_done:
                 _, ws, bs = self.params(requires_grad=False)
-                with torch.no_grad():
+                with torch.no_grad(), self._mixed():
                     self.forward(x, ws, bs, relus=relus)
             pending["nwot"] = self.nwot_from(relus, x.shape[0], defer=True)
         if "synflow" in want:
@@ -341,3 +366,14 @@ def _reproducible(device: torch.device):
         yield
     finally:
         cd.deterministic, cd.benchmark = old
+
+
+@contextmanager
+def _tf32(device: torch.device):
+    """TF32 matmuls and cuDNN convolutions on CUDA for the block, restored afterwards."""
+    m, c = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = m, c

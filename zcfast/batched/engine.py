@@ -69,14 +69,20 @@ class _GroupedConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, stride: int, padding: int, groups: int):
+        dev = x.device.type
+        if torch.is_autocast_enabled(dev):  # reduced precision: compute in autocast's dtype
+            dt = torch.get_autocast_dtype(dev)
+            x, w = x.to(dt), w.to(dt)
         ctx.save_for_backward(x, w)
         ctx.conf = (stride, padding, groups)
-        return F.conv2d(x, w, None, stride, padding, 1, groups)
+        with torch.autocast(dev, enabled=False):
+            return F.conv2d(x, w, None, stride, padding, 1, groups)
 
     @staticmethod
     def backward(ctx, go):
         x, w = ctx.saved_tensors
         s, p, G = ctx.conf
+        go = go.to(x.dtype)  # autograd casts the gradients back to the inputs' dtypes
         gx = gw = None
         if ctx.needs_input_grad[0]:
             gx = _conv_input_grad(go, w, x.shape, s, p, G)
@@ -137,7 +143,7 @@ class PackedNB201(PackedModel):
 
     def __init__(self, codes, num_classes: int, *, flavour: str = "paper", seed: int = 0,
                  input_size: int = 32, device="cpu", backend: str | None = None,
-                 dtype=torch.float32):
+                 dtype=torch.float32, precision: str = "fp32"):
         dev = torch.device(device)
         tables = DeviceTables(dev)  # the plan's and the segment table's indices: one copy
         self.plan: Plan = build_plan(codes, num_classes, flavour, input_size, device=dev,
@@ -151,7 +157,7 @@ class PackedNB201(PackedModel):
         self._rounds_cache: dict = {}
         # a candidate's weight streams are keyed by its cell code
         self._setup(self.plan.codes, seed=seed, device=dev, backend=backend, dtype=dtype,
-                    tables=tables)
+                    tables=tables, precision=precision)
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
@@ -236,8 +242,10 @@ class PackedNB201(PackedModel):
         B, KC, H, W = h.shape
         K = KC // C
         states = [h.reshape(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
+        # node sums in float32 when the forward runs in bf16 (reduced precision), else h's dtype
+        acc = torch.float32 if h.dtype in (torch.bfloat16, torch.float16) else h.dtype
         for nd in nodes:
-            node = h.new_zeros(B, K, C * H * W)
+            node = h.new_zeros(B, K, C * H * W, dtype=acc)
             if nd.n_total == 0:  # every candidate has `none` on all edges into this node
                 states.append(node)
                 continue
@@ -276,6 +284,8 @@ class PackedNB201(PackedModel):
         """node[:, tgt[i]] += src[:, i], i in order: index_add_, which adds sequentially on the
         CPU; with ``ordered_accumulation`` (CUDA, where index_add_ uses atomics) the same
         additions in the same order, in rounds without atomics (zcfast/batched/ordered.py)."""
+        if src.dtype != node.dtype:  # reduced precision: bf16 results summed in float32
+            src = src.to(node.dtype)
         if not self.ordered_accumulation:
             return node.index_add_(1, tgt, src)
         key = id(tgt)

@@ -271,7 +271,8 @@ class NB201Space(_Space):
                            flavour=flavour, seed=seed, dtype=dtype or torch.float32, device=device)
 
     def packed(self, codes, dataset: str, *, seed: int = 0, flavour: str = "paper",
-               input_size: int | None = None, device="cpu", backend=None, dtype=None):
+               input_size: int | None = None, device="cpu", backend=None, dtype=None,
+               precision: str = "fp32"):
         import torch
 
         from zcfast.batched.engine import PackedNB201
@@ -280,7 +281,7 @@ class NB201Space(_Space):
         return PackedNB201(np.asarray(codes, dtype=np.int64), self.num_classes(dataset),
                            flavour=flavour, seed=seed,
                            input_size=input_size or _input_size(dataset), device=device,
-                           backend=backend, dtype=dtype or torch.float32)
+                           backend=backend, dtype=dtype or torch.float32, precision=precision)
 
     def packed_proxies(self) -> tuple:
         from zcfast.batched.engine import SUPPORTED
