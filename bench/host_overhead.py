@@ -84,8 +84,18 @@ def main(argv=None) -> int:
     ap.add_argument("--k", default="64,256,1024")
     ap.add_argument("--groups", default="synflow,one_backward,grasp,jacob_cov,nwot,paper,suite")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "host_overhead"))
+    ap.add_argument("--out", default=None,
+                    help="output path without extension (default bench/results/host_overhead, "
+                         "or host_overhead_counts with --counts-only)")
+    ap.add_argument("--counts-only", action="store_true",
+                    help="operators and syncs only (deterministic; no lock needed for short runs): "
+                         "no timing columns")
     a = ap.parse_args(argv)
+    if a.out is None:
+        a.out = os.path.join(ROOT, "bench", "results",
+                             "host_overhead_counts" if a.counts_only else "host_overhead")
+    if a.counts_only:
+        a.repeat = 1
     before_sha = git("rev-parse", "--short", a.before)
     after_sha = git("rev-parse", "--short", "HEAD")
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,6 +113,9 @@ def main(argv=None) -> int:
             "command": "python bench/host_overhead.py " + " ".join(argv or sys.argv[1:])}
     with open(a.out + ".json", "w") as f:
         json.dump({"meta": meta, "before": before, "after": after}, f, indent=1)
+    if a.counts_only:
+        write_counts(a, meta, before, after, before_sha)
+        return 0
     lines = [
         "# Host overhead of the packed engine (meta device)",
         "",
@@ -137,6 +150,37 @@ def main(argv=None) -> int:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def write_counts(a, meta, before, after, before_sha) -> None:
+    lines = [
+        "# Operators and syncs per chunk of the packed engine (meta device)",
+        "",
+        f"Counted {meta['date']} (torch {meta['torch']}); before = engine of {before_sha} (with "
+        f"this tree's ops, for their meta backend), after = {meta['after']}. Command: "
+        f"`{meta['command'].strip()}`. Batch {after['batch']}, {after['input_size']}x"
+        f"{after['input_size']} inputs, one chunk of random NB201 cells per (group, K). Counts "
+        "are deterministic for given cells; no timing here (bench/results/host_overhead.md has "
+        "the timed run). ops/cand: ATen operators dispatched per candidate (plan, weight init, "
+        "every pass of the group); syncs/chunk: device-to-host transfers + host-to-device "
+        "copies. Method: docs/performance.md.",
+        "",
+        "| group | K | ops/cand before | after | ratio | syncs/chunk before (d2h+h2d) "
+        "| after (d2h+h2d) |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for g, rb in before["groups"].items():
+        ra = after["groups"][g]
+        for k in rb:
+            b, c = rb[k], ra[k]
+            lines.append(
+                f"| {g} | {k} | {b['ops_per_candidate']:.1f} | {c['ops_per_candidate']:.1f} | "
+                f"{b['ops_per_candidate'] / c['ops_per_candidate']:.1f}x "
+                f"| {b['syncs_per_chunk']} ({b['d2h_syncs_per_chunk']}+{b['h2d_copies_per_chunk']}) "
+                f"| {c['syncs_per_chunk']} ({c['d2h_syncs_per_chunk']}+{c['h2d_copies_per_chunk']}) |")
+    with open(a.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
