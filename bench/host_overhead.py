@@ -68,10 +68,15 @@ def run_bench(pythonpath: str | None, args, out_json: str, script: str) -> dict:
         env["PYTHONPATH"] = pythonpath
     cmd = [sys.executable, script, "--k", args.k,
            "--groups", args.groups, "--repeat", str(args.repeat), "--out", out_json]
+    # run outside the checkout (python -c puts the working directory first on sys.path)
+    cwd = os.path.dirname(out_json)
     where = subprocess.run([sys.executable, "-c", "import zcfast; print(zcfast.__file__)"],
-                           env=env, check=True, capture_output=True, text=True).stdout.strip()
+                           env=env, check=True, capture_output=True, text=True,
+                           cwd=cwd).stdout.strip()
     print(f"zcfast from {where}", flush=True)
-    subprocess.run(cmd, env=env, check=True)
+    if pythonpath and not where.startswith(pythonpath):
+        raise RuntimeError(f"the exported tree {pythonpath} is not the zcfast imported ({where})")
+    subprocess.run(cmd, env=env, check=True, cwd=cwd)
     with open(out_json) as f:
         res = json.load(f)
     res["zcfast_from"] = where
