@@ -7,6 +7,8 @@ the head, kept in the two reduction blocks.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -70,12 +72,12 @@ class _GroupedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, stride: int, padding: int, groups: int):
         dev = x.device.type
-        if torch.is_autocast_enabled(dev):  # reduced precision: compute in autocast's dtype
+        if dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev):  # reduced precision
             dt = torch.get_autocast_dtype(dev)
             x, w = x.to(dt), w.to(dt)
         ctx.save_for_backward(x, w)
         ctx.conf = (stride, padding, groups)
-        with torch.autocast(dev, enabled=False):
+        with torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda") else nullcontext():
             return F.conv2d(x, w, None, stride, padding, 1, groups)
 
     @staticmethod

@@ -102,6 +102,7 @@ class HostProbe(TorchDispatchMode):
         if len(self.d2h_sites) < 64:
             import traceback
 
-            frames = [f for f in traceback.extract_stack()[:-2] if "torch/" not in f.filename]
+            frames = [f for f in traceback.extract_stack()
+                      if "torch/" not in f.filename and f.filename != __file__]
             f = frames[-1] if frames else None
             self.d2h_sites.append(f"{func}: {f.filename}:{f.lineno}" if f else str(func))
