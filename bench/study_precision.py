@@ -35,11 +35,20 @@ THRESHOLD = 0.99
 
 
 def main(argv=None) -> int:
+    import tempfile
+
     import numpy as np
     import torch
     from scipy.stats import spearmanr
 
-    from host_overhead import cpu_model
+    from host_overhead import cpu_model, export
+
+    # the engine of the commit, exported: edits made while this runs do not leak in
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    tmp = tempfile.mkdtemp()
+    export(head, os.path.join(tmp, "src"))
+    sys.path.insert(0, os.path.join(tmp, "src"))
     from zcfast.batched import iter_packed_space
     from zcfast.spaces import get_space, nb201
 
