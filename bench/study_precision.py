@@ -39,9 +39,8 @@ def main(argv=None) -> int:
 
     import numpy as np
     import torch
-    from scipy.stats import spearmanr
-
     from host_overhead import cpu_model, export
+    from scipy.stats import spearmanr
 
     # the engine of the commit, exported: edits made while this runs do not leak in
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
