@@ -12,10 +12,12 @@ synchronises the stream around a copy between pageable host memory and the devic
 Time. Meta kernels are not GPU launches: many run as Python reference implementations and
 cost far more than a launch. The probe therefore times the operators apart (HostProbe.inside_s)
 and reports ``own_us``: the host time per candidate outside the operators (Python, numpy, plan
-building, the autograd engine's bookkeeping), measured. The host time a GPU would see adds one
-dispatch and launch per operator; ``host_us`` = own_us + ops per candidate x
-``--us-per-op`` (default 5 us, an assumed eager CUDA dispatch+launch cost, not measured here:
-bench/device.sh measures the real thing on a GPU). ``meta_us`` is the plain wall time on the
+building, the autograd engine's bookkeeping, and the cost of each operator call up to the
+probe), measured. ``work_us`` is own_us less the calls: ops per candidate x the cost of one
+call, measured in the same run on a loop of small meta operators. The host time a GPU would
+see adds one dispatch and launch per operator instead; ``host_us`` = work_us + ops per
+candidate x ``--us-per-op`` (default 5 us, an assumed eager CUDA dispatch+launch cost, not
+measured here: bench/device.sh measures the real thing on a GPU). ``meta_us`` is the plain wall time on the
 meta device. All per candidate, the median of ``--repeat`` chunks. The last line printed with
 ``--json`` is one JSON object: {group: {"host_us_per_candidate", "syncs_per_chunk", ...}} at
 the largest K.
@@ -38,6 +40,30 @@ GROUPS = {
     "suite": ("grad_norm", "snip", "plain", "grasp", "fisher", "jacob_cov", "synflow", "nwot",
               "params", "flops"),
 }
+
+
+def call_cost_per_op(n: int = 1000) -> float:
+    """Seconds one operator costs outside the operator itself under the probe (the Python or
+    C++ call, wrapping its arguments for the probe, entering the probe, the autograd engine's
+    step when it runs in a backward), from a chain of n small meta multiplications, its
+    forward and its backward: the part of ``own`` that every dispatched operator brings, which
+    ``host_us`` replaces with the assumed per-operator GPU cost."""
+    import torch
+
+    from zcfast.batched.hostprobe import HostProbe
+
+    best = float("inf")
+    for _ in range(3):
+        a = torch.empty(64, 16, device="meta", requires_grad=True)
+        with HostProbe() as probe:
+            t0 = time.perf_counter()
+            h = a
+            for _ in range(n):
+                h = h * 1.0001
+            torch.autograd.grad(h.sum(), a)
+            dt = time.perf_counter() - t0
+        best = min(best, (dt - probe.inside_s) / probe.ops)
+    return max(0.0, best)
 
 
 def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int):
@@ -67,7 +93,9 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
-    out = {"us_per_op_assumed": us_per_op, "batch": batch, "input_size": input_size, "groups": {}}
+    call = call_cost_per_op()
+    out = {"us_per_op_assumed": us_per_op, "call_us_per_op": call * 1e6, "batch": batch,
+           "input_size": input_size, "groups": {}}
     for g in groups:
         proxies = GROUPS[g]
         res = {}
@@ -80,8 +108,10 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
                 walls.append(dt)
                 owns.append(dt - probe.inside_s)
             own = statistics.median(owns) / k * 1e6
+            work = max(0.0, own - call * 1e6 * probe.ops / k)  # the engine's own host work
             res[k] = {
-                "host_us_per_candidate": own + us_per_op * probe.ops / k,
+                "host_us_per_candidate": work + us_per_op * probe.ops / k,
+                "work_us_per_candidate": work,
                 "own_us_per_candidate": own,
                 "meta_us_per_candidate": statistics.median(walls) / k * 1e6,
                 "ops_per_candidate": probe.ops / k,
