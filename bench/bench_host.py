@@ -17,8 +17,9 @@ probe), measured. ``work_us`` is own_us less the calls: ops per candidate x the 
 call, measured in the same run on a loop of small meta operators. The host time a GPU would
 see adds one dispatch and launch per operator instead; ``host_us`` = work_us + ops per
 candidate x ``--us-per-op`` (default 5 us, an assumed eager CUDA dispatch+launch cost, not
-measured here: bench/device.sh measures the real thing on a GPU). ``meta_us`` is the plain wall time on the
-meta device. All per candidate, the median of ``--repeat`` chunks. The last line printed with
+measured here: ``--device cuda`` on a GPU runs the chunks for real, with wall time, the real
+transfers and ``torch.cuda.set_sync_debug_mode`` warnings). ``wall_us`` is the plain wall time
+(on the meta device, or on the GPU with ``--device cuda``). All per candidate, the median of ``--repeat`` chunks. The last line printed with
 ``--json`` is one JSON object: {group: {"host_us_per_candidate", "syncs_per_chunk", ...}} at
 the largest K.
 """
@@ -66,26 +67,49 @@ def call_cost_per_op(n: int = 1000) -> float:
     return max(0.0, best)
 
 
-def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int):
+def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: str = "meta"):
     """One chunk as iter_packed_space runs it: build the packed model, compute the proxies.
-    Returns (seconds, probe)."""
+    Returns (seconds, probe, sync warnings). On ``meta`` nothing is computed; on ``cuda`` the
+    chunk really runs (wall time includes the GPU, the stream is synchronised before and after),
+    the probe counts the real transfers and ``torch.cuda.set_sync_debug_mode`` counts every
+    synchronising call, including those inside libraries."""
+    import warnings
+
     import torch
 
     from zcfast.batched.engine import PackedNB201
     from zcfast.batched.hostprobe import HostProbe
 
-    x = torch.empty(batch, 3, input_size, input_size, device="meta")
-    y = torch.empty(batch, dtype=torch.int64, device="meta")
-    with HostProbe() as probe:
-        t0 = time.perf_counter()
-        eng = PackedNB201(codes, ncls, device="meta", input_size=input_size)
-        eng.compute(x, y, proxies)
-        dt = time.perf_counter() - t0
-    return dt, probe
+    if device == "meta":
+        x = torch.empty(batch, 3, input_size, input_size, device="meta")
+        y = torch.empty(batch, dtype=torch.int64, device="meta")
+    else:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, 3, input_size, input_size, generator=g).to(device)
+        y = torch.randint(0, ncls, (batch,), generator=g).to(device)
+        torch.cuda.synchronize()
+    n_warn = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if device != "meta":
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with HostProbe(device=torch.device(device).type) as probe:
+                t0 = time.perf_counter()
+                eng = PackedNB201(codes, ncls, device=device, input_size=input_size)
+                eng.compute(x, y, proxies)
+                if device != "meta":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+        finally:
+            if device != "meta":
+                torch.cuda.set_sync_debug_mode(0)
+        n_warn = sum("synchroniz" in str(w.message) for w in caught)
+    return dt, probe, n_warn
 
 
 def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int = 0,
-            us_per_op: float = 5.0) -> dict:
+            us_per_op: float = 5.0, device: str = "meta") -> dict:
     import numpy as np
     import torch
 
@@ -94,17 +118,18 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
     call = call_cost_per_op()
-    out = {"us_per_op_assumed": us_per_op, "call_us_per_op": call * 1e6, "batch": batch,
+    out = {"device": device, "us_per_op_assumed": us_per_op, "call_us_per_op": call * 1e6,
+           "batch": batch,
            "input_size": input_size, "groups": {}}
     for g in groups:
         proxies = GROUPS[g]
         res = {}
         for k in ks:
-            run_chunk([nb201.code_of_index(0)], proxies, batch, input_size, 10)  # warm-up
+            run_chunk([nb201.code_of_index(0)], proxies, batch, input_size, 10, device)  # warm-up
             walls, owns, probe = [], [], None
             for _ in range(repeat):
                 codes = [nb201.code_of_index(int(i)) for i in rng.integers(0, 15625, size=k)]
-                dt, probe = run_chunk(codes, proxies, batch, input_size, 10)
+                dt, probe, n_warn = run_chunk(codes, proxies, batch, input_size, 10, device)
                 walls.append(dt)
                 owns.append(dt - probe.inside_s)
             own = statistics.median(owns) / k * 1e6
@@ -113,15 +138,16 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
                 "host_us_per_candidate": work + us_per_op * probe.ops / k,
                 "work_us_per_candidate": work,
                 "own_us_per_candidate": own,
-                "meta_us_per_candidate": statistics.median(walls) / k * 1e6,
+                "wall_us_per_candidate": statistics.median(walls) / k * 1e6,
                 "ops_per_candidate": probe.ops / k,
                 "d2h_syncs_per_chunk": probe.d2h,
                 "h2d_copies_per_chunk": probe.h2d,
                 "syncs_per_chunk": probe.d2h + probe.h2d,
+                **({"cuda_sync_warnings_per_chunk": n_warn} if device != "meta" else {}),
             }
             print(f"{g:>13} K={k:5d}: {res[k]['host_us_per_candidate']:8.1f} us/cand "
-                  f"(own {res[k]['own_us_per_candidate']:8.1f}, meta wall "
-                  f"{res[k]['meta_us_per_candidate']:8.1f}), "
+                  f"(own {res[k]['own_us_per_candidate']:8.1f}, wall "
+                  f"{res[k]['wall_us_per_candidate']:8.1f}), "
                   f"{res[k]['ops_per_candidate']:7.1f} ops/cand, d2h {probe.d2h}, h2d {probe.h2d}",
                   flush=True)
         out["groups"][g] = res
@@ -138,6 +164,9 @@ def main(argv=None) -> int:
     ap.add_argument("--input-size", type=int, default=32)
     ap.add_argument("--us-per-op", type=float, default=5.0,
                     help="assumed host cost of one operator dispatch+launch on a GPU (us)")
+    ap.add_argument("--device", default="meta",
+                    help="meta (host cost without a GPU, default) or cuda[:N] (the chunk really "
+                         "runs: wall time per candidate, real transfers, sync-debug warnings)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     ap.add_argument("--out", help="also write the full result as JSON to this file")
     a = ap.parse_args(argv)
@@ -155,8 +184,13 @@ def main(argv=None) -> int:
         ap.error(f"--repeat must be positive, got {a.repeat}")
     if a.us_per_op < 0:
         ap.error(f"--us-per-op must be non-negative, got {a.us_per_op}")
+    if a.device != "meta":
+        import torch
+
+        if not a.device.startswith("cuda") or not torch.cuda.is_available():
+            ap.error(f"--device {a.device!r}: expected meta, or cuda[:N] on a machine with a GPU")
     res = measure(groups, ks, repeat=a.repeat, batch=a.batch, input_size=a.input_size,
-                  us_per_op=a.us_per_op)
+                  us_per_op=a.us_per_op, device=a.device)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
