@@ -50,6 +50,27 @@ def test_one_copy_each_way(group):
     assert probe.h2d == 1
 
 
+def test_ordered_accumulation_adds_no_sync():
+    """The ordered node sums (on by default on CUDA) take their rounds from the plan's upload;
+    built from the device index (engine._accumulate's fallback) they would cost a sync each."""
+    codes = [nb201.code_of_index(i) for i in CELLS] * 2  # repeated targets: several rounds
+    x = torch.empty(4, 3, 16, 16, device="meta")
+    y = torch.empty(4, dtype=torch.int64, device="meta")
+    with HostProbe() as probe:
+        eng = PackedNB201(codes, 10, device="meta", input_size=16)
+        eng.ordered_accumulation = True
+        eng.compute(x, y, ["grad_norm", "jacob_cov"])
+    assert probe.d2h == 1 and probe.h2d == 1, probe.d2h_sites
+    with HostProbe() as probe:  # the check can fail: without the plan's rounds
+        eng = PackedNB201(codes, 10, device="meta", input_size=16)
+        eng.ordered_accumulation = True
+        for nodes in eng.plan.cells:
+            for nd in nodes:
+                nd.rounds = ()
+        eng.compute(x, y, ["grad_norm"])
+    assert probe.d2h > 1
+
+
 def test_probe_sees_an_added_sync(monkeypatch):
     fis = base.fisher_channels
 

@@ -277,12 +277,13 @@ class PackedNB201(PackedModel):
                 parts.append(outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
-            for part, tgt in zip(parts, nd.targets):
-                node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W))
+            for i, (part, tgt) in enumerate(zip(parts, nd.targets)):
+                rounds = nd.rounds[i] if nd.rounds else None
+                node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W), rounds)
             states.append(node)
         return states[3].view(B, KC, H, W)
 
-    def _accumulate(self, node, tgt, src):
+    def _accumulate(self, node, tgt, src, rounds=None):
         """node[:, tgt[i]] += src[:, i], i in order: index_add_, which adds sequentially on the
         CPU; with ``ordered_accumulation`` (CUDA, where index_add_ uses atomics) the same
         additions in the same order, in rounds without atomics (zcfast/batched/ordered.py)."""
@@ -290,10 +291,12 @@ class PackedNB201(PackedModel):
             src = src.to(node.dtype)
         if not self.ordered_accumulation:
             return node.index_add_(1, tgt, src)
-        key = id(tgt)
-        if key not in self._rounds_cache:  # holding tgt keeps its id from being reused
-            self._rounds_cache[key] = (tgt, index_rounds(tgt))
-        return ordered_index_add_(node, src, self._rounds_cache[key][1], tgt)
+        if rounds is None:  # not from the plan: built from the device index (syncs), cached
+            key = id(tgt)
+            if key not in self._rounds_cache:  # holding tgt keeps its id from being reused
+                self._rounds_cache[key] = (tgt, index_rounds(tgt))
+            rounds = self._rounds_cache[key][1]
+        return ordered_index_add_(node, src, list(rounds), tgt)
 
     def counts(self) -> dict:
         """params and flops per candidate from the plan (no tensor work)."""

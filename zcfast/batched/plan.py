@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from zcfast.batched.ordered import rounds_of
 from zcfast.batched.upload import DeviceTables
 from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import CELLS_PER_STAGE, STAGE_CHANNELS, bound_of, slot_of
@@ -77,8 +78,10 @@ class NodePlan:
     conv_cand: np.ndarray  # candidate of each conv pair (ReLU groups, for NASWOT)
     conv1: PackedLayer | None
     conv3: PackedLayer | None
+    rounds_np: tuple = ()  # per target section: ordered-accumulation rounds (ordered.py)
     gather: torch.Tensor | None = None  # gather_np on the device (Plan.bind)
     targets: tuple = ()  # targets_np on the device (Plan.bind)
+    rounds: tuple = ()  # rounds_np on the device (Plan.bind)
 
     @property
     def n_total(self) -> int:
@@ -112,9 +115,11 @@ class Plan:
             for nd in nodes:
                 key = id(nd.gather_np)
                 if key not in seen:  # the 15 cells share their node templates
-                    seen[key] = (self.tables.get(nd.gather_np),
-                                 tuple(self.tables.get(t) for t in nd.targets_np))
-                nd.gather, nd.targets = seen[key]
+                    get = self.tables.get
+                    seen[key] = (get(nd.gather_np), tuple(get(t) for t in nd.targets_np),
+                                 tuple(tuple((None if pos is None else get(pos), get(tt))
+                                             for pos, tt in r) for r in nd.rounds_np))
+                nd.gather, nd.targets, nd.rounds = seen[key]
 
 
 def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int = 32,
@@ -159,7 +164,12 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
         conv_cand = np.concatenate([pairs[nb201.CONV1][1], pairs[nb201.CONV3][1]])
         sections = (pairs[nb201.SKIP][1], conv_cand, pairs[nb201.POOL][1])
         targets = tuple(tables.add(np.ascontiguousarray(t)) for t in sections if len(t))
-        templates[j] = (pairs, tables.add(gidx), targets, tables.add(conv_cand))
+        # the rounds of the ordered accumulation (CUDA), built here on the host and uploaded
+        # with the rest: computed from the device index they would cost syncs and copies
+        rounds = tuple(tuple((None if pos is None else tables.add(np.asarray(pos, np.int64)),
+                              tables.add(np.asarray(tt, np.int64)))
+                             for pos, tt in rounds_of(t)) for t in targets)
+        templates[j] = (pairs, tables.add(gidx), targets, tables.add(conv_cand), rounds)
     cell_id = 0
     for stage, C in enumerate(STAGE_CHANNELS):
         if stage > 0:
@@ -178,7 +188,7 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
         for _ in range(CELLS_PER_STAGE):
             nodes = []
             for j in (1, 2, 3):
-                pairs, gidx, targets, conv_cand = templates[j]
+                pairs, gidx, targets, conv_cand, rounds = templates[j]
 
                 def conv_layer(o, kk, pad):
                     e, cand = pairs[o]
@@ -194,7 +204,7 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
                 c3 = conv_layer(nb201.CONV3, 3, 1)
                 nodes.append(NodePlan(
                     len(pairs[nb201.SKIP][1]), len(pairs[nb201.CONV1][1]), len(pairs[nb201.CONV3][1]),
-                    len(pairs[nb201.POOL][1]), gidx, targets, conv_cand, c1, c3,
+                    len(pairs[nb201.POOL][1]), gidx, targets, conv_cand, c1, c3, rounds,
                 ))
             plan.cells.append(nodes)
             plan.stage_of_cell.append(stage)
