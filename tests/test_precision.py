@@ -71,3 +71,19 @@ def test_bad_precision():
         PackedNB201(CELLS, 10, precision="tf32")
     with pytest.raises(ValueError, match="float32"):
         PackedNB201(CELLS, 10, precision="bf16", dtype=torch.float64)
+
+
+def test_score_file_records_and_checks_precision(tmp_path):
+    from zcfast.scoring import score_to_file
+
+    out = tmp_path / "s.csv"
+    kw = dict(archs=[17, 9999], proxies="grad_norm", batch_size=4, device="cpu", progress=False)
+    res = score_to_file(out, precision="bf16", **kw)
+    assert res["meta"]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="precision"):  # resumed in another precision
+        score_to_file(out, resume=True, **kw)
+    with pytest.raises(ValueError, match="tf32.*cpu"):  # refused before any file is made
+        score_to_file(tmp_path / "t.csv", precision="tf32", **kw)
+    assert not (tmp_path / "t.csv").exists()
+    with pytest.raises(ValueError, match="packed engine"):
+        score_to_file(tmp_path / "u.csv", precision="bf16", engine="loop", **kw)
