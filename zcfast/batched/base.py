@@ -192,6 +192,8 @@ class PackedModel:
                 tensors.append(fisher_channels(a2, g2, lay.c_out, lay.fan_in, backend=self.backend))
                 fis_layers.append(lay)
         cand = t.cand[:nw]
+        with_fisher = acts is not None
+        del acts, grads, gw, g_flat, hg_flat  # the closure below must not keep them alive
 
         def finish(host):
             sal = host[0]
@@ -200,7 +202,7 @@ class PackedModel:
                    "grad_norm": self._per_candidate(np.sqrt(sal[:, 2]), cand),
                    "grasp": -self._per_candidate(sal[:, 3], cand),
                    "l2_norm": self._per_candidate(np.sqrt(sal[:, 4]), cand)}
-            if acts is not None:
+            if with_fisher:
                 fis = np.zeros(self.K)
                 for lay, per_group in zip(fis_layers, host[1:]):
                     fis += self._per_candidate(per_group, lay.cand)
