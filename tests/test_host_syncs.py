@@ -140,3 +140,31 @@ def test_bench_host_json_last_line(capsys):
         assert res[g]["syncs_per_chunk"] == 2 and res[g]["host_us_per_candidate"] >= 0
     with pytest.raises(SystemExit):
         mod.main(["--k", "0"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("group", ["synflow", "loss", "all"])
+def test_gpu_syncs(group):
+    """On a GPU: the probe sees one upload and one fetch per chunk, and PyTorch's sync debug
+    mode sees at most those two plus one (eigvalsh's result check, run just before the fetch)."""
+    import warnings
+
+    codes = [nb201.code_of_index(i) for i in CELLS]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 16, 16, generator=g).cuda()
+    y = torch.randint(0, 10, (4,), generator=g).cuda()
+    PackedNB201(codes, 10, device="cuda", input_size=16).compute(x, y, GROUPS[group])  # warm-up
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with HostProbe(device="cuda") as probe:
+                PackedNB201(codes, 10, device="cuda", input_size=16).compute(x, y, GROUPS[group])
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    assert probe.d2h == 1, probe.d2h_sites
+    assert probe.h2d == 1
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 2 + ("jacob_cov" in GROUPS[group]), syncs
