@@ -2,12 +2,13 @@
 
     flock /work/.compute.lock nice -n 5 python bench/bench_modern_cost.py [--cells 8] [--threads 1]
 
-NB201 CIFAR-10 networks (paper flavour, seed 0), batch 64 of the bundled real CIFAR-10 images
+NB201 networks of ``--dataset`` (default CIFAR-10; paper flavour, seed 0), batch 64 of the
+dataset's bundled real images
 (ZiCo: plus its second batch), the per-model reference path of ``zcfast.compute_measures``
 (network copy included). Each proxy group (one computation shared by the names in it) is timed
 on the same cells, in a rotating order; snip (one forward/backward) and synflow are timed next to
 them as the scale. Every value is checked finite or -inf before its time counts. Writes
-bench/results/modern_cost.{md,json} with the git SHA, CPU, threads, load average and date.
+bench/results/modern_cost{,_<dataset>}.{md,json} with the git SHA, CPU, threads, load average and date.
 """
 
 from __future__ import annotations
@@ -45,17 +46,22 @@ def main(argv=None) -> int:
     ap.add_argument("--cells", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(HERE / "results" / "modern_cost"))
+    ap.add_argument("--dataset", default="cifar10")
+    ap.add_argument("--out", default=None, help="default bench/results/modern_cost[_<dataset>]")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    from zcfast.data import image_source
+    from zcfast.data import dataset_name, image_source, num_classes
     from zcfast.proxies import compute_measures, extra_batch_seed
     from zcfast.scoring import cpu_name, git_sha
     from zcfast.spaces import nb201
     from zcfast.spaces.nb201_model import build_model
 
-    src = image_source("cifar10")
+    ds = dataset_name(a.dataset)
+    ncls = num_classes(ds)
+    if a.out is None:
+        a.out = str(HERE / "results" / ("modern_cost" if ds == "cifar10" else f"modern_cost_{ds}"))
+    src = image_source(ds)
     x, y = src.minibatch(64, a.seed)
     extra = [src.minibatch(64, extra_batch_seed(a.seed, 1))]
     cells = [int(i) for i in nb201.sample(a.cells, seed=a.seed + 101)]
@@ -65,7 +71,7 @@ def main(argv=None) -> int:
     for k, i in enumerate(cells):
         order = names[k % len(names):] + names[:k % len(names)]  # rotate: no group always first
         for g in order:
-            net = build_model(i, 10, seed=a.seed)
+            net = build_model(i, ncls, seed=a.seed)
             t = time.perf_counter()
             vals = compute_measures(net, x, y, GROUPS[g], seed=a.seed, extra_batches=extra)
             dt = time.perf_counter() - t
@@ -84,16 +90,17 @@ def main(argv=None) -> int:
     snip = rows[0]["median_s"]
     info = {"git": git_sha(), "cpu": cpu_name(), "threads": a.threads, "cells": cells,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
-            "load_average_end": list(os.getloadavg()), "batch": 64, "dataset": "cifar10",
+            "load_average_end": list(os.getloadavg()), "batch": 64, "dataset": ds, "images": src.description,
             "rows": rows}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".json").write_text(json.dumps(info, indent=1))
     lines = [
-        "# Per-model cost of the modern proxies (NB201, CIFAR-10, batch 64)", "",
+        f"# Per-model cost of the modern proxies (NB201, {ds}, batch 64)", "",
         f"`bench/bench_modern_cost.py`, git {info['git']}, {info['cpu']}, {a.threads} thread(s), "
         f"torch {torch.__version__}, {info['date']}, run under the compute lock; load average at "
         f"the end {', '.join(f'{v:.2f}' for v in info['load_average_end'])}.", "",
+        f"Images: {src.description}.", "",
         f"{len(cells)} random cells (seed {a.seed + 101}), the per-model reference path "
         "(`compute_measures`, network copy included), seconds per cell:", "",
         "| proxy group | cells | median s/cell | min | max | x snip |",
@@ -103,9 +110,8 @@ def main(argv=None) -> int:
         lines.append(f"| {r['group']} | {r['n']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
                      f"{r['max_s']:.2f} | {r['median_s'] / snip:.1f} |")
     lines += ["", "A group's names share one computation (e.g. swap_reg costs nothing beyond swap). "
-              "az_complexity is flops (no pass). Not measured here, an extrapolation: vkdnw does one "
-              "backward pass per class, so CIFAR-100 should cost about 10x its CIFAR-10 figure, "
-              "and ImageNet16-120 (12x the classes, a quarter of the pixels) about 3x."]
+              "az_complexity is flops (no pass). vkdnw does one backward pass per class, so its cost "
+              "grows with the number of classes (measured per dataset: modern_cost_<dataset>.md)."]
     Path(str(out) + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

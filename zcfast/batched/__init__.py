@@ -22,10 +22,13 @@ import torch
 
 from zcfast.batched.engine import SUPPORTED, PackedNB201, codes_of
 from zcfast.batched.memory import bytes_per_candidate, mean_features, peak_bytes
+from zcfast.batched.modern import PACKED as _MODERN
 
 __all__ = ["SUPPORTED", "PackedNB201", "auto_chunk", "iter_packed", "iter_packed_space", "score"]
 
 _GRAD_PROXIES = {"grad_norm", "snip", "plain", "fisher", "grasp", "jacob_cov"}
+# the modern proxies' packed versions (modern.py) are not in the memory model: on a CPU they get
+# the batch-64 cap of auto_chunk
 # Fraction of the free memory a chunk may plan to use: the model (zcfast/batched/memory.py) is
 # fitted to CPU measurements, and a GPU adds cuDNN workspaces and allocator rounding on top.
 _MEMORY_FRACTION = 0.5
@@ -70,7 +73,7 @@ def auto_chunk(proxies, batch: int, input_size: int, device, n_cells: int, archs
     # batch-1 synflow is flat up to K of about 16. GPUs want large K.
     if dev.type == "cuda":
         cap = 1024
-    elif set(proxies) & _GRAD_PROXIES or "nwot" in proxies:
+    elif set(proxies) & _GRAD_PROXIES or "nwot" in proxies or set(proxies) & set(_MODERN):
         cap = 2
     else:
         cap = 16
@@ -89,9 +92,10 @@ def _is_oom(e: BaseException) -> bool:
 def iter_packed_space(space, codes: Iterable[int], proxies, x, y, *, dataset: str, seed: int = 0,
                       device="cpu", chunk: int | None = None, backend: str | None = None,
                       dtype=torch.float32, options: dict | None = None,
-                      on_oom: Callable[[int, float], None] | None = None) -> Iterator:
+                      on_oom: Callable[[int, float], None] | None = None,
+                      extra_batches=()) -> Iterator:
     """Yield (list of codes, {proxy: np.ndarray}) chunk by chunk, each chunk one packed pass of
-    ``space.packed``. A chunk that runs out of memory is retried with half as many candidates
+    ``space.packed`` (``extra_batches``: further (x, y) minibatches, for zico). A chunk that runs out of memory is retried with half as many candidates
     (never with rescaled values); ``on_oom(k, seconds)`` is called after each such failed
     attempt of k candidates, with the seconds it took (benchmarks time the retries apart from
     the rates). The chunk size defaults to the space's memory model (NB201: auto_chunk)."""
@@ -122,7 +126,8 @@ def iter_packed_space(space, codes: Iterable[int], proxies, x, y, *, dataset: st
         try:
             eng = sp.packed(part, dataset, seed=seed, input_size=input_size, device=dev,
                             backend=backend, dtype=dtype, **opts)
-            res = eng.compute(x, y, proxies)
+            res = eng.compute(x, y, proxies, extra_batches) if extra_batches else \
+                eng.compute(x, y, proxies)
         except Exception as e:
             if not _is_oom(e) or k == 1:
                 raise
@@ -141,7 +146,8 @@ def iter_packed_space(space, codes: Iterable[int], proxies, x, y, *, dataset: st
 def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int = 0,
                 flavour: str = "paper", device="cpu", chunk: int | None = None,
                 backend: str | None = None, dtype=torch.float32,
-                on_oom: Callable[[int, float], None] | None = None) -> Iterator:
+                on_oom: Callable[[int, float], None] | None = None,
+                extra_batches=()) -> Iterator:
     """NB201 by index: yield (list of NB201 indices, {proxy: np.ndarray}) chunk by chunk
     (:func:`iter_packed_space` on NB201 codes). ``ncls`` picks the dataset (10, 100 or 120
     classes)."""
@@ -154,7 +160,7 @@ def iter_packed(indices: Iterable[int], proxies, x, y, *, ncls: int, seed: int =
     for part, res in iter_packed_space("nb201", [nb201.code_of_index(i) for i in idx], proxies,
                                        x, y, dataset=dataset, seed=seed, device=device, chunk=chunk,
                                        backend=backend, dtype=dtype, options={"flavour": flavour},
-                                       on_oom=on_oom):
+                                       on_oom=on_oom, extra_batches=extra_batches):
         yield [nb201.index_of_code(c) for c in part], res
 
 

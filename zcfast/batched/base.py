@@ -104,9 +104,10 @@ class PackedModel:
         return self.plan.K
 
     # ---- parameters ----------------------------------------------------------------------
-    def params(self, dtype=None, absolute: bool = False, requires_grad: bool = True):
-        """Per-layer leaf tensors (views of the flat buffer, or of a converted copy)."""
-        flat = self.flat
+    def params(self, dtype=None, absolute: bool = False, requires_grad: bool = True, flat=None):
+        """Per-layer leaf tensors (views of the flat buffer, or of a converted copy). ``flat``:
+        another buffer of the same layout (a re-initialisation, :meth:`reinit_flat`)."""
+        flat = self.flat if flat is None else flat
         dtype = self.dtype if dtype is None else dtype
         if dtype != flat.dtype:
             flat = flat.to(dtype)
@@ -130,6 +131,51 @@ class PackedModel:
 
     def counts(self) -> dict:
         raise NotImplementedError
+
+    def reinit_flat(self, scheme: str, draw: int = 0) -> torch.Tensor:
+        """A flat buffer of the same layout holding the modern proxies' re-initialisation
+        (zcfast.proxies._random.reinit_, docs/proxies_modern.md, "Randomness"): every weight
+        segment z * std with z the normal numbers of the stream (seed, cell code,
+        REINIT + 4096 draw + structural slot), std = sqrt(2 / fan_in) (``kaiming_normal``) or 1
+        (``normal``), computed in float64 and rounded once to the engine's dtype; biases 0.
+        The same bits as the per-model reference's weights."""
+        from zcfast.proxies import _random
+
+        if scheme not in _random.SCHEMES:
+            raise ValueError(f"unknown re-initialisation {scheme!r}: expected one of {_random.SCHEMES}")
+        if not 0 <= int(draw) < _random._MAX_DRAWS:
+            raise ValueError(f"draw {draw} outside [0, {_random._MAX_DRAWS})")
+        t = self.table
+        nw_seg = t.n_weight_segments
+        nw = self.plan.n_weights
+        dev = self.device
+        u = torch.empty(nw, dtype=torch.float32, device=dev)
+        keys = np.asarray(self.plan.codes, dtype=np.int64)[t.cand[:nw_seg]]
+        slots = _random.REINIT + int(draw) * _random._DRAW_STRIDE + t.slot[:nw_seg] // 2
+        fill_uniform(u, torch.as_tensor(t.offsets[: nw_seg + 1], device=dev),
+                     torch.as_tensor(keys, device=dev), torch.as_tensor(slots, device=dev),
+                     torch.ones(nw_seg, dtype=torch.float32, device=dev), self.seed)
+        z = _random.uniform_to_normal(u)
+        if scheme == "kaiming_normal":
+            fan = np.concatenate([np.full(lay.groups, lay.fan_in) for lay in self.plan.layers])
+            std = torch.as_tensor(np.sqrt(2.0 / fan), dtype=torch.float64, device=dev)
+            z = z * std.repeat_interleave(torch.as_tensor(t.weight_numel, device=dev))
+        out = torch.zeros(nw + self.plan.n_biases, dtype=self.dtype, device=dev)
+        out[:nw] = z.to(self.dtype)
+        return out
+
+    def weight_grad_flat(self, x, y, flat=None) -> torch.Tensor:
+        """Flat gradient of every weight (no biases) of the loss pass's loss (sum over
+        candidates of each one's mean cross-entropy) on (x, y)."""
+        _, ws, bs = self.params(flat=flat)
+        wlist = [ws[lay.name] for lay in self.plan.layers]
+        logits = self.forward(x, ws, bs)
+        B, K, ncls = logits.shape
+        loss = F.cross_entropy(logits.reshape(B * K, ncls), y.repeat_interleave(K),
+                               reduction="sum") / B
+        grads = torch.autograd.grad(loss, wlist, allow_unused=True)
+        return torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1)
+                          for g, w in zip(grads, wlist)])
 
     # ---- per-candidate reductions ------------------------------------------------------------
     def _per_candidate(self, seg_values: np.ndarray, seg_cand: np.ndarray) -> np.ndarray:
@@ -223,6 +269,21 @@ class PackedModel:
     def jacobian_pass(self, x, relus: list | None = None, defer: bool = False):
         from zcfast.proxies.measures import jacob_cov_corr, jacob_cov_finish
 
+        c, finite = jacob_cov_corr(self.input_jacobian(x, relus))
+        # batched: one eigvalsh for the K candidates, run last (it checks on the host)
+        return _Deferred([lambda: jacob_cov_finish(c, finite)], lambda h: h[0]).result(defer)
+
+    def input_jacobian(self, x, relus: list | None = None) -> torch.Tensor:
+        """(K, B, input size) d(sum of each candidate's outputs)/dx per sample (jacob_cov's and
+        epe_nas's Jacobian). Kept for the rest of one ``compute`` call, so both proxies share one
+        pass (a pass that must also collect NASWOT's ReLU inputs always runs)."""
+        cached = getattr(self, "_jac", None)
+        if relus is None and cached is not None:
+            return cached
+        self._jac = self._input_jacobian(x, relus)
+        return self._jac
+
+    def _input_jacobian(self, x, relus):
         _, ws, bs = self.params(requires_grad=False)
         K = self.K
         xr = x.repeat(1, K, 1, 1).requires_grad_(True)  # (B, K*C, H, W): one copy per candidate
@@ -235,10 +296,7 @@ class PackedModel:
         if gx is None:
             gx = torch.zeros_like(xr)
         B = x.shape[0]
-        jac = gx.view(B, K, -1).transpose(0, 1)  # (K, B, 3*H*W)
-        c, finite = jacob_cov_corr(jac)
-        # batched: one eigvalsh for the K candidates, run last (it checks on the host)
-        return _Deferred([lambda: jacob_cov_finish(c, finite)], lambda h: h[0]).result(defer)
+        return gx.view(B, K, -1).transpose(0, 1)  # (K, B, 3*H*W)
 
     def synflow_pass(self, defer: bool = False):
         flat_w, ws, bs = self.params(torch.float64, absolute=True)
@@ -280,17 +338,37 @@ class PackedModel:
         return nullcontext()
 
     # ---- all requested proxies ----------------------------------------------------------------
-    def compute(self, x, y, proxies) -> dict:
-        with _reproducible(self.device):
-            return self._compute(x, y, proxies)
+    def compute(self, x, y, proxies, extra_batches=()) -> dict:
+        """{proxy: (K,) array}. ``extra_batches``: further (x, y) minibatches, for the proxies
+        that need them (zico: the first), as in zcfast.proxies.compute_measures."""
+        self._jac = None
+        try:
+            with _reproducible(self.device):
+                return self._compute(x, y, proxies, extra_batches)
+        finally:
+            self._jac = None
 
-    def _compute(self, x, y, proxies) -> dict:
+    def _compute(self, x, y, proxies, extra_batches=()) -> dict:
+        from zcfast.batched import modern
+
         want = set(proxies)
         x = x.to(self.device, self.dtype)
         y = y.to(self.device)
         bad = want - set(self.SUPPORTED)
         if bad:
             raise ValueError(f"the packed engine does not support {sorted(bad)}")
+        extra = tuple((bx.to(self.device, self.dtype), by.to(self.device))
+                      for bx, by in (extra_batches or ()))
+        out = {}
+        done: set = set()
+        for name in sorted(want & set(modern.PACKED)):
+            group = modern.PACKED[name]
+            if group.names[0] in done:
+                continue
+            done.add(group.names[0])
+            res = group.fn(self, x, y, extra)
+            out.update({k: v for k, v in res.items() if k in want})
+        want -= set(modern.PACKED)
         pending = {}  # name -> _Deferred, in the order the passes ran
         relus = [] if "nwot" in want else None
         relus_done = False
@@ -312,7 +390,6 @@ class PackedModel:
         if "l2_norm" in want and "loss" not in pending:
             pending["l2_norm"] = self.l2_pass(defer=True)
         host = _Deferred.fetch(list(pending.values()))  # the chunk's one device-to-host copy
-        out = {}
         for name, value in zip(pending, host):
             if name == "loss":
                 out.update({k: v for k, v in value.items() if k in want})

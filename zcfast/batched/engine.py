@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zcfast.batched import modern
 from zcfast.batched.base import LOSS_PROXIES, SUPPORTED, PackedModel, _reproducible
 from zcfast.batched.ordered import index_rounds, ordered_index_add_
 from zcfast.batched.plan import Plan, SegmentTable, build_plan, segment_table
@@ -21,6 +22,9 @@ from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import STAGE_CHANNELS
 
 __all__ = ["LOSS_PROXIES", "SUPPORTED", "PackedNB201", "_reproducible", "codes_of"]
+
+# the paper's proxies (base.py) and the modern ones with a packed version (modern.py)
+SUPPORTED = SUPPORTED + modern.names()
 
 _BN_EPS = 1e-5  # nn.BatchNorm2d's default
 
@@ -143,6 +147,8 @@ class _BoxSum3(torch.autograd.Function):
 class PackedNB201(PackedModel):
     """K NB201 candidates with counter-based weights (seed, cell code, slot)."""
 
+    SUPPORTED = SUPPORTED
+
     def __init__(self, codes, num_classes: int, *, flavour: str = "paper", seed: int = 0,
                  input_size: int = 32, device="cpu", backend: str | None = None,
                  dtype=torch.float32, precision: str = "fp32"):
@@ -163,12 +169,26 @@ class PackedNB201(PackedModel):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
-                acts: list | None = None, relus: list | None = None) -> torch.Tensor:
+                acts: list | None = None, relus: list | None = None,
+                taps: dict | None = None) -> torch.Tensor:
         """Logits (B, K, classes). ``bn=False``: synflow rule (BN only in reduction blocks).
         ``acts`` collects (pre-BN conv/linear output, layer); ``relus`` collects (ReLU input,
-        group -> candidate, channels per group)."""
+        group -> candidate, channels per group). ``taps`` (the modern proxies, base.py): optional
+        callables ``"bn"(input, group -> candidate, channels per group)`` at every BatchNorm,
+        ``"relu"(input, group -> candidate, channels per group)`` at every ReLU whose output
+        feeds a convolution or the pool, ``"pool"(feature)`` with the map entering the global
+        average pool (B, K*64, H, W), ``"feature"(map)`` with the stem's output and each cell's
+        and reduction block's output (B, K*C, H, W), in forward order (AZ-NAS's stages)."""
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
+        taps = taps or {}
+        relus = _Relus(relus, taps.get("relu"))
+        bn_tap = taps.get("bn")
+
+        def norm(h, cand, C):
+            if bn_tap is not None:
+                bn_tap(h, cand, C)
+            return _bn(h)
 
         # grasp (loss pass with double_backward): grouped convolutions through _GroupedConv,
         # whose backward differentiates without per-group loops. float64 on the CPU keeps
@@ -192,20 +212,27 @@ class PackedNB201(PackedModel):
         else:
             h = conv(x, plan.stem)  # shared input: one dense conv producing K*16 channels
         if bn:
-            h = _bn(h)
+            h = norm(h, allk, STAGE_CHANNELS[0])
+        feature = taps.get("feature", lambda t: None)
+        feature(h)
         red = 0
         for c, nodes in enumerate(plan.cells):
             stage = plan.stage_of_cell[c]
             C = STAGE_CHANNELS[stage]
             if stage > red:
-                h = self._reduction(h, plan.reductions[red], ws, conv, relus, allk)
+                h = self._reduction(h, plan.reductions[red], ws, conv, relus, allk, norm)
+                feature(h)
                 red += 1
-            h = self._cell(h, nodes, C, ws, conv, relus, bn)
+            h = self._cell(h, nodes, C, ws, conv, relus, bn, norm)
+            feature(h)
         if bn:
-            h = _bn(h)
+            h = norm(h, allk, STAGE_CHANNELS[-1])
         if relus is not None:
             relus.append((h, allk, STAGE_CHANNELS[-1]))
-        f = F.relu(h).mean((2, 3))  # global average pool
+        f = F.relu(h)
+        if "pool" in taps:
+            taps["pool"](f)
+        f = f.mean((2, 3))  # global average pool
         B = f.shape[0]
         f = f.view(B, K, -1).transpose(0, 1)  # (K, B, 64)
         head = plan.head
@@ -215,15 +242,16 @@ class PackedNB201(PackedModel):
             acts.append((logits, head))
         return logits
 
-    def _reduction(self, h, layers, ws, conv, relus, allk):
+    def _reduction(self, h, layers, ws, conv, relus, allk, norm=None):
+        norm = norm or (lambda t, cand, C: _bn(t))
         ca, cb, sc = layers
         K = self.plan.K
         if relus is not None:
             relus.append((h, allk, ca.c_in))
-        a = _bn(conv(F.relu(h), ca, groups=K))
+        a = norm(conv(F.relu(h), ca, groups=K), allk, ca.c_out)
         if relus is not None:
             relus.append((a, allk, ca.c_out))
-        b = _bn(conv(F.relu(a), cb, groups=K))
+        b = norm(conv(F.relu(a), cb, groups=K), allk, cb.c_out)
         s = conv(F.avg_pool2d(h, 2, 2), sc, groups=K)
         return s + b
 
@@ -240,7 +268,8 @@ class PackedNB201(PackedModel):
             self._pool_cache[key] = 1.0 / F.conv2d(ones, box, padding=1)
         return _BoxSum3.apply(x) * self._pool_cache[key]
 
-    def _cell(self, h, nodes, C, ws, conv, relus, bn):
+    def _cell(self, h, nodes, C, ws, conv, relus, bn, norm=None):
+        norm = norm or (lambda t, cand, C: _bn(t))
         B, KC, H, W = h.shape
         K = KC // C
         states = [h.reshape(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
@@ -273,7 +302,9 @@ class PackedNB201(PackedModel):
                 if nd.n_conv3:
                     outs.append(conv(rs[-1], nd.conv3, groups=nd.n_conv3))
                 if bn:  # per-channel statistics: normalising the two parts apart is the same
-                    outs = [_bn(o) for o in outs]
+                    cands = [c for c, n in ((nd.conv_cand[: nd.n_conv1], nd.n_conv1),
+                                            (nd.conv_cand[nd.n_conv1 :], nd.n_conv3)) if n]
+                    outs = [norm(o, cc, C) for o, cc in zip(outs, cands)]
                 parts.append(outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
@@ -316,6 +347,25 @@ class PackedNB201(PackedModel):
         flops = np.bincount(t.cand[:nw], weights=t.weight_numel * t.weight_hw_out,
                             minlength=self.K).astype(np.float64)
         return {"params": params, "flops": flops}
+
+class _Relus:
+    """The ``relus`` list of ``forward`` and the ``relu`` tap behind one ``append``: None when
+    neither is asked for (so ``relus is not None`` still says whether anyone listens)."""
+
+    def __new__(cls, lst, tap):
+        if lst is None and tap is None:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, lst, tap):
+        self.lst, self.tap = lst, tap
+
+    def append(self, item):
+        if self.lst is not None:
+            self.lst.append(item)
+        if self.tap is not None:
+            self.tap(*item)
+
 
 def codes_of(archs) -> np.ndarray:
     return np.asarray([nb201.code_of_index(int(i)) for i in nb201.resolve(archs)], dtype=np.int64)

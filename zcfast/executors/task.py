@@ -183,7 +183,8 @@ class SpaceRunner:
                                            dataset=self.dataset, seed=self.weight_seed,
                                            device=self.device, chunk=s.get("chunk"),
                                            backend=s.get("backend"), dtype=self.dtype,
-                                           options=self._packed_options()):
+                                           options=self._packed_options(),
+                                           extra_batches=self.extra):
             out = {p: np.asarray(res[p], dtype=np.float64) for p in self.packed}
             if self.looped:
                 per = dict(self._loop(part, self.looped))

@@ -116,6 +116,12 @@ class Space:
     option_names: tuple = ()
     #: datasets this space has networks (and usually ground truth) for
     datasets: tuple = ()
+    #: the dataset searches run on when none is named (``zcfast search``/``figure``)
+    search_dataset: str | None = None
+
+    def default_dataset(self) -> str:
+        """``search_dataset``, else the first of ``datasets``."""
+        return self.search_dataset or self.datasets[0]
     #: number of distinct networks (None when unknown)
     size: int | None = None
 

@@ -210,6 +210,7 @@ class NB201Space(_Space):
     id_columns = ("index", "arch")
     option_names = ("flavour",)
     datasets = ("cifar10", "cifar100", "ImageNet16-120")
+    search_dataset = "cifar100"  # the zero-cost paper's NB201 search experiments
     size = NUM_ARCHS
 
     def hot(self):

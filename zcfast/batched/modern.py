@@ -1,0 +1,224 @@
+"""Packed NB201 versions of modern proxies (docs/proxies_modern.md, "Packed versions").
+
+Each group computes, for the K candidates of one packed model (zcfast/batched/base.py), the values
+the per-model reference in zcfast/proxies gives each candidate on its own: the same batches, the
+same noise inputs and the same re-initialisation bits (``PackedModel.reinit_flat``), read from the
+engine's passes and the forward's taps (engine.py). A group is one registry entry: its names
+share one computation, as in the per-model registry.
+
+- ``zico``: two loss backward passes (the scoring batch and the first extra batch) on the packed
+  weights, then per weight segment (= one per-model layer) the sum of mean|g| / std(g) over the
+  elements with std(g) != 0, the log of each non-zero sum, summed per candidate.
+- ``epe_nas``: the input Jacobian of the jacob_cov pass (shared with jacob_cov in one call), then
+  the per-class correlation score of each candidate's rows.
+- ``zen``: N(0, 1) re-initialisation, two no-grad forwards of the noise inputs; the BatchNorm tap
+  gives each BatchNorm's per-channel unbiased batch variance (per candidate: the K*C channels of
+  one packed BatchNorm are K candidates' own), the pool tap the pre-pool feature.
+- ``swap``, ``swap_reg``: per draw, N(0, 1) re-initialisation and one no-grad forward of the first
+  16 images; the ReLU tap packs each unit's 16 sign bits into one integer, prefixed by its
+  candidate; one ``unique`` per draw, counted per candidate.
+
+- ``az_expressivity``, ``az_progressivity``, ``az_trainability``: Kaiming-normal
+  re-initialisation, one packed forward of the noise input with the graph kept; the feature tap
+  gives the stage features; per candidate a batched covariance eigvalsh, and per block one vjp
+  of the packed graph with the candidates' probes side by side, then a batched svdvals.
+
+Per-model only (no packed version yet): meco, the VKDNW group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class PackedGroup:
+    names: tuple  # proxies computed together
+    fn: Callable  # fn(model, x, y, extra_batches) -> {name: (K,) array}
+
+
+PACKED: dict = {}
+
+
+def _register(names, fn) -> None:
+    g = PackedGroup(tuple(names), fn)
+    for n in names:
+        PACKED[n] = g
+
+
+def names() -> tuple:
+    return tuple(PACKED)
+
+
+def _per_segment_sum(model, values: torch.Tensor) -> np.ndarray:
+    """(weight segments,) float64 sums of a flat per-weight float64 tensor."""
+    t = model.table
+    v = values.cpu().numpy()
+    return np.add.reduceat(v, t.offsets[: t.n_weight_segments])
+
+
+def zico(model, x, y, extra) -> dict:
+    if not extra:
+        raise ValueError("zico needs a second minibatch (extra_batches); none was given")
+    g1 = model.weight_grad_flat(x, y).detach().double()
+    bx, by = extra[0]
+    g2 = model.weight_grad_flat(bx, by).detach().double()
+    g = torch.stack([g1, g2])
+    # the reference's own elementwise arithmetic (zcfast.proxies.gradstats.zico_from_grads):
+    # where g1 and g2 agree to a few ulps the ratio is rounding noise and can dominate a layer's
+    # sum (e.g. the head of a cell whose output does not depend on its input), so the closed
+    # form (|g1| + |g2|) / |g1 - g2| would not give the reference's value there
+    std = g.std(0, unbiased=False)
+    keep = std != 0
+    ratio = torch.where(keep, g.abs().mean(0) / torch.where(keep, std, 1.0), 0.0)
+    del g
+    seg = _per_segment_sum(model, ratio)
+    with np.errstate(divide="ignore"):
+        logs = np.where(seg != 0, np.log(np.where(seg != 0, seg, 1.0)), 0.0)
+    t = model.table
+    return {"zico": model._per_candidate(logs, t.cand[: t.n_weight_segments])}
+
+
+def epe_nas(model, x, y, extra) -> dict:
+    from zcfast.proxies.gradstats import epe_from_jacobian
+
+    jac = model.input_jacobian(x)
+    ncls = int(model.plan.num_classes)
+    return {"epe_nas": np.array([epe_from_jacobian(jac[k], y, ncls) for k in range(model.K)])}
+
+
+def zen(model, x, y, extra) -> dict:
+    from zcfast.proxies import _random
+    from zcfast.proxies import zen as _zen
+
+    _, ws, bs = model.params(flat=model.reinit_flat("normal"), requires_grad=False)
+    x1 = _random.noise_input(x, _random.NOISE_ZEN_A, model.seed)
+    x2 = _random.noise_input(x, _random.NOISE_ZEN_B, model.seed)
+    running: list = []  # per BatchNorm call: [running variance (G, C) float64, cand]
+    feats: list = []
+    for n_pass, xin in enumerate((x1, x1 + _zen.GAMMA * x2)):
+        calls = iter(range(10**9))
+
+        def bn_tap(h, cand, C, n_pass=n_pass, calls=calls):
+            i = next(calls)
+            v = h.detach().double().transpose(0, 1).reshape(h.shape[1], -1).var(1).view(len(cand), C)
+            if n_pass == 0:
+                running.append([torch.ones_like(v), cand])
+            r = running[i]
+            r[0] = (1 - _zen.MOMENTUM) * r[0] + _zen.MOMENTUM * v  # the per-model update
+
+        with torch.no_grad():
+            model.forward(xin, ws, bs, taps={"bn": bn_tap, "pool": feats.append})
+    K = model.K
+    log_bn = np.zeros(K)
+    for r, cand in running:
+        log_bn += model._per_candidate(np.log(np.sqrt(r.mean(1).cpu().numpy())), np.asarray(cand))
+    B = x.shape[0]
+    diff = (feats[0] - feats[1]).abs().double()
+    score = diff.reshape(B, K, -1).sum(2).mean(0).cpu().numpy()
+    with np.errstate(divide="ignore"):
+        return {"zen": np.where(score > 0, np.log(np.where(score > 0, score, 1.0)), -np.inf) + log_bn}
+
+
+def swap(model, x, y, extra) -> dict:
+    from zcfast.proxies import swap as _swap
+
+    xs = x[: _swap.SAMPLES]
+    S = xs.shape[0]
+    if S > 62:
+        raise ValueError(f"swap packs each unit's pattern into 63 bits: at most 62 samples, got {S}")
+    K = model.K
+    dev = xs.device
+    counts = np.zeros((_swap.REPEATS, K))
+    for d in range(_swap.REPEATS):
+        _, ws, bs = model.params(flat=model.reinit_flat("normal", draw=d), requires_grad=False)
+        keys: list = []
+
+        def relu_tap(h, cand, C):
+            G = len(cand)
+            hv = h.detach().reshape(S, G, -1)
+            code = torch.zeros(hv.shape[1:], dtype=torch.int64, device=dev)
+            for s in range(S):  # one sample at a time: no (S, units) int64 temporary
+                code |= (hv[s] > 0).to(torch.int64) << s
+            code |= torch.as_tensor(np.asarray(cand), dtype=torch.int64, device=dev).view(G, 1) << S
+            keys.append(code.reshape(-1))
+
+        with torch.no_grad():
+            model.forward(xs, ws, bs, taps={"relu": relu_tap})
+        u = torch.unique(torch.cat(keys))
+        counts[d] = np.bincount((u >> S).cpu().numpy(), minlength=K)
+    mean = counts.sum(0) / _swap.REPEATS
+    params = model.counts()["params"]
+    factor = np.array([_swap.regular_factor(float(p)) for p in params])
+    return {"swap": mean, "swap_reg": mean * factor}
+
+
+def _entropies(f: torch.Tensor, K: int) -> np.ndarray:
+    """Per candidate, zcfast.proxies.az_nas.spectral_entropy of its channels of a packed
+    (B, K*C, H, W) feature: one batched float64 covariance eigvalsh."""
+    B, KC, H, W = f.shape
+    C = KC // K
+    x = f.detach().double().view(B, K, C, H * W).permute(1, 0, 3, 2).reshape(K, B * H * W, C)
+    x = x - x.mean(1, keepdim=True)
+    sigma = x.transpose(1, 2) @ x / x.shape[1]
+    lam = torch.linalg.eigvalsh(sigma)
+    p = lam / lam.sum(1, keepdim=True)
+    return (-(p * torch.log(p + 1e-8)).sum(1)).cpu().numpy()
+
+
+def az_nas(model, x, y, extra) -> dict:
+    from torch.nn import functional as F
+
+    from zcfast.proxies import _random
+
+    K = model.K
+    _, ws, bs = model.params(flat=model.reinit_flat("kaiming_normal"))  # weights need grad: graph
+    feats: list = []
+    model.forward(_random.noise_input(x, _random.NOISE_AZ, model.seed), ws, bs,
+                  taps={"feature": feats.append})
+    ent = np.stack([_entropies(f, K) for f in feats])  # (L+1, K)
+    expressivity = ent.sum(0)
+    progressivity = np.diff(ent, axis=0).min(0)  # NaN propagates, as in the reference
+    codes = [int(c) for c in model.plan.codes]
+    scores = []
+    for i in reversed(range(1, len(feats))):  # the reference's order: last block first
+        f_in, f_out = feats[i - 1], feats[i]
+        B, KC, H, W = f_out.shape
+        C = KC // K
+        probe = torch.cat([_random.rademacher((B, C, H, W), code, _random.PROBE + i, model.seed)
+                           for code in codes], 1).to(f_out.device, f_out.dtype)
+        g_in = None
+        if f_out.requires_grad:
+            (g_in,) = torch.autograd.grad(f_out, f_in, grad_outputs=probe, retain_graph=True,
+                                          allow_unused=True)
+        if g_in is None:  # no candidate's output depends on its input: zero vjp
+            g_in = torch.zeros_like(f_in)
+        Bi, KCi, Hi, Wi = g_in.shape
+        ident = np.zeros(K, dtype=bool)
+        if g_in.shape == probe.shape:
+            same = (g_in == probe).view(B, K, -1).all(2).all(0)
+            ident = same.cpu().numpy()
+        if Hi != H:
+            g_in = F.pixel_unshuffle(g_in, Hi // H)  # candidate k keeps a contiguous block
+        Ci = g_in.shape[1] // K
+        go = probe.double().view(B, K, C, H * W).permute(1, 0, 3, 2).reshape(K, -1, C)
+        gi = g_in.double().view(B, K, Ci, H * W).permute(1, 0, 3, 2).reshape(K, -1, Ci)
+        m = gi.transpose(1, 2) @ go / go.shape[1]
+        s = torch.linalg.svdvals(m).amax(1).cpu().numpy()
+        scores.append(np.where(ident, -np.inf, 2.0 - s - 1.0 / (s + 1e-6)))
+    trainability = np.sum(scores, axis=0) / len(scores)
+    return {"az_expressivity": expressivity, "az_progressivity": progressivity,
+            "az_trainability": trainability}
+
+
+_register(("zico",), zico)
+_register(("epe_nas",), epe_nas)
+_register(("zen",), zen)
+_register(("swap", "swap_reg"), swap)
+_register(("az_expressivity", "az_progressivity", "az_trainability"), az_nas)
+
+__all__ = ["PACKED", "PackedGroup", "names"]
