@@ -103,6 +103,27 @@ class PackedModel:
     def K(self) -> int:
         return self.plan.K
 
+    def _index_tables(self) -> DeviceTables:
+        """The model's device tables (a builder that does not call _setup gets its own)."""
+        if getattr(self, "tables", None) is None:
+            self.tables = DeviceTables(self.device)
+        return self.tables
+
+    def _weight_offsets(self) -> torch.Tensor:
+        """Offsets of the weight segments on the device (set by _setup; a builder that does
+        not call it gets them here, checked on the host, in one copy) and ``_max_len_w``."""
+        if getattr(self, "_off_w", None) is None:
+            t = self.table
+            nw = t.n_weight_segments
+            off = np.ascontiguousarray(t.offsets[: nw + 1])
+            lens = np.diff(off)
+            if len(off) and (off[0] < 0 or (lens < 0).any() or off[-1] > self.plan.n_weights):
+                raise ValueError("packed model: weight segment offsets are not non-decreasing "
+                                 f"within [0, {self.plan.n_weights}]")
+            self._max_len_w = int(lens.max()) if nw else 0
+            self._off_w = self._index_tables().get(off)
+        return self._off_w
+
     # ---- parameters ----------------------------------------------------------------------
     def params(self, dtype=None, absolute: bool = False, requires_grad: bool = True, flat=None):
         """Per-layer leaf tensors (views of the flat buffer, or of a converted copy). ``flat``:
@@ -221,7 +242,7 @@ class PackedModel:
         g_flat = g_flat.detach()
         t = self.table
         nw = t.n_weight_segments
-        sal = segment_saliency(flat_w.detach(), g_flat, hg_flat, self._off_w, backend=self.backend,
+        sal = segment_saliency(flat_w.detach(), g_flat, hg_flat, self._weight_offsets(), backend=self.backend,
                                max_len=self._max_len_w)
         tensors = [sal]
         fis_layers = []
@@ -261,7 +282,7 @@ class PackedModel:
         flat_w, _, _ = self.params(requires_grad=False)
         t = self.table
         nw = t.n_weight_segments
-        sal = segment_saliency(flat_w, flat_w, None, self._off_w, backend=self.backend,
+        sal = segment_saliency(flat_w, flat_w, None, self._weight_offsets(), backend=self.backend,
                                max_len=self._max_len_w)
         return _Deferred([sal], lambda h: self._per_candidate(np.sqrt(h[0][:, 4]), t.cand[:nw])
                          ).result(defer)
@@ -309,7 +330,7 @@ class PackedModel:
                             for g, w in zip(grads, wlist)])
         t = self.table
         nw = t.n_weight_segments
-        sal = segment_saliency(flat_w.detach(), g_flat, None, self._off_w, backend=self.backend,
+        sal = segment_saliency(flat_w.detach(), g_flat, None, self._weight_offsets(), backend=self.backend,
                                max_len=self._max_len_w)
         return _Deferred([sal], lambda h: self._per_candidate(h[0][:, 0], t.cand[:nw])).result(defer)
 
@@ -319,7 +340,7 @@ class PackedModel:
         # the number of ReLU units of each candidate, summed on the device (integers: exact)
         feats = torch.zeros(K, dtype=torch.float64, device=self.device)
         for h, cand, C in relus:
-            cand_dev = self.tables.get(cand)
+            cand_dev = self._index_tables().get(cand)
             naswot_kernel(h.detach(), cand_dev, C, kmat, backend=self.backend, check_values=False)
             per_group = C * h.shape[2] * h.shape[3]
             feats.index_add_(0, cand_dev, torch.full((len(cand),), float(per_group),
