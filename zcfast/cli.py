@@ -61,6 +61,9 @@ def _add_score(sub):
     p.add_argument("--flavour", default="paper", choices=["paper", "official"])
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"],
+                   help="packed engine's float32 passes: fp32 (default), bf16 (CPU/CUDA) or tf32 "
+                        "(CUDA); synflow stays float64 (docs/performance.md: fidelity per proxy)")
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
     from zcfast.executors import add_cli_options
@@ -81,7 +84,7 @@ def _cmd_score(a) -> int:
         images=a.images, flavour=a.flavour, device=a.device, chunk=a.chunk,
         progress=not a.no_progress, sample_seed=a.sample_seed, weight_seed=a.weight_seed,
         data_seed=a.data_seed, normalization=a.normalization, executor=ex, space=a.space,
-        data=a.data,
+        data=a.data, precision=a.precision,
     )
     ex.close()  # (a failed run has stopped its actors already)
     m = res["meta"]

@@ -32,7 +32,7 @@ from zcfast.spaces import get_space
 
 # settings that must match for --resume to continue a file
 _RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec",
-                "sample_seed", "weight_seed", "data_seed", "normalization", "data")
+                "sample_seed", "weight_seed", "data_seed", "normalization", "data", "precision")
 
 # proxies that never read the minibatch (synflow scores an all-ones input), and the settings
 # that only change the minibatch's pixels: a file of data-free proxies resumes across them
@@ -48,6 +48,8 @@ def _legacy(meta: dict, key: str):
         return meta.get("seed")
     if key == "normalization":
         return "dataset" if meta.get("dataset") == "cifar100" else "paper"
+    if key == "precision":  # before reduced precision existed, every file was fp32
+        return "fp32"
     return None
 
 
@@ -341,15 +343,16 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
                   data_root=None, images: str = "default", flavour: str = "paper",
                   device="auto", chunk=None, progress: bool = True, sample_seed=None,
                   weight_seed=None, data_seed=None, normalization: str = "paper",
-                  executor=None, space="nb201", data=None) -> dict:
+                  executor=None, space="nb201", data=None, precision: str = "fp32") -> dict:
     """Score networks of ``space`` into ``out`` (CSV + meta). Returns a summary dict.
 
     ``seed`` drives sampling (``archs=N``), the weights and the minibatch; ``sample_seed``,
     ``weight_seed`` and ``data_seed`` override it for one of the three. ``device``: 'auto'
     (CUDA when available), 'cpu', 'cuda' or 'cuda:N'. ``normalization``: 'paper' or 'dataset'
     (docs/data.md). ``data``: the space's benchmark file, when ``archs='all'`` should mean its
-    networks (NB101's official file). All of them are recorded in the meta file, and --resume
-    compares them. ``executor``: what runs the scoring (zcfast.executors; default: this
+    networks (NB101's official file). ``precision``: 'fp32' (default), 'bf16' or 'tf32' (CUDA) for
+    the packed engine's float32 passes (docs/performance.md). All of them are recorded in the
+    meta file, and --resume compares them. ``executor``: what runs the scoring (zcfast.executors; default: this
     process on ``device``). Rows are written as chunks finish; a finished file has them in the
     order of ``archs`` (docs/ray.md).
 
@@ -374,6 +377,14 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
     options = sp.model_options(flavour=flavour)
     dev = resolve_device(device)
+    from zcfast.batched.base import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
+    if precision != "fp32" and engine != "packed":
+        raise ValueError(f"precision {precision!r} applies to the packed engine, not engine={engine!r}")
+    if precision == "tf32" and dev.type != "cuda":
+        raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
     batch = sp.minibatch(ds, batch_size, s_data, images=images, data_root=data_root,
                          normalization=normalization)  # a bad setting fails before any file
     ex = get_executor(executor, device=str(dev))
@@ -382,12 +393,13 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
         "batch_size": int(batch_size), "images": images, "normalization": normalization,
         "data_root": None if data_root is None else str(data_root),
         "options": options, "engine": engine, "chunk": chunk,
+        **({"precision": precision} if precision != "fp32" else {}),
     })
     meta = {
         "space": sp.name, "dataset": ds, "proxies": names, "seed": seed,
         "sample_seed": s_sample, "weight_seed": s_weight, "data_seed": s_data,
         "batch_size": int(batch_size), **batch.meta(), "normalization": normalization,
-        "flavour": flavour, "data": None if data is None else str(data),
+        "flavour": flavour, "data": None if data is None else str(data), "precision": precision,
         "archs_spec": archs if isinstance(archs, str) else f"list[{len(codes)}]",
         "engine": engine, "device": str(dev), "device_name": device_name(dev),
         "zcfast": __version__, "git": git_sha(),

@@ -186,6 +186,12 @@ def jacob_cov_scores(jac: torch.Tensor):
     """
     import numpy as np
 
+    return jacob_cov_finish(*jacob_cov_corr(jac)).cpu().numpy().astype(np.float64)
+
+
+def jacob_cov_corr(jac: torch.Tensor):
+    """First half of :func:`jacob_cov_scores`, on the device: (K, N, N) float64 correlation
+    matrices (a stand-in identity where undefined) and the (K,) mask of defined ones."""
     j = jac.detach().double()
     n, d = j.shape[1], j.shape[2]
     xm = j - j.mean(2, keepdim=True)
@@ -196,11 +202,17 @@ def jacob_cov_scores(jac: torch.Tensor):
     finite = torch.isfinite(c).flatten(1).all(1)
     # undefined correlations get a harmless stand-in for the decomposition, then NaN
     c = torch.where(finite[:, None, None], c, torch.eye(n, dtype=c.dtype, device=c.device))
+    return c, finite
+
+
+def jacob_cov_finish(c: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """Second half of :func:`jacob_cov_scores`: the (K,) float64 scores, on the device.
+    torch.linalg.eigvalsh checks its result on the host (a sync on a GPU): the packed engine
+    runs this last in a chunk, just before the chunk's one device-to-host copy."""
     v = torch.linalg.eigvalsh(c)
     k = 1e-5
     s = -(torch.log(v + k) + 1.0 / (v + k)).sum(1)
-    s = torch.where(finite, s, torch.full_like(s, float("nan")))
-    return s.cpu().numpy().astype(np.float64)
+    return torch.where(finite, s, torch.full_like(s, float("nan")))
 
 
 def synflow(net, x, y, loss_fn, split=1) -> float:
