@@ -18,7 +18,9 @@ def _add_score(sub):
     p.add_argument("--space", default="nb201", choices=["nb201"])
     p.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | ImageNet16-120")
     p.add_argument("--proxies", default="paper",
-                   help="'paper' (the six of the paper), 'all', or a comma list, e.g. synflow,snip")
+                   help="'paper' (the six of the paper), 'all', or a comma list, e.g. synflow,snip; "
+                        "econas[:epochs=E+channels=C+resolution=R+images=N+batch=B+schedule=S] "
+                        "adds a reduced-training proxy (docs/reduced_training.md)")
     p.add_argument("--archs", default="1000",
                    help="'all', N (N distinct cells sampled with --seed) or a FILE of arch strings")
     p.add_argument("--seed", type=int, default=0,
@@ -68,6 +70,11 @@ def _cmd_score(a) -> int:
           f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}, device {m['device']}: "
           f"{m['device_name']}) -> {res['out']}")
     print(f"images: {m['images_description']}")
+    if m.get("reduced_training"):
+        from zcfast.reduced_training import summary
+
+        for col, d in m["reduced_training"].items():
+            print(f"{col}: {summary(d)}")
     print(f"seeds: sample {m['sample_seed']}, weights {m['weight_seed']}, data {m['data_seed']}")
     return 0
 

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from zcfast import __version__
+from zcfast import reduced_training as _reduced
 from zcfast.data import dataset_name, image_source, num_classes
 from zcfast.proxies import PAPER_PROXIES, PROXIES, check_names
 from zcfast.spaces import nb201
 
 # settings that must match for --resume to continue a file
 _RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec",
-                "sample_seed", "weight_seed", "data_seed", "normalization")
+                "sample_seed", "weight_seed", "data_seed", "normalization", "reduced_training")
 
 # proxies that never read the minibatch (synflow scores an all-ones input), and the settings
 # that only change the minibatch's pixels: a file of data-free proxies resumes across them
@@ -71,7 +72,8 @@ def device_name(dev) -> str:
 
 def parse_proxies(spec) -> list:
     """Proxy names from a list or a comma string; the tokens 'paper' (the six of the paper's
-    Table 1) and 'all' expand in place, duplicates are dropped."""
+    Table 1) and 'all' expand in place, duplicates are dropped. Reduced-training proxies
+    (``econas[:key=value+...]``, zcfast/reduced_training.py) are kept as written."""
     if isinstance(spec, str):
         spec = [t.strip() for t in spec.split(",") if t.strip()]
     out = []
@@ -79,7 +81,7 @@ def parse_proxies(spec) -> list:
         for n in (PAPER_PROXIES if t == "paper" else PROXIES if t == "all" else [t]):
             if n not in out:
                 out.append(n)
-    return check_names(out)
+    return _reduced.check_proxy_names(out, check_names)
 
 
 def parse_archs(spec, seed: int) -> np.ndarray:
@@ -284,6 +286,10 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         "zcfast": __version__, "git": git_sha(),
         "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    zc_names, rt_specs = _reduced.split_proxies(names)
+    if rt_specs:  # reduction factors and images of every reduced-training column
+        meta["reduced_training"] = _reduced.describe_specs(
+            rt_specs, dataset=ds, data_root=data_root, data_seed=s_data, normalization=normalization)
     writer = ScoreWriter(out, meta, names, resume=resume)
     todo = [int(i) for i in indices if int(i) not in writer.done]
     ncls = num_classes(ds)
@@ -296,7 +302,12 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="cell",
                    desc=f"scoring {ds}", dynamic_ncols=True)
     try:
-        if engine == "loop":
+        if rt_specs:
+            _reduced.score_rows(writer, todo, zc_names, rt_specs, x=x, y=y, dataset=ds,
+                                data_root=data_root, weight_seed=s_weight, data_seed=s_data,
+                                flavour=flavour, engine=engine, device=dev, chunk=chunk,
+                                normalization=normalization, bar=bar)
+        elif engine == "loop":
             it = iter_loop(todo, names, x, y, ncls=ncls, seed=s_weight, flavour=flavour, device=dev)
             for i, vals in it:
                 writer.write(i, vals)

@@ -15,7 +15,7 @@ from zcfast.batched.base import LOSS_PROXIES, SUPPORTED, PackedModel, _reproduci
 from zcfast.batched.ordered import index_rounds, ordered_index_add_
 from zcfast.batched.plan import Plan, SegmentTable, build_plan, segment_table
 from zcfast.spaces import nb201
-from zcfast.spaces.nb201_model import STAGE_CHANNELS
+from zcfast.spaces.nb201_model import INIT_CHANNELS
 
 __all__ = ["LOSS_PROXIES", "SUPPORTED", "PackedNB201", "_reproducible", "codes_of"]
 
@@ -84,9 +84,10 @@ class PackedNB201(PackedModel):
 
     def __init__(self, codes, num_classes: int, *, flavour: str = "paper", seed: int = 0,
                  input_size: int = 32, device="cpu", backend: str | None = None,
-                 dtype=torch.float32):
+                 dtype=torch.float32, init_channels: int = INIT_CHANNELS):
         dev = torch.device(device)
-        self.plan: Plan = build_plan(codes, num_classes, flavour, input_size, device=dev)
+        self.plan: Plan = build_plan(codes, num_classes, flavour, input_size, device=dev,
+                                     init_channels=init_channels)
         self.table: SegmentTable = segment_table(self.plan)
         self.input_shape = (3, input_size, input_size)
         self._pool_cache: dict = {}
@@ -98,6 +99,13 @@ class PackedNB201(PackedModel):
         self._setup(self.plan.codes, seed=seed, device=dev, backend=backend, dtype=dtype)
 
     # ---- forward ---------------------------------------------------------------------------
+    def _norm(self, h: torch.Tensor, site: str) -> torch.Tensor:
+        """The BatchNorm at ``site`` ('stem', 'lastact', or the name of the packed conv layer it
+        follows). Here train-mode batch statistics, no affine transform (the initial state of
+        every BatchNorm); a subclass that trains the networks keeps their affine parameters
+        and running statistics (zcfast/batched/train.py)."""
+        return _bn(h)
+
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
                 acts: list | None = None, relus: list | None = None) -> torch.Tensor:
         """Logits (B, K, classes). ``bn=False``: synflow rule (BN only in reduction blocks).
@@ -117,19 +125,19 @@ class PackedNB201(PackedModel):
         else:
             h = conv(x, plan.stem)  # shared input: one dense conv producing K*16 channels
         if bn:
-            h = _bn(h)
+            h = self._norm(h, "stem")
         red = 0
         for c, nodes in enumerate(plan.cells):
             stage = plan.stage_of_cell[c]
-            C = STAGE_CHANNELS[stage]
+            C = plan.channels[stage]
             if stage > red:
                 h = self._reduction(h, plan.reductions[red], ws, conv, relus, allk)
                 red += 1
             h = self._cell(h, nodes, C, ws, conv, relus, bn)
         if bn:
-            h = _bn(h)
+            h = self._norm(h, "lastact")
         if relus is not None:
-            relus.append((h, allk, STAGE_CHANNELS[-1]))
+            relus.append((h, allk, plan.channels[-1]))
         f = F.relu(h).mean((2, 3))  # global average pool
         B = f.shape[0]
         f = f.view(B, K, -1).transpose(0, 1)  # (K, B, 64)
@@ -145,10 +153,10 @@ class PackedNB201(PackedModel):
         K = self.plan.K
         if relus is not None:
             relus.append((h, allk, ca.c_in))
-        a = _bn(conv(F.relu(h), ca, groups=K))
+        a = self._norm(conv(F.relu(h), ca, groups=K), ca.name)
         if relus is not None:
             relus.append((a, allk, ca.c_out))
-        b = _bn(conv(F.relu(a), cb, groups=K))
+        b = self._norm(conv(F.relu(a), cb, groups=K), cb.name)
         s = conv(F.avg_pool2d(h, 2, 2), sc, groups=K)
         return s + b
 
@@ -190,13 +198,15 @@ class PackedNB201(PackedModel):
                     relus.append((pre, nd.conv_cand, C))
                 r = F.relu(pre)
                 rs = r.split([nd.n_conv1 * C, nd.n_conv3 * C], 1) if nd.n_conv1 and nd.n_conv3 else [r]
-                outs = []
+                outs, lays = [], []
                 if nd.n_conv1:
                     outs.append(conv(rs[0], nd.conv1, groups=nd.n_conv1))
+                    lays.append(nd.conv1)
                 if nd.n_conv3:
                     outs.append(conv(rs[-1], nd.conv3, groups=nd.n_conv3))
+                    lays.append(nd.conv3)
                 if bn:  # per-channel statistics: normalising the two parts apart is the same
-                    outs = [_bn(o) for o in outs]
+                    outs = [self._norm(o, lay.name) for o, lay in zip(outs, lays)]
                 parts.append(outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
@@ -224,11 +234,12 @@ class PackedNB201(PackedModel):
         params = np.bincount(t.cand, weights=lens, minlength=self.K).astype(np.float64)
         # BatchNorm affine parameters of the per-model network (2 per channel): stem, the two
         # BNs of each reduction block, the head; cell BNs only in the official flavour.
-        bn = 2 * (STAGE_CHANNELS[0] + 2 * STAGE_CHANNELS[1] + 2 * STAGE_CHANNELS[2] + STAGE_CHANNELS[2])
+        ch = self.plan.channels
+        bn = 2 * (ch[0] + 2 * ch[1] + 2 * ch[2] + ch[2])
         params += bn
         if self.plan.flavour == "official":
             for nodes, stage in zip(self.plan.cells, self.plan.stage_of_cell):
-                C = STAGE_CHANNELS[stage]
+                C = ch[stage]
                 for nd in nodes:
                     params += 2 * C * np.bincount(nd.conv_cand, minlength=self.K)
         flops = np.bincount(t.cand[:nw], weights=t.weight_numel * t.weight_hw_out,
