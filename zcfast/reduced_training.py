@@ -223,17 +223,24 @@ class Batches:
     def steps_per_epoch(self) -> int:
         return -(-self.n_train // self.cfg.batch)
 
-    def epoch(self, e: int) -> Iterator:
-        """The batches (x, y) of epoch ``e``: a seeded shuffle of the training subset, each
-        image randomly cropped from its zero-padded copy and flipped with probability 1/2
-        (docs/data.md's training augmentation), resized, normalised; the last batch may be
-        short (PyTorch's DataLoader without drop_last)."""
+    def augmentation(self, e: int) -> tuple:
+        """Epoch ``e``'s (order, crop offsets y, x, flips): pool indices in training order and
+        each one's augmentation, from the generator seeded by (data seed, e)."""
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xEC0, int(e)]))
         order = self.subset[rng.permutation(self.n_train)]
         p = self.data.pad
         oy = rng.integers(0, 2 * p + 1, size=self.n_train)
         ox = rng.integers(0, 2 * p + 1, size=self.n_train)
         flip = rng.random(self.n_train) < 0.5
+        return order, oy, ox, flip
+
+    def epoch(self, e: int) -> Iterator:
+        """The batches (x, y) of epoch ``e``: a seeded shuffle of the training subset, each
+        image randomly cropped from its zero-padded copy and flipped with probability 1/2
+        (docs/data.md's training augmentation), resized, normalised; the last batch may be
+        short (PyTorch's DataLoader without drop_last)."""
+        order, oy, ox, flip = self.augmentation(e)
+        p = self.data.pad
         b = self.cfg.batch
         for a in range(0, self.n_train, b):
             sl = slice(a, a + b)
@@ -292,10 +299,11 @@ class _PerModel:
         return np.array([int((pred == y.to(self.device)).sum())])
 
 
-def run(trainer, batches: Batches, steps: int | None = None) -> np.ndarray:
+def run(trainer, batches: Batches, steps: int | None = None, evaluate: bool = True):
     """Train ``trainer`` (per-model or packed) on ``batches``: ``cfg.epochs`` epochs, or only
-    the first ``steps`` steps; then its accuracy (%) on the held-out set, per candidate. The
-    one loop both engines run, so their data order and schedule are the same by construction."""
+    the first ``steps`` steps; then its accuracy (%) on the held-out set, per candidate (None
+    when not ``evaluate``). The one loop both engines run, so their data order and schedule
+    are the same by construction."""
     cfg = batches.cfg
     done = 0
     for e in range(cfg.epochs):
@@ -307,6 +315,8 @@ def run(trainer, batches: Batches, steps: int | None = None) -> np.ndarray:
                 break
             trainer.step(x, y)
             done += 1
+    if not evaluate:
+        return None
     right = None
     for x, y in batches.val:
         c = trainer.correct(x, y)
@@ -315,17 +325,18 @@ def run(trainer, batches: Batches, steps: int | None = None) -> np.ndarray:
 
 
 def train_loop(index: int, cfg, batches: Batches, *, num_classes: int = 10, seed: int = 0,
-               flavour: str = "paper", device="cpu", dtype=torch.float32, steps: int | None = None):
-    """Per-model reduced training of one cell: (accuracy %, trained nn.Module)."""
+               flavour: str = "paper", device="cpu", dtype=torch.float32,
+               steps: int | None = None, evaluate: bool = True):
+    """Per-model reduced training of one cell: (accuracy % or None, trained nn.Module)."""
     cfg = parse_spec(cfg)
     t = _PerModel(index, num_classes, cfg, seed=seed, flavour=flavour, device=device, dtype=dtype)
-    acc = run(t, batches, steps)
-    return float(acc[0]), t.net
+    acc = run(t, batches, steps, evaluate)
+    return (None if acc is None else float(acc[0])), t.net
 
 
 def train_packed(indices, cfg, batches: Batches, *, num_classes: int = 10, seed: int = 0,
                  flavour: str = "paper", device="cpu", dtype=torch.float32,
-                 steps: int | None = None, backend: str | None = None):
+                 steps: int | None = None, backend: str | None = None, evaluate: bool = True):
     """Packed reduced training of the cells ``indices`` in one program: (accuracies %, the
     :class:`~zcfast.batched.train.PackedTrainer`)."""
     from zcfast.batched.engine import codes_of
@@ -336,7 +347,7 @@ def train_packed(indices, cfg, batches: Batches, *, num_classes: int = 10, seed:
                       input_size=cfg.resolution, init_channels=cfg.channels, device=device,
                       dtype=dtype, backend=backend, lr=cfg.lr, momentum=cfg.momentum,
                       weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
-    return run(t, batches, steps), t
+    return run(t, batches, steps, evaluate), t
 
 
 # Candidates per packed training program, at most (bench/results/reduced_training.md measures
