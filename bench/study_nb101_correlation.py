@@ -136,7 +136,7 @@ def report(rows: list, meta: dict, timing: dict) -> str:
     gt = subset_groundtruth()
     df = pd.DataFrame(rows).set_index("hash")
     for p in PROXIES:
-        df[p] = df[p].astype(float)
+        df[p] = pd.to_numeric(df[p].replace("", np.nan))
     acc = gt.loc[df.index, "val_acc_mean"].to_numpy()
     nl_mean, nl_first = naslib_scores("mean"), naslib_scores("first")
 
@@ -149,13 +149,15 @@ def report(rows: list, meta: dict, timing: dict) -> str:
                 float(stats.kendalltau(a[ok], b[ok]).statistic))
 
     n_done = len(df)
+    n_full = int(df[PROXIES].notna().all(axis=1).sum())
     lines = ["# Zero-cost proxies on NAS-Bench-101: the bundled 292-cell NASLib subset, CPU", "",
              f"Produced by `python bench/study_nb101_correlation.py` (git {meta['git']} at start, "
              f"{meta['cpu']}, {meta['threads']} thread(s), started {meta['started']}; report "
              f"written {time.strftime('%Y-%m-%d %H:%M')}).", "",
-             f"**Progress: {n_done} of {len(gt)} distinct cells scored"
-             + (" (partial run: every number below is over these cells only)." if n_done < len(gt)
-                else ".") + "**", "",
+             f"**Progress: {n_done} of {len(gt)} distinct cells scored, {n_full} of them with "
+             f"every proxy"
+             + (" (partial run: every number below is over the cells scored so far; column n "
+                "says how many)." if n_full < len(gt) else ".") + "**", "",
              "Cells: the 500 records of NASLib's `zc_nasbench101.json` are 292 distinct cells under "
              "the official hash (48 repeated, one 55 times); each row of `scores.csv` is one cell, "
              "keyed by its official hash (column `hash`). Target: the 108-epoch CIFAR-10 "
@@ -225,14 +227,31 @@ def report(rows: list, meta: dict, timing: dict) -> str:
             alt_s = "not run"
         lines.append(f"| {p} | {self_agree[p]:+.3f} | {agree:+.3f} | {alt_s} |")
     lines.append("")
-    if timing.get("cells"):
-        per = {p: timing["proxy_seconds"][p] / timing["cells"] for p in PROXIES}
-        lines += [f"Cost: {timing['seconds'] / timing['cells']:.0f} s per cell on average over "
-                  f"{timing['cells']} cells scored in this folder's runs (per proxy: "
-                  + ", ".join(f"{p} {per[p]:.1f} s" for p in PROXIES) + "); per-model loop, "
-                  "every proxy on its own copy of the network, run under the shared compute "
-                  "lock.", ""]
+    pc = timing.get("proxy_cells", {p: timing.get("cells", 0) for p in PROXIES})
+    if all(pc.get(p) for p in PROXIES):
+        per = {p: timing["proxy_seconds"][p] / pc[p] for p in PROXIES}
+        lines += [f"Cost per cell (per-model loop, every proxy on its own copy of the network, "
+                  f"{meta['threads']} threads, under the shared compute lock; averages over the "
+                  f"cells scored for each proxy): {sum(per.values()):.0f} s in all -- "
+                  + ", ".join(f"{p} {per[p]:.1f} s" for p in PROXIES) + ". The lock keeps other "
+                  "long jobs out, not other engineers' tests and builds: the load average at the "
+                  f"last cell was {timing.get('load_average_last', ['?'])[0]:.1f} on 2 cores, so "
+                  "these are upper bounds of a quiet machine's cost.", ""]
     return "\n".join(lines) + "\n"
+
+
+def load_all(folder: Path = FOLDER) -> list:
+    """Rows of scores.csv with blank proxies filled from the part files scores_<proxies>.csv
+    (written by --only passes)."""
+    rows = read_rows(folder / "scores.csv")
+    by_hash = {r["hash"]: r for r in rows}
+    for part in sorted(folder.glob("scores_*.csv")):
+        for r in read_rows(part):
+            if r["hash"] in by_hash:
+                for k, v in r.items():
+                    if k in PROXIES and v != "" and by_hash[r["hash"]].get(k, "") == "":
+                        by_hash[r["hash"]][k] = v
+    return rows
 
 
 def main() -> None:
@@ -241,7 +260,14 @@ def main() -> None:
     from zcfast.scoring import cpu_name, git_sha
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cells", type=int, default=292)
+    ap.add_argument("--cells", type=int, default=292, help="stop when this many cells are scored")
+    ap.add_argument("--more", type=int, default=0,
+                    help="score at most this many new cells in this run (0: no limit)")
+    ap.add_argument("--skip", default="",
+                    help="proxies left blank in scores.csv, to be filled by a later --only pass")
+    ap.add_argument("--only", default="",
+                    help="score only these proxies, into scores_<names>.csv, for the cells of "
+                         "scores.csv that lack them")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
@@ -259,6 +285,11 @@ def main() -> None:
     if a.measure:
         measure(a.measure, x, y, a.seed, a.stem_channels)
         return
+    skip = [p for p in a.skip.split(",") if p]
+    only = [p for p in a.only.split(",") if p]
+    for p in skip + only:
+        if p not in PROXIES:
+            raise SystemExit(f"unknown proxy {p!r}: expected some of {PROXIES}")
     FOLDER.mkdir(parents=True, exist_ok=True)
     out, meta_p, timing_p = FOLDER / "scores.csv", FOLDER / "scores.csv.meta.json", FOLDER / "timing.json"
     meta = {"space": "nb101", "dataset": "cifar10", "proxies": PROXIES, "seed": a.seed,
@@ -276,38 +307,55 @@ def main() -> None:
         meta_p.write_text(json.dumps(meta, indent=1))
     timing = json.loads(timing_p.read_text()) if timing_p.exists() else \
         {"seconds": 0.0, "cells": 0, "proxy_seconds": {p: 0.0 for p in PROXIES}}
-    rows = read_rows(out)
-    done = {r["hash"] for r in rows}
+    timing.setdefault("proxy_cells", {p: timing["cells"] for p in PROXIES})
     gt = subset_groundtruth()
-    todo = [(h, int(c)) for h, c in zip(gt.index, gt["code"]) if h not in done][
-        : max(0, a.cells - len(done))]
-    fields = ["hash", "code", "n_records", "val_acc_mean", *PROXIES, "seconds"]
+    rows = read_rows(out)
+    if only:
+        have = {r["hash"] for r in load_all() if all(r.get(p, "") != "" for p in only)}
+        target = FOLDER / f"scores_{'_'.join(only)}.csv"
+        names = only
+        todo = [(r["hash"], int(r["code"])) for r in rows if r["hash"] not in have]
+        fields = ["hash", *only, "seconds"]
+    else:
+        done = {r["hash"] for r in rows}
+        target = out
+        names = [p for p in PROXIES if p not in skip]
+        todo = [(h, int(c)) for h, c in zip(gt.index, gt["code"]) if h not in done]
+        todo = todo[: max(0, a.cells - len(done))]
+        fields = ["hash", "code", "n_records", "val_acc_mean", *PROXIES, "seconds"]
+    if a.more:
+        todo = todo[: a.more]
     if not a.report_only and todo:
-        new = not out.exists() or out.stat().st_size == 0
-        with open(out, "a", newline="") as f:
+        new = not target.exists() or target.stat().st_size == 0
+        with open(target, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             if new:
                 w.writeheader()
             for k, (h, code) in enumerate(todo):
                 t0 = time.perf_counter()
-                vals, secs = score_cell(code, x, y, PROXIES, a.seed, a.stem_channels)
+                vals, secs = score_cell(code, x, y, names, a.seed, a.stem_channels)
                 dt = time.perf_counter() - t0
-                row = {"hash": h, "code": code, "n_records": int(gt.loc[h, "n_records"]),
-                       "val_acc_mean": repr(float(gt.loc[h, "val_acc_mean"])),
-                       **{p: repr(float(vals[p])) for p in PROXIES}, "seconds": f"{dt:.2f}"}
+                row = {"hash": h, **{p: repr(float(vals[p])) for p in names},
+                       "seconds": f"{dt:.2f}"}
+                if not only:
+                    row.update({"code": code, "n_records": int(gt.loc[h, "n_records"]),
+                                "val_acc_mean": repr(float(gt.loc[h, "val_acc_mean"])),
+                                **{p: "" for p in skip}})
                 w.writerow(row)
                 f.flush()
-                rows.append(row)
-                timing["seconds"] += dt
-                timing["cells"] += 1
-                for p in PROXIES:
+                for p in names:
                     timing["proxy_seconds"][p] += secs[p]
+                    timing["proxy_cells"][p] += 1
+                timing["seconds"] += dt
+                timing["cells"] += 0 if only else 1
                 timing.update(cpu=cpu_name(), threads=a.threads, git_last=git_sha(),
                               load_average_last=os.getloadavg())
                 timing_p.write_text(json.dumps(timing, indent=1))
-                print(f"[{len(rows)}/{len(gt)}] {h} {dt:.0f} s", flush=True)
+                print(f"[{k + 1}/{len(todo)}] {'+'.join(names) if only else 'cell'} {h} "
+                      f"{dt:.0f} s", flush=True)
                 if (k + 1) % 5 == 0:
-                    (FOLDER / "README.md").write_text(report(rows, meta, timing))
+                    (FOLDER / "README.md").write_text(report(load_all(), meta, timing))
+    rows = load_all()
     if rows:
         text = report(rows, meta, timing)
         (FOLDER / "README.md").write_text(text)

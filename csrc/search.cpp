@@ -1,6 +1,7 @@
 #include "search.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -40,6 +41,75 @@ const char* algo_name(Algo a) {
   return "?";
 }
 
+namespace {
+// Recursive-descent parser of ensemble expressions: node := integer | rule '(' node (',' node)* ')'.
+struct EnsParser {
+  const std::string& s;
+  size_t i = 0;
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::invalid_argument("ensemble expression '" + s + "': " + what + " at position " +
+                                std::to_string(i));
+  }
+  template <class Node>
+  Node parse() {
+    Node node;
+    if (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+      int64_t v = 0;
+      while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+        v = v * 10 + (s[i++] - '0');
+        if (v > 1000000) fail("column number too large");
+      }
+      node.rule = 0;
+      node.column = v;
+      return node;
+    }
+    size_t j = i;
+    while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
+    const std::string rule = s.substr(i, j - i);
+    if (rule == "logrank") node.rule = 1;
+    else if (rule == "meanrank") node.rule = 2;
+    else if (rule == "vote") node.rule = 3;
+    else fail("unknown rule '" + rule + "' (expected logrank, meanrank or vote)");
+    i = j;
+    if (i >= s.size() || s[i] != '(') fail("expected '('");
+    ++i;
+    for (;;) {
+      node.children.push_back(parse<Node>());
+      if (i < s.size() && s[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < s.size() && s[i] == ')') {
+        ++i;
+        break;
+      }
+      fail("expected ',' or ')'");
+    }
+    return node;
+  }
+};
+
+template <class Node>
+void collect_columns(const Node& n, std::vector<int64_t>& out) {
+  if (n.rule == 0) out.push_back(n.column);
+  for (const auto& c : n.children) collect_columns(c, out);
+}
+
+template <class Node>
+Node parse_ensemble(const std::string& expr) {
+  EnsParser p{expr};
+  Node n = p.template parse<Node>();
+  if (p.i != expr.size()) p.fail("unexpected text after the expression");
+  return n;
+}
+}  // namespace
+
+std::vector<int64_t> ensemble_columns(const std::string& expr) {
+  std::vector<int64_t> out;
+  collect_columns(parse_ensemble<EnsembleNode>(expr), out);
+  return out;
+}
+
 void validate(const Config& c) {
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
   const int a = static_cast<int>(c.algo);
@@ -71,8 +141,15 @@ void validate(const Config& c) {
   if (c.bp_candidates < 0) bad("bp_candidates " + str(c.bp_candidates) + " must be >= 0 (0 = all)");
   if (c.score_members < 1 || c.score_members > 64)
     bad("score_members " + str(c.score_members) + " is out of range: expected 1 to 64");
-  if (c.ensemble_rule != "logrank" && c.ensemble_rule != "meanrank" && c.ensemble_rule != "vote")
-    bad("unknown ensemble rule '" + c.ensemble_rule + "' (expected logrank, meanrank or vote)");
+  if (c.ensemble.empty()) {
+    if (c.score_members != 1)
+      bad("score_members " + str(c.score_members) + " needs an ensemble expression that combines them");
+  } else {
+    for (int64_t k : ensemble_columns(c.ensemble))
+      if (k >= c.score_members)
+        bad("ensemble '" + c.ensemble + "' reads column " + str(k) + " but score_members is " +
+            str(c.score_members));
+  }
   if (c.max_steps < 0) bad("max_steps " + str(c.max_steps) + " must be >= 0 (0 = automatic)");
 }
 
@@ -157,6 +234,7 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
         str(cfg_.score_members) + " per ground-truth row), got " +
         str(static_cast<int64_t>(full_->size())));
   max_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : std::max<int64_t>(100000, 1000 * cfg_.budget);
+  if (!cfg_.ensemble.empty()) ens_ = parse_ensemble<EnsembleNode>(cfg_.ensemble);
   trained_at_.assign(N, -1);
   used_.assign(N, 0);
   mark_.assign(N, 0);
@@ -241,40 +319,50 @@ double Search::score(int32_t row, int64_t member) const {
 }
 
 void Search::set_scores(const int32_t* rows, size_t n, std::vector<double>& out) const {
-  out.resize(n);
-  const int64_t m = cfg_.score_members;
-  if (m == 1) {
+  if (cfg_.ensemble.empty()) {
+    out.resize(n);
     for (size_t i = 0; i < n; ++i) out[i] = score(rows[i]);
     return;
   }
-  if (cfg_.ensemble_rule == "vote") {
-    // Copeland count: i beats j when at least half of the members score i strictly higher
+  eval_node(ens_, rows, n, out);
+}
+
+void Search::eval_node(const EnsembleNode& node, const int32_t* rows, size_t n,
+                       std::vector<double>& out) const {
+  out.assign(n, 0.0);
+  if (node.rule == 0) {
+    for (size_t i = 0; i < n; ++i) out[i] = score(rows[i], node.column);
+    return;
+  }
+  const size_t m = node.children.size();
+  std::vector<std::vector<double>> cols(m);
+  for (size_t k = 0; k < m; ++k) eval_node(node.children[k], rows, n, cols[k]);
+  if (node.rule == 3) {
+    // Copeland count: i beats j when at least half of the children score i strictly higher
     for (size_t i = 0; i < n; ++i) {
       double wins = 0.0;
       for (size_t j = 0; j < n; ++j) {
         if (i == j) continue;
-        int64_t higher = 0;
-        for (int64_t k = 0; k < m; ++k) higher += score(rows[i], k) > score(rows[j], k);
+        size_t higher = 0;
+        for (size_t k = 0; k < m; ++k) higher += cols[k][i] > cols[k][j];
         wins += 2 * higher >= m;
       }
       out[i] = wins;
     }
     return;
   }
-  // average ranks (1 = lowest, NaN lowest, ties share their mean rank) per member
-  std::fill(out.begin(), out.end(), 0.0);
+  // average ranks (1 = lowest, NaN lowest, ties share their mean rank) per child
   std::vector<std::pair<double, size_t>> col(n);
-  for (int64_t k = 0; k < m; ++k) {
-    for (size_t i = 0; i < n; ++i) col[i] = {rank_key(score(rows[i], k)), i};
+  for (size_t k = 0; k < m; ++k) {
+    for (size_t i = 0; i < n; ++i) col[i] = {rank_key(cols[k][i]), i};
     std::sort(col.begin(), col.end());
     for (size_t a = 0; a < n;) {
       size_t b = a;
       while (b + 1 < n && col[b + 1].first == col[a].first) ++b;
       const double rank = 0.5 * static_cast<double>(a + b) + 1.0;
       for (size_t t = a; t <= b; ++t)
-        out[col[t].second] += cfg_.ensemble_rule == "logrank"
-                                  ? std::log(rank / static_cast<double>(n))
-                                  : rank / static_cast<double>(m);
+        out[col[t].second] += node.rule == 1 ? std::log(rank / static_cast<double>(n))
+                                             : rank / static_cast<double>(m);
       a = b + 1;
     }
   }
@@ -810,7 +898,7 @@ bool Search::step_reinforce() {
     }
     // the batch's scores as compared with every cell seen in the warmup so far
     std::vector<double> batch_score(n);
-    if (cfg_.score_members == 1) {
+    if (cfg_.ensemble.empty()) {
       for (int64_t i = 0; i < n; ++i) batch_score[i] = rank_key(score(scratch_[i]));
     } else {  // an ensemble ranks over the cells compared: all cells seen so far
       warm_rows_.insert(warm_rows_.end(), scratch_.begin(), scratch_.end());
@@ -821,7 +909,7 @@ bool Search::step_reinforce() {
       std::sort(warm_seen_.begin(), warm_seen_.end());
       for (int64_t i = 0; i < n; ++i) batch_score[i] = rank_key(all[all.size() - n + i]);
     }
-    if (cfg_.score_members == 1)
+    if (cfg_.ensemble.empty())
       for (int64_t i = 0; i < n; ++i)  // insert the batch into the sorted history
         warm_seen_.insert(std::upper_bound(warm_seen_.begin(), warm_seen_.end(), batch_score[i]),
                           batch_score[i]);

@@ -82,13 +82,14 @@ struct Config {
   int64_t bp_candidates = 0;
 
   // Zero-cost scores with several members (a label-free ensemble, docs/proxies_modern.md): every
-  // cell has `score_members` proxy scores, and whenever the search compares cells (a warmup
-  // pool, move candidates, the cells seen by RL's warmup) each member is ranked over exactly
-  // those cells (average ranks, NaN lowest) and the ranks are combined by `ensemble_rule`:
-  // "logrank" (sum of log(rank / n)), "meanrank" or "vote" (Copeland count of the pairwise
-  // majority vote). One member: the raw scores, as given.
+  // cell has `score_members` proxy scores (columns 0..m-1), and `ensemble` says how to combine
+  // them, as an expression: a column number, or rule(child, child, ...) with rule "logrank"
+  // (sum of log(rank / n)), "meanrank" or "vote" (Copeland count of the pairwise majority vote),
+  // e.g. "logrank(0,logrank(1,2,3,4),5)". Whenever the search compares cells (a warmup pool,
+  // move candidates, the cells seen by RL's warmup) every child is evaluated over exactly those
+  // cells and ranked over them (average ranks, NaN lowest). Empty: one member, the raw scores.
   int64_t score_members = 1;
-  std::string ensemble_rule = "logrank";
+  std::string ensemble;
 
   // Guard against searches that take steps without querying the oracle forever: stop after this
   // many steps (0 = automatic: max(100,000, 1,000 * budget)); the run is then marked failed.
@@ -98,6 +99,16 @@ struct Config {
 // Throws std::invalid_argument naming the first bad value (the checks that need no universe;
 // Search's constructor checks the sizes against its universe).
 void validate(const Config& c);
+// The columns an ensemble expression reads (throws std::invalid_argument naming a bad part).
+std::vector<int64_t> ensemble_columns(const std::string& expr);
+
+// A node of a parsed ensemble expression: rule (0 = a score column, 1 logrank, 2 meanrank,
+// 3 vote), the column of a leaf, the children of a rule.
+struct EnsembleNode {
+  int rule = 0;
+  int64_t column = 0;
+  std::vector<EnsembleNode> children;
+};
 
 // The training oracle: validation and test accuracy of the cells of a universe, one row each,
 // keyed by the space's key (rows must have distinct keys), shared by many searches.
@@ -184,8 +195,11 @@ class Search {
   bool draw_warmup(const Rng& saved);
   double score(int32_t row, int64_t member = 0) const;
   // The scores the search compares for these rows: the raw score with one member, else the
-  // ensemble over exactly these rows (see Config::score_members).
+  // ensemble over exactly these rows (see Config::ensemble).
   void set_scores(const int32_t* rows, size_t n, std::vector<double>& out) const;
+  void eval_node(const EnsembleNode& node, const int32_t* rows, size_t n,
+                 std::vector<double>& out) const;
+  EnsembleNode ens_;
   double train(int32_t row);  // one oracle query: charges one trained model, always
   bool is_trained(int32_t row) const { return trained_at_[row] >= 0; }
   bool budget_left() const { return res_.queries < cfg_.budget; }

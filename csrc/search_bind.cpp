@@ -205,7 +205,7 @@ void bind_search(py::module_& m) {
       .def_readwrite("bp_weight_decay", &Config::bp_weight_decay)
       .def_readwrite("bp_candidates", &Config::bp_candidates)
       .def_readwrite("score_members", &Config::score_members)
-      .def_readwrite("ensemble_rule", &Config::ensemble_rule)
+      .def_readwrite("ensemble", &Config::ensemble)
       .def_readwrite("max_steps", &Config::max_steps)
       .def("validate", [](const Config& c) { search::validate(c); },
            "raise ValueError naming the first bad value");

@@ -6,6 +6,9 @@ TRITON_INTERPRET must be set before any Triton kernel module is imported, hence 
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# zcfast's commands default to OMP_NUM_THREADS threads when it is set (zcfast/runtime.py): keep
+# the CLI tests, which run in this process, on the suite's thread count
+os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("ZCFAST_TEST_THREADS", "1"))
 
 import pytest
 import torch

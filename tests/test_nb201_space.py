@@ -4,17 +4,16 @@ canonical form (isomorphism classes) and the errors of bad archs."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
+import source_data
 from scipy import stats
 
 from zcfast.data import nb201_ops_table, nb201_unique_class
 from zcfast.spaces import nb201
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Known NB201 rows (NATS-Bench topology index -> arch string), read off nats_bench.csv
 KNOWN = {
     0: "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
@@ -73,14 +72,14 @@ def test_index_order_is_the_benchmark_table():
     np.testing.assert_array_equal(nb201.resolve([GOOD, 0, (4, 2, 1, 2, 1, 1)]), [6111, 0, 0])
 
 
-@pytest.mark.skipif(not (SHARED / "nb201-natsbench-landscape" / "nats_bench.csv").is_file(),
-                    reason="the team's shared/data copy of nats_bench.csv is not on this machine")
+@source_data.needs("nb201-natsbench-landscape/nats_bench.csv",
+                   "checks that zcfast's NB201 index order is the benchmark's, row by row")
 def test_index_order_matches_shared_csv():
     import pandas as pd
 
-    df = pd.read_csv(SHARED / "nb201-natsbench-landscape" / "nats_bench.csv")
+    df = pd.read_csv(source_data.path("nb201-natsbench-landscape/nats_bench.csv"))
     assert list(df.ArchitectureString) == list(nb201.all_arch_strings())
-    val = SHARED / "nb201-val-accuracy" / "nb201_val_accuracy.csv"
+    val = source_data.path("nb201-val-accuracy/nb201_val_accuracy.csv")
     if val.is_file():  # a second, independent index <-> string source (NASLib)
         v = pd.read_csv(val)
         assert list(v["arch"]) == [nb201.arch_at(int(i)) for i in v["index"]]

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from zcfast.proxies import PAPER_PROXIES, PROXIES, compute_measures, find_measures
+from zcfast.proxies import MODERN_PROXIES, PAPER_PROXIES, PROXIES, compute_measures, find_measures
 
 K_EPS = 1e-5  # jacob_cov's k
-ALL = list(PROXIES)
+ALL = [p for p in PROXIES if p not in MODERN_PROXIES]  # the classic ones (tests/test_modern_proxies.py)
 BATCH = ["grad_norm", "snip", "plain", "grasp", "fisher", "jacob_cov", "nwot"]  # use the batch
 
 
@@ -54,8 +54,8 @@ def cm(net, x, y, names, **kw):
 
 # ---- registry -------------------------------------------------------------------------------
 def test_registry():
-    assert set(PROXIES) == {"grad_norm", "snip", "plain", "grasp", "fisher", "jacob_cov",
-                            "synflow", "nwot", "params", "flops", "l2_norm"}
+    assert set(ALL) == {"grad_norm", "snip", "plain", "grasp", "fisher", "jacob_cov",
+                        "synflow", "nwot", "params", "flops", "l2_norm"}
     assert set(PAPER_PROXIES) == {"grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow"}
 
 

@@ -411,3 +411,48 @@ def test_pool_rl_policy_is_restricted_to_the_pool():
         counts += np.bincount(s2.result()["trained"], minlength=20)
     freq = counts / counts.sum()
     assert np.abs(freq - 1 / 20).max() < 0.01, freq
+
+
+# --------------------------------------------------------------------------------- ensembles
+def test_ensemble_proxy_ranks_over_the_compared_cells(gt):
+    """A search with an ensemble proxy: every comparison ranks each member over the cells it
+    compares and combines the ranks by the ensemble's rule, exactly as
+    zcfast.proxies.ensemble.evaluate does over those cells. Checked on RAND+warmup, whose first
+    trained cells are its warmup pool in descending ensemble order, for all three rules and a
+    nested fixed ensemble. (Swapping the logrank and meanrank rules in the driver fails it.)"""
+    import pandas as pd
+
+    from zcfast.proxies import ensemble as ens
+    from zcfast.search.driver import proxy_members
+
+    rng = np.random.default_rng(5)
+    cols = {m: pd.Series(np.where(rng.random(N) < 0.01, np.nan, rng.standard_normal(N)), index=np.arange(N))
+            for m in ("synflow", "jacob_cov", "snip", "nwot")}
+    cols["jacob_cov"].iloc[: N // 3] = 1.0  # ties
+    assert all(0 < c.isna().sum() < N // 20 for c in cols.values())  # a few NaN, not all
+    for name in ("vote", "ensemble:synflow+jacob_cov+snip", "ensemble[meanrank]:snip+nwot",
+                 "ensemble:nwot+vote"):
+        members, expr = proxy_members(name)
+        r = run_search("rand", "cifar100", 200, 200, 0, 3, name,
+                       scores={m: cols[m] for m in members})
+        assert r["ensemble"]["members"] == members and r["ensemble"]["expression"] == expr
+        pool = np.asarray(r["trained"])  # RAND+warmup(W), budget W: exactly its warmup pool
+        want = ens.evaluate(name, {m: cols[m].to_numpy()[pool] for m in members})
+        order = sorted(range(len(pool)), key=lambda i: (-np.nan_to_num(want[i], nan=-np.inf),
+                                                         nb201.code_of_index(int(pool[i]))))
+        assert [int(pool[i]) for i in order] == r["trained"], name
+
+
+def test_ensemble_expression_errors():
+    cfg = make_config("rand", 5)
+    cfg.score_members, cfg.ensemble = 2, "logrank(0,2)"
+    with pytest.raises(ValueError, match="reads column 2 but score_members is 2"):
+        cfg.validate()
+    cfg.ensemble = "median(0,1)"
+    with pytest.raises(ValueError, match="unknown rule 'median'"):
+        cfg.validate()
+    cfg.ensemble = ""
+    with pytest.raises(ValueError, match="needs an ensemble expression"):
+        cfg.validate()
+    with pytest.raises(ValueError, match="per member"):
+        run_search("rand", "cifar100", 5, 10, 0, 0, "vote", scores=np.zeros(N))

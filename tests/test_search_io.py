@@ -282,35 +282,39 @@ def test_cli_search_and_figure(tmp_path, capsys):
     assert len(list((tmp_path / "fig_runs").glob("*.jsonl"))) == 4
 
 
-def test_batched_engine_is_used_when_present(monkeypatch, tmp_path):
-    """The live scorer calls zcfast.score(archs, [proxy], space=, dataset=, batch_size=, seed=,
-    device=, chunk=, images=, flavour=) when zcfast.batched provides it, and reads the
-    DataFrame by NB201 index."""
-    import pandas as pd
-
+def test_live_scorer_packs_each_ask_and_keeps_the_minibatch(monkeypatch, tmp_path):
+    """The live scorer takes codes, scores each of the driver's asks in packed passes through a
+    local executor whose runner builds the minibatch once, and gives zcfast.score's values."""
+    import zcfast
     import zcfast.batched
+    from zcfast.executors import task as task_mod
 
-    calls = []
-    flavours = []
+    calls, batches = [], []
+    real_iter, real_runner = zcfast.batched.iter_packed_space, task_mod.SpaceRunner.__init__
 
-    def fake_score(archs, proxies, *, space="nb201", dataset="cifar10", batch_size=64, seed=0,
-                   device=None, chunk=None, images="default", flavour="paper"):
-        calls.append((list(archs), list(proxies), space, dataset, batch_size, seed))
-        flavours.append(flavour)
-        idx = list(archs)[::-1]  # any row order: the scorer must align by index
-        return pd.DataFrame({proxies[0]: [float(i) for i in idx]}, index=pd.Index(idx, name="index"))
+    def spy_iter(space, codes, *a, **k):
+        calls.append([nb201.index_of_code(int(c)) for c in codes])
+        return real_iter(space, codes, *a, **k)
 
-    monkeypatch.setattr(zcfast.batched, "score", fake_score, raising=False)
-    scorer = default_scorer("synflow", "c100", 3)
+    def spy_runner(self, *a, **k):
+        batches.append(1)
+        return real_runner(self, *a, **k)
+
+    monkeypatch.setattr(zcfast.batched, "iter_packed_space", spy_iter)
+    monkeypatch.setattr(task_mod.SpaceRunner, "__init__", spy_runner)
+    scorer = default_scorer("synflow", "c100", 3, chunk=4, device="cpu")
     assert scorer.engine == "batched"
     codes = np.array([nb201.code_of_index(i) for i in (5, 9, 2)], dtype=np.uint64)
-    np.testing.assert_array_equal(scorer(codes), [5.0, 9.0, 2.0])  # scorers take codes
-    assert calls == [([5, 9, 2], ["synflow"], "nb201", "cifar100", 64, 3)]
-    # a search asks in batches: one packed call per ask, cached afterwards
+    got = scorer(codes)  # scorers take codes
+    assert calls == [[5, 9, 2]]
+    assert len(batches) == 1
+    ref = zcfast.score([5, 9, 2], ["synflow"], dataset="cifar100", seed=3, chunk=4, device="cpu")
+    np.testing.assert_array_equal(got, ref["synflow"].to_numpy())
+    runners = len(batches)  # (zcfast.score made its own)
+    # a search asks in batches: one packed call per ask, one minibatch for the whole search
     cache = ScoreCache(tmp_path)
-    r = run_search("rand", "cifar100", 5, 100, 0, 0, "synflow", score_seed=3, cache=cache,
+    r = run_search("rand", "cifar100", 5, 20, 0, 0, "synflow", score_seed=3, cache=cache,
                    scorer=scorer)
-    assert len(calls) == 2 and len(calls[1][0]) == 100 == r["scored_live"]
+    assert len(calls) == 3 and len(calls[2]) == 20 == r["scored_live"]  # (calls[1]: zcfast.score)
+    assert len(batches) == runners  # the search's asks reused the scorer's runner
     assert default_scorer("synflow", "c100", 3, engine="loop").engine == "loop"
-    default_scorer("synflow", "c100", engine="batched", flavour="official")(np.array([1]))
-    assert flavours[-1] == "official"

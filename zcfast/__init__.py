@@ -11,6 +11,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+# before anything imports torch: OpenMP reads its wait policy once, when it is loaded
+from zcfast import runtime as _runtime  # noqa: E402
+
+_runtime.prepare_openmp()
+
 __all__ = ["__version__", "backend_info", "find_measures", "score"]
 
 

@@ -14,15 +14,26 @@ import sys
 
 
 def _add_score(sub):
-    p = sub.add_parser("score", help="score NB201 cells with zero-cost proxies into a CSV")
-    p.add_argument("--space", default="nb201", choices=["nb201"])
-    p.add_argument("--dataset", default="cifar10", help="cifar10 | cifar100 | ImageNet16-120")
+    from zcfast.runtime import add_threads_argument
+
+    p = sub.add_parser("score", help="score networks of a search space with zero-cost proxies into a CSV")
+    p.add_argument("--space", default="nb201",
+                   help="search space: nb201 (default) | nb101 (docs/spaces.md)")
+    p.add_argument("--data", default=None,
+                   help="the space's benchmark file, for --archs all (nb101: the official "
+                        "nasbench_only108.tfrecord; default: the bundled networks)")
+    p.add_argument("--dataset", default="cifar10",
+                   help="cifar10 | cifar100 | ImageNet16-120 (nb201); cifar10 (nb101)")
     p.add_argument("--proxies", default="paper",
-                   help="'paper' (the six of the paper), 'all', or a comma list, e.g. synflow,snip; "
-                        "econas[:epochs=E+channels=C+resolution=R+images=N+batch=B+schedule=S] "
-                        "adds a reduced-training proxy (docs/reduced_training.md)")
+                   help="'paper' (the six of the paper), 'modern', 'all', or a comma list, e.g. "
+                        "synflow,snip,vote,ensemble:zico+az_nas+vkdnw (ensemble[meanrank|vote|"
+                        "logrank]:a+b; see docs/proxies_modern.md); econas[:epochs=E+channels=C+"
+                        "resolution=R+images=N+batch=B+schedule=S] adds a reduced-training proxy "
+                        "(docs/reduced_training.md)")
     p.add_argument("--archs", default="1000",
-                   help="'all', N (N distinct cells sampled with --seed) or a FILE of arch strings")
+                   help="'all' (nb201: 15,625 cells; nb101: the bundled 292 cells or every cell "
+                        "of --data), N (N distinct networks sampled with --seed) or a FILE (nb201: "
+                        "arch strings or indices; nb101: one JSON {\"matrix\", \"ops\"} per line)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of cell sampling, weights and minibatch (each overridable below)")
     p.add_argument("--sample-seed", type=int, default=None,
@@ -47,28 +58,31 @@ def _add_score(sub):
     p.add_argument("--flavour", default="paper", choices=["paper", "official"])
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
+    from zcfast.executors import add_cli_options
+
+    add_cli_options(p)  # --ray [ADDRESS], --ray-workers, ...
 
 
 def _cmd_score(a) -> int:
-    import torch
+    from zcfast.executors import executor_from_args
+    from zcfast.runtime import set_threads
+    from zcfast.scoring import score_summary, score_to_file
 
-    from zcfast.scoring import score_to_file
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    set_threads(a.threads)
+    ex = executor_from_args(a, a.device)  # local, or --ray actors (started on first use)
     res = score_to_file(
         a.out, archs=a.archs, proxies=a.proxies, dataset=a.dataset, seed=a.seed,
         batch_size=a.batch_size, engine=a.engine, resume=a.resume, data_root=a.data_root,
         images=a.images, flavour=a.flavour, device=a.device, chunk=a.chunk,
         progress=not a.no_progress, sample_seed=a.sample_seed, weight_seed=a.weight_seed,
-        data_seed=a.data_seed, normalization=a.normalization,
+        data_seed=a.data_seed, normalization=a.normalization, executor=ex, space=a.space,
+        data=a.data,
     )
+    ex.close()  # (a failed run has stopped its actors already)
     m = res["meta"]
-    print(f"scored {res['scored']} of {res['total']} cells in {res['seconds']:.1f} s "
-          f"({res['cells_per_s']:.2f} cells/s, engine {m['engine']}, device {m['device']}: "
-          f"{m['device_name']}) -> {res['out']}")
+    print(score_summary(res))
     print(f"images: {m['images_description']}")
     if m.get("reduced_training"):
         from zcfast.reduced_training import summary
@@ -76,45 +90,68 @@ def _cmd_score(a) -> int:
         for col, d in m["reduced_training"].items():
             print(f"{col}: {summary(d)}")
     print(f"seeds: sample {m['sample_seed']}, weights {m['weight_seed']}, data {m['data_seed']}")
+    if res.get("ensembles"):
+        print(f"ensembles {', '.join(res['ensembles'])}: ranks over {m['ensemble_ranks_over']}")
     return 0
 
 
 def _add_correlate(sub):
-    p = sub.add_parser("correlate", help="Spearman/Kendall of a score file vs NB201 ground truth")
+    p = sub.add_parser("correlate",
+                       help="Spearman/Kendall of a score file vs its search space's ground truth")
     p.add_argument("scores", help="CSV written by 'zcfast score'")
     p.add_argument("--dataset", default=None, help="default: the dataset recorded in the file")
-    p.add_argument("--target", default="test_acc", choices=["test_acc", "val_acc"])
+    p.add_argument("--target", default=None,
+                   help="ground-truth column (nb201: test_acc (default) | val_acc; nb101: val_acc)")
+    p.add_argument("--data", default=None,
+                   help="the space's benchmark file (default: the file's, else the bundled data)")
     p.add_argument("--plot", default=None, help="write a score-vs-accuracy scatter per proxy (PNG)")
     p.add_argument("--json", default=None, help="also write the table as JSON")
+    p.add_argument("--ensembles", default=None,
+                   help="extra ensemble columns over the file's columns, comma separated, e.g. "
+                        "vote,ensemble[meanrank]:synflow+nwot (ranks over the file's cells)")
 
 
 def _cmd_correlate(a) -> int:
-    from zcfast.correlate import correlation_table, format_table, plot_scatter
-    from zcfast.scoring import read_scores
+    from zcfast.correlate import METRICS_NOTE, correlation_table, format_table, plot_scatter
+    from zcfast.gaps import explain, format_gaps
+    from zcfast.scoring import add_ensembles, parse_proxies, read_scores
 
     scores, meta = read_scores(a.scores)
     ds = a.dataset or meta.get("dataset")
     if ds is None:
         raise ValueError(f"{a.scores} has no meta file: pass --dataset")
-    tab = correlation_table(scores, ds, a.target)
-    title = (f"NB201 {ds}: {len(scores)} cells, target {a.target} (200 epochs); "
+    extra = [c for c in parse_proxies(a.ensembles) if c not in scores.columns] if a.ensembles else []
+    scores = add_ensembles(scores, extra)
+    space = meta.get("space", "nb201")
+    data = a.data or meta.get("data")
+    tab = correlation_table(scores, ds, a.target, space, data)
+    title = (f"{space.upper()} {ds}: {len(scores)} cells, target {tab.attrs['target']} "
+             f"({tab.attrs['targets']}); "
              f"images: {meta.get('images_description', 'unknown (no meta file)')}; "
              f"batch {meta.get('batch_size', '?')}, seed {meta.get('seed', '?')}, "
              f"engine {meta.get('engine', '?')}, device {meta.get('device', '?')}")
+    if meta.get("ensembles") or extra:
+        title += f"; ensembles rank the {len(scores)} cells of the file"
     print(format_table(tab, title))
+    print(METRICS_NOTE)
+    gaps = explain(scores)
+    notes = format_gaps(gaps)
+    print(f"\n{notes}" if notes else "\nEvery cell has a finite score for every proxy.")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"title": title, "table": tab.reset_index().to_dict(orient="records")}, f, indent=1)
+            json.dump({"title": title, "table": tab.reset_index().to_dict(orient="records"),
+                       "gaps": gaps}, f, indent=1)
     if a.plot:
-        plot_scatter(scores, ds, a.plot, a.target, title)
+        plot_scatter(scores, ds, a.plot, a.target, title, space=space, data=data)
         print(f"plot -> {a.plot}")
     return 0
 
 
 def _cmd_info(a) -> int:
     import zcfast
+    from zcfast.runtime import info
 
-    print(json.dumps(zcfast.backend_info(), indent=1))
+    print(json.dumps({**zcfast.backend_info(), "cpu_threads": info()}, indent=1))
     return 0
 
 

@@ -485,63 +485,26 @@ def describe_specs(specs, *, dataset: str = "cifar10", data_root=None, data_seed
     return {s: describe(s, data, data_seed) for s in specs}
 
 
-def score_rows(writer, todo, zc_names, specs, *, x, y, dataset: str, data_root=None,
+def score_rows(writer, codes, specs, zero_cost, *, index_of, dataset: str, data_root=None,
                weight_seed: int = 0, data_seed: int = 0, flavour: str = "paper",
                engine: str = "packed", device="cpu", chunk=None, normalization: str = "paper",
                bar=None) -> None:
-    """Score the cells ``todo`` into a :class:`~zcfast.scoring.ScoreWriter` whose columns hold
-    zero-cost proxies ``zc_names`` (on the minibatch x, y) and reduced-training ``specs``: chunk
-    after chunk, each chunk's zero-cost scores with the same engine, each row written once it
-    is complete (so --resume works as for zero-cost files)."""
-    from zcfast.data import num_classes
-
-    ncls = num_classes(dataset)
-    for part, res in iter_scores(todo, specs, dataset=dataset, data_root=data_root,
+    """Score the networks ``codes`` into a :class:`~zcfast.scoring.ScoreWriter` whose columns
+    hold reduced-training ``specs`` and the zero-cost proxies that ``zero_cost(codes of a
+    chunk)`` returns ({proxy: values}): chunk after chunk, each row written once it is complete
+    (so --resume works as for zero-cost files). ``index_of``: code -> NB201 index."""
+    codes = [int(c) for c in codes]
+    code = {int(index_of(c)): c for c in codes}
+    for part, res in iter_scores(list(code), specs, dataset=dataset, data_root=data_root,
                                  seed=weight_seed, data_seed=data_seed, flavour=flavour,
                                  engine=engine, device=device, chunk=chunk,
                                  normalization=normalization):
-        zc = _zero_cost(part, zc_names, x, y, ncls=ncls, seed=weight_seed, flavour=flavour,
-                        engine=engine, device=device) if zc_names else {}
-        for k, i in enumerate(part):
-            writer.write(i, {**{p: zc[p][k] for p in zc_names}, **{s: res[s][k] for s in specs}})
+        pc = [code[i] for i in part]
+        zc = zero_cost(pc)
+        for k, c in enumerate(pc):
+            writer.write(c, {**{p: v[k] for p, v in zc.items()}, **{s: res[s][k] for s in specs}})
         if bar is not None:
             bar.update(len(part))
-
-
-def _zero_cost(part, names, x, y, *, ncls, seed, flavour, engine, device) -> dict:
-    """Zero-cost scores of the cells ``part`` with the engine of the score file."""
-    out = {p: np.full(len(part), math.nan) for p in names}
-    if engine == "loop":
-        from zcfast.scoring import iter_loop
-
-        for k, (_, vals) in enumerate(iter_loop(part, names, x, y, ncls=ncls, seed=seed,
-                                                 flavour=flavour, device=device)):
-            for p in names:
-                out[p][k] = vals[p]
-        return out
-    from zcfast.batched import iter_packed
-
-    pos = 0
-    for sub, table in iter_packed(part, names, x, y, ncls=ncls, seed=seed, flavour=flavour,
-                                  device=device):
-        for p in names:
-            out[p][pos : pos + len(sub)] = table[p]
-        pos += len(sub)
-    return out
-
-
-def check_proxy_names(names, check_names) -> list:
-    """``names`` in order after validation: reduced-training specs parsed here, every other
-    name by ``check_names`` (the zero-cost registry's)."""
-    names = list(names)
-    zc, specs = split_proxies(names)
-    for s in specs:
-        parse_spec(s)
-    if zc or not specs:
-        check_names(zc)
-    if len(set(names)) != len(names):
-        raise ValueError(f"duplicate proxy names in {names}")
-    return names
 
 
 def spec_of(cfg: ReducedConfig) -> str:
@@ -557,7 +520,7 @@ def spec_of(cfg: ReducedConfig) -> str:
     return PREFIX + (":" + "+".join(opts) if opts else "")
 
 
-__all__ = ["ReducedConfig", "Batches", "TrainingData", "auto_chunk", "check_proxy_names",
+__all__ = ["ReducedConfig", "Batches", "TrainingData", "auto_chunk",
            "describe", "describe_specs", "is_spec", "iter_scores", "score_rows", "summary",
            "parse_spec", "run", "score", "spec_of", "split_proxies", "train_loop",
            "train_packed", "training_data"]

@@ -1,9 +1,13 @@
-"""Scoring NB201 cells into a results file: shared by the CLI, the studies and the benchmarks.
+"""Scoring networks of any search space into a results file: shared by the CLI, the studies and
+the benchmarks.
 
-A score file is a CSV (``index, arch, <proxy>...``) written row by row as cells are scored, plus
-a sidecar ``<file>.meta.json`` with the settings (dataset, images used, seed, batch, engine...).
-``resume=True`` continues an interrupted run: finished rows are kept, a torn last line is
-dropped, and the remaining cells are scored in the original order.
+A score file is a CSV written row by row as networks are scored: the space's identifying columns
+(NB201: ``index, arch``; NB101: ``hash, arch``; see ``Space.id_columns``) and one column per
+proxy, plus a sidecar ``<file>.meta.json`` with the settings (space, dataset, images used,
+seeds, batch, engine, device...). ``resume=True`` continues an interrupted run: finished rows are
+kept, a torn last line is dropped, and the remaining networks are scored. Who computes the
+scores is an executor (zcfast.executors: this process, or Ray actors); the rows of a finished
+file are in the order of ``archs`` whatever order the chunks finished in.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ import torch
 
 from zcfast import __version__
 from zcfast import reduced_training as _reduced
-from zcfast.data import dataset_name, image_source, num_classes
-from zcfast.proxies import PAPER_PROXIES, PROXIES, check_names
-from zcfast.spaces import nb201
+from zcfast.data import dataset_name
+from zcfast.proxies import MODERN_PROXIES, PAPER_PROXIES, PROXIES, check_names
+from zcfast.proxies import ensemble as _ens
+from zcfast.spaces import get_space
 
 # settings that must match for --resume to continue a file
 _RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec",
-                "sample_seed", "weight_seed", "data_seed", "normalization", "reduced_training")
+                "sample_seed", "weight_seed", "data_seed", "normalization", "data",
+                "reduced_training")
 
 # proxies that never read the minibatch (synflow scores an all-ones input), and the settings
 # that only change the minibatch's pixels: a file of data-free proxies resumes across them
@@ -71,52 +77,42 @@ def device_name(dev) -> str:
 
 
 def parse_proxies(spec) -> list:
-    """Proxy names from a list or a comma string; the tokens 'paper' (the six of the paper's
-    Table 1) and 'all' expand in place, duplicates are dropped. Reduced-training proxies
-    (``econas[:key=value+...]``, zcfast/reduced_training.py) are kept as written."""
+    """Column names from a list or a comma string: registry proxies, ensembles (``vote``,
+    ``az_nas``, ``vkdnw_agg``, ``ensemble[rule]:a+b``; docs/proxies_modern.md) and the tokens
+    'paper' (the six of the paper's Table 1), 'modern' (the modern per-model proxies) and 'all'
+    (every registry proxy), which expand in place; duplicates are dropped. Reduced-training
+    proxies (``econas[:key=value+...]``, docs/reduced_training.md) are kept as written."""
     if isinstance(spec, str):
         spec = [t.strip() for t in spec.split(",") if t.strip()]
+    groups = {"paper": PAPER_PROXIES, "modern": MODERN_PROXIES, "all": tuple(PROXIES)}
     out = []
     for t in spec:
-        for n in (PAPER_PROXIES if t == "paper" else PROXIES if t == "all" else [t]):
+        for n in groups.get(t, [t]):
             if n not in out:
                 out.append(n)
-    return _reduced.check_proxy_names(out, check_names)
+    per_model = [n for n in out if not _ens.is_ensemble(n)]
+    for n in out:
+        if _ens.is_ensemble(n):
+            _ens.parse(n, known=PROXIES)  # a clear error names a bad rule or member
+    zero_cost, specs = _reduced.split_proxies(per_model)
+    for sp in specs:
+        _reduced.parse_spec(sp)  # a clear error names the bad option
+    if zero_cost or not out:
+        check_names(zero_cost)
+    return out
 
 
-def parse_archs(spec, seed: int) -> np.ndarray:
-    """``all`` | N (N distinct cells sampled with ``seed``) | FILE (one arch string or NB201 index
-    per line; blank lines and ``#`` comments skipped) -> NB201 indices."""
-    if isinstance(spec, (list, tuple, np.ndarray)):
-        return nb201.resolve(spec)
-    s = str(spec).strip()
-    if s.lower() == "all":
-        return np.arange(nb201.NUM_ARCHS, dtype=np.int64)
-    if s.isdigit():
-        n = int(s)
-        if not 1 <= n <= nb201.NUM_ARCHS:
-            raise ValueError(f"--archs {n}: expected between 1 and {nb201.NUM_ARCHS} cells")
-        return nb201.sample(n, seed)
-    p = Path(s)
-    if not p.is_file():
-        raise ValueError(f"--archs {s!r} is neither 'all', a number of cells, nor an existing file")
-    out = []
-    seen: dict = {}  # index -> line: a cell listed twice would give two rows of one cell
-    for lineno, line in enumerate(p.read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        try:
-            i = nb201.index_of(int(line)) if line.isdigit() else nb201.index_of(line)
-        except ValueError as e:
-            raise ValueError(f"{p}:{lineno}: {e}") from None
-        if i in seen:
-            raise ValueError(f"{p}:{lineno}: NB201 cell {i} is already listed on line {seen[i]}")
-        seen[i] = lineno
-        out.append(i)
-    if not out:
-        raise ValueError(f"{p} lists no architecture")
-    return np.asarray(out, dtype=np.int64)
+def split_columns(columns) -> tuple:
+    """(per-model proxies to compute, ensemble columns) of parsed column names: the per-model
+    list holds the requested proxies in order, then every ensemble member not already in it,
+    so a member requested alone too is computed once."""
+    per_model = [c for c in columns if not _ens.is_ensemble(c)]
+    ensembles = [c for c in columns if _ens.is_ensemble(c)]
+    for e in ensembles:
+        for m in _ens.base_members(e):
+            if m not in per_model:
+                per_model.append(m)
+    return per_model, ensembles
 
 
 def git_sha(default: str = "unknown") -> str:
@@ -143,18 +139,49 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+ENSEMBLE_SCOPE = ("all cells in the score file: ensemble columns are computed when the file is "
+                  "read (zcfast.scoring.read_scores, zcfast correlate), never stored")
+
+
 def _fmt(v: float) -> str:
     return repr(float(v))  # round-trips exactly; 'nan', 'inf', '-inf' stay explicit
 
 
-class ScoreWriter:
-    """Append-only CSV of scores with a meta sidecar; resumable."""
+def parse_archs(spec, seed: int, *, space="nb201", dataset: str = "cifar10", data=None) -> list:
+    """Codes of the networks to score. ``spec``: ``all`` (every network of the space's
+    universe of ``dataset``: NB201's 15,625 cells, NB101's bundled pool or the official file
+    given as ``data``...), N (N distinct networks sampled with ``seed``), a FILE in the space's
+    ``--archs`` format, or a list of anything the space parses (NB201: arch strings or indices)."""
+    sp = get_space(space)
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        return [sp.parse(a.item() if isinstance(a, np.generic) else a) for a in spec]
+    s = str(spec).strip()
+    if s.lower() == "all":
+        return [int(c) for c in sp.universe(dataset, data).codes]
+    if s.isdigit():
+        n = int(s)
+        if sp.size is not None and not 1 <= n <= sp.size:
+            raise ValueError(f"--archs {n}: expected between 1 and {sp.size} {sp.name} networks")
+        if n < 1:
+            raise ValueError(f"--archs {n}: expected at least 1 network")
+        return [int(c) for c in sp.sample(n, seed)]
+    p = Path(s)
+    if not p.is_file():
+        raise ValueError(f"--archs {s!r} is neither 'all', a number of networks, nor an existing file")
+    return [int(c) for c in sp.parse_file(p)]
 
-    def __init__(self, path, meta: dict, proxies: list, resume: bool = False):
+
+class ScoreWriter:
+    """Append-only CSV of scores with a meta sidecar; resumable. Rows are keyed by the space's
+    key column (NB201: the index; NB101: the hash)."""
+
+    def __init__(self, path, meta: dict, proxies: list, resume: bool = False, space="nb201"):
+        self.space = get_space(space)
+        self.ids = list(self.space.id_columns)
         self.path = Path(path)
         self.meta_path = Path(str(path) + ".meta.json")
         self.proxies = list(proxies)
-        self.done: dict = {}
+        self.done: dict = {}  # key column value (as written) -> scores
         if self.path.exists() and self.path.stat().st_size > 0:
             if not resume:
                 raise FileExistsError(
@@ -164,7 +191,7 @@ class ScoreWriter:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(["index", "arch", *self.proxies])
+                csv.writer(f).writerow([*self.ids, *self.proxies])
         if not self.meta_path.exists() or not resume:
             self.meta_path.write_text(json.dumps(meta, indent=1))
         self._f = open(self.path, "a", newline="")
@@ -194,57 +221,119 @@ class ScoreWriter:
                 f.truncate(cut)
             raw = raw[:cut]
         rows = list(csv.reader(io.StringIO(raw.decode())))
-        if not rows or rows[0][:2] != ["index", "arch"] or rows[0][2:] != self.proxies:
+        n = len(self.ids)
+        if not rows or rows[0][:n] != self.ids or rows[0][n:] != self.proxies:
             raise ValueError(f"cannot resume {self.path}: its header {rows[:1]} does not match "
-                             f"the proxies {self.proxies}")
+                             f"the columns {self.ids + self.proxies}")
         for r in rows[1:]:
-            self.done[int(r[0])] = [float(v) for v in r[2:]]
+            self.done[r[0]] = [float(v) for v in r[n:]]
 
-    def write(self, index: int, values: dict):
-        self._w.writerow([int(index), nb201.arch_at(int(index)),
-                          *[_fmt(values[p]) for p in self.proxies]])
+    def row_key(self, code: int) -> str:
+        return str(self.space.row_fields(int(code))[self.space.key_column])
+
+    def write(self, code: int, values: dict):
+        fields = self.space.row_fields(int(code))
+        key = str(fields[self.space.key_column])
+        if key in self.done:  # whatever runs the scoring, a network gets one row
+            raise RuntimeError(f"{self.space.name} network {key} is already in {self.path}: "
+                               "not written twice")
+        self._w.writerow([*(fields[c] for c in self.ids), *[_fmt(values[p]) for p in self.proxies]])
         self._f.flush()
-        self.done[int(index)] = [values[p] for p in self.proxies]
+        self.done[key] = [values[p] for p in self.proxies]
 
     def close(self):
         self._f.close()
 
+    def finish(self, order) -> bool:
+        """After :meth:`close`: once every network of ``order`` (codes) has its row, rewrite the
+        rows in that order (chunks that finished out of order, or a resumed run, then give the
+        same file as one uninterrupted local run). Atomic (temporary file + rename); rows of
+        networks not in ``order`` stay at the end. Returns whether the file is complete."""
+        if not self._f.closed:
+            return False
+        keys = [self.row_key(c) for c in order]
+        lines = self.path.read_bytes().decode().splitlines(keepends=True)
+        rows = {}
+        for line in lines[1:]:
+            rows[next(csv.reader([line]))[0]] = line
+        if any(k not in rows for k in keys):
+            return False
+        want = set(keys)
+        body = [rows[k] for k in keys] + [r for k, r in rows.items() if k not in want]
+        if body != lines[1:]:
+            tmp = self.path.with_name(self.path.name + ".reorder")
+            tmp.write_bytes("".join([lines[0], *body]).encode())
+            tmp.replace(self.path)
+        return True
+
 
 def read_scores(path):
-    """(DataFrame of scores indexed by NB201 index, meta dict or {})."""
+    """(DataFrame of scores indexed by the space's key column, meta dict or {}). The space comes
+    from the meta file (NB201 when there is none); ensemble columns recorded in the meta are
+    computed over all rows."""
     import pandas as pd
 
-    df = pd.read_csv(path)
-    if "index" not in df.columns:
-        raise ValueError(f"{path} is not a zcfast score file (no 'index' column)")
-    # correlate indexes the ground truth with these: out-of-range, non-integer or repeated
-    # indices would crash or count a cell twice
-    idx = df["index"]
-    v = pd.to_numeric(idx, errors="coerce")
-    bad = v.isna() | (v != v.round()) | ~v.between(0, nb201.NUM_ARCHS - 1)
-    if bad.any():
-        raise ValueError(f"{path}: data row {int(bad.to_numpy().argmax()) + 1} has index "
-                         f"{idx[bad].iloc[0]}, not an NB201 index in [0, {nb201.NUM_ARCHS - 1}]")
-    dup = idx.duplicated()
-    if dup.any():
-        raise ValueError(f"{path}: NB201 index {idx[dup].iloc[0]} appears more than once")
-    df["index"] = idx.astype(np.int64)
-    df = df.set_index("index")
     meta_p = Path(str(path) + ".meta.json")
     meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
-    return df, meta
+    sp = get_space(meta.get("space", "nb201"))
+    col = sp.key_column
+    df = pd.read_csv(path, dtype={c: str for c in sp.id_columns if c != "index"})
+    if col not in df.columns:
+        raise ValueError(f"{path} is not a zcfast score file of space {sp.name} (no {col!r} column)")
+    idx = df[col]
+    if col == "index":  # NB201: correlate indexes the ground truth with these
+        v = pd.to_numeric(idx, errors="coerce")
+        from zcfast.spaces import nb201
+
+        bad = v.isna() | (v != v.round()) | ~v.between(0, nb201.NUM_ARCHS - 1)
+        if bad.any():
+            raise ValueError(f"{path}: data row {int(bad.to_numpy().argmax()) + 1} has index "
+                             f"{idx[bad].iloc[0]}, not an NB201 index in [0, {nb201.NUM_ARCHS - 1}]")
+        df[col] = idx.astype(np.int64)
+    dup = df[col].duplicated()
+    if dup.any():
+        raise ValueError(f"{path}: {sp.name} network {df[col][dup].iloc[0]} appears more than once")
+    df = df.set_index(col)
+    df.attrs["space"] = sp.name
+    return add_ensembles(df, meta.get("ensembles", {})), meta
 
 
-def iter_loop(indices: Iterable[int], proxies: list, x, y, *, ncls: int, seed: int,
-              flavour: str = "paper", device="cpu") -> Iterator:
-    """Per-model path: build each cell's network with the (seed, arch) weights, run the
-    reference proxies. Yields (index, {proxy: value})."""
+def add_ensembles(df, ensembles):
+    """``df`` with each ensemble column computed over all of its rows (the cells compared), from
+    the member columns it holds; the columns named exactly as the ensembles are written."""
+    for name in ensembles:
+        members = _ens.base_members(name)
+        missing = [m for m in members if m not in df.columns]
+        if missing:
+            raise ValueError(f"ensemble {name!r} needs columns {missing}, which the scores lack")
+        df[name] = _ens.evaluate(name, {m: df[m].to_numpy(dtype=np.float64) for m in members})
+    return df
+
+
+def iter_loop(codes: Iterable[int], proxies: list, x, y, *, seed: int, space="nb201",
+              dataset: str = "cifar10", device="cpu", extra_batches=(), options=None,
+              ncls: int | None = None, flavour: str | None = None) -> Iterator:
+    """Per-model path: build each network with the (seed, arch) weights (``space.build_model``),
+    run the reference proxies (``extra_batches``: further minibatches, for ZiCo). Yields
+    (code, {proxy: value}). For NB201 the codes may also be given as NB201 indices through
+    ``space="nb201-index"`` (the historical interface)."""
     from zcfast.proxies import compute_measures
-    from zcfast.spaces.nb201_model import build_model
 
-    for i in indices:
-        net = build_model(int(i), ncls, flavour=flavour, seed=seed, device=device)
-        yield int(i), compute_measures(net, x, y, proxies, device=device)
+    opts = dict(options or {})
+    if flavour is not None:
+        opts["flavour"] = flavour
+    if space == "nb201-index":  # NB201 indices in, indices out
+        from zcfast.spaces import nb201
+
+        sp = get_space("nb201")
+        pairs = [(int(i), nb201.code_of_index(int(i))) for i in codes]
+    else:
+        sp = get_space(space)
+        pairs = [(int(c), int(c)) for c in codes]
+    for name, code in pairs:
+        net = sp.build_model(code, dataset, seed=seed, device=device, **opts)
+        yield name, compute_measures(net, x, y, proxies, device=device, seed=seed,
+                                     extra_batches=extra_batches)
 
 
 def _seed(value, name: str) -> int:
@@ -257,75 +346,134 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
                   batch_size: int = 64, engine: str = "packed", resume: bool = False,
                   data_root=None, images: str = "default", flavour: str = "paper",
                   device="auto", chunk=None, progress: bool = True, sample_seed=None,
-                  weight_seed=None, data_seed=None, normalization: str = "paper") -> dict:
-    """Score cells into ``out`` (CSV + meta). Returns a summary dict.
+                  weight_seed=None, data_seed=None, normalization: str = "paper",
+                  executor=None, space="nb201", data=None) -> dict:
+    """Score networks of ``space`` into ``out`` (CSV + meta). Returns a summary dict.
 
-    ``seed`` drives cell sampling (``archs=N``), the weights and the minibatch; ``sample_seed``,
+    ``seed`` drives sampling (``archs=N``), the weights and the minibatch; ``sample_seed``,
     ``weight_seed`` and ``data_seed`` override it for one of the three. ``device``: 'auto'
     (CUDA when available), 'cpu', 'cuda' or 'cuda:N'. ``normalization``: 'paper' or 'dataset'
-    (docs/data.md). All of them are recorded in the meta file, and --resume compares them."""
+    (docs/data.md). ``data``: the space's benchmark file, when ``archs='all'`` should mean its
+    networks (NB101's official file). All of them are recorded in the meta file, and --resume
+    compares them. ``executor``: what runs the scoring (zcfast.executors; default: this
+    process on ``device``). Rows are written as chunks finish; a finished file has them in the
+    order of ``archs`` (docs/ray.md).
+
+    The CSV holds one column per per-model proxy (requested ones, then ensemble members);
+    ensemble columns are not stored: they rank the networks of the file against each other, so
+    :func:`read_scores` computes them over all rows when the file is read (the meta records
+    their rule and members). Proxies without a packed implementation run per model inside the
+    packed loop (listed in the meta as ``per_model_fallback``)."""
+    from zcfast.executors import Executor, ScoreTask, get_executor
+
+    sp = get_space(space)
     ds = dataset_name(dataset)
     names = parse_proxies(proxies)
+    per_model, ensembles = split_columns(names)
+    zero_cost, rt_specs = _reduced.split_proxies(per_model)  # the CSV holds both kinds
+    if rt_specs and sp.name != "nb201":
+        raise ValueError(f"reduced-training proxies {rt_specs} train NB201 networks; space "
+                         f"{sp.name!r} has none (docs/reduced_training.md)")
     seed = _seed(seed, "seed")
     s_sample, s_weight, s_data = (seed if v is None else _seed(v, n) for v, n in (
         (sample_seed, "sample_seed"), (weight_seed, "weight_seed"), (data_seed, "data_seed")))
-    indices = parse_archs(archs, s_sample)
+    codes = parse_archs(archs, s_sample, space=sp, dataset=ds, data=data)
     if engine not in ("packed", "loop"):
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
+    options = sp.model_options(flavour=flavour)
     dev = resolve_device(device)
-    src = image_source(ds, data_root=data_root, images=images, normalization=normalization)
-    x, y = src.minibatch(batch_size, s_data)
+    batch = sp.minibatch(ds, batch_size, s_data, images=images, data_root=data_root,
+                         normalization=normalization)  # a bad setting fails before any file
+    ex = get_executor(executor, device=str(dev))
+    task = ScoreTask(sp.name, {
+        "dataset": ds, "proxies": zero_cost, "weight_seed": s_weight, "data_seed": s_data,
+        "batch_size": int(batch_size), "images": images, "normalization": normalization,
+        "data_root": None if data_root is None else str(data_root),
+        "options": options, "engine": engine, "chunk": chunk,
+    })
     meta = {
-        "space": "nb201", "dataset": ds, "proxies": names, "seed": seed,
+        "space": sp.name, "dataset": ds, "proxies": names, "seed": seed,
         "sample_seed": s_sample, "weight_seed": s_weight, "data_seed": s_data,
-        "batch_size": int(batch_size), "images": src.name, "images_description": src.description,
-        "normalization": normalization, "normalization_mean": list(src.mean),
-        "normalization_std": list(src.std),
-        "flavour": flavour, "archs_spec": archs if isinstance(archs, str) else f"list[{len(indices)}]",
+        "batch_size": int(batch_size), **batch.meta(), "normalization": normalization,
+        "flavour": flavour, "data": None if data is None else str(data),
+        "archs_spec": archs if isinstance(archs, str) else f"list[{len(codes)}]",
         "engine": engine, "device": str(dev), "device_name": device_name(dev),
         "zcfast": __version__, "git": git_sha(),
-        "torch": torch.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"), "executor": ex.describe(),
     }
-    zc_names, rt_specs = _reduced.split_proxies(names)
     if rt_specs:  # reduction factors and images of every reduced-training column
         meta["reduced_training"] = _reduced.describe_specs(
             rt_specs, dataset=ds, data_root=data_root, data_seed=s_data, normalization=normalization)
-    writer = ScoreWriter(out, meta, names, resume=resume)
-    todo = [int(i) for i in indices if int(i) not in writer.done]
-    ncls = num_classes(ds)
-    x, y = x.to(dev), y.to(dev)
+    from zcfast.proxies import extra_batch_seed, extra_batches_needed
+
+    n_extra = extra_batches_needed(zero_cost) if zero_cost else 0
+    if n_extra:  # minibatch(batch_size, s) of the same source
+        meta["extra_batch_seeds"] = [extra_batch_seed(s_data, k) for k in range(1, n_extra + 1)]
+    if ensembles:
+        meta["ensembles"] = {e: {"rule": _ens.parse(e).rule, "members": _ens.base_members(e)}
+                             for e in ensembles}
+        meta["ensemble_ranks_over"] = ENSEMBLE_SCOPE
+    if engine == "packed":
+        looped = [p for p in zero_cost if p not in sp.packed_proxies()]
+        if looped:
+            meta["per_model_fallback"] = looped
+    writer = ScoreWriter(out, meta, per_model, resume=resume, space=sp)
+    todo = [c for c in codes if writer.row_key(c) not in writer.done]
     t0 = time.perf_counter()
     bar = None
-    if progress:
-        from tqdm import tqdm
+    if progress and todo:
+        from zcfast.progress import progress_bar
 
-        bar = tqdm(total=len(indices), initial=len(indices) - len(todo), unit="cell",
-                   desc=f"scoring {ds}", dynamic_ncols=True)
+        bar = progress_bar(len(codes), len(codes) - len(todo), unit="cell", desc=f"scoring {ds}")
     try:
-        if rt_specs:
-            _reduced.score_rows(writer, todo, zc_names, rt_specs, x=x, y=y, dataset=ds,
-                                data_root=data_root, weight_seed=s_weight, data_seed=s_data,
-                                flavour=flavour, engine=engine, device=dev, chunk=chunk,
-                                normalization=normalization, bar=bar)
-        elif engine == "loop":
-            it = iter_loop(todo, names, x, y, ncls=ncls, seed=s_weight, flavour=flavour, device=dev)
-            for i, vals in it:
-                writer.write(i, vals)
-                if bar:
-                    bar.update(1)
-        else:
-            from zcfast.batched import iter_packed
+        if rt_specs:  # chunk by chunk: reduced training here, zero-cost by the executor
+            from zcfast.spaces import nb201
 
-            for idx_chunk, table in iter_packed(todo, names, x, y, ncls=ncls, seed=s_weight,
-                                                flavour=flavour, device=dev, chunk=chunk):
-                for k, i in enumerate(idx_chunk):
-                    writer.write(i, {p: table[p][k] for p in names})
+            def zc_scores(part):
+                out = {p: np.full(len(part), math.nan) for p in zero_cost}
+                pos = {c: k for k, c in enumerate(part)}
+                for sub, table in (ex.run(task, part) if zero_cost else ()):
+                    for k, c in enumerate(sub):
+                        for p in zero_cost:
+                            out[p][pos[c]] = table[p][k]
+                return out
+
+            _reduced.score_rows(writer, todo, rt_specs, zc_scores, index_of=nb201.index_of_code,
+                                dataset=ds, data_root=data_root,
+                                weight_seed=s_weight, data_seed=s_data, flavour=flavour,
+                                engine=engine, device=dev, chunk=chunk,
+                                normalization=normalization, bar=bar)
+        else:
+            for part, table in ex.run(task, todo):  # chunks in any order, each network once
+                for k, c in enumerate(part):
+                    writer.write(c, {p: table[p][k] for p in per_model})
                 if bar:
-                    bar.update(len(idx_chunk))
+                    bar.update(len(part))
     finally:
         writer.close()
         if bar:
             bar.close()
+        if not isinstance(executor, Executor):  # made here, so closed here
+            ex.close()
+    writer.finish(codes)
     dt = time.perf_counter() - t0
-    return {"out": str(out), "scored": len(todo), "total": len(indices), "seconds": dt,
-            "cells_per_s": len(todo) / dt if dt > 0 and todo else math.nan, "meta": meta}
+    from zcfast.gaps import record_gaps
+
+    meta["gaps"] = record_gaps(out)
+    return {"out": str(out), "scored": len(todo), "total": len(codes), "seconds": dt,
+            "cells_per_s": len(todo) / dt if dt > 0 and todo else math.nan, "meta": meta,
+            "ensembles": ensembles}
+
+
+def score_summary(res: dict) -> str:
+    """The line ``zcfast score`` ends with, from :func:`score_to_file`'s summary."""
+    if res["scored"] == 0:
+        return (f"all {res['total']} cells were already scored in {res['out']}: "
+                "nothing left to do")
+    kept = res["total"] - res["scored"]
+    return (f"scored {res['scored']} of {res['total']} cells"
+            + (f" ({kept} already in the file)" if kept else "")
+            + f" in {res['seconds']:.1f} s ({res['seconds'] / res['scored']:.2f} s/cell, "
+            f"{res['meta']['threads']} threads, engine {res['meta']['engine']}, device "
+            f"{res['meta']['device']}: {res['meta'].get('device_name', '?')}) -> {res['out']}")

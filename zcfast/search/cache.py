@@ -144,6 +144,19 @@ class ScoreKey:
                       normalization=meta.get("normalization", "paper"),
                       precision=meta.get("precision", "fp32"))
 
+    def for_proxy(self, proxy: str) -> ScoreKey:
+        """The key of ``proxy`` scores made with the same settings (an ensemble's members)."""
+        if proxy == self.proxy:
+            return self
+        if self.images is None and proxy not in DATA_FREE_PROXIES:
+            raise ValueError(f"the key of {self.proxy} names no image settings, which {proxy} needs: "
+                             "build the key with ScoreKey.of")
+        return ScoreKey.of(proxy, self.dataset, self.seed, space=self.space,
+                           images=self.images or "default", batch_size=self.batch_size or 64,
+                           flavour=self.flavour, data_seed=self.data_seed,
+                           normalization=self.normalization or "paper",
+                           precision="fp32" if self.precision in ("fp64", "exact") else self.precision)
+
     def differences(self, other: ScoreKey) -> dict:
         """{field: (self, other)} of the fields that differ."""
         a, b = asdict(self), asdict(other)

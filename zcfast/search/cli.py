@@ -40,7 +40,10 @@ def _add_common(p):
                    "nasbench_only108.tfrecord); default: the bundled data")
     p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
     p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
-    p.add_argument("--proxy", default="synflow", help="zero-cost proxy used by warmup and move")
+    p.add_argument("--proxy", default="synflow",
+                   help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
+                        "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
+                        "cells each comparison compares; docs/search.md)")
     p.add_argument("--score-seed", type=int, default=0, help="weight seed of the proxy scores")
     p.add_argument("--cache-dir", default=None,
                    help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
@@ -52,20 +55,40 @@ def _add_common(p):
     p.add_argument("--option", type=_option, action="append", metavar="NAME=VALUE",
                    help="driver tunable, e.g. population=64, rl_lr=0.01 (repeatable)")
     p.add_argument("--no-progress", action="store_true")
+    from zcfast.executors import add_cli_options
+    from zcfast.runtime import add_threads_argument
+
+    add_threads_argument(p)
+    add_cli_options(p)  # --ray [ADDRESS]: the live scorer's asks run on a Ray cluster
 
 
 def _search_kwargs(a) -> dict:
+    from zcfast.executors import executor_from_args
+    from zcfast.runtime import set_threads
     from zcfast.search.cache import ScoreCache, ScoreKey
     from zcfast.search.scorer import default_scorer
 
+    set_threads(a.threads)
+
+    from zcfast.search.driver import proxy_members
+
     cache = ScoreCache(a.cache_dir)
-    key = ScoreKey.of(a.proxy, a.dataset, a.score_seed, space=a.space)
-    if a.scores:
-        n = cache.import_scores(key, a.scores)
-        print(f"imported {n} {a.proxy} scores from {a.scores} into {cache.path(key)}")
+    members, _ = proxy_members(a.proxy)
+    if a.scores:  # one score file holding every member's column
+        for m in members:
+            key = ScoreKey.of(m, a.dataset, a.score_seed, space=a.space)
+            n = cache.import_scores(key, a.scores)
+            print(f"imported {n} {m} scores from {a.scores} into {cache.path(key)}")
+    ex = executor_from_args(a, a.device)
     scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
-                            space=a.space)
-    return {"cache": cache, "scorer": scorer, "score_key": key}
+                            space=a.space, executor=None if a.ray is None else ex)
+    return {"cache": cache, "scorer": scorer}
+
+
+def _close(kw: dict) -> None:
+    ex = getattr(kw["scorer"], "executor", None)  # --ray actors
+    if ex is not None:
+        ex.close()
 
 
 def _cmd_search(a) -> int:
@@ -82,10 +105,12 @@ def _cmd_search(a) -> int:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
+    kw = _search_kwargs(a)
     runs = run_seeds(a.out, a.algo, dataset=a.dataset, budget=a.budget, warmup=a.warmup,
                      move=a.move, seeds=seeds, proxy=a.proxy, score_seed=a.score_seed,
                      resume=a.resume, progress=not a.no_progress, options=opts, space=a.space,
-                     data=a.data, **_search_kwargs(a))
+                     data=a.data, **kw)
+    _close(kw)
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
     ok, failed = complete_runs(runs)
@@ -125,9 +150,11 @@ def _cmd_figure(a) -> int:
     variants = list(dict.fromkeys(variants))
     out = Path(a.out)
     runs_dir = Path(a.runs_dir) if a.runs_dir else out.with_name(out.stem + "_runs")
+    kw = _search_kwargs(a)
     groups = run_variants(runs_dir, variants, dataset=a.dataset, budget=a.budget, seeds=a.seeds,
                           proxy=a.proxy, score_seed=a.score_seed, progress=not a.no_progress,
-                          options=_options(a.option), **_search_kwargs(a))
+                          options=_options(a.option), **kw)
+    _close(kw)
     ds = next(iter(groups.values()))[0]["dataset"]
     thresholds = [float(t) for t in a.thresholds.split(",")]
     title = (f"NB201 {ds}: test accuracy of the best-validation model vs trained models, mean "

@@ -142,6 +142,59 @@ def _score_table(scores, uni: Universe, ids: list, what: str, column: str) -> np
     return arr
 
 
+# what the ranks of an ensemble proxy are computed over in a search (docs/search.md)
+ENSEMBLE_SCOPE = ("the cells each comparison compares: the warmup pool, the move's candidates, "
+                  "RL warmup's cells seen so far, BP's warmup pool")
+
+
+def proxy_members(proxy: str) -> tuple:
+    """(member proxies, driver ensemble expression or '') of a proxy name: a registry proxy is
+    its own single member; an ensemble (``vote``, ``ensemble[rule]:a+b``, fixed ensembles as
+    members) becomes its base members and an expression over their columns."""
+    from zcfast.proxies import PROXIES
+    from zcfast.proxies import ensemble as ens
+
+    if not ens.is_ensemble(proxy):
+        return [proxy], ""
+    ens.parse(proxy, known=PROXIES)
+    members = ens.base_members(proxy)
+
+    def expr(name):
+        if not ens.is_ensemble(name):
+            return str(members.index(name))
+        e = ens.parse(name)
+        return f"{e.rule}(" + ",".join(expr(m) for m in e.members) + ")"
+
+    return members, expr(proxy)
+
+
+def _member_scorers(scorer, members: list) -> list:
+    """One callable (codes -> scores) per member: ``scorer`` may be one callable (one member, or
+    returning an (n, members) matrix), or a dict {member: callable}."""
+    if scorer is None:
+        return [None] * len(members)
+    if isinstance(scorer, Mapping):
+        missing = [m for m in members if m not in scorer]
+        if missing:
+            raise ValueError(f"no scorer for the ensemble members {missing}")
+        return [scorer[m] for m in members]
+    if len(members) == 1:
+        return [scorer]
+    cache: dict = {}
+
+    def column(j):
+        def f(codes):
+            key = tuple(int(c) for c in codes)
+            if key not in cache:
+                cache.clear()
+                cache[key] = np.asarray(scorer(codes), dtype=np.float64).reshape(len(key), -1)
+            return cache[key][:, j]
+
+        return f
+
+    return [column(j) for j in range(len(members))]
+
+
 def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: int = 0,
                move: int = 0, seed: int = 0, proxy: str = "synflow", *, space: str = "nb201",
                data=None, score_seed: int = 0, scores=None, scorer: Callable | None = None,
@@ -177,34 +230,51 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
     score_seed = _int("score_seed", score_seed)
     uni, gt, ids = _universe(sp.name, ds, data)
     needs_scores = cfg.warmup > 0 or cfg.move > 0
-    key = score_key or ScoreKey.of(proxy, ds, score_seed, space=sp.name)
-    if key.space != sp.name:
-        raise ValueError(f"the score key is for space {key.space!r}, the search runs on {sp.name!r}")
+    members, expression = proxy_members(proxy)
+    if score_key is not None and score_key.space != sp.name:
+        raise ValueError(f"the score key is for space {score_key.space!r}, the search runs on {sp.name!r}")
+    keys = [score_key.for_proxy(m) if score_key is not None
+            else ScoreKey.of(m, ds, score_seed, space=sp.name) for m in members]
+    if expression:
+        cfg.score_members = len(members)
+        cfg.ensemble = expression
+        cfg.validate()
     store = None
     full = None
     what = f"networks of the {sp.name} universe"
     if needs_scores:
         if scores is not None:
-            full = _score_table(scores, uni, ids, what, sp.key_column)
+            if len(members) > 1:
+                if not isinstance(scores, Mapping) or set(scores) != set(members):
+                    raise ValueError(f"the ensemble {proxy!r} needs a score table per member: a "
+                                     f"dict {{member: table}} with the members {members}")
+                full = np.column_stack([_score_table(scores[m], uni, ids, what, sp.key_column)
+                                        for m in members]).reshape(-1)
+            else:
+                full = _score_table(scores, uni, ids, what, sp.key_column)
         else:
             store = cache if isinstance(cache, ScoreCache) else ScoreCache(cache)
-            full = store.table(key, uni.keys)
+            tabs = [store.table(k, uni.keys) for k in keys]
+            if all(t is not None for t in tabs):
+                full = np.column_stack(tabs).reshape(-1)
     t0 = time.perf_counter()
     s = _C.search.Search(cfg, gt, full)
     scored_before = store.scored if store is not None else 0
     if needs_scores and full is None:
-        known = store.load(key)
-        if known:
-            rows = uni.row_of() if len(known) else {}
-            have = [(rows[k], v) for k, v in known.items() if k in rows]
-            if have:
-                r_, v_ = zip(*have)
-                s.tell(np.asarray(r_, dtype=np.int32), np.asarray(v_, dtype=np.float64))
+        known = [store.load(k) for k in keys]
+        rows = uni.row_of()
+        have = [k for k in known[0] if k in rows and all(k in kn for kn in known[1:])]
+        if have:
+            s.tell(np.asarray([rows[k] for k in have], dtype=np.int32),
+                   np.asarray([[kn[k] for kn in known] for k in have], dtype=np.float64))
+    member_scorers = _member_scorers(scorer, members)
     while True:
         need = s.ask()  # rows of the universe
         if need.size == 0:
             break
-        vals = store.get_or_score(key, [uni.keys[r] for r in need], uni.codes[need], scorer)
+        nkeys, ncodes = [uni.keys[r] for r in need], uni.codes[need]
+        vals = np.column_stack([store.get_or_score(k, nkeys, ncodes, f)
+                                for k, f in zip(keys, member_scorers)])
         s.tell(need, vals)
     dt = time.perf_counter() - t0
     r = s.result()
@@ -213,6 +283,8 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
         "algo": cfg.algo, "budget": cfg.budget,
         "warmup": cfg.warmup, "move": cfg.move, "seed": cfg.seed,
         "proxy": proxy if needs_scores else None, "score_seed": score_seed if needs_scores else None,
+        **({"ensemble": {"members": members, "expression": expression,
+                         "ranks_over": ENSEMBLE_SCOPE}} if expression and needs_scores else {}),
         "options": {k: v for k, v in opts.items()},
         "protocol": PROTOCOL,
         "universe": uni.description, "pool": bool(s.pool),

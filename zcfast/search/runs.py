@@ -28,11 +28,6 @@ SETTING_KEYS = ("protocol", "space", "dataset", "data", "algo", "budget", "warmu
                 "proxy", "score_seed", "options")
 CURVES = ("test_curve", "best_val_curve", "oracle_test_curve")
 HEADLINE = "test_curve"
-CURVE_LABELS = {
-    "test_curve": "test accuracy of the best-validation model (%)",
-    "best_val_curve": "best validation accuracy (%)",
-    "oracle_test_curve": "best test accuracy seen (oracle diagnostic, %)",
-}
 
 
 def _settings(run: dict) -> dict:
@@ -124,10 +119,10 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
     p.parent.mkdir(parents=True, exist_ok=True)
     bar = None
     if progress:
-        from tqdm import tqdm
+        from zcfast.progress import progress_bar
 
-        bar = tqdm(total=len(seed_list), initial=len(seed_list) - len(todo), unit="seed",
-                   desc=desc or f"{want['algo']} w{warmup} m{move}", dynamic_ncols=True)
+        bar = progress_bar(len(seed_list), len(seed_list) - len(todo), unit="seed",
+                           desc=desc or f"{want['algo']} w{warmup} m{move}")
     runs = list(existing)
     try:
         with open(p, "a") as f:
@@ -274,11 +269,9 @@ def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str
                 ylim: tuple | None = None, panels: bool = True) -> None:
     """Mean ``key`` vs trained models with a 25-75% band, one line per label of ``groups``
     ({label or Variant: runs}). With ``panels`` and Variant keys: one panel per algorithm."""
-    import matplotlib
+    from zcfast import plotstyle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotstyle.pyplot()
     items = list(groups.items())
     algos = []
     for k, _ in items:
@@ -289,7 +282,8 @@ def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str
         algos = ["all"]
     ncol = min(2, len(algos))
     nrow = (len(algos) + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(6.4 * ncol, 4.4 * nrow), squeeze=False)
+    w, h = plotstyle.CURVE_PANEL
+    fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, h * nrow + 0.5), squeeze=False)
     for ax, algo in zip(axes.flat, algos):
         for k, runs in items:
             if algo != "all" and (not isinstance(k, Variant) or k.algo != algo):
@@ -302,23 +296,17 @@ def plot_curves(groups: dict, path: str | os.PathLike, title: str = "", key: str
             label = _label(k) + f" (n={s.n}" + (f", {len(bad)} failed" if bad else "") + ")"
             (line,) = ax.plot(x, s.mean, label=label, lw=1.6)
             ax.fill_between(x, s.q25, s.q75, color=line.get_color(), alpha=0.15, lw=0)
-        ax.set_xlabel("trained models")
-        ax.set_ylabel(CURVE_LABELS.get(key, key))
         ax.set_xscale("log")
+        plotstyle.plain_log_ticks(ax.xaxis, 1, max((ln.get_xdata()[-1] for ln in ax.lines), default=1))
         if ylim:
             ax.set_ylim(*ylim)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8, loc="lower right")
-        if algo != "all":
-            ax.set_title(algo.upper())
+        plotstyle.style_axes(ax, title=algo.upper() if algo != "all" else None,
+                             xlabel="trained models (log scale)",
+                             ylabel=plotstyle.CURVE_LABELS.get(key, key))
+        ax.legend(fontsize=plotstyle.NOTE, loc="lower right")
     for ax in list(axes.flat)[len(algos):]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    plotstyle.finish(fig, path, plotstyle.wrap(title, int(12 * w * ncol)))
 
 
 def reach_table(groups: dict, thresholds: Sequence[float], key: str = HEADLINE) -> str:

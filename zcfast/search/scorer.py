@@ -1,10 +1,11 @@
 """Live zero-cost scorers for the search: a scorer maps architecture codes (uint64, the space's
 raw encoding) to one proxy's scores.
 
-The default uses the packed engine ``zcfast.score`` when ``zcfast.batched`` provides it (all
-cells of a request in one batched call) and falls back to the per-model reference loop
-(``zcfast.scoring.iter_loop``) otherwise. Both build each cell's weights from (seed, arch), and
-score on the same seeded minibatch as ``zcfast score`` (so cached values agree with score files).
+A scorer runs a scoring task (zcfast.executors) through an executor: this process by default
+(its runner keeps the minibatch on the device between the search's asks), or a Ray cluster. The
+packed engine scores each request in packed passes; the per-model reference loop is the
+alternative. Both build each network's weights from (seed, arch) and score on the same seeded
+minibatch as ``zcfast score`` (so cached values agree with score files).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from zcfast.data import dataset_name, image_source, num_classes
+from zcfast.data import dataset_name
 from zcfast.proxies import check_names
 
 ENGINES = ("auto", "batched", "loop")
@@ -29,62 +30,54 @@ def batched_available() -> bool:
 
 def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "auto",
                    batch_size: int = 64, images: str = "default", flavour: str = "paper",
-                   device=None, chunk=None, space: str = "nb201") -> Callable[[np.ndarray], np.ndarray]:
-    """A callable ``f(codes) -> (n,) float64`` scoring networks of ``space`` with ``proxy``.
+                   device=None, chunk=None, space: str = "nb201", executor=None,
+                   normalization: str = "paper", data_seed: int | None = None
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+    """A callable ``f(codes) -> (n,) float64`` scoring networks of ``space`` (given by their
+    codes) with ``proxy``, weight seed ``seed`` and the seeded minibatch of ``zcfast score``
+    (minibatch seed ``data_seed``, default ``seed``), so cached values agree with score files.
+    For an ensemble proxy (``vote``, ``ensemble:a+b``) it scores the members in one pass and
+    returns an (n, members) matrix, columns in ``proxy_members`` order.
 
-    ``engine``: ``batched`` (``zcfast.score``, one packed call per request), ``loop`` (one model
-    at a time) or ``auto`` (batched when available).
+    ``engine``: ``batched`` / ``auto`` (the packed engine) or ``loop`` (one model at a time).
+    ``executor``: a ``zcfast.executors`` Executor (e.g. a RayExecutor: each request is split
+    into chunks scored on the cluster); default: this process on ``device``, with the minibatch
+    built once and kept on the device for every later request.
     """
-    (proxy,) = check_names([proxy])
-    ds = dataset_name(dataset)
+    from zcfast.executors import ScoreTask, get_executor
     from zcfast.spaces import get_space
 
+    from zcfast.search.driver import proxy_members
+
+    members, _ = proxy_members(proxy)
+    check_names(members)
+    ds = dataset_name(dataset)
     sp = get_space(space)
-    if sp.name != "nb201":
-        raise ValueError(f"no live scorer for space {sp.name!r} yet")
     if engine not in ENGINES:
         raise ValueError(f"unknown scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if engine == "batched" and not batched_available():
         raise ValueError("engine 'batched' asked for, but zcfast.batched provides no score() yet")
     use_batched = engine == "batched" or (engine == "auto" and batched_available())
+    from zcfast.scoring import resolve_device
 
-    if use_batched:
-        def score_batched(codes: np.ndarray) -> np.ndarray:
-            import zcfast
-            from zcfast.spaces import nb201
+    dev = str(resolve_device(device))
+    ex = executor if executor is not None else get_executor(None, device=dev)
+    task = ScoreTask(sp.name, {
+        "dataset": ds, "proxies": members, "weight_seed": int(seed),
+        "data_seed": int(seed if data_seed is None else data_seed), "batch_size": int(batch_size),
+        "images": images, "normalization": normalization, "data_root": None,
+        "options": sp.model_options(flavour=flavour),
+        "engine": "packed" if use_batched else "loop", "chunk": chunk,
+    })
 
-            idx = np.asarray([nb201.index_of_code(int(c)) for c in codes], dtype=np.int64)
-            df = zcfast.score(idx.tolist(), [proxy], space="nb201", dataset=ds,
-                              batch_size=batch_size, seed=seed, device=device, chunk=chunk,
-                              images=images, flavour=flavour)
-            col = df[proxy]
-            if col.index.is_unique:  # align by NB201 index (any row order)
-                return col.reindex(idx).to_numpy(dtype=np.float64)
-            return col.to_numpy(dtype=np.float64)  # duplicates: zcfast.score keeps request order
+    def score_codes(codes: np.ndarray) -> np.ndarray:
+        archs = [int(c) for c in np.asarray(codes).tolist()]
+        got = ex.score(task, archs)
+        if len(members) == 1:
+            return np.asarray(got[members[0]], dtype=np.float64)
+        return np.column_stack([np.asarray(got[m], dtype=np.float64) for m in members])
 
-        score_batched.engine = "batched"  # type: ignore[attr-defined]
-        return score_batched
-
-    state: dict = {}
-
-    def score_loop(codes: np.ndarray) -> np.ndarray:
-        import torch
-
-        from zcfast.scoring import iter_loop
-        from zcfast.spaces import nb201
-
-        indices = [nb201.index_of_code(int(c)) for c in codes]
-        if "x" not in state:  # the minibatch is built once, on first use
-            src = image_source(ds, images=images)
-            x, y = src.minibatch(batch_size, seed)
-            dev = torch.device(device) if device is not None else torch.device("cpu")
-            state.update(x=x.to(dev), y=y.to(dev), dev=dev)
-        out = {}
-        for i, vals in iter_loop([int(i) for i in indices], [proxy], state["x"], state["y"],
-                                 ncls=num_classes(ds), seed=seed, flavour=flavour,
-                                 device=state["dev"]):
-            out[i] = vals[proxy]
-        return np.asarray([out[int(i)] for i in indices], dtype=np.float64)
-
-    score_loop.engine = "loop"  # type: ignore[attr-defined]
-    return score_loop
+    score_codes.engine = "batched" if use_batched else "loop"  # type: ignore[attr-defined]
+    if executor is not None:
+        score_codes.executor = executor  # type: ignore[attr-defined]
+    return score_codes

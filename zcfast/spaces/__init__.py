@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib
 
-from zcfast.spaces.base import Space, Universe
+from zcfast.spaces.base import MiniBatch, Space, Targets, Universe
 
-__all__ = ["SPACE_NAMES", "Space", "Universe", "get_space", "register"]
+__all__ = ["SPACE_NAMES", "MiniBatch", "Space", "Targets", "Universe", "get_space", "register"]
 
 # name -> module that defines ``SPACE``
 _REGISTRY: dict = {

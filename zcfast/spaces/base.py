@@ -62,6 +62,47 @@ class Universe:
         return {k: i for i, k in enumerate(self.keys)}
 
 
+@dataclass
+class Targets:
+    """What proxy scores are correlated with (``zcfast correlate``).
+
+    table: DataFrame indexed by the space's key column (as score files hold it), one column per
+    target; default: the target used when none is named; baselines: {label: column} of
+    non-zero-cost rankings shown next to the proxies (NB201: 12-epoch training); paper:
+    {proxy: |Spearman|} reported by the zero-cost paper for this space and dataset; description:
+    where the numbers come from."""
+
+    table: object
+    default: str
+    baselines: dict = field(default_factory=dict)
+    paper: dict = field(default_factory=dict)
+    paper_pairs: dict = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class MiniBatch:
+    """One seeded minibatch a space's networks are scored on, and where it came from.
+
+    x, y: tensors (images and labels for the image spaces). ``source`` draws more minibatches of
+    the same data (``source.minibatch(batch_size, seed)``: ZiCo's extra batches)."""
+
+    x: object
+    y: object
+    name: str
+    description: str
+    source: object = None
+    extra_meta: dict = field(default_factory=dict)
+
+    def meta(self) -> dict:
+        """What a score file's meta records about the data."""
+        return {"images": self.name, "images_description": self.description, **self.extra_meta}
+
+    def more(self, batch_size: int, seed: int):
+        """(x, y) of another minibatch of the same source."""
+        return self.source.minibatch(int(batch_size), int(seed))
+
+
 class Space:
     """Base class of a search space (see the module docstring and docs/spaces.md)."""
 
@@ -69,6 +110,10 @@ class Space:
     name: str = ""
     #: the score-file column that identifies a network of this space (joins with ground truth)
     key_column: str = "key"
+    #: the identifying columns of a score row (``key_column`` first)
+    id_columns: tuple = ("key", "arch")
+    #: options of the space's networks a user may set (NB201: the flavour)
+    option_names: tuple = ()
     #: datasets this space has networks (and usually ground truth) for
     datasets: tuple = ()
     #: number of distinct networks (None when unknown)
@@ -131,6 +176,26 @@ class Space:
     def num_classes(self, dataset: str) -> int:
         raise NotImplementedError
 
+    def model_options(self, flavour: str = "paper") -> dict:
+        """The network options of this space from the command line's (NB201: its flavour); a
+        non-default value for an option the space does not have raises."""
+        if "flavour" in self.option_names:
+            return {"flavour": flavour}
+        if flavour != "paper":
+            raise ValueError(f"--flavour {flavour!r}: the {self.name} networks have no flavours")
+        return {}
+
+    def minibatch(self, dataset: str, batch_size: int, seed: int, *, images: str = "default",
+                  data_root=None, normalization: str = "paper") -> MiniBatch:
+        """The seeded training minibatch the networks of ``dataset`` are scored on (image
+        spaces: the bundled real images, or a CIFAR download under ``data_root``; docs/data.md)."""
+        from zcfast.data import image_source
+
+        src = image_source(dataset, data_root=data_root, images=images, normalization=normalization)
+        x, y = src.minibatch(int(batch_size), int(seed))
+        return MiniBatch(x, y, src.name, src.description, src,
+                         {"normalization_mean": list(src.mean), "normalization_std": list(src.std)})
+
     def build_model(self, code: int, dataset: str, *, seed: int | None = 0, **options):
         """The per-model network (an ``nn.Module``): the reference the packed engine equals."""
         raise NotImplementedError
@@ -144,7 +209,18 @@ class Space:
         """Proxies the packed builder computes (empty: per-model only)."""
         return ()
 
+    def default_chunk(self, proxies, batch: int, device) -> int:
+        """Candidates per packed pass when the user sets none (a space without a memory model:
+        a conservative number; NB201 has a measured model, zcfast/batched/memory.py)."""
+        import torch
+
+        return 64 if torch.device(device).type == "cuda" else 1
+
     # ---- data --------------------------------------------------------------------------------
+    def targets(self, dataset: str, data=None) -> Targets:
+        """The ground truth proxy scores are correlated with (see Targets)."""
+        raise NotImplementedError
+
     def universe(self, dataset: str, data=None) -> Universe:
         """The ground truth of ``dataset`` (``data``: an optional user file with the full
         benchmark, e.g. NB101's official tfrecord)."""

@@ -571,6 +571,7 @@ class NB101Space(_Space):
 
     name = "nb101"
     key_column = "hash"
+    id_columns = ("hash", "arch")
     datasets = ("cifar10",)
     size = NUM_CELLS
 
@@ -651,6 +652,25 @@ class NB101Space(_Space):
         return build_model(int(code), self.num_classes(dataset), seed=seed, dtype=dtype,
                            device=device, **options)
 
+    def targets(self, dataset: str, data=None):
+        from zcfast.data import dataset_name
+        from zcfast.spaces.base import Targets
+
+        ds = dataset_name(dataset)
+        self.num_classes(ds)
+        if data is None:
+            from zcfast.data.nb101 import subset_groundtruth
+
+            gt = subset_groundtruth()[["val_acc"]]
+            what = ("NB101 CIFAR-10, 108 epochs: validation accuracy, mean over the repeats of "
+                    f"each of the {len(gt)} distinct cells of the bundled NASLib subset")
+        else:
+            off = _load_official(str(data))
+            gt = off[["val_acc_mean", "test_acc_mean"]].rename(
+                columns={"val_acc_mean": "val_acc", "test_acc_mean": "test_acc"})
+            what = f"NB101 CIFAR-10, 108 epochs, means over the repeats, official file {data}"
+        return Targets(gt, "val_acc", {}, dict(PAPER_SPEARMAN), {}, what)
+
     def universe(self, dataset: str, data=None) -> _Universe:
         from zcfast.data import dataset_name
 
@@ -680,6 +700,10 @@ class NB101Space(_Space):
 
 
 _OFFICIAL: dict = {}  # path -> {hash: code} of the official files loaded in this process
+# |Spearman| of the paper's proxies over all 423,624 NB101 cells (Abdelfattah et al., ICLR 2021,
+# Table 2: validation accuracy after 108 epochs)
+PAPER_SPEARMAN = {"grad_norm": 0.198, "snip": 0.164, "grasp": 0.448, "fisher": 0.257,
+                  "synflow": 0.372, "jacob_cov": 0.378}
 
 
 def _load_official(path: str):

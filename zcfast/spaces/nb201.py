@@ -152,6 +152,34 @@ def canonical_classes() -> np.ndarray:
     return cls.astype(np.int32)
 
 
+def input_nodes(arch: Arch) -> frozenset:
+    """Nodes of the cell whose value depends on the cell's input (node 0): those reached from
+    node 0 along edges whose op is not ``none`` (docs/gaps.md)."""
+    ops = parse(arch)
+    reached = {0}
+    for e in range(NUM_EDGES):  # edges are listed in topological order of their source
+        if ops[e] != NONE and EDGE_SRC[e] in reached:
+            reached.add(EDGE_DST[e])
+    return frozenset(reached)
+
+
+def output_ignores_input(arch: Arch) -> bool:
+    """True when every path from the cell's input to its output (node 3) has a ``none`` edge:
+    the cell's output, hence the network's, does not depend on the image (docs/gaps.md)."""
+    return 3 not in input_nodes(arch)
+
+
+def relu_sees_input(arch: Arch) -> bool:
+    """Whether some ReLU of the network reads a value that depends on the image. Cells stack,
+    so when the output ignores the input only the first cell's conv edges (ReLU-conv-BN) that
+    read an input-dependent node can; otherwise the reduction blocks' ReLUs do (docs/gaps.md)."""
+    reached = input_nodes(arch)
+    if 3 in reached:
+        return True
+    ops = parse(arch)
+    return any(ops[e] in (CONV1, CONV3) and EDGE_SRC[e] in reached for e in range(NUM_EDGES))
+
+
 # ---- the space interface (zcfast.spaces.base) ------------------------------------------------
 from zcfast.spaces.base import Space as _Space  # noqa: E402  (after the functions it wraps)
 from zcfast.spaces.base import Universe as _Universe  # noqa: E402
@@ -169,6 +197,8 @@ class NB201Space(_Space):
 
     name = "nb201"
     key_column = "index"
+    id_columns = ("index", "arch")
+    option_names = ("flavour",)
     datasets = ("cifar10", "cifar100", "ImageNet16-120")
     size = NUM_ARCHS
 
@@ -246,6 +276,18 @@ class NB201Space(_Space):
         from zcfast.batched.engine import SUPPORTED
 
         return tuple(SUPPORTED)
+
+    def targets(self, dataset: str, data=None):
+        from zcfast.correlate import BASELINE_12EP, PAPER_SPEARMAN, PAPER_VOTE_PAIRS
+        from zcfast.data import dataset_name, groundtruth
+        from zcfast.spaces.base import Targets
+
+        if data is not None:
+            raise ValueError("the NB201 ground truth is bundled; --data is not used for nb201")
+        ds = dataset_name(dataset)
+        return Targets(groundtruth(ds), "test_acc", {BASELINE_12EP: "test_acc_12ep"},
+                       PAPER_SPEARMAN[ds], {"vote": PAPER_VOTE_PAIRS[ds]},
+                       f"NB201 {ds}, 200 epochs")
 
     def universe(self, dataset: str, data=None) -> _Universe:
         from zcfast.data import dataset_name, groundtruth

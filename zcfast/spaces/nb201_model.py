@@ -186,6 +186,11 @@ class NB201Net(nn.Module):
         self.classifier = nn.Linear(c_last, num_classes)
         self.classifier.zc_slot = slot_of("head")
 
+    def zc_feature_modules(self) -> list:
+        """The stage modules whose outputs are the network's feature maps, in forward order:
+        the stem, then each of the 17 cells and reduction blocks (AZ-NAS's features)."""
+        return [self.stem, *self.layers]
+
     def forward(self, x):
         x = self.layers(self.stem(x))
         x = self.gap(self.lastact(x)).flatten(1)
