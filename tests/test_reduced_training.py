@@ -400,3 +400,10 @@ def test_packed_training_on_gpu_equals_per_model(batches):
     acc = rt.run(t, batches, STEPS)
     check_states(t, refs, CELLS)
     check_accuracies(acc, refs, CELLS)
+
+
+def test_reduced_training_needs_nb201(tmp_path):
+    with pytest.raises(ValueError, match="train NB201 networks"):
+        score_to_file(tmp_path / "x.csv", space="nb101", archs="2", proxies="synflow,econas",
+                      progress=False)
+    assert not (tmp_path / "x.csv").exists()
