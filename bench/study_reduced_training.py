@@ -277,7 +277,7 @@ def report(a) -> dict:
     (a.out / "summary.json").write_text(json.dumps(info, indent=1, default=float))
     df.to_csv(a.out / "scores.csv")
     _write_readme(a, info)
-    _plot(a, res)
+    _plot(a, res, len(cells))
     return info
 
 
@@ -350,7 +350,7 @@ def _write_readme(a, info) -> None:
     (a.out / "README.md").write_text("\n".join(lines))
 
 
-def _plot(a, res) -> None:
+def _plot(a, res, n: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -374,7 +374,7 @@ def _plot(a, res) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("wall seconds per cell (this CPU; o packed, s per-model)")
     ax.set_ylabel("Spearman vs 200-epoch test accuracy")
-    ax.set_title(f"NB201 CIFAR-10, {a.cells} cells: ranking quality vs cost")
+    ax.set_title(f"NB201 CIFAR-10, n = {n} cells: ranking quality vs cost")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(a.out / "spearman_vs_cost.png", dpi=130)
