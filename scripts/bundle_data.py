@@ -73,15 +73,17 @@ def main() -> None:
         source_sha256=np.array([sha256(land_p), sha256(val_p), sha256(mini_p)]),
     )
 
-    # ---- CIFAR-10: the 1,000 real training JPEGs, decoded once -------------------------
-    xs, ys = [], []
-    for label, c in enumerate(CIFAR10_CLASSES):
-        for f in sorted((sd / "cifar10-jpeg-subset" / "train" / c).glob("*.jpg")):
-            xs.append(np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8))
-            ys.append(label)
-    x = np.stack(xs)
-    assert x.shape == (1000, 32, 32, 3)
-    np.savez_compressed(out / "cifar10_train1000.npz", x=x, y=np.asarray(ys, dtype=np.int64))
+    # ---- CIFAR-10: the 1,000 real training JPEGs and the 1,000 real test JPEGs (the held-out
+    # set of reduced training), each decoded once ----------------------------------------
+    for split, name in (("train", "cifar10_train1000.npz"), ("test", "cifar10_test1000.npz")):
+        xs, ys = [], []
+        for label, c in enumerate(CIFAR10_CLASSES):
+            for f in sorted((sd / "cifar10-jpeg-subset" / split / c).glob("*.jpg")):
+                xs.append(np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8))
+                ys.append(label)
+        x = np.stack(xs)
+        assert x.shape == (1000, 32, 32, 3)
+        np.savez_compressed(out / name, x=x, y=np.asarray(ys, dtype=np.int64))
 
     # ---- CIFAR-100: the 25 distinct real images available (train 0-4, test 0-19) -------
     def load_pickle(split: str):

@@ -28,7 +28,9 @@ def _add_score(sub):
     p.add_argument("--proxies", default="paper",
                    help="'paper' (the six of the paper), 'modern', 'all', or a comma list, e.g. "
                         "synflow,snip,vote,ensemble:zico+az_nas+vkdnw (ensemble[meanrank|vote|"
-                        "logrank]:a+b; see docs/proxies_modern.md)")
+                        "logrank]:a+b; see docs/proxies_modern.md); econas[:epochs=E+channels=C+"
+                        "resolution=R+images=N+batch=B+schedule=S] adds a reduced-training proxy "
+                        "(docs/reduced_training.md)")
     p.add_argument("--archs", default="1000",
                    help="'all' (nb201: 15,625 cells; nb101: the bundled 292 cells or every cell "
                         "of --data; nbnlp: the 341 finished logged runs), N (N distinct networks "
@@ -90,6 +92,11 @@ def _cmd_score(a) -> int:
     m = res["meta"]
     print(score_summary(res))
     print(f"images: {m['images_description']}")
+    if m.get("reduced_training"):
+        from zcfast.reduced_training import summary
+
+        for col, d in m["reduced_training"].items():
+            print(f"{col}: {summary(d)}")
     print(f"seeds: sample {m['sample_seed']}, weights {m['weight_seed']}, data {m['data_seed']}")
     if res.get("ensembles"):
         print(f"ensembles {', '.join(res['ensembles'])}: ranks over {m['ensemble_ranks_over']}")

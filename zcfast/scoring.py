@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from zcfast import __version__
+from zcfast import reduced_training as _reduced
 from zcfast.data import dataset_name
 from zcfast.proxies import MODERN_PROXIES, PAPER_PROXIES, PROXIES, check_names
 from zcfast.proxies import ensemble as _ens
@@ -32,7 +33,8 @@ from zcfast.spaces import get_space
 
 # settings that must match for --resume to continue a file
 _RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec",
-                "sample_seed", "weight_seed", "data_seed", "normalization", "data", "precision")
+                "sample_seed", "weight_seed", "data_seed", "normalization", "data", "precision",
+                "reduced_training")
 
 # proxies that never read the minibatch (synflow scores an all-ones input), and the settings
 # that only change the minibatch's pixels: a file of data-free proxies resumes across them
@@ -80,7 +82,8 @@ def parse_proxies(spec) -> list:
     """Column names from a list or a comma string: registry proxies, ensembles (``vote``,
     ``az_nas``, ``vkdnw_agg``, ``ensemble[rule]:a+b``; docs/proxies_modern.md) and the tokens
     'paper' (the six of the paper's Table 1), 'modern' (the modern per-model proxies) and 'all'
-    (every registry proxy), which expand in place; duplicates are dropped."""
+    (every registry proxy), which expand in place; duplicates are dropped. Reduced-training
+    proxies (``econas[:key=value+...]``, docs/reduced_training.md) are kept as written."""
     if isinstance(spec, str):
         spec = [t.strip() for t in spec.split(",") if t.strip()]
     groups = {"paper": PAPER_PROXIES, "modern": MODERN_PROXIES, "all": tuple(PROXIES)}
@@ -93,8 +96,11 @@ def parse_proxies(spec) -> list:
     for n in out:
         if _ens.is_ensemble(n):
             _ens.parse(n, known=PROXIES)  # a clear error names a bad rule or member
-    if per_model or not out:
-        check_names(per_model)
+    zero_cost, specs = _reduced.split_proxies(per_model)
+    for sp in specs:
+        _reduced.parse_spec(sp)  # a clear error names the bad option
+    if zero_cost or not out:
+        check_names(zero_cost)
     return out
 
 
@@ -369,6 +375,10 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
         batch_size = sp.default_batch_size
     names = parse_proxies(proxies)
     per_model, ensembles = split_columns(names)
+    zero_cost, rt_specs = _reduced.split_proxies(per_model)  # the CSV holds both kinds
+    if rt_specs and sp.name != "nb201":
+        raise ValueError(f"reduced-training proxies {rt_specs} train NB201 networks; space "
+                         f"{sp.name!r} has none (docs/reduced_training.md)")
     seed = _seed(seed, "seed")
     s_sample, s_weight, s_data = (seed if v is None else _seed(v, n) for v, n in (
         (sample_seed, "sample_seed"), (weight_seed, "weight_seed"), (data_seed, "data_seed")))
@@ -389,7 +399,7 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
                          normalization=normalization)  # a bad setting fails before any file
     ex = get_executor(executor, device=str(dev))
     task = ScoreTask(sp.name, {
-        "dataset": ds, "proxies": per_model, "weight_seed": s_weight, "data_seed": s_data,
+        "dataset": ds, "proxies": zero_cost, "weight_seed": s_weight, "data_seed": s_data,
         "batch_size": int(batch_size), "images": images, "normalization": normalization,
         "data_root": None if data_root is None else str(data_root),
         "options": options, "engine": engine, "chunk": chunk,
@@ -406,9 +416,12 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S"), "executor": ex.describe(),
     }
+    if rt_specs:  # reduction factors and images of every reduced-training column
+        meta["reduced_training"] = _reduced.describe_specs(
+            rt_specs, dataset=ds, data_root=data_root, data_seed=s_data, normalization=normalization)
     from zcfast.proxies import extra_batch_seed, extra_batches_needed
 
-    n_extra = extra_batches_needed(per_model)
+    n_extra = extra_batches_needed(zero_cost) if zero_cost else 0
     if n_extra:  # minibatch(batch_size, s) of the same source
         meta["extra_batch_seeds"] = [extra_batch_seed(s_data, k) for k in range(1, n_extra + 1)]
     if ensembles:
@@ -416,7 +429,7 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
                              for e in ensembles}
         meta["ensemble_ranks_over"] = ENSEMBLE_SCOPE
     if engine == "packed":
-        looped = [p for p in per_model if p not in sp.packed_proxies()]
+        looped = [p for p in zero_cost if p not in sp.packed_proxies()]
         if looped:
             meta["per_model_fallback"] = looped
     writer = ScoreWriter(out, meta, per_model, resume=resume, space=sp)
@@ -428,11 +441,29 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
 
         bar = progress_bar(len(codes), len(codes) - len(todo), unit="cell", desc=f"scoring {ds}")
     try:
-        for part, table in ex.run(task, todo):  # chunks in any order, each network once
-            for k, c in enumerate(part):
-                writer.write(c, {p: table[p][k] for p in per_model})
-            if bar:
-                bar.update(len(part))
+        if rt_specs:  # chunk by chunk: reduced training here, zero-cost by the executor
+            from zcfast.spaces import nb201
+
+            def zc_scores(part):
+                out = {p: np.full(len(part), math.nan) for p in zero_cost}
+                pos = {c: k for k, c in enumerate(part)}
+                for sub, table in (ex.run(task, part) if zero_cost else ()):
+                    for k, c in enumerate(sub):
+                        for p in zero_cost:
+                            out[p][pos[c]] = table[p][k]
+                return out
+
+            _reduced.score_rows(writer, todo, rt_specs, zc_scores, index_of=nb201.index_of_code,
+                                dataset=ds, data_root=data_root,
+                                weight_seed=s_weight, data_seed=s_data, flavour=flavour,
+                                engine=engine, device=dev, chunk=chunk,
+                                normalization=normalization, bar=bar)
+        else:
+            for part, table in ex.run(task, todo):  # chunks in any order, each network once
+                for k, c in enumerate(part):
+                    writer.write(c, {p: table[p][k] for p in per_model})
+                if bar:
+                    bar.update(len(part))
     finally:
         writer.close()
         if bar:

@@ -19,7 +19,7 @@ from zcfast.batched.ordered import index_rounds, ordered_index_add_
 from zcfast.batched.plan import Plan, SegmentTable, build_plan, segment_table
 from zcfast.batched.upload import DeviceTables
 from zcfast.spaces import nb201
-from zcfast.spaces.nb201_model import STAGE_CHANNELS
+from zcfast.spaces.nb201_model import INIT_CHANNELS
 
 __all__ = ["LOSS_PROXIES", "SUPPORTED", "PackedNB201", "_reproducible", "codes_of"]
 
@@ -151,11 +151,12 @@ class PackedNB201(PackedModel):
 
     def __init__(self, codes, num_classes: int, *, flavour: str = "paper", seed: int = 0,
                  input_size: int = 32, device="cpu", backend: str | None = None,
-                 dtype=torch.float32, precision: str = "fp32"):
+                 dtype=torch.float32, precision: str = "fp32",
+                 init_channels: int = INIT_CHANNELS):
         dev = torch.device(device)
         tables = DeviceTables(dev)  # the plan's and the segment table's indices: one copy
         self.plan: Plan = build_plan(codes, num_classes, flavour, input_size, device=dev,
-                                     tables=tables)
+                                     tables=tables, init_channels=init_channels)
         self.table: SegmentTable = segment_table(self.plan)
         self.input_shape = (3, input_size, input_size)
         self._pool_cache: dict = {}
@@ -168,6 +169,13 @@ class PackedNB201(PackedModel):
                     tables=tables, precision=precision)
 
     # ---- forward ---------------------------------------------------------------------------
+    def _norm(self, h: torch.Tensor, site: str) -> torch.Tensor:
+        """The BatchNorm at ``site`` ('stem', 'lastact', or the name of the packed conv layer it
+        follows). Here train-mode batch statistics, no affine transform (the initial state of
+        every BatchNorm); a subclass that trains the networks keeps their affine parameters
+        and running statistics (zcfast/batched/train.py)."""
+        return _bn(h)
+
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
                 acts: list | None = None, relus: list | None = None,
                 taps: dict | None = None) -> torch.Tensor:
@@ -185,10 +193,10 @@ class PackedNB201(PackedModel):
         relus = _Relus(relus, taps.get("relu"))
         bn_tap = taps.get("bn")
 
-        def norm(h, cand, C):
+        def norm(h, cand, C, site):  # the BatchNorm at ``site`` (see _norm), tapped first
             if bn_tap is not None:
                 bn_tap(h, cand, C)
-            return _bn(h)
+            return self._norm(h, site)
 
         # grasp (loss pass with double_backward): grouped convolutions through _GroupedConv,
         # whose backward differentiates without per-group loops. float64 on the CPU keeps
@@ -212,13 +220,13 @@ class PackedNB201(PackedModel):
         else:
             h = conv(x, plan.stem)  # shared input: one dense conv producing K*16 channels
         if bn:
-            h = norm(h, allk, STAGE_CHANNELS[0])
+            h = norm(h, allk, plan.channels[0], "stem")
         feature = taps.get("feature", lambda t: None)
         feature(h)
         red = 0
         for c, nodes in enumerate(plan.cells):
             stage = plan.stage_of_cell[c]
-            C = STAGE_CHANNELS[stage]
+            C = plan.channels[stage]
             if stage > red:
                 h = self._reduction(h, plan.reductions[red], ws, conv, relus, allk, norm)
                 feature(h)
@@ -226,9 +234,9 @@ class PackedNB201(PackedModel):
             h = self._cell(h, nodes, C, ws, conv, relus, bn, norm)
             feature(h)
         if bn:
-            h = norm(h, allk, STAGE_CHANNELS[-1])
+            h = norm(h, allk, plan.channels[-1], "lastact")
         if relus is not None:
-            relus.append((h, allk, STAGE_CHANNELS[-1]))
+            relus.append((h, allk, plan.channels[-1]))
         f = F.relu(h)
         if "pool" in taps:
             taps["pool"](f)
@@ -248,10 +256,10 @@ class PackedNB201(PackedModel):
         K = self.plan.K
         if relus is not None:
             relus.append((h, allk, ca.c_in))
-        a = norm(conv(F.relu(h), ca, groups=K), allk, ca.c_out)
+        a = norm(conv(F.relu(h), ca, groups=K), allk, ca.c_out, ca.name)
         if relus is not None:
             relus.append((a, allk, ca.c_out))
-        b = norm(conv(F.relu(a), cb, groups=K), allk, cb.c_out)
+        b = norm(conv(F.relu(a), cb, groups=K), allk, cb.c_out, cb.name)
         s = conv(F.avg_pool2d(h, 2, 2), sc, groups=K)
         return s + b
 
@@ -296,15 +304,17 @@ class PackedNB201(PackedModel):
                     relus.append((pre, nd.conv_cand, C))
                 r = F.relu(pre)
                 rs = r.split([nd.n_conv1 * C, nd.n_conv3 * C], 1) if nd.n_conv1 and nd.n_conv3 else [r]
-                outs = []
+                outs, lays = [], []
                 if nd.n_conv1:
                     outs.append(conv(rs[0], nd.conv1, groups=nd.n_conv1))
+                    lays.append(nd.conv1)
                 if nd.n_conv3:
                     outs.append(conv(rs[-1], nd.conv3, groups=nd.n_conv3))
+                    lays.append(nd.conv3)
                 if bn:  # per-channel statistics: normalising the two parts apart is the same
                     cands = [c for c, n in ((nd.conv_cand[: nd.n_conv1], nd.n_conv1),
                                             (nd.conv_cand[nd.n_conv1 :], nd.n_conv3)) if n]
-                    outs = [norm(o, cc, C) for o, cc in zip(outs, cands)]
+                    outs = [norm(o, cc, C, lay.name) for o, cc, lay in zip(outs, cands, lays)]
                 parts.append(outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
@@ -337,11 +347,12 @@ class PackedNB201(PackedModel):
         params = np.bincount(t.cand, weights=lens, minlength=self.K).astype(np.float64)
         # BatchNorm affine parameters of the per-model network (2 per channel): stem, the two
         # BNs of each reduction block, the head; cell BNs only in the official flavour.
-        bn = 2 * (STAGE_CHANNELS[0] + 2 * STAGE_CHANNELS[1] + 2 * STAGE_CHANNELS[2] + STAGE_CHANNELS[2])
+        ch = self.plan.channels
+        bn = 2 * (ch[0] + 2 * ch[1] + 2 * ch[2] + ch[2])
         params += bn
         if self.plan.flavour == "official":
             for nodes, stage in zip(self.plan.cells, self.plan.stage_of_cell):
-                C = STAGE_CHANNELS[stage]
+                C = ch[stage]
                 for nd in nodes:
                     params += 2 * C * np.bincount(nd.conv_cand, minlength=self.K)
         flops = np.bincount(t.cand[:nw], weights=t.weight_numel * t.weight_hw_out,

@@ -23,7 +23,13 @@ import torch
 from zcfast.batched.ordered import rounds_of
 from zcfast.batched.upload import DeviceTables
 from zcfast.spaces import nb201
-from zcfast.spaces.nb201_model import CELLS_PER_STAGE, STAGE_CHANNELS, bound_of, slot_of
+from zcfast.spaces.nb201_model import (
+    CELLS_PER_STAGE,
+    INIT_CHANNELS,
+    bound_of,
+    slot_of,
+    stage_channels,
+)
 
 # node j's incoming edges (edge ids in string order) and their source nodes
 _IN_EDGES = {1: (0,), 2: (1, 2), 3: (3, 4, 5)}
@@ -94,6 +100,7 @@ class Plan:
     num_classes: int
     flavour: str
     input_size: int
+    channels: tuple = stage_channels(INIT_CHANNELS)  # of the three stages
     stem: PackedLayer = None
     cells: list = field(default_factory=list)  # 15 lists of 3 NodePlans
     stage_of_cell: list = field(default_factory=list)
@@ -123,7 +130,8 @@ class Plan:
 
 
 def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int = 32,
-               device="cpu", tables: DeviceTables | None = None) -> Plan:
+               device="cpu", tables: DeviceTables | None = None,
+               init_channels: int = INIT_CHANNELS) -> Plan:
     """Plan for the candidates ``codes`` (internal cell codes, see nb201.code_of).
 
     Vectorised over candidates: the (edge, candidate) pairs of node j depend only on the codes,
@@ -131,20 +139,23 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
     differ between cells). The index tensors go to ``device`` through ``tables``
     (zcfast/batched/upload.py): with ``tables`` given, they are only registered and the caller
     uploads them (with its own tables, in one copy) and calls :meth:`Plan.bind`; without, the
-    plan uploads and binds them itself."""
+    plan uploads and binds them itself. The stages have ``init_channels`` x (1, 2, 4)
+    channels."""
+    channels = stage_channels(init_channels)
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 1 or len(codes) == 0:
         raise ValueError("build_plan needs a non-empty 1-D list of cell codes")
     K = len(codes)
     ops = nb201.ops_of_codes(codes)  # (K, 6)
     paper = flavour == "paper"
-    plan = Plan(codes=codes, num_classes=num_classes, flavour=flavour, input_size=input_size)
+    plan = Plan(codes=codes, num_classes=num_classes, flavour=flavour, input_size=input_size,
+                channels=channels)
     own = tables is None
     tables = DeviceTables(device) if own else tables
     plan.tables = tables
     allk = np.arange(K)
     size = input_size
-    c0 = STAGE_CHANNELS[0]
+    c0 = channels[0]
     plan.stem = PackedLayer("stem", c0, 3, 3, 1, 1, allk, np.full(K, slot_of("stem")), False, size * size)
     plan.layers.append(plan.stem)
     order = (nb201.SKIP, nb201.CONV1, nb201.CONV3, nb201.POOL)
@@ -171,9 +182,9 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
                              for pos, tt in rounds_of(t)) for t in targets)
         templates[j] = (pairs, tables.add(gidx), targets, tables.add(conv_cand), rounds)
     cell_id = 0
-    for stage, C in enumerate(STAGE_CHANNELS):
+    for stage, C in enumerate(channels):
         if stage > 0:
-            cp = STAGE_CHANNELS[stage - 1]
+            cp = channels[stage - 1]
             r = stage - 1
             size_out = size // 2
             ca = PackedLayer(f"red{r}.conv_a", C, cp, 3, 2, 1, allk,
@@ -209,7 +220,7 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
             plan.cells.append(nodes)
             plan.stage_of_cell.append(stage)
             cell_id += 1
-    plan.head = PackedLayer("head", num_classes, STAGE_CHANNELS[-1], 0, 1, 0, allk,
+    plan.head = PackedLayer("head", num_classes, channels[-1], 0, 1, 0, allk,
                             np.full(K, slot_of("head")), True, 1)
     plan.layers.append(plan.head)
     w_off = b_off = 0

@@ -196,29 +196,34 @@ def _load_npz(name: str) -> dict:
         return {k: d[k] for k in d.files}
 
 
-def load_cifar_pickles(root: str | os.PathLike, dataset: str):
+def load_cifar_pickles(root: str | os.PathLike, dataset: str, split: str = "train"):
     """Read a standard CIFAR download (python pickle batches) under ``root``.
 
-    CIFAR-10: ``cifar-10-batches-py/data_batch_1..5`` (keys ``data``, ``labels``);
-    CIFAR-100: ``cifar-100-python/train`` (keys ``data``, ``fine_labels``). ``root`` may also
-    be the batches folder itself. Returns x (N, 32, 32, 3) uint8 and y (N,) int64.
+    CIFAR-10: ``cifar-10-batches-py/data_batch_1..5`` (``split="test"``: ``test_batch``; keys
+    ``data``, ``labels``); CIFAR-100: ``cifar-100-python/train`` (``test``; keys ``data``,
+    ``fine_labels``). ``root`` may also be the batches folder itself. Returns x (N, 32, 32, 3)
+    uint8 and y (N,) int64.
     """
     ds = dataset_name(dataset)
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown CIFAR split {split!r}: expected 'train' or 'test'")
     root = Path(root)
     if ds == "cifar10":
         folder = root if list(root.glob("data_batch_*")) else root / "cifar-10-batches-py"
-        files = sorted(folder.glob("data_batch_*"))
+        files = sorted(folder.glob("data_batch_*")) if split == "train" else \
+            [f for f in [folder / "test_batch"] if f.is_file()]
         key = b"labels"
+        expected = "cifar-10-batches-py/" + ("data_batch_*" if split == "train" else "test_batch")
     elif ds == "cifar100":
         folder = root if (root / "train").is_file() else root / "cifar-100-python"
-        files = [folder / "train"] if (folder / "train").is_file() else []
+        files = [folder / split] if (folder / split).is_file() else []
         key = b"fine_labels"
+        expected = f"cifar-100-python/{split}"
     else:
         raise ValueError(f"--data-root reads CIFAR pickle batches; {ds} has no such loader")
     if not files:
         raise FileNotFoundError(
-            f"no CIFAR {ds} training batches found under {root} "
-            f"(expected {'cifar-10-batches-py/data_batch_*' if ds == 'cifar10' else 'cifar-100-python/train'})"
+            f"no CIFAR {ds} {split} batches found under {root} (expected {expected})"
         )
     xs, ys = [], []
     ncls = num_classes(ds)

@@ -27,8 +27,21 @@ from torch import nn
 from zcfast.spaces import nb201
 
 FLAVOURS = ("paper", "official")
-STAGE_CHANNELS = (16, 32, 64)
+INIT_CHANNELS = 16  # channels of the first stage; the stages have C, 2C and 4C
 CELLS_PER_STAGE = 5
+
+
+def stage_channels(init_channels: int = INIT_CHANNELS) -> tuple:
+    """Channels of the three stages of a network whose first stage has ``init_channels``
+    (NB201: 16; reduced training narrows it, docs/reduced_training.md)."""
+    if isinstance(init_channels, bool) or not isinstance(init_channels, (int, np.integer)) \
+            or init_channels < 1:
+        raise ValueError(f"init_channels must be a positive integer, got {init_channels!r}")
+    c = int(init_channels)
+    return (c, 2 * c, 4 * c)
+
+
+STAGE_CHANNELS = stage_channels(INIT_CHANNELS)
 
 
 # ---- parameter slots (shared with the packed engine) ---------------------------------------
@@ -134,8 +147,10 @@ class NB201Net(nn.Module):
     """NB201 network for one cell. Attributes: ``arch`` (string), ``code`` (cell code),
     ``num_classes``, ``flavour``. Every conv/linear carries ``zc_slot`` (see :func:`slot_of`)."""
 
-    def __init__(self, arch, num_classes: int = 10, flavour: str = "paper"):
+    def __init__(self, arch, num_classes: int = 10, flavour: str = "paper",
+                 init_channels: int = INIT_CHANNELS):
         super().__init__()
+        channels = stage_channels(init_channels)
         check_flavour(flavour)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
@@ -143,15 +158,16 @@ class NB201Net(nn.Module):
         self.arch = nb201.string_of_code(self.code)
         self.num_classes = num_classes
         self.flavour = flavour
+        self.init_channels = channels[0]
         ops = nb201.ops_of_code(self.code)
-        c0 = STAGE_CHANNELS[0]
+        c0 = channels[0]
         self.stem = nn.Sequential(nn.Conv2d(3, c0, 3, padding=1, bias=False), nn.BatchNorm2d(c0))
         self.stem[0].zc_slot = slot_of("stem")
         layers = []
         cell_id = 0
-        for stage, c in enumerate(STAGE_CHANNELS):
+        for stage, c in enumerate(channels):
             if stage > 0:
-                blk = ResBlock(STAGE_CHANNELS[stage - 1], c)
+                blk = ResBlock(channels[stage - 1], c)
                 blk.conv_a[1].zc_slot = slot_of("reduction", block=stage - 1, part=0)
                 blk.conv_b[1].zc_slot = slot_of("reduction", block=stage - 1, part=1)
                 blk.shortcut[1].zc_slot = slot_of("reduction", block=stage - 1, part=2)
@@ -164,7 +180,7 @@ class NB201Net(nn.Module):
                 layers.append(cell)
                 cell_id += 1
         self.layers = nn.Sequential(*layers)
-        c_last = STAGE_CHANNELS[-1]
+        c_last = channels[-1]
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_last), nn.ReLU(inplace=False))
         self.gap = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_last, num_classes)
@@ -197,10 +213,11 @@ class NB201Net(nn.Module):
 
 
 def build_model(arch, num_classes: int = 10, *, flavour: str = "paper", seed: int | None = 0,
-                dtype=torch.float32, device=None) -> NB201Net:
+                dtype=torch.float32, device=None, init_channels: int = INIT_CHANNELS) -> NB201Net:
     """NB201 network of ``arch`` (string, index or op ids). ``seed=None`` keeps PyTorch's own
-    random init; an int draws the counter-based weights of (seed, arch)."""
-    net = NB201Net(arch, num_classes, flavour)
+    random init; an int draws the counter-based weights of (seed, arch). ``init_channels``: the
+    first stage's width (16 in NB201; the stages have C, 2C, 4C)."""
+    net = NB201Net(arch, num_classes, flavour, init_channels)
     if seed is not None:
         init_weights(net, seed)
     return net.to(device=device, dtype=dtype).train()
