@@ -261,3 +261,82 @@ def test_scoring_path_runs_them_packed():
                                seed=1, extra_batches=[(run.extra[0][0].to(d), run.extra[0][1])])
            for i in cells}
     assert not _mismatches(got, ref)
+
+
+# ---- VKDNW: one backward pass per class, so 10-class (CIFAR-10) networks keep it short -------
+VK = ["vkdnw", "vkdnw_dim", "vkdnw_single"]
+
+
+def _vk(cells, dtype, flavour, packed: bool) -> dict:
+    x, y, _, _ = _batches(10)
+    if packed:
+        return _packed_flavour(cells, dtype, flavour, x, y)
+    return {i: compute_measures(build_model(i, 10, flavour=flavour, seed=SEED, dtype=dtype),
+                                x.to(dtype), y, VK, seed=SEED) for i in cells}
+
+
+def _packed_flavour(cells, dtype, flavour, x, y) -> dict:
+    from zcfast.batched.engine import PackedNB201
+
+    eng = PackedNB201([nb201.code_of_index(i) for i in cells], 10, flavour=flavour, seed=SEED,
+                      input_size=x.shape[-1], dtype=dtype)
+    res = eng.compute(x, y, VK)
+    return {i: {p: float(res[p][k]) for p in VK} for k, i in enumerate(cells)}
+
+
+@pytest.fixture(scope="module")
+def vk_ref64():
+    torch.set_num_threads(1)
+    return {fl: _vk(CELLS, torch.float64, fl, False) for fl in ("paper", "official")}
+
+
+@pytest.mark.parametrize("flavour", ["paper", "official"])
+def test_vkdnw_float64_equals_reference(vk_ref64, flavour):
+    """Both flavours (paper: conv biases; official: affine cell BatchNorms) select different
+    parameter tensors; the best cell has more than 128 of them (the selection's cut)."""
+    ref = vk_ref64[flavour]
+    assert not _mismatches(_vk(CELLS, torch.float64, flavour, True), ref)
+    assert max(v["vkdnw_dim"] for v in ref.values()) > 128
+    assert len({round(v["vkdnw"], 6) for v in ref.values()}) >= 4
+
+
+def test_vkdnw_float32_within_reference_resolution(vk_ref64):
+    cells = CELLS[2:]
+    got = _vk(cells, torch.float32, "paper", True)
+    ref32 = _vk(cells, torch.float32, "paper", False)
+    u = 2.0**-24
+    for i in cells:
+        for p in VK:
+            r64, r32, g = vk_ref64["paper"][i][p], ref32[i][p], got[i][p]
+            assert abs(g - r64) <= 32 * abs(r32 - r64) + 16 * u * abs(r64) + 1e-12, (i, p, r64, r32, g)
+
+
+def _conv_channel_1(monkeypatch):
+    orig = modern._conv_elem0
+
+    def bad(x_in, g_out, lay):
+        return orig(x_in.roll(-1, 1), g_out, lay)  # element [0, 1, 0, 0]'s input channel
+
+    monkeypatch.setattr(modern, "_conv_elem0", bad)
+
+
+def _train_bn(monkeypatch):
+    from zcfast.batched import engine
+
+    monkeypatch.setattr(engine, "_bn_eval_fresh", engine._bn)
+
+
+def _cut_shifted(monkeypatch):
+    orig = modern._vkdnw_items
+    monkeypatch.setattr(modern, "_vkdnw_items", lambda model: [it[1:] + it[:1] for it in orig(model)])
+
+
+@pytest.mark.parametrize("defect", [_conv_channel_1, _train_bn, _cut_shifted])
+def test_vkdnw_injected_defect_is_caught(vk_ref64, monkeypatch, defect):
+    """Each defect changes vkdnw of at least one cell beyond 1e-9 (the shifted cut only matters
+    for cells with more than 128 tensors: the best cell here)."""
+    defect(monkeypatch)
+    cells = [CELLS[2], CELLS[-1]]
+    got = _vk(cells, torch.float64, "paper", True)
+    bad = {p for _, p, _, _ in _mismatches(got, {i: vk_ref64["paper"][i] for i in cells})}
+    assert "vkdnw" in bad

@@ -60,6 +60,12 @@ def _conv2d(x, w, b, stride: int, padding: int, groups: int) -> torch.Tensor:
     return y
 
 
+def _bn_eval_fresh(h: torch.Tensor) -> torch.Tensor:
+    # eval-mode BatchNorm with fresh running statistics (mean 0, variance 1), weight 1, bias 0
+    c = h.shape[1]
+    return F.batch_norm(h, h.new_zeros(c), h.new_ones(c), training=False, eps=_BN_EPS)
+
+
 class _BoxSum3(torch.autograd.Function):
     """y = sum of the 3x3 neighbourhood (zero padding) per channel. The operator is
     self-adjoint, so the backward is the same op, and double backward (grasp) stays on the
@@ -114,22 +120,32 @@ class PackedNB201(PackedModel):
         ``"relu"(input, group -> candidate, channels per group)`` at every ReLU whose output
         feeds a convolution or the pool, ``"pool"(feature)`` with the map entering the global
         average pool (B, K*64, H, W), ``"feature"(map)`` with the stem's output and each cell's
-        and reduction block's output (B, K*C, H, W), in forward order (AZ-NAS's stages)."""
+        and reduction block's output (B, K*C, H, W), in forward order (AZ-NAS's stages),
+        ``"conv"(input, output, layer)`` at every convolution, ``"bn_out"(output, layer)`` after
+        every BatchNorm (``layer``: the convolution it follows, None for the last one), and
+        ``"bn_eval": True`` for eval-mode BatchNorm with fresh statistics (mean 0, variance 1:
+        VKDNW)."""
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
         taps = taps or {}
         relus = _Relus(relus, taps.get("relu"))
-        bn_tap = taps.get("bn")
+        bn_tap, bn_out, conv_tap = taps.get("bn"), taps.get("bn_out"), taps.get("conv")
+        bn_fn = _bn_eval_fresh if taps.get("bn_eval") else _bn
 
-        def norm(h, cand, C):
+        def norm(h, cand, C, layer=None):
             if bn_tap is not None:
                 bn_tap(h, cand, C)
-            return _bn(h)
+            out = bn_fn(h)
+            if bn_out is not None:
+                bn_out(out, layer)
+            return out
 
         def conv(h, lay, groups=1):
             y = _conv2d(h, ws[lay.name], bs.get(lay.name), lay.stride, lay.padding, groups)
             if acts is not None:
                 acts.append((y, lay))
+            if conv_tap is not None:
+                conv_tap(h, y, lay)
             return y
 
         if per_candidate_input:
@@ -137,7 +153,7 @@ class PackedNB201(PackedModel):
         else:
             h = conv(x, plan.stem)  # shared input: one dense conv producing K*16 channels
         if bn:
-            h = norm(h, allk, STAGE_CHANNELS[0])
+            h = norm(h, allk, STAGE_CHANNELS[0], plan.stem)
         feature = taps.get("feature", lambda t: None)
         feature(h)
         red = 0
@@ -168,15 +184,15 @@ class PackedNB201(PackedModel):
         return logits
 
     def _reduction(self, h, layers, ws, conv, relus, allk, norm=None):
-        norm = norm or (lambda t, cand, C: _bn(t))
+        norm = norm or (lambda t, cand, C, layer=None: _bn(t))
         ca, cb, sc = layers
         K = self.plan.K
         if relus is not None:
             relus.append((h, allk, ca.c_in))
-        a = norm(conv(F.relu(h), ca, groups=K), allk, ca.c_out)
+        a = norm(conv(F.relu(h), ca, groups=K), allk, ca.c_out, ca)
         if relus is not None:
             relus.append((a, allk, ca.c_out))
-        b = norm(conv(F.relu(a), cb, groups=K), allk, cb.c_out)
+        b = norm(conv(F.relu(a), cb, groups=K), allk, cb.c_out, cb)
         s = conv(F.avg_pool2d(h, 2, 2), sc, groups=K)
         return s + b
 
@@ -194,7 +210,7 @@ class PackedNB201(PackedModel):
         return _BoxSum3.apply(x) * self._pool_cache[key]
 
     def _cell(self, h, nodes, C, ws, conv, relus, bn, norm=None):
-        norm = norm or (lambda t, cand, C: _bn(t))
+        norm = norm or (lambda t, cand, C, layer=None: _bn(t))
         B, KC, H, W = h.shape
         K = KC // C
         states = [h.reshape(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
@@ -225,9 +241,10 @@ class PackedNB201(PackedModel):
                 if nd.n_conv3:
                     outs.append(conv(rs[-1], nd.conv3, groups=nd.n_conv3))
                 if bn:  # per-channel statistics: normalising the two parts apart is the same
-                    cands = [c for c, n in ((nd.conv_cand[: nd.n_conv1], nd.n_conv1),
-                                            (nd.conv_cand[nd.n_conv1 :], nd.n_conv3)) if n]
-                    outs = [norm(o, cc, C) for o, cc in zip(outs, cands)]
+                    cands = [(c, lay) for c, n, lay in (
+                        (nd.conv_cand[: nd.n_conv1], nd.n_conv1, nd.conv1),
+                        (nd.conv_cand[nd.n_conv1 :], nd.n_conv3, nd.conv3)) if n]
+                    outs = [norm(o, cc, C, lay) for o, (cc, lay) in zip(outs, cands)]
                 parts.append(outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))

@@ -23,7 +23,13 @@ share one computation, as in the per-model registry.
   gives the stage features; per candidate a batched covariance eigvalsh, and per block one vjp
   of the packed graph with the candidates' probes side by side, then a batched svdvals.
 
-Per-model only (no packed version yet): meco, the VKDNW group.
+- ``vkdnw``, ``vkdnw_dim``, ``vkdnw_single``: Kaiming-normal re-initialisation, eval-mode
+  BatchNorm with fresh statistics, one packed forward of the noise input keeping each conv's
+  input/output and each BN's output; C backward passes (cotangent e_c, all candidates at once);
+  per candidate the per-sample gradients of element 0 of its first 128 tensors in its per-model
+  ``named_parameters()`` order, then the reference's Fisher matrix and decile entropy.
+
+Per-model only (no packed version yet): meco.
 """
 
 from __future__ import annotations
@@ -215,10 +221,127 @@ def az_nas(model, x, y, extra) -> dict:
             "az_trainability": trainability}
 
 
+def _vkdnw_items(model) -> list:
+    """Per candidate, [(kind, key, group)] of its parameter tensors in the per-model network's
+    ``named_parameters()`` order (zcfast/spaces/nb201_model.py): kind 'w' (conv weight), 'b'
+    (conv bias), 'bnw'/'bnb' (BatchNorm weight/bias), 'hw'/'hb' (head); key the packed layer's
+    name ('last' for the BatchNorm before the pool); group the candidate's copy in that layer."""
+    from zcfast.spaces import nb201
+
+    plan = model.plan
+    K = plan.K
+    paper = plan.flavour == "paper"
+    # (cell, edge, candidate) -> (layer name, group) of the cell convolutions
+    where = {}
+    for c, nodes in enumerate(plan.cells):
+        for nd in nodes:
+            for lay in (nd.conv1, nd.conv3):
+                if lay is None:
+                    continue
+                for g, (k, slot) in enumerate(zip(lay.cand, lay.slots)):
+                    e = ((int(slot) - 100) // 5) % 6
+                    where[(c, e, int(k))] = (lay.name, g)
+    items = [[("w", "stem", k), ("bnw", "stem", k), ("bnb", "stem", k)] for k in range(K)]
+    red = 0
+    for c in range(len(plan.cells)):
+        if plan.stage_of_cell[c] > red:
+            ca, cb, sc = plan.reductions[red]
+            for k in range(K):
+                items[k] += [("w", ca.name, k), ("bnw", ca.name, k), ("bnb", ca.name, k),
+                             ("w", cb.name, k), ("bnw", cb.name, k), ("bnb", cb.name, k),
+                             ("w", sc.name, k)]
+            red += 1
+        for k in range(K):
+            ops = nb201.ops_of_code(int(plan.codes[k]))
+            for e in range(6):
+                if (c, e, k) not in where:
+                    continue
+                name, g = where[(c, e, k)]
+                items[k] += [("w", name, g)] + ([("b", name, g)] if paper else
+                                                 [("bnw", name, g), ("bnb", name, g)])
+                assert ops[e] in (nb201.CONV1, nb201.CONV3)
+    for k in range(K):
+        items[k] += [("bnw", "last", k), ("bnb", "last", k), ("hw", "head", k), ("hb", "head", k)]
+    return items
+
+
+def _conv_elem0(x_in, g_out, lay) -> torch.Tensor:
+    """(B, G) per-sample gradient of weight[0, 0, 0, 0] of every copy of a packed conv layer:
+    the sum over output pixels of the output gradient's first channel of the copy times the
+    input's first channel of the copy at the pixel that element reads."""
+    G = lay.groups
+    g0 = g_out[:, :: lay.c_out]  # (B, G, Ho, Wo)
+    if x_in.shape[1] == lay.c_in:  # the stem on the shared input: every copy reads channel 0
+        xin = x_in[:, :1].expand(-1, G, -1, -1)
+    else:
+        xin = x_in[:, :: lay.c_in]
+    p, s = lay.padding, lay.stride
+    xin = torch.nn.functional.pad(xin, (p, p, p, p))
+    ho, wo = g0.shape[2], g0.shape[3]
+    win = xin[:, :, 0 : s * (ho - 1) + 1 : s, 0 : s * (wo - 1) + 1 : s]
+    return (g0 * win).sum((2, 3))
+
+
+def vkdnw(model, x, y, extra) -> dict:
+    from zcfast.proxies import _random
+    from zcfast.proxies import vkdnw as _vk
+
+    K = model.K
+    items = _vkdnw_items(model)
+    _, ws, bs = model.params(flat=model.reinit_flat("kaiming_normal"))  # weights need grad: graph
+    convs: dict = {}
+    bns: dict = {}
+    pooled: list = []
+
+    def conv_tap(h, out, lay):
+        convs[lay.name] = (h.detach(), out, lay)
+
+    def bn_tap(out, lay):
+        bns["last" if lay is None else lay.name] = (out, lay)
+
+    xn = _random.noise_input(x, _random.NOISE_VKDNW, model.seed)
+    logits = model.forward(xn, ws, bs, taps={"conv": conv_tap, "bn_out": bn_tap, "bn_eval": True,
+                                             "pool": lambda f: pooled.append(f.mean((2, 3)))})
+    B, _, C = logits.shape
+    feat0 = pooled[0].detach()[:, ::64]  # (B, K): the head's input feature 0 of each candidate
+    keys = [("conv", n) for n in convs] + [("bn", n) for n in bns]  # a conv and its BN share a name
+    outs = [convs[n][1] for n in convs] + [bns[n][0] for n in bns]
+    sel = [it[: _vk.MAX_TENSORS] for it in items]
+    jac = [torch.empty((B, C, len(s)), dtype=logits.dtype, device=logits.device) for s in sel]
+    for c in range(C):
+        cot = torch.zeros_like(logits)
+        cot[:, :, c] = 1.0
+        gs = torch.autograd.grad(logits, outs, cot, retain_graph=c < C - 1, allow_unused=True)
+        grad = {k: (g if g is not None else torch.zeros_like(o)) for k, g, o in zip(keys, gs, outs)}
+        table: dict = {}
+        for name, (h, _out, lay) in convs.items():
+            g = grad[("conv", name)]
+            table[("w", name)] = _conv_elem0(h, g, lay)
+            if lay.has_bias:
+                table[("b", name)] = g[:, :: lay.c_out].sum((2, 3))
+        for name, (out, lay) in bns.items():
+            ch = 64 if lay is None else lay.c_out
+            g = grad[("bn", name)][:, ::ch]
+            table[("bnw", name)] = (g * out.detach()[:, ::ch]).sum((2, 3))
+            table[("bnb", name)] = g.sum((2, 3))
+        hb = torch.full((B, K), 1.0 if c == 0 else 0.0, dtype=logits.dtype, device=logits.device)
+        table[("hw", "head")] = hb * feat0
+        table[("hb", "head")] = hb
+        for k in range(K):
+            for i, (kind, name, g) in enumerate(sel[k]):
+                jac[k][:, c, i] = table[(kind, name)][:, g]
+    logits = logits.detach()
+    ent = np.array([_vk.decile_entropy(_vk.fisher_matrix(jac[k], logits[:, k])) for k in range(K)])
+    dim = np.array([float(len(it)) for it in items])
+    single = np.where(np.isfinite(ent), dim + ent / _vk.ENTROPY_SCALE, np.nan)
+    return {"vkdnw": ent, "vkdnw_dim": dim, "vkdnw_single": single}
+
+
 _register(("zico",), zico)
 _register(("epe_nas",), epe_nas)
 _register(("zen",), zen)
 _register(("swap", "swap_reg"), swap)
 _register(("az_expressivity", "az_progressivity", "az_trainability"), az_nas)
+_register(("vkdnw", "vkdnw_dim", "vkdnw_single"), vkdnw)
 
 __all__ = ["PACKED", "PackedGroup", "names"]
