@@ -19,7 +19,7 @@ from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import build_model
 
 AZ = ["az_expressivity", "az_progressivity", "az_trainability"]
-NAMES = ["zico", "epe_nas", "zen", "swap", "swap_reg"] + AZ
+NAMES = ["zico", "epe_nas", "zen", "meco", "swap", "swap_reg"] + AZ
 NCLS = 120  # small inputs (_batches); epe_nas's > 100 outputs form (the <= 100 form: test_epe_small_head)
 SEED = 5
 # a conv fed only by a zero node, isolated nodes, the benchmark's best cell, two random cells
@@ -99,7 +99,7 @@ def test_float32_within_reference_resolution(ref64):
     proxy that needs it: where a weight's two gradients agree to a few ulps its ratio is rounding
     noise, and the reference's own float32 value moves by 1e-4 to 1e-2 relative."""
     cells = CELLS[1:3] + CELLS[-1:]
-    names = ["zico", "epe_nas", "zen"] + AZ  # swap counts: exact in float64 (above), costly
+    names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: exact in float64 (above), costly
     got = _packed(cells, torch.float32, names=names)
     ref32 = _reference(cells, torch.float32, names=names)
     u = 2.0**-24
@@ -115,7 +115,7 @@ def test_float32_within_reference_resolution(ref64):
 def test_batch_invariance():
     """A candidate's scores do not depend on its pack (K = 1 and 5, float64)."""
     target = CELLS[-1]
-    names = ["zico", "epe_nas", "zen"] + AZ  # swap: its per-draw forward is zen's
+    names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: its per-draw forward is zen's
     alone = _packed([target], torch.float64, names=names)
     packed = _packed(CELLS, torch.float64, names=names)
     assert not _mismatches({target: packed[target]}, alone)
@@ -224,7 +224,35 @@ def _scaled_channel(monkeypatch):
     monkeypatch.setattr(modern, "_entropies", bad)
 
 
+def _second_eigenvalue(monkeypatch):
+    """MeCo with the second smallest correlation eigenvalue of every output."""
+    orig = torch.linalg.eigvalsh
+
+    def bad(corr):
+        return orig(corr).roll(-1, -1)
+
+    monkeypatch.setattr(modern.torch.linalg, "eigvalsh", bad)
+
+
+def _no_edge_outputs(monkeypatch):
+    """MeCo without the skip and pool edge outputs."""
+    orig = modern.meco
+
+    def bad(model, x, y, extra):
+        fwd = model.forward
+        model.forward = lambda *a, taps=None, **k: fwd(
+            *a, taps={n: t for n, t in (taps or {}).items() if n != "edge"}, **k)
+        try:
+            return orig(model, x, y, extra)
+        finally:
+            del model.forward
+
+    monkeypatch.setitem(modern.PACKED, "meco", modern.PackedGroup(("meco",), bad))
+
+
 @pytest.mark.parametrize("defect, hit", [
+    (_second_eigenvalue, {"meco"}),
+    (_no_edge_outputs, {"meco"}),
     (_wrong_probe, {"az_trainability"}),
     (_scaled_channel, {"az_expressivity"}),
     (_perturb_second_gradient, {"zico"}),

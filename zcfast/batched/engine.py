@@ -124,7 +124,8 @@ class PackedNB201(PackedModel):
         ``"conv"(input, output, layer)`` at every convolution, ``"bn_out"(output, layer)`` after
         every BatchNorm (``layer``: the convolution it follows, None for the last one), and
         ``"bn_eval": True`` for eval-mode BatchNorm with fresh statistics (mean 0, variance 1:
-        VKDNW)."""
+        VKDNW), ``"edge"(kind, output, candidate of each group)`` with the skip ('skip') and
+        pooling ('pool') edge outputs of each node (MeCo)."""
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
         taps = taps or {}
@@ -164,7 +165,7 @@ class PackedNB201(PackedModel):
                 h = self._reduction(h, plan.reductions[red], ws, conv, relus, allk, norm)
                 feature(h)
                 red += 1
-            h = self._cell(h, nodes, C, ws, conv, relus, bn, norm)
+            h = self._cell(h, nodes, C, ws, conv, relus, bn, norm, taps.get("edge"))
             feature(h)
         if bn:
             h = norm(h, allk, STAGE_CHANNELS[-1])
@@ -209,7 +210,7 @@ class PackedNB201(PackedModel):
             self._pool_cache[key] = 1.0 / F.conv2d(ones, box, padding=1)
         return _BoxSum3.apply(x) * self._pool_cache[key]
 
-    def _cell(self, h, nodes, C, ws, conv, relus, bn, norm=None):
+    def _cell(self, h, nodes, C, ws, conv, relus, bn, norm=None, edge_tap=None):
         norm = norm or (lambda t, cand, C, layer=None: _bn(t))
         B, KC, H, W = h.shape
         K = KC // C
@@ -229,6 +230,8 @@ class PackedNB201(PackedModel):
             parts = []
             if nd.n_skip:
                 parts.append(pieces.pop(0))
+                if edge_tap is not None:
+                    edge_tap("skip", parts[-1], nd.targets[0])
             if nconv:
                 pre = pieces.pop(0)
                 if relus is not None:
@@ -248,6 +251,8 @@ class PackedNB201(PackedModel):
                 parts.append(outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
+                if edge_tap is not None:
+                    edge_tap("pool", parts[-1], nd.targets[-1])
             for part, tgt in zip(parts, nd.targets):
                 node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W))
             states.append(node)

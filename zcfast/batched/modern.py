@@ -29,7 +29,10 @@ share one computation, as in the per-model registry.
   per candidate the per-sample gradients of element 0 of its first 128 tensors in its per-model
   ``named_parameters()`` order, then the reference's Fisher matrix and decile entropy.
 
-Per-model only (no packed version yet): meco.
+- ``meco``: one no-grad forward of the first image; every output of the per-model module tree
+  with its count (see :func:`meco`), batched correlation eigenvalues per output.
+
+Every modern proxy of the registry now has a packed NB201 version.
 """
 
 from __future__ import annotations
@@ -337,11 +340,94 @@ def vkdnw(model, x, y, extra) -> dict:
     return {"vkdnw": ent, "vkdnw_dim": dim, "vkdnw_single": single}
 
 
+def _min_corr_eig(t: torch.Tensor, cand) -> tuple:
+    """Per group of a packed (1, G*C, H, W) output: zcfast.proxies.meco.min_corr_eigenvalue of
+    the group's C channels (rows) over its H*W positions; returns (values (G,), cand)."""
+    cand = np.asarray(cand.cpu() if isinstance(cand, torch.Tensor) else cand)
+    G = len(cand)
+    f = t[0].detach().double().reshape(G, t.shape[1] // G, -1)  # (G, C, HW)
+    if f.shape[2] < 2:
+        return np.zeros(G), cand
+    # torch.corrcoef's arithmetic, batched: covariance, divided by the row deviations, clipped
+    xc = f - f.mean(2, keepdim=True)
+    cov = xc @ xc.transpose(1, 2) / (f.shape[2] - 1)
+    sd = torch.sqrt(torch.diagonal(cov, dim1=1, dim2=2))
+    corr = (cov / sd[:, :, None] / sd[:, None, :]).clamp(-1, 1)
+    corr = torch.where(torch.isfinite(corr), corr, torch.zeros((), dtype=corr.dtype))
+    return torch.linalg.eigvalsh(corr)[:, 0].cpu().numpy(), cand
+
+
+def meco(model, x, y, extra) -> dict:
+    """The module outputs of the per-model network with their counts (zcfast/proxies/meco.py:
+    every module call, plus nb201_extra_counts): stem conv 1, stem BN 3; per conv edge its ReLU
+    1, conv 1, BN 3; skip edge 1; pool edge 2; cell output 1 (+1 for the last cell of stages 1
+    and 2 and for the last cell overall); reduction block: each ReLU 1, conv 1, BN 3, the
+    shortcut's pool 1 and conv 2, the block 1; last BN 1, its ReLU 2. Zero edges, the pooled
+    vector and the logits add exactly 0."""
+    K = model.K
+    total = np.zeros(K)
+    _, ws, bs = model.params(requires_grad=False)
+    n_cells = len(model.plan.cells)
+    # feature calls: 0 stem, then cells and reduction blocks in forward order
+    last_of_stage = {c for c in range(n_cells)
+                     if c == n_cells - 1 or model.plan.stage_of_cell[c + 1] != model.plan.stage_of_cell[c]}
+    order = []
+    red = 0
+    for c in range(n_cells):
+        if model.plan.stage_of_cell[c] > red:
+            order.append(("red", None))
+            red += 1
+        order.append(("cell", c))
+    feature_calls = iter(range(10**9))
+
+    def add(t, cand, times):
+        v, cand = _min_corr_eig(t, cand)
+        ok = np.isfinite(v)
+        total[:] += times * np.bincount(cand[ok], weights=v[ok], minlength=K)
+
+    def conv_tap(h, out, lay):
+        name = lay.name
+        if name == "stem":
+            add(out, lay.cand, 1)
+        elif name.endswith("shortcut"):
+            add(h, lay.cand, 1)  # the shortcut's AvgPool2d output
+            add(out, lay.cand, 2)  # its conv and the shortcut Sequential
+        else:  # cell edge or conv_a / conv_b: the ReLU output is the conv input
+            add(h, lay.cand, 1)
+            add(out, lay.cand, 1)
+
+    def bn_tap(out, lay):
+        if lay is None:
+            add(out, model.plan.stem.cand, 1)
+        else:
+            add(out, lay.cand, 3)  # BatchNorm, its ReLUConvBN / stem Sequential, the extra wrapper
+
+    def edge_tap(kind, out, cand):
+        add(out, cand, 1 if kind == "skip" else 2)  # Identity; Pool and its AvgPool2d
+
+    def feature_tap(f):
+        i = next(feature_calls)
+        if i == 0:
+            return  # the stem's output is its BatchNorm's, counted there
+        kind, c = order[i - 1]
+        times = 1
+        if kind == "cell" and c in last_of_stage:
+            times = 2  # the stage Sequential of the authors' tree / this network's ``layers``
+        add(f, model.plan.stem.cand, times)
+
+    with torch.no_grad():
+        model.forward(x[:1], ws, bs, taps={"conv": conv_tap, "bn_out": bn_tap, "edge": edge_tap,
+                                           "feature": feature_tap,
+                                           "pool": lambda f: add(f, model.plan.stem.cand, 2)})
+    return {"meco": total}
+
+
 _register(("zico",), zico)
 _register(("epe_nas",), epe_nas)
 _register(("zen",), zen)
 _register(("swap", "swap_reg"), swap)
 _register(("az_expressivity", "az_progressivity", "az_trainability"), az_nas)
 _register(("vkdnw", "vkdnw_dim", "vkdnw_single"), vkdnw)
+_register(("meco",), meco)
 
 __all__ = ["PACKED", "PackedGroup", "names"]
