@@ -19,7 +19,7 @@ from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import build_model
 
 AZ = ["az_expressivity", "az_progressivity", "az_trainability"]
-NAMES = ["zico", "epe_nas", "zen", "meco", "swap", "swap_reg"] + AZ
+NAMES = ["zico", "epe_nas", "zen", "meco", "swap", "swap_reg", "az_complexity"] + AZ
 NCLS = 120  # small inputs (_batches); epe_nas's > 100 outputs form (the <= 100 form: test_epe_small_head)
 SEED = 5
 # a conv fed only by a zero node, isolated nodes, the benchmark's best cell, two random cells

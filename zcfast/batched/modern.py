@@ -429,5 +429,7 @@ _register(("swap", "swap_reg"), swap)
 _register(("az_expressivity", "az_progressivity", "az_trainability"), az_nas)
 _register(("vkdnw", "vkdnw_dim", "vkdnw_single"), vkdnw)
 _register(("meco",), meco)
+# AZ-NAS's complexity is the flops proxy (zcfast/proxies/__init__.py), counted from the plan
+_register(("az_complexity",), lambda model, x, y, extra: {"az_complexity": model.counts()["flops"]})
 
 __all__ = ["PACKED", "PackedGroup", "names"]
