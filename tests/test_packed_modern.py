@@ -368,3 +368,10 @@ def test_vkdnw_injected_defect_is_caught(vk_ref64, monkeypatch, defect):
     got = _vk(cells, torch.float64, "paper", True)
     bad = {p for _, p, _, _ in _mismatches(got, {i: vk_ref64["paper"][i] for i in cells})}
     assert "vkdnw" in bad
+
+
+def test_vkdnw_batch_invariance(vk_ref64):
+    """The candidate's VKDNW alone (K = 1) equals its value in the pack of five (float64)."""
+    target = CELLS[-1]
+    alone = _vk([target], torch.float64, "paper", True)
+    assert not _mismatches(alone, {target: _vk(CELLS, torch.float64, "paper", True)[target]})
