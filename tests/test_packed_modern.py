@@ -80,6 +80,10 @@ def ref64():
 def test_float64_equals_reference(ref64):
     got = _packed(CELLS, torch.float64)
     assert not _mismatches(got, ref64)
+    # swap's batch invariance here (its 32 draws make a separate pack costly): K = 1 vs 5
+    target = CELLS[-1]
+    alone = _packed([target], torch.float64, names=["swap", "swap_reg"])
+    assert not _mismatches(alone, {target: {p: got[target][p] for p in ("swap", "swap_reg")}})
     # the pack is ragged and covers the degenerate cases: -inf zen (no path from the input)
     assert any(v["zen"] == -math.inf for v in ref64.values())
     assert all(math.isfinite(v["swap"]) and v["swap"] >= 1 for v in ref64.values())
