@@ -22,9 +22,9 @@ Each scenario runs for each *configuration* of how zcfast sets up its threads:
 
 Every measurement records how much CPU *other* processes used during it (from /proc/stat minus
 this benchmark's own processes), so a result polluted by someone else's job shows as such.
-Run it under the machine's compute lock, on an otherwise idle machine:
+Run it holding both of the machine's compute locks (a timing), on an otherwise idle machine:
 
-    flock /work/.compute.lock nice -n 5 python bench/bench_busy.py            # ~15-25 min
+    flock /work/.compute.lock flock /work/.compute2.lock nice -n 5 python bench/bench_busy.py  # ~15-25 min
     python bench/bench_busy.py --quick                                          # ~3 min, smoke
 
 Writes bench/results/busy_cpu.{json,md} (git SHA, CPU, date, load before and after).

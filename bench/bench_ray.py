@@ -15,8 +15,8 @@
 
 Correctness first: every timed run's scores are checked against the local run's, bit for bit
 (the engine's pass size is pinned, so Ray actors pack exactly the cells a local run packs).
-Writes bench/results/ray_cpu.{md,json} (git SHA, CPU, date, versions). Run under the compute
-lock: ``flock /work/.compute.lock nice -n 5 python bench/bench_ray.py``.
+Writes bench/results/ray_cpu.{md,json} (git SHA, CPU, date, versions). Run holding both compute
+locks: ``flock /work/.compute.lock flock /work/.compute2.lock nice -n 5 python bench/bench_ray.py``.
 
     python bench/bench_ray.py [--quick]
 """
@@ -36,6 +36,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # Ray workers inherit it; threads
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+# zcfast before torch, as the zcfast command does: idle OpenMP threads sleep instead of spinning
+# (docs/threads.md); Ray's workers inherit the policy through the environment
+import zcfast  # noqa: F401, I001
 import numpy as np
 import torch
 
@@ -188,13 +191,14 @@ def main():
 def write(res, a):
     meta = {"git": git_sha(), "date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(),
             "cores": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__,
-            "ray": __import__("ray").__version__, "quick": a.quick}
+            "ray": __import__("ray").__version__, "quick": a.quick,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset")}
     lines = [
         "# Local engine vs Ray on this CPU", "",
         f"- git {meta['git']}, {meta['date']}, CPU: {meta['cpu']} ({meta['cores']} logical cores)",
         f"- Python {meta['python']}, torch {meta['torch']}, Ray {meta['ray']}; every process and "
-        "actor on 1 torch thread unless stated",
-        "- command: `flock /work/.compute.lock nice -n 5 python bench/bench_ray.py`"
+        f"actor on 1 torch thread unless stated; OMP_WAIT_POLICY={meta['omp_wait_policy']}",
+        "- command: `flock /work/.compute.lock flock /work/.compute2.lock nice -n 5 python bench/bench_ray.py`"
         + (" --quick (NOT for results)" if a.quick else ""), "",
         "## 1. Throughput, one job, ratios to local with 1 thread", "",
         "Warm timings (runners built and a few cells scored first). Every Ray result equals the "

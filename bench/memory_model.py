@@ -6,7 +6,7 @@ operation of its cell, and does the model of zcfast/batched/memory.py predict th
 of cells, batch sizes, image sizes, chunk sizes and proxy combinations it was not fitted to
 within 30%?
 
-    flock /work/.compute.lock nice -n 5 python bench/memory_model.py      # ~10-20 min, 2 cores
+    OMP_NUM_THREADS=1 flock /work/.compute2.lock nice -n 5 python bench/memory_model.py  # 1 thread, ~15 min
     python bench/memory_model.py --resume                                  # continue a run
 
 Every measurement is the peak of tensor memory while one PackedNB201(cells).compute(proxies)
@@ -168,7 +168,8 @@ def markdown(res: dict) -> str:
          f"{m.get('measured_date_utc', m['date_utc'])} UTC, model fitted at git `{m['git_sha']}` "
          f"on {m['date_utc']} UTC; {m['cpu']}, {m['threads']} thread(s), torch {m['torch']}; "
          f"load average at the end of the measuring {m.get('loadavg_end')}. Measured under the "
-         "shared compute lock (no other measurement running).", "",
+         "1-thread compute lock; the peaks are tensor bytes, which the machine's load does not "
+         "change.", "",
          "Peak tensor bytes while `PackedNB201(cells).compute(proxies)` runs (engine construction "
          "included), from the torch profiler's allocation events "
          "(`zcfast.batched.memory.measure_peak_bytes`). Images: 16x16 = ImageNet16-120 stand-in, "

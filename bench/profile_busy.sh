@@ -4,7 +4,7 @@
 # both with the configuration given (default 'before': torch's defaults, GNU OpenMP's default
 # wait policy), then samples both processes with perf for 15 s and shows the top symbols,
 # per-thread CPU (top -H) and context switches. Needs perf; run it under the compute lock:
-#   flock /work/.compute.lock bash bench/profile_busy.sh [before|after] > bench/results/busy_profile_<config>.txt
+#   flock /work/.compute.lock flock /work/.compute2.lock bash bench/profile_busy.sh [before|after] > bench/results/busy_profile_<config>.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CFG=${1:-before}
@@ -28,12 +28,15 @@ echo; echo "## perf stat, 10 s"
 perf stat -e task-clock,context-switches,cpu-migrations -p "$M,$MM" -- sleep 10 2>&1 | grep -v "^$"
 perf record -q -e cpu-clock -F 499 -g -o "$T/perf.data" -p "$M,$MM" -- sleep 15 2>/dev/null
 echo; echo "## perf report: top symbols over both jobs, 15 s"
-perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
-    | grep -E '^ +[0-9.]+%' | head -12 | cut -c1-140
+# (the report goes to a file first: 'head' on a pipe would end the script with SIGPIPE)
+perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio > "$T/report.txt" 2>/dev/null
+awk '/^ +[0-9.]+%/ && n++ < 12' "$T/report.txt" | cut -c1-140
+echo; echo "## the same samples by process (zcfast = pid $M, matmul loop = pid $MM) and library"
+perf report -i "$T/perf.data" --no-children --sort pid,dso --stdio 2>/dev/null \
+    | awk '/^ +[0-9.]+%/ && n++ < 8' | cut -c1-140
 GOMP=$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1"))')
 echo; echo "## the hottest libgomp addresses, disassembled (a 'pause' loop is a spin-wait)"
-for a in $(perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null \
-        | grep -E '^ +[0-9.]+%.*libgomp' | grep -oE '0x[0-9a-f]+' | head -2); do
+for a in $(awk '/^ +[0-9.]+%.*libgomp/ && n++ < 2' "$T/report.txt" | grep -oE '0x[0-9a-f]+'); do
     objdump -d "$GOMP" --start-address=$(( a - 6 )) --stop-address=$(( a + 12 )) | grep -E '^ +[0-9a-f]+:' || true
     echo
 done

@@ -150,6 +150,7 @@ def report(rows: list, meta: dict, timing: dict) -> str:
 
     n_done = len(df)
     n_full = int(df[PROXIES].notna().all(axis=1).sum())
+    n_per = {p: int(df[p].notna().sum()) for p in PROXIES}
     lines = ["# Zero-cost proxies on NAS-Bench-101: the bundled 292-cell NASLib subset, CPU", "",
              f"Produced by `python bench/study_nb101_correlation.py` (git {meta['git']} at start, "
              f"{meta['cpu']}, {meta['threads']} thread(s), started {meta['started']}; report "
@@ -157,7 +158,8 @@ def report(rows: list, meta: dict, timing: dict) -> str:
              f"**Progress: {n_done} of {len(gt)} distinct cells scored, {n_full} of them with "
              f"every proxy"
              + (" (partial run: every number below is over the cells scored so far; column n "
-                "says how many)." if n_full < len(gt) else ".") + "**", "",
+                "says how many)." if n_full < len(gt) else ".") + "** Cells per proxy: "
+             + ", ".join(f"{p} {n_per[p]}" for p in PROXIES) + ".", "",
              "Cells: the 500 records of NASLib's `zc_nasbench101.json` are 292 distinct cells under "
              "the official hash (48 repeated, one 55 times); each row of `scores.csv` is one cell, "
              "keyed by its official hash (column `hash`). Target: the 108-epoch CIFAR-10 "
@@ -186,13 +188,20 @@ def report(rows: list, meta: dict, timing: dict) -> str:
         n, rho, tau = corr(df[p], acc)
         paper = f"{PAPER_NB101[p]:.3f}" if p in PAPER_NB101 else ""
         if p in both:
-            _, nrho, _ = corr(nl_mean.loc[df.index, p], acc)
+            # NASLib on exactly the cells zcfast has scored for this proxy
+            _, nrho, _ = corr(nl_mean.loc[df.index, p].where(df[p].notna().to_numpy()), acc)
             _, agree, _ = corr(df[p], nl_mean.loc[df.index, p])
             nl, ag = f"{nrho:+.3f}", f"{agree:+.3f}"
         else:
             nl = ag = ""
         lines.append(f"| {p} | {n} | {rho:+.3f} | {tau:+.3f} | {abs(rho):.3f} | {paper} | {nl} "
                      f"| {ag} |")
+    all_acc = gt["val_acc_mean"]
+    lines += ["", "NASLib's released scores over **all 292 cells** of the pool (NAS-Bench-Suite-Zero, "
+              "Krishnakumar et al., NeurIPS 2022 Datasets and Benchmarks; the bundled subset, mean "
+              "over a cell's records), Spearman against the same target: "
+              + ", ".join(f"{p} {corr(nl_mean.loc[gt.index, p], all_acc)[1]:+.3f}"
+                          for p in PROXIES if p in both) + "."]
     lines += ["", "NASLib's scores are averaged over the records of a cell (they were computed "
               "once per record, on a different random network and batch each); with its first "
               "record only instead, the agreement is: "
@@ -227,6 +236,14 @@ def report(rows: list, meta: dict, timing: dict) -> str:
             alt_s = "not run"
         lines.append(f"| {p} | {self_agree[p]:+.3f} | {agree:+.3f} | {alt_s} |")
     lines.append("")
+    agree = engine_agreement()
+    if agree:
+        lines += ["Rows beyond scores.csv come from `zcfast score --space nb101 --engine packed` "
+                  "files (" + ", ".join(f"`{p.name}`" for p in pool_files()) + ": the same batch, "
+                  "seed, images and network; packed = per-model, tests/test_nb101_packed.py). On "
+                  "the cells both hold, the largest relative difference between the per-model "
+                  "loop and the packed engine is: "
+                  + ", ".join(f"{p} {d:.1e} ({n} cells)" for p, (n, d) in agree.items()) + ".", ""]
     pc = timing.get("proxy_cells", {p: timing.get("cells", 0) for p in PROXIES})
     if all(pc.get(p) for p in PROXIES):
         per = {p: timing["proxy_seconds"][p] / pc[p] for p in PROXIES}
@@ -242,7 +259,8 @@ def report(rows: list, meta: dict, timing: dict) -> str:
 
 def load_all(folder: Path = FOLDER) -> list:
     """Rows of scores.csv with blank proxies filled from the part files scores_<proxies>.csv
-    (written by --only passes)."""
+    (written by --only passes), then from the ``zcfast score`` files pool_*.csv (packed engine,
+    same settings, checked against their meta), which also add rows for cells scores.csv lacks."""
     rows = read_rows(folder / "scores.csv")
     by_hash = {r["hash"]: r for r in rows}
     for part in sorted(folder.glob("scores_*.csv")):
@@ -251,7 +269,64 @@ def load_all(folder: Path = FOLDER) -> list:
                 for k, v in r.items():
                     if k in PROXIES and v != "" and by_hash[r["hash"]].get(k, "") == "":
                         by_hash[r["hash"]][k] = v
+    pools = pool_files(folder)
+    if pools:
+        from zcfast.data.nb101 import subset_groundtruth
+
+        gt = subset_groundtruth()
+        for path in pools:
+            for r in read_rows(path):
+                h = r["hash"]
+                if h not in gt.index:
+                    raise SystemExit(f"{path}: {h} is not a cell of the bundled subset")
+                if h not in by_hash:
+                    by_hash[h] = {"hash": h, "code": int(gt.loc[h, "code"]),
+                                  "n_records": int(gt.loc[h, "n_records"]),
+                                  "val_acc_mean": repr(float(gt.loc[h, "val_acc_mean"])),
+                                  **{p: "" for p in PROXIES}}
+                    rows.append(by_hash[h])
+                for k, v in r.items():
+                    if k in PROXIES and v != "" and by_hash[h].get(k, "") == "":
+                        by_hash[h][k] = v
     return rows
+
+
+def pool_files(folder: Path = FOLDER) -> list:
+    """The ``zcfast score`` files pool_*.csv of the folder, after checking that their settings
+    are the study's (batch, seed, images, space; the engine may differ: packed equals per-model,
+    tests/test_nb101_packed.py)."""
+    out = []
+    for path in sorted(folder.glob("pool_*.csv")):
+        meta = json.loads(Path(str(path) + ".meta.json").read_text())
+        want = {"space": "nb101", "batch_size": 256, "dataset": "cifar10", "images": "cifar10-subset",
+                "normalization": "paper"}
+        bad = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+        if meta.get("weight_seed", meta.get("seed")) != 0:
+            bad["weight_seed"] = (meta.get("weight_seed", meta.get("seed")), 0)
+        if bad:
+            raise SystemExit(f"{path}: settings differ from the study's: {bad}")
+        out.append(path)
+    return out
+
+
+def engine_agreement(folder: Path = FOLDER) -> dict:
+    """{proxy: (cells, max relative difference)} between scores.csv (per-model loop) and the
+    pool_*.csv files (packed engine) on the cells both hold."""
+    loop = {r["hash"]: r for r in read_rows(folder / "scores.csv")}
+    out = {}
+    for path in pool_files(folder):
+        for r in read_rows(path):
+            a = loop.get(r["hash"])
+            if a is None:
+                continue
+            for p in PROXIES:
+                if r.get(p, "") in ("", None) or a.get(p, "") == "":
+                    continue
+                u, v = float(a[p]), float(r[p])
+                d = 0.0 if u == v else abs(u - v) / max(abs(u), abs(v), 1e-300)
+                n, worst = out.get(p, (0, 0.0))
+                out[p] = (n + 1, max(worst, d))
+    return out
 
 
 def main() -> None:

@@ -5,6 +5,7 @@
 namespace zc {
 void bind_nb201(pybind11::module_& m);
 void bind_nb101(pybind11::module_& m);
+void bind_nbnlp(pybind11::module_& m);  // after bind_search: adds zcfast._C.space.nbnlp
 void bind_init(pybind11::module_& m);
 void bind_cpu_ops(pybind11::module_& m);
 void bind_search(pybind11::module_& m);

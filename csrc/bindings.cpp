@@ -11,5 +11,6 @@ PYBIND11_MODULE(_C, m) {
   zc::bind_init(m);
   zc::bind_cpu_ops(m);
   zc::bind_search(m);
+  zc::bind_nbnlp(m);
   zc::bind_cuda(m);
 }

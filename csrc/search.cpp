@@ -206,16 +206,52 @@ int32_t GroundTruth::row_of_key(Key k) const {
 
 // ------------------------------------------------------------------------------------------
 Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
-               std::shared_ptr<const std::vector<double>> full_scores)
+               std::shared_ptr<const std::vector<double>> full_scores,
+               std::shared_ptr<const Task> task)
     : cfg_(cfg), gt_(std::move(gt)), full_(std::move(full_scores)), rng_(cfg.seed) {
   validate(cfg_);
   if (!gt_) throw std::invalid_argument("search needs a ground-truth table");
   space_ = gt_->space();
   pool_ = !gt_->complete();
-  const int64_t N = universe();
-  const std::string where = pool_ ? " (the " + str(N) + " cells of the " + space_->name() + " pool)"
-                                  : " (the " + str(N) + " cells of the " + space_->name() + " space)";
+  const int64_t N_rows = universe();
   auto bad = [](const std::string& what) { throw std::invalid_argument(what); };
+  if (task && !task->feasible.empty()) {
+    if (task->feasible.size() != static_cast<size_t>(N_rows))
+      bad("the feasibility mask has " + str(static_cast<int64_t>(task->feasible.size())) +
+          " entries, expected " + str(N_rows) + " (one per ground-truth row)");
+    // a mask that excludes nothing is no constraint (the run is then bit-identical to one
+    // without a mask)
+    if (std::find(task->feasible.begin(), task->feasible.end(), 0) != task->feasible.end()) {
+      constrained_ = true;
+      ok_ = task->feasible;
+    }
+  }
+  if (restricted()) {
+    for (int64_t r = 0; r < N_rows; ++r)
+      if (allowed(static_cast<int32_t>(r))) members_.push_back(static_cast<int32_t>(r));
+    n_members_ = static_cast<int64_t>(members_.size());
+  } else {
+    n_members_ = N_rows;
+  }
+  if (n_members_ == 0) bad("no cell of the universe satisfies the constraint");
+  if (task && !task->cost.empty()) {
+    if (task->cost.size() != static_cast<size_t>(N_rows))
+      bad("the cost table has " + str(static_cast<int64_t>(task->cost.size())) +
+          " entries, expected " + str(N_rows) + " (one per ground-truth row)");
+    for (int64_t r = 0; r < N_rows; ++r)
+      if (allowed(static_cast<int32_t>(r)) && !std::isfinite(task->cost[r]))
+        bad("the cost of " + space_->describe(gt_->code(static_cast<int32_t>(r))) + " (row " +
+            str(r) + ") is not finite; leave such cells out with the feasibility mask");
+    mo_ = true;
+    cost_ = task->cost;
+  }
+  res_.members = n_members_;
+  const int64_t N = n_members_;  // the sizes below are bounded by the cells the search may train
+  const std::string what = pool_ ? " pool" : " space";
+  const std::string where =
+      constrained_ ? " (the " + str(N) + " cells of the " + str(N_rows) + "-cell " +
+                         space_->name() + what + " within the constraint)"
+                   : " (the " + str(N) + " cells of the " + space_->name() + what + ")";
   if (cfg_.budget > N)
     bad("budget " + str(cfg_.budget) + " is out of range: expected 1 to " + str(N) +
         " trained models" + where);
@@ -229,15 +265,30 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
     bad("population " + str(cfg_.population) + " is out of range: expected 1 to " + str(N) + where);
   if (cfg_.algo == Algo::kPredictor && cfg_.bp_batch > N)
     bad("bp_batch " + str(cfg_.bp_batch) + " is out of range: expected 1 to " + str(N) + where);
-  if (full_ && full_->size() != static_cast<size_t>(N * cfg_.score_members))
-    bad("a complete score table needs " + str(N * cfg_.score_members) + " entries (" +
+  if (full_ && full_->size() != static_cast<size_t>(N_rows * cfg_.score_members))
+    bad("a complete score table needs " + str(N_rows * cfg_.score_members) + " entries (" +
         str(cfg_.score_members) + " per ground-truth row), got " +
         str(static_cast<int64_t>(full_->size())));
   max_steps_ = cfg_.max_steps > 0 ? cfg_.max_steps : std::max<int64_t>(100000, 1000 * cfg_.budget);
   if (!cfg_.ensemble.empty()) ens_ = parse_ensemble<EnsembleNode>(cfg_.ensemble);
-  trained_at_.assign(N, -1);
-  used_.assign(N, 0);
-  mark_.assign(N, 0);
+  trained_at_.assign(N_rows, -1);
+  used_.assign(N_rows, 0);
+  mark_.assign(N_rows, 0);
+  if (mo_) {
+    bool first = true;
+    for (int64_t r = 0; r < N_rows; ++r) {
+      const int32_t i = static_cast<int32_t>(r);
+      if (!allowed(i)) continue;
+      const double lo = std::min(gt_->val(i), gt_->test(i)), hi = std::max(gt_->val(i), gt_->test(i));
+      res_.acc_lo = first ? lo : std::min(res_.acc_lo, lo);
+      res_.acc_hi = first ? hi : std::max(res_.acc_hi, hi);
+      res_.cost_lo = first ? cost_[r] : std::min(res_.cost_lo, cost_[r]);
+      res_.cost_hi = first ? cost_[r] : std::max(res_.cost_hi, cost_[r]);
+      first = false;
+    }
+    res_.hv_curve.reserve(cfg_.budget);
+    res_.hv_val_curve.reserve(cfg_.budget);
+  }
   res_.trained.reserve(cfg_.budget);
   res_.val.reserve(cfg_.budget);
   res_.test.reserve(cfg_.budget);
@@ -272,10 +323,10 @@ Search::Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
       cum_.assign(n_logits_, 0.0);
       prob_.assign(n_logits_, 0.0);
       expect_.assign(n_logits_, 0.0);
-      if (pool_) {
+      if (restricted()) {
         pool_dec_.assign(static_cast<size_t>(N) * n_dec_, 0);
-        for (int64_t r = 0; r < N; ++r)
-          space_->to_decisions(gt_->code(static_cast<int32_t>(r)), &pool_dec_[r * n_dec_]);
+        for (int64_t m = 0; m < N; ++m)
+          space_->to_decisions(gt_->code(members_[m]), &pool_dec_[m * n_dec_]);
         pool_cum_.assign(N, 0.0);
       }
       rl_refresh_probs();
@@ -401,6 +452,9 @@ bool Search::draw_warmup(const Rng& saved) {
 }
 
 double Search::train(int32_t row) {
+  if (!allowed(row))  // an invariant of the operators; never a silent budget violation
+    throw std::logic_error("the search tried to train " + space_->describe(gt_->code(row)) +
+                           " (row " + str(int64_t{row}) + "), which is outside the constraint");
   const double v = gt_->val(row);
   const double t = gt_->test(row);
   const size_t k = res_.trained.size();
@@ -425,6 +479,7 @@ double Search::train(int32_t row) {
     res_.test_curve.push_back(better ? t : res_.test_curve.back());
     res_.oracle_test_curve.push_back(std::max(t, res_.oracle_test_curve.back()));
   }
+  if (mo_) mo_record(row);
   return v;
 }
 
@@ -438,32 +493,59 @@ int32_t Search::row_of(Code c) const {
   return r;
 }
 
+namespace {
+// Rejection sampling under a constraint stops with an error after this many draws in a row that
+// all miss the feasible cells (expected draws: cells / feasible cells; a hang guard only).
+constexpr int64_t kMaxRejections = 100000000;
+// The space's mutation is retried this many times before the driver picks a feasible one-step
+// neighbour uniformly itself (docs/hardware.md; NB201: never reached in practice, (23/24)^1000).
+constexpr int kMutateTries = 1000;
+}  // namespace
+
 int32_t Search::sample_row() {
-  if (pool_) return static_cast<int32_t>(rng_.below(static_cast<uint64_t>(universe())));
-  return row_of(space_->sample(rng_));
+  if (pool_)  // uniform over the members (every row of an unconstrained pool)
+    return members_[rng_.below(static_cast<uint64_t>(n_members_))];
+  if (!constrained_) return row_of(space_->sample(rng_));
+  // the space's own sampling rule, conditioned on feasibility by rejection
+  for (int64_t t = 0; t < kMaxRejections; ++t) {
+    const int32_t r = row_of(space_->sample(rng_));
+    if (ok_[r]) return r;
+  }
+  throw std::runtime_error("the " + space_->name() + " sampler drew no cell within the constraint "
+                           "in " + str(kMaxRejections) + " tries (" + str(n_members_) +
+                           " feasible cells)");
 }
 
 std::vector<int32_t> Search::sample_distinct_rows(int64_t n) {
   std::vector<int32_t> out;
   out.reserve(static_cast<size_t>(n));
-  if (!pool_) {
+  if (!pool_ && !constrained_) {
     codes_ = space_->sample_distinct(n, rng_);
     for (Code c : codes_) out.push_back(row_of(c));
     return out;
   }
-  const int64_t N = universe();
-  if (n * 4 <= N) {  // sparse draw: rejection against the stamp table
+  if (!pool_) {  // constrained complete space: distinct draws of the constrained sampler
     next_stamp();
     while (static_cast<int64_t>(out.size()) < n) {
-      const int32_t r = static_cast<int32_t>(rng_.below(static_cast<uint64_t>(N)));
+      const int32_t r = sample_row();
       if (mark_[r] == stamp_) continue;
       mark_[r] = stamp_;
       out.push_back(r);
     }
     return out;
   }
-  std::vector<int32_t> perm(N);
-  for (int64_t i = 0; i < N; ++i) perm[i] = static_cast<int32_t>(i);
+  const int64_t N = n_members_;
+  if (n * 4 <= N) {  // sparse draw: rejection against the stamp table
+    next_stamp();
+    while (static_cast<int64_t>(out.size()) < n) {
+      const int32_t r = members_[rng_.below(static_cast<uint64_t>(N))];
+      if (mark_[r] == stamp_) continue;
+      mark_[r] = stamp_;
+      out.push_back(r);
+    }
+    return out;
+  }
+  std::vector<int32_t> perm(members_);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t j = i + static_cast<int64_t>(rng_.below(static_cast<uint64_t>(N - i)));
     std::swap(perm[i], perm[j]);
@@ -473,9 +555,10 @@ std::vector<int32_t> Search::sample_distinct_rows(int64_t n) {
 }
 
 const std::vector<int32_t>& Search::pool_neighbours(int32_t r) {
-  // The pool members nearest to r in the predictor encoding (squared Euclidean distance), as many
-  // as the space's own neighbourhood has (or all others in a smaller pool), nearest first, ties
-  // by code. Computed once per row.
+  // The members nearest to r in the predictor encoding (squared Euclidean distance), as many as
+  // the space's own neighbourhood has (or all others in a smaller pool), nearest first, ties by
+  // code. Members: the pool's cells, or the feasible ones under a constraint. Computed once per
+  // row.
   const int64_t N = universe();
   if (pool_nb_.empty()) {
     pool_nb_.resize(N);
@@ -486,14 +569,14 @@ const std::vector<int32_t>& Search::pool_neighbours(int32_t r) {
   std::vector<float> a(F), b(F);
   space_->encode(gt_->code(r), a.data());
   std::vector<std::tuple<double, Code, int32_t>> d;
-  d.reserve(N);
-  for (int64_t i = 0; i < N; ++i) {
+  d.reserve(members_.size());
+  for (const int32_t i : members_) {
     if (i == r) continue;
-    const Code c = gt_->code(static_cast<int32_t>(i));
+    const Code c = gt_->code(i);
     space_->encode(c, b.data());
     double s = 0.0;
     for (int f = 0; f < F; ++f) s += (static_cast<double>(a[f]) - b[f]) * (static_cast<double>(a[f]) - b[f]);
-    d.emplace_back(s, c, static_cast<int32_t>(i));
+    d.emplace_back(s, c, i);
   }
   const size_t k = std::min(d.size(), static_cast<size_t>(std::max(1, space_->neighbourhood_size())));
   std::partial_sort(d.begin(), d.begin() + k, d.end());
@@ -505,7 +588,22 @@ const std::vector<int32_t>& Search::pool_neighbours(int32_t r) {
 }
 
 int32_t Search::mutate_row(int32_t r) {
-  if (!pool_) return row_of(space_->mutate(gt_->code(r), rng_));
+  if (!pool_ && !constrained_) return row_of(space_->mutate(gt_->code(r), rng_));
+  if (!pool_) {
+    // constrained complete space: the space's own mutation, conditioned on feasibility by
+    // rejection, as long as some one-step neighbour is feasible
+    neighbour_rows(r, scratch_nb_);
+    if (space_feasible_nb_) {
+      for (int t = 0; t < kMutateTries; ++t) {
+        const int32_t c = row_of(space_->mutate(gt_->code(r), rng_));
+        if (ok_[c]) return c;
+      }
+      return scratch_nb_[rng_.below(scratch_nb_.size())];
+    }
+    // else: no feasible one-step neighbour; scratch_nb_ holds the nearest feasible members
+    if (scratch_nb_.empty()) return r;  // a single feasible cell
+    return scratch_nb_[rng_.below(scratch_nb_.size())];
+  }
   const auto& nb = pool_neighbours(r);
   if (nb.empty()) return r;  // a pool of one cell
   return nb[rng_.below(nb.size())];
@@ -519,7 +617,15 @@ void Search::neighbour_rows(int32_t r, std::vector<int32_t>& out) {
     return;
   }
   space_->neighbours(gt_->code(r), codes_);
-  for (Code c : codes_) out.push_back(row_of(c));
+  for (Code c : codes_) {
+    const int32_t row = row_of(c);
+    if (allowed(row)) out.push_back(row);
+  }
+  space_feasible_nb_ = !out.empty();
+  if (constrained_ && out.empty()) {  // the pool rule, where the space's moves reach no feasible cell
+    const auto& nb = pool_neighbours(r);
+    out.assign(nb.begin(), nb.end());
+  }
 }
 
 int32_t Search::sample_untrained() {
@@ -571,11 +677,166 @@ int32_t Search::best_by_score(const int32_t* rows, size_t n) const {
   return rows[best];
 }
 
+void Search::order_by_score(std::vector<int32_t>& rows, size_t picks) {
+  if (!mo_) {
+    sort_by_score(rows);
+    return;
+  }
+  std::vector<double> sc;
+  set_scores(rows.data(), rows.size(), sc);
+  mo_order(rows, sc, picks);
+}
+
+int32_t Search::choose_by_score(const int32_t* rows, size_t n) {
+  if (!mo_) return best_by_score(rows, n);
+  std::vector<double> sc;
+  set_scores(rows, n, sc);
+  return rows[mo_best(rows, n, sc.data())];
+}
+
 size_t Search::prefer_untrained(int32_t* rows, size_t n) const {
   size_t k = 0;
   for (size_t i = 0; i < n; ++i)
     if (!is_trained(rows[i])) std::swap(rows[k++], rows[i]);
   return k > 0 ? k : n;
+}
+
+// ------------------------------------------------------------------ multi-objective selection
+// docs/hardware.md, "Two objectives". A selection compares a set of cells under two objectives:
+// an accuracy estimate (validation accuracy of trained cells, the proxy score, or the
+// predictor's output) and the cost. Each objective becomes percentile ranks among the compared
+// cells (scale-free: synflow spans 1e30..1e61, accuracies and costs have their own units), and
+// the cell with the largest augmented Chebyshev utility under the selection's weight lambda
+// (uniform in [0, 1], drawn per selection) wins. Over many selections the weights sweep the
+// whole front, including its non-convex parts (which a weighted sum cannot reach).
+double Search::utility(double a, double g) const {
+  const double x = lam_ * a, y = (1.0 - lam_) * g;
+  return std::min(x, y) + kChebyshevRho * (x + y);
+}
+
+void Search::percentiles(const double* v, size_t n, std::vector<double>& out) {
+  out.assign(n, 0.0);
+  std::vector<std::pair<double, size_t>> col(n);
+  for (size_t i = 0; i < n; ++i) col[i] = {rank_key(v[i]), i};
+  std::sort(col.begin(), col.end());
+  for (size_t a = 0; a < n;) {
+    size_t b = a;
+    while (b + 1 < n && col[b + 1].first == col[a].first) ++b;
+    const double p = (0.5 * static_cast<double>(a + b) + 0.5) / static_cast<double>(n);
+    for (size_t t = a; t <= b; ++t) out[col[t].second] = p;
+    a = b + 1;
+  }
+}
+
+double Search::percentile_in(const std::vector<double>& sorted, double x) {
+  const auto lo = std::lower_bound(sorted.begin(), sorted.end(), x);
+  const auto hi = std::upper_bound(lo, sorted.end(), x);
+  const double below = static_cast<double>(lo - sorted.begin());
+  const double equal = static_cast<double>(hi - lo);
+  return (below + 0.5 * equal) / static_cast<double>(sorted.size());
+}
+
+size_t Search::mo_best(const int32_t* rows, size_t n, const double* acc) {
+  std::vector<double> pa, pg, negc(n);
+  percentiles(acc, n, pa);
+  for (size_t i = 0; i < n; ++i) negc[i] = -cost_[rows[i]];
+  percentiles(negc.data(), n, pg);
+  size_t best = 0;
+  double bu = utility(pa[0], pg[0]);
+  for (size_t i = 1; i < n; ++i) {
+    const double u = utility(pa[i], pg[i]);
+    if (u > bu) {
+      bu = u;
+      best = i;
+    }
+  }
+  return best;
+}
+
+void Search::mo_order(std::vector<int32_t>& rows, const std::vector<double>& acc, size_t picks) {
+  const size_t n = rows.size();
+  picks = std::min(picks, n);
+  std::vector<double> pa, pg, negc(n);
+  percentiles(acc.data(), n, pa);
+  for (size_t i = 0; i < n; ++i) negc[i] = -cost_[rows[i]];
+  percentiles(negc.data(), n, pg);
+  std::vector<size_t> idx(n);
+  for (size_t i = 0; i < n; ++i) idx[i] = i;
+  for (size_t k = 0; k < picks; ++k) {
+    lam_ = rng_.uniform();
+    size_t best = k;
+    double bu = utility(pa[idx[k]], pg[idx[k]]);
+    for (size_t i = k + 1; i < n; ++i) {
+      const double u = utility(pa[idx[i]], pg[idx[i]]);
+      if (u > bu) {
+        bu = u;
+        best = i;
+      }
+    }
+    std::swap(idx[k], idx[best]);
+  }
+  std::vector<int32_t> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = rows[idx[i]];
+  rows.swap(out);
+}
+
+double Search::acc_unit(double acc) const {
+  const double span = res_.acc_hi - res_.acc_lo;
+  return span > 0 ? (acc - res_.acc_lo) / span : 1.0;
+}
+
+double Search::cost_goodness(double cost) const {
+  const double span = res_.cost_hi - res_.cost_lo;
+  return span > 0 ? (res_.cost_hi - cost) / span : 1.0;
+}
+
+double Search::hypervolume(bool test) const {
+  // 2-D hypervolume of the union of boxes [0, a_i] x [0, g_i]: sweep by a descending
+  std::vector<std::pair<double, double>> p;
+  p.reserve(res_.front.size());
+  for (const int32_t r : res_.front)
+    p.emplace_back(acc_unit(test ? gt_->test(r) : gt_->val(r)), cost_goodness(cost_[r]));
+  std::sort(p.begin(), p.end(), [](const auto& x, const auto& y) {
+    return x.first != y.first ? x.first > y.first : x.second > y.second;
+  });
+  double hv = 0.0, gmax = 0.0;
+  for (const auto& [a, g] : p) {
+    if (g > gmax) {
+      hv += a * (g - gmax);
+      gmax = g;
+    }
+  }
+  return hv;
+}
+
+void Search::mo_record(int32_t row) {
+  auto& f = res_.front;
+  const double v = gt_->val(row), c = cost_[row];
+  bool keep = std::find(f.begin(), f.end(), row) == f.end();
+  for (size_t i = 0; keep && i < f.size(); ++i) {
+    const double vf = gt_->val(f[i]), cf = cost_[f[i]];
+    if (vf >= v && cf <= c && (vf > v || cf < c)) keep = false;  // dominated by a member
+  }
+  if (keep) {
+    size_t k = 0;
+    for (size_t i = 0; i < f.size(); ++i) {
+      const double vf = gt_->val(f[i]), cf = cost_[f[i]];
+      const bool dominated = v >= vf && c <= cf && (v > vf || c < cf);
+      if (!dominated) f[k++] = f[i];
+    }
+    f.resize(k);
+    // by cost ascending, ties by row
+    const auto at = std::lower_bound(f.begin(), f.end(), row, [this](int32_t a, int32_t b) {
+      return cost_[a] != cost_[b] ? cost_[a] < cost_[b] : a < b;
+    });
+    f.insert(at, row);
+  }
+  res_.hv_val_curve.push_back(hypervolume(false));
+  res_.hv_curve.push_back(hypervolume(true));
+  if (cfg_.algo == Algo::kReinforce) {  // the history RL's two-objective reward ranks against
+    mo_val_seen_.insert(std::upper_bound(mo_val_seen_.begin(), mo_val_seen_.end(), v), v);
+    mo_cost_seen_.insert(std::upper_bound(mo_cost_seen_.begin(), mo_cost_seen_.end(), -c), -c);
+  }
 }
 
 std::vector<int32_t> Search::ask() {
@@ -617,7 +878,7 @@ bool Search::step_random() {
   const Rng saved = rng_;
   if (phase_ == Phase::kWarmup) {
     if (!draw_warmup(saved)) return false;
-    sort_by_score(order_);
+    order_by_score(order_, static_cast<size_t>(cfg_.budget));
     order_pos_ = 0;
     phase_ = Phase::kWarmTrain;
     ++res_.steps;
@@ -636,7 +897,8 @@ bool Search::step_random() {
       return false;
     }
     res_.proposals += static_cast<int64_t>(scratch_.size());
-    train(best_by_score(scratch_.data(), scratch_.size()));
+    draw_lambda();
+    train(choose_by_score(scratch_.data(), scratch_.size()));
   } else {
     ++res_.proposals;
     train(sample_untrained());
@@ -661,7 +923,7 @@ bool Search::step_evolution() {
   const size_t P = static_cast<size_t>(cfg_.population);
   if (phase_ == Phase::kWarmup) {
     if (!draw_warmup(saved)) return false;
-    sort_by_score(order_);
+    order_by_score(order_, P);
     if (order_.size() > P) order_.resize(P);
     order_pos_ = 0;
     phase_ = Phase::kInit;
@@ -679,7 +941,8 @@ bool Search::step_evolution() {
         return false;
       }
       res_.proposals += static_cast<int64_t>(scratch_.size());
-      c = best_by_score(scratch_.data(), scratch_.size());
+      draw_lambda();
+      c = choose_by_score(scratch_.data(), scratch_.size());
     } else {
       c = sample_untrained();
       ++res_.proposals;
@@ -694,10 +957,23 @@ bool Search::step_evolution() {
     return true;
   }
   // tournament (with replacement) -> parent
-  size_t best = static_cast<size_t>(rng_.below(P));
-  for (int64_t s = 1; s < cfg_.tournament; ++s) {
-    const size_t k = static_cast<size_t>(rng_.below(P));
-    if (pop_val_[k] > pop_val_[best]) best = k;
+  size_t best;
+  if (!mo_) {
+    best = static_cast<size_t>(rng_.below(P));
+    for (int64_t s = 1; s < cfg_.tournament; ++s) {
+      const size_t k = static_cast<size_t>(rng_.below(P));
+      if (pop_val_[k] > pop_val_[best]) best = k;
+    }
+  } else {  // one weight for the step: it picks the parent and (with a move) the child
+    draw_lambda();
+    std::vector<int32_t> at(static_cast<size_t>(cfg_.tournament)), rows(at.size());
+    std::vector<double> val(at.size());
+    for (size_t s = 0; s < at.size(); ++s) {
+      at[s] = static_cast<int32_t>(rng_.below(P));
+      rows[s] = pop_row_[at[s]];
+      val[s] = pop_val_[at[s]];
+    }
+    best = static_cast<size_t>(at[mo_best(rows.data(), rows.size(), val.data())]);
   }
   const int32_t parent = pop_row_[best];
   int32_t child;
@@ -725,7 +1001,7 @@ bool Search::step_evolution() {
       if (cfg_.move_random_prob > 0.0 && rng_.uniform() < cfg_.move_random_prob)
         child = scratch_[rng_.below(n)];
       else
-        child = best_by_score(scratch_.data(), n);
+        child = choose_by_score(scratch_.data(), n);
     }
   } else {
     child = mutate_row(parent);
@@ -786,12 +1062,13 @@ void Search::rl_refresh_probs() {
     }
     cu[K - 1] = 2.0;  // guard against rounding: the last category catches u close to 1
   }
-  if (!pool_) {
+  if (!restricted()) {
     expect_ = prob_;
     return;
   }
-  // restricted to the pool: q(row) proportional to prod_d p_d(dec[row][d])
-  const int64_t N = universe();
+  // restricted to the members (the pool's cells, or the feasible ones under a constraint):
+  // q(member) proportional to prod_d p_d(dec[member][d])
+  const int64_t N = n_members_;
   std::vector<double> logq(N);
   double mx = -std::numeric_limits<double>::infinity();
   for (int64_t r = 0; r < N; ++r) {
@@ -816,12 +1093,13 @@ void Search::rl_refresh_probs() {
 }
 
 int32_t Search::rl_sample(uint8_t* dec) {
-  if (pool_) {
+  if (restricted()) {  // inverse CDF of q over the members (exactly q; a constrained space gets
+                       // the same distribution as rejection from p, in bounded time)
     const double u = rng_.uniform();
-    const int32_t r = static_cast<int32_t>(
+    const int32_t m = static_cast<int32_t>(
         std::upper_bound(pool_cum_.begin(), pool_cum_.end(), u) - pool_cum_.begin());
-    std::copy(&pool_dec_[r * n_dec_], &pool_dec_[r * n_dec_] + n_dec_, dec);
-    return r;
+    std::copy(&pool_dec_[m * n_dec_], &pool_dec_[m * n_dec_] + n_dec_, dec);
+    return members_[m];
   }
   constexpr int kTries = 100000;
   for (int t = 0; t < kTries; ++t) {
@@ -873,12 +1151,12 @@ std::vector<double> Search::policy() const {
 }
 
 std::vector<double> Search::pool_probabilities() const {
-  if (cfg_.algo != Algo::kReinforce || !pool_) return {};
-  std::vector<double> q(pool_cum_.size());
+  if (cfg_.algo != Algo::kReinforce || !restricted()) return {};
+  std::vector<double> q(static_cast<size_t>(universe()), 0.0);
   double prev = 0.0;
-  for (size_t r = 0; r < q.size(); ++r) {
-    const double c = r + 1 == q.size() ? 1.0 : pool_cum_[r];
-    q[r] = c - prev;
+  for (size_t m = 0; m < pool_cum_.size(); ++m) {
+    const double c = m + 1 == pool_cum_.size() ? 1.0 : pool_cum_[m];
+    q[members_[m]] = c - prev;
     prev = c;
   }
   return q;
@@ -914,14 +1192,18 @@ bool Search::step_reinforce() {
         warm_seen_.insert(std::upper_bound(warm_seen_.begin(), warm_seen_.end(), batch_score[i]),
                           batch_score[i]);
     std::vector<double> adv(n);
-    const double total = static_cast<double>(warm_seen_.size());
+    if (mo_)  // the batch's costs join the history their percentiles are taken in
+      for (int64_t i = 0; i < n; ++i) {
+        const double g = -cost_[scratch_[i]];
+        warm_cost_seen_.insert(
+            std::upper_bound(warm_cost_seen_.begin(), warm_cost_seen_.end(), g), g);
+      }
     for (int64_t i = 0; i < n; ++i) {
-      const double k = batch_score[i];
-      const auto lo = std::lower_bound(warm_seen_.begin(), warm_seen_.end(), k);
-      const auto hi = std::upper_bound(lo, warm_seen_.end(), k);
-      const double below = static_cast<double>(lo - warm_seen_.begin());
-      const double equal = static_cast<double>(hi - lo);
-      const double r = 100.0 * (below + 0.5 * equal) / total;
+      double r = 100.0 * percentile_in(warm_seen_, batch_score[i]);
+      if (mo_) {  // two objectives: each sample's reward under its own weight
+        draw_lambda();
+        r = 100.0 * utility(r / 100.0, percentile_in(warm_cost_seen_, -cost_[scratch_[i]]));
+      }
       rl_baseline_update(r);
       adv[i] = r - rl_baseline();
     }
@@ -937,6 +1219,8 @@ bool Search::step_reinforce() {
       warm_seen_.shrink_to_fit();
       warm_rows_.clear();
       warm_rows_.shrink_to_fit();
+      warm_cost_seen_.clear();
+      warm_cost_seen_.shrink_to_fit();
     }
     ++res_.steps;
     return true;
@@ -944,6 +1228,7 @@ bool Search::step_reinforce() {
   std::vector<uint8_t>& dec = rl_dec_;
   dec.resize(n_dec_);
   int32_t row;
+  draw_lambda();  // MO: the weight of this step's choice (with a move) and reward
   if (cfg_.move > 0) {
     const int64_t m = cfg_.move;
     std::vector<uint8_t> all(static_cast<size_t>(m) * n_dec_);
@@ -957,14 +1242,16 @@ bool Search::step_reinforce() {
     // the chosen sample's own decisions feed the update: remember where each row was drawn
     std::vector<int32_t> drawn(scratch_.begin(), scratch_.end());
     const size_t n = prefer_untrained(scratch_.data(), scratch_.size());
-    row = best_by_score(scratch_.data(), n);
+    row = choose_by_score(scratch_.data(), n);
     const size_t at = static_cast<size_t>(std::find(drawn.begin(), drawn.end(), row) - drawn.begin());
     std::copy(&all[at * n_dec_], &all[at * n_dec_] + n_dec_, dec.begin());
   } else {
     row = rl_sample(dec.data());
     ++res_.proposals;
   }
-  const double r = train(row);
+  double r = train(row);
+  if (mo_)  // percentiles among every query so far (this one included), scalarised
+    r = 100.0 * utility(percentile_in(mo_val_seen_, r), percentile_in(mo_cost_seen_, -cost_[row]));
   rl_baseline_update(r);
   const double adv = r - rl_baseline();
   rl_update(dec, &adv, 1);
@@ -1014,10 +1301,21 @@ bool Search::step_predictor() {
       } else {
         pool.reserve(static_cast<size_t>(untrained()));
         for (int64_t r = 0; r < universe(); ++r)
-          if (!is_trained(static_cast<int32_t>(r))) pool.push_back(static_cast<int32_t>(r));
+          if (!is_trained(static_cast<int32_t>(r)) && allowed(static_cast<int32_t>(r)))
+            pool.push_back(static_cast<int32_t>(r));
       }
       std::vector<float> f;
       pred_->predict_many(codes_of(pool), f);
+      if (mo_) {  // predicted accuracy and cost: successive scalarised picks
+        std::vector<double> pred(f.begin(), f.end());
+        mo_order(pool, pred, static_cast<size_t>(want));
+        pool.resize(std::min(static_cast<size_t>(want), pool.size()));
+        cand_ = pool;
+        res_.proposals += static_cast<int64_t>(cand_.size());
+        phase_ = Phase::kMain;
+        ++res_.steps;
+        return true;
+      }
       std::vector<std::tuple<float, Code, int32_t>> key;
       key.reserve(pool.size());
       for (size_t i = 0; i < pool.size(); ++i)
@@ -1042,7 +1340,7 @@ bool Search::step_predictor() {
       rng_ = saved;
       return false;
     }
-    sort_by_score(cand_);
+    order_by_score(cand_, static_cast<size_t>(K));
   }
   const size_t n = std::min(static_cast<size_t>(K), cand_.size());
   for (size_t i = 0; i < n && budget_left(); ++i) train(cand_[i]);
@@ -1053,7 +1351,8 @@ bool Search::step_predictor() {
 
 // ----------------------------------------------------------------------------------- bench
 BenchResult bench(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
-                  std::shared_ptr<const std::vector<double>> scores, int64_t repeats) {
+                  std::shared_ptr<const std::vector<double>> scores, int64_t repeats,
+                  std::shared_ptr<const Task> task) {
   validate(cfg);
   if (repeats < 1)
     throw std::invalid_argument("bench repeats must be >= 1, got " + str(repeats));
@@ -1063,7 +1362,7 @@ BenchResult bench(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
   for (int64_t r = 0; r < repeats; ++r) {
     Config c = cfg;
     c.seed = cfg.seed + static_cast<uint64_t>(r);
-    Search s(c, gt, scores);
+    Search s(c, gt, scores, task);
     s.run();
     const Result& res = s.result();
     out.steps += res.steps;

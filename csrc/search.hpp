@@ -22,6 +22,13 @@
 // neighbours of a cell are the pool members nearest to it in the predictor encoding, mutation picks
 // one of them, and the RL policy is restricted to the pool (docs/spaces.md, "Pools").
 //
+// A *task* (Task, docs/hardware.md) may add hardware awareness: a feasibility mask (only cells
+// within a latency or energy budget may be proposed, scored or trained; the space's own operators
+// are used with rejection, and the pool rules only where those cannot produce a feasible cell)
+// and a second objective, a cost to minimise next to accuracy (multi-objective mode: every
+// selection scalarises the two objectives with a random weight, and the run reports the Pareto
+// front of the trained cells and its hypervolume). Without a task nothing changes, bit for bit.
+//
 // Inside, a cell is a *row* of the ground-truth table. Zero-cost scores arrive through an ask/tell
 // protocol: `Search::ask()` runs the algorithm until it needs proxy scores it does not have, rolls
 // the current step back (only the RNG may have moved), and returns the distinct rows to score;
@@ -138,6 +145,22 @@ class GroundTruth {
   std::unordered_map<Key, int32_t> map_;        // key -> row otherwise
 };
 
+// Hardware awareness of a search (docs/hardware.md); both parts are optional.
+struct Task {
+  // By ground-truth row: nonzero = the cell is within the constraint and may be trained; empty =
+  // every row. Only these rows are ever proposed, scored or trained.
+  std::vector<uint8_t> feasible;
+  // By ground-truth row: a cost to minimise next to validation accuracy (latency, energy);
+  // empty = accuracy alone. Must be finite on every feasible row.
+  std::vector<double> cost;
+};
+
+// Multi-objective mode: a selection under the weight lambda in [0, 1] maximises the augmented
+// Chebyshev scalarisation of ParEGO (Knowles, IEEE TEVC 2006)
+//   u = min(lambda a, (1 - lambda) g) + rho (lambda a + (1 - lambda) g),
+// a and g in [0, 1] the accuracy and cost goodness of a cell (docs/hardware.md).
+constexpr double kChebyshevRho = 0.05;
+
 struct Result {
   std::vector<int32_t> trained;  // ground-truth rows in query order, one per query (repeats kept)
   std::vector<double> val, test;  // their accuracies
@@ -156,14 +179,29 @@ struct Result {
   int64_t scores_used = 0; // distinct cells whose proxy score the search consumed
   int64_t asks = 0;        // ask() calls that returned cells to score
   bool failed = false;     // the step guard stopped the run before it spent its budget
+  int64_t members = 0;     // cells the search may train (the universe, or its feasible part)
+
+  // Multi-objective mode only (empty otherwise). The validation front after n queries is the set
+  // of trained cells that no trained cell dominates in (validation accuracy up, cost down);
+  // hv_val_curve[n-1] is its hypervolume with validation accuracy, hv_curve[n-1] the hypervolume
+  // of the same cells with their test accuracy (what a user deploying the front gets). Both are
+  // normalised: a = (acc - acc_lo) / (acc_hi - acc_lo), g = (cost_hi - cost) / (cost_hi -
+  // cost_lo), ranges over the cells the search may train (accuracy: validation and test
+  // together), reference point (a, g) = (0, 0); 1 is a cell as accurate as the best and as
+  // cheap as the cheapest.
+  std::vector<double> hv_curve, hv_val_curve;
+  std::vector<int32_t> front;  // the validation front at the end, by cost ascending
+  double acc_lo = 0, acc_hi = 0, cost_lo = 0, cost_hi = 0;
 };
 
 class Search {
  public:
   // full_scores: optional complete proxy table by ground-truth row (rows x score_members,
   // row-major); without it scores come through ask/tell.
+  // task: optional hardware awareness (feasibility mask, second objective).
   Search(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
-         std::shared_ptr<const std::vector<double>> full_scores = nullptr);
+         std::shared_ptr<const std::vector<double>> full_scores = nullptr,
+         std::shared_ptr<const Task> task = nullptr);
 
   // Runs until the budget is spent, the step guard trips, or proxy scores are missing. Returns
   // the distinct rows to score (empty: the search is finished).
@@ -178,9 +216,12 @@ class Search {
   const Result& result() const { return res_; }
   const Config& config() const { return cfg_; }
   bool pool() const { return pool_; }
+  bool constrained() const { return constrained_; }
+  bool multi_objective() const { return mo_; }
   // RL: current probabilities of every decision's categories, concatenated; empty otherwise.
   std::vector<double> policy() const;
-  // RL in a pool: the restricted policy q over the pool's rows; empty otherwise.
+  // RL in a pool or under a constraint: the restricted policy q by ground-truth row (0 outside
+  // the cells it may train); empty otherwise.
   std::vector<double> pool_probabilities() const;
   // AE: current population (rows, oldest first); empty for other algorithms.
   std::vector<int32_t> population() const;
@@ -203,8 +244,12 @@ class Search {
   double train(int32_t row);  // one oracle query: charges one trained model, always
   bool is_trained(int32_t row) const { return trained_at_[row] >= 0; }
   bool budget_left() const { return res_.queries < cfg_.budget; }
-  int64_t untrained() const { return universe() - res_.distinct; }
+  int64_t untrained() const { return n_members_ - res_.distinct; }
   int64_t universe() const { return static_cast<int64_t>(gt_->rows()); }
+  // may this row be trained? (the constraint; every row without one)
+  bool allowed(int32_t r) const { return ok_.empty() || ok_[r] != 0; }
+  // restricted to a member list (a pool, or a constraint): pool operators, restricted RL
+  bool restricted() const { return pool_ || constrained_; }
 
   // ---- the universe's operators (space operators, or their pool counterparts)
   int32_t row_of(Code c) const;  // row of a code the space produced; throws if not in the table
@@ -212,6 +257,8 @@ class Search {
   std::vector<int32_t> sample_distinct_rows(int64_t n);
   int32_t mutate_row(int32_t r);
   void neighbour_rows(int32_t r, std::vector<int32_t>& out);
+  // The members nearest to r in the predictor encoding (the pool rule; under a constraint the
+  // fallback where the space's own moves reach no feasible cell).
   const std::vector<int32_t>& pool_neighbours(int32_t r);
 
   int32_t sample_untrained();
@@ -220,10 +267,34 @@ class Search {
   // Sorts rows by proxy score, best first (NaN last, ties by code).
   void sort_by_score(std::vector<int32_t>& rows) const;
   int32_t best_by_score(const int32_t* rows, size_t n) const;
+  // Single objective: sort_by_score / best_by_score. Two objectives: the scalarised selections
+  // (mo_order with `picks` picks / mo_best under lam_) on the proxy scores and the cost.
+  void order_by_score(std::vector<int32_t>& rows, size_t picks);
+  int32_t choose_by_score(const int32_t* rows, size_t n);
+  void draw_lambda() {
+    if (mo_) lam_ = rng_.uniform();
+  }
   // Move proposals prefer cells whose accuracy is not known yet: moves the untrained rows to
   // the front (stable order among them) and returns their count, or n when all are trained
   // (then the best-scored one is queried again, and charged).
   size_t prefer_untrained(int32_t* rows, size_t n) const;
+
+  // ---- multi-objective selection (docs/hardware.md)
+  double utility(double a, double g) const;  // the scalarisation under lam_
+  // Percentile ranks (mid-ranks / n, NaN lowest) of v among themselves.
+  static void percentiles(const double* v, size_t n, std::vector<double>& out);
+  // Index (into rows) maximising the utility of (percentile of acc, percentile of -cost) among
+  // these rows, under lam_; the first one on ties.
+  size_t mo_best(const int32_t* rows, size_t n, const double* acc);
+  // Reorders rows so that its first `picks` entries are successive mo_best choices, each under
+  // a fresh lambda, percentiles taken once over all rows.
+  void mo_order(std::vector<int32_t>& rows, const std::vector<double>& acc, size_t picks);
+  // Percentile of x in a sorted list (mid-rank of its ties).
+  static double percentile_in(const std::vector<double>& sorted, double x);
+  void mo_record(int32_t row);  // after a query: the front and the hypervolume curves
+  double hypervolume(bool test) const;
+  double acc_unit(double acc) const;
+  double cost_goodness(double cost) const;
 
   bool step_random();
   bool step_evolution();
@@ -247,6 +318,17 @@ class Search {
   Result res_;
   bool done_ = false;
   bool pool_ = false;
+  bool constrained_ = false;  // a feasibility mask is in force
+  bool mo_ = false;           // a second objective (cost) is in force
+  std::vector<uint8_t> ok_;   // by row: may be trained (empty: all)
+  std::vector<double> cost_;  // by row: second objective (empty: none)
+  // Rows the search may train, in row order, when the search is restricted (a pool or a
+  // constraint): the pool operators and the restricted RL policy range over them.
+  std::vector<int32_t> members_;
+  int64_t n_members_ = 0;
+  double lam_ = 0.5;               // MO: scalarisation weight of the current selection
+  std::vector<double> mo_val_seen_, mo_cost_seen_;  // MO RL: sorted val / -cost of the queries
+  std::vector<double> warm_cost_seen_;              // MO RL warmup: sorted -cost of cells seen
   int64_t max_steps_ = 0;
   Phase phase_ = Phase::kMain;
 
@@ -263,6 +345,8 @@ class Search {
   size_t order_pos_ = 0;
   std::vector<int32_t> scratch_;
   std::vector<Code> codes_;     // scratch for space operators
+  std::vector<int32_t> scratch_nb_;  // constrained mutation: the feasible neighbours
+  bool space_feasible_nb_ = false;  // neighbour_rows: found feasible cells among the space's moves
   std::vector<std::vector<int32_t>> pool_nb_;  // pool: neighbours of each row (lazily filled)
   std::vector<uint8_t> pool_nb_done_;
 
@@ -276,9 +360,11 @@ class Search {
   std::vector<int> dec_size_, dec_off_;
   size_t n_dec_ = 0, n_logits_ = 0;
   std::vector<double> theta_, m_, v_, cum_, prob_;
-  std::vector<double> expect_;  // E[1[category]] under the (pool-restricted) policy
-  std::vector<uint8_t> pool_dec_;  // pool: decisions of every row (rows x n_dec_)
-  std::vector<double> pool_cum_;   // pool: cumulative restricted probabilities over rows
+  std::vector<double> expect_;  // E[1[category]] under the (restricted) policy
+  // restricted (pool or constraint): decisions of every member (members x n_dec_) and the
+  // cumulative restricted probabilities over members
+  std::vector<uint8_t> pool_dec_;
+  std::vector<double> pool_cum_;
   std::vector<double> rl_grad_;   // scratch: gradient of one update
   std::vector<uint8_t> rl_dec_;    // scratch: decisions of the trained cell
   double adam_p1_ = 1.0, adam_p2_ = 1.0;  // beta1^t, beta2^t
@@ -299,6 +385,7 @@ struct BenchResult {
   int64_t searches = 0, steps = 0, proposals = 0, trained = 0;
 };
 BenchResult bench(const Config& cfg, std::shared_ptr<const GroundTruth> gt,
-                  std::shared_ptr<const std::vector<double>> scores, int64_t repeats);
+                  std::shared_ptr<const std::vector<double>> scores, int64_t repeats,
+                  std::shared_ptr<const Task> task = nullptr);
 
 }  // namespace zc::search

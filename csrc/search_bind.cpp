@@ -46,6 +46,22 @@ std::shared_ptr<const std::vector<double>> full_table(const py::object& scores) 
   return std::make_shared<const std::vector<double>>(to_vec(scores.cast<F64>(), "scores"));
 }
 
+// feasible: None or a 1-D array of booleans / 0-1 integers by row; cost: None or 1-D floats.
+std::shared_ptr<const search::Task> make_task(const py::object& feasible, const py::object& cost) {
+  if (feasible.is_none() && cost.is_none()) return nullptr;
+  auto t = std::make_shared<search::Task>();
+  if (!feasible.is_none()) {
+    auto a = feasible.cast<py::array_t<uint8_t, py::array::c_style | py::array::forcecast>>();
+    if (a.ndim() != 1)
+      throw std::invalid_argument("feasible must be 1-D, got " + std::to_string(a.ndim()) +
+                                  " dimensions");
+    t->feasible.assign(a.data(), a.data() + a.size());
+    for (auto& v : t->feasible) v = v != 0;
+  }
+  if (!cost.is_none()) t->cost = to_vec(cost.cast<F64>(), "cost");
+  return t;
+}
+
 template <class T>
 py::array_t<T> arr(const std::vector<T>& v) {
   py::array_t<T> out(static_cast<py::ssize_t>(v.size()));
@@ -69,6 +85,14 @@ py::dict result_dict(const Result& r) {
   d["scores_used"] = r.scores_used;
   d["asks"] = r.asks;
   d["failed"] = r.failed;
+  d["members"] = r.members;
+  if (!r.hv_curve.empty() || r.acc_hi != r.acc_lo) {  // multi-objective mode
+    d["hv_curve"] = arr(r.hv_curve);
+    d["hv_val_curve"] = arr(r.hv_val_curve);
+    d["front"] = arr(r.front);
+    d["hv_ranges"] = py::dict(py::arg("acc_lo") = r.acc_lo, py::arg("acc_hi") = r.acc_hi,
+                              py::arg("cost_lo") = r.cost_lo, py::arg("cost_hi") = r.cost_hi);
+  }
   return d;
 }
 
@@ -228,10 +252,15 @@ void bind_search(py::module_& m) {
            }, py::arg("code"), "row of an architecture, -1 when absent");
 
   py::class_<PySearch>(s, "Search", "one search run, driven by ask/tell or run()")
-      .def(py::init([](const Config& cfg, std::shared_ptr<GroundTruth> gt, const py::object& scores) {
-             return PySearch{std::make_unique<Search>(cfg, gt, full_table(scores))};
+      .def(py::init([](const Config& cfg, std::shared_ptr<GroundTruth> gt, const py::object& scores,
+                       const py::object& feasible, const py::object& cost) {
+             return PySearch{std::make_unique<Search>(cfg, gt, full_table(scores),
+                                                      make_task(feasible, cost))};
            }),
-           py::arg("config"), py::arg("gt"), py::arg("scores") = py::none())
+           py::arg("config"), py::arg("gt"), py::arg("scores") = py::none(),
+           py::arg("feasible") = py::none(), py::arg("cost") = py::none(),
+           "feasible: cells that may be trained (bool by row); cost: a second objective to "
+           "minimise (by row); docs/hardware.md")
       .def(
           "ask",
           [](PySearch& p) {
@@ -264,23 +293,28 @@ void bind_search(py::module_& m) {
            "run to the end (needs a complete score table or no proxy)")
       .def_property_readonly("done", [](const PySearch& p) { return p.s->done(); })
       .def_property_readonly("pool", [](const PySearch& p) { return p.s->pool(); })
+      .def_property_readonly("constrained", [](const PySearch& p) { return p.s->constrained(); })
+      .def_property_readonly("multi_objective",
+                             [](const PySearch& p) { return p.s->multi_objective(); })
       .def("result", [](const PySearch& p) { return result_dict(p.s->result()); })
       .def("policy", [](const PySearch& p) { return arr(p.s->policy()); },
            "RL: the probabilities of every decision's categories, concatenated")
       .def("pool_probabilities", [](const PySearch& p) { return arr(p.s->pool_probabilities()); },
-           "RL in a pool: the policy restricted to the pool, one probability per row")
+           "RL in a pool or under a constraint: the policy restricted to the cells it may "
+           "train, one probability per row (0 elsewhere)")
       .def("population", [](const PySearch& p) { return arr(p.s->population()); },
            "AE: population rows, oldest first");
 
   s.def(
       "bench",
       [](const Config& cfg, std::shared_ptr<GroundTruth> gt, const py::object& scores,
-         int64_t repeats) {
+         int64_t repeats, const py::object& feasible, const py::object& cost) {
         auto table = full_table(scores);
+        auto task = make_task(feasible, cost);
         search::BenchResult b;
         {
           py::gil_scoped_release nogil;
-          b = search::bench(cfg, gt, table, repeats);
+          b = search::bench(cfg, gt, table, repeats, task);
         }
         py::dict d;
         d["seconds"] = b.seconds;
@@ -291,6 +325,7 @@ void bind_search(py::module_& m) {
         return d;
       },
       py::arg("config"), py::arg("gt"), py::arg("scores"), py::arg("repeats"),
+      py::arg("feasible") = py::none(), py::arg("cost") = py::none(),
       "run `repeats` searches (seeds seed, seed+1, ...) in C++ and time them");
 
   py::class_<search::RankPredictor>(s, "RankPredictor",

@@ -26,11 +26,13 @@ SDIST=$(ls "$WORK"/dist/zcfast-*.tar.gz)
 WHEEL=$(ls "$WORK"/dist/zcfast-*.whl)
 tar -tzf "$SDIST" > "$WORK/sdist.txt"  # (listed to a file: grep -q would cut a pipe short)
 unzip -Z1 "$WHEEL" > "$WORK/wheel.txt"
-for f in CMakeLists.txt csrc/bindings.cpp csrc/cuda/saliency.cu kernels/saliency.py \
+for f in LICENSE CMakeLists.txt csrc/bindings.cpp csrc/cuda/saliency.cu kernels/saliency.py \
          zcfast/data/_bundled/nb201_groundtruth.npz; do
     grep -qx "[^/]*/$f" "$WORK/sdist.txt" || { echo "check_install: $f is missing from the sdist"; exit 1; }
 done
 grep -q '^zcfast/_C\..*\.so$' "$WORK/wheel.txt" || { echo "check_install: the wheel has no zcfast/_C"; exit 1; }
+grep -qx 'zcfast-[^/]*\.dist-info/licenses/LICENSE' "$WORK/wheel.txt" \
+    || { echo "check_install: the wheel has no LICENSE (.dist-info/licenses)"; exit 1; }
 # every Python module of the source tree's zcfast/ is in the wheel (a subpackage left out of
 # setup.py installs a CLI that fails on import)
 missing=$(cd "$ROOT" && find zcfast -name '*.py' -not -path '*/__pycache__/*' | sort \

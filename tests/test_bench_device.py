@@ -124,7 +124,7 @@ def test_oom_retries_are_timed_apart_and_left_out_of_the_rate(bench, monkeypatch
 
     def compute(self, x, y, proxies):
         if self.K > 2:  # a "card" that holds two candidates
-            time.sleep(0.3)
+            time.sleep(1.0)  # far longer than scoring two 16x16 cells, even on a loaded machine
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(self, x, y, proxies)
 
@@ -135,10 +135,11 @@ def test_oom_retries_are_timed_apart_and_left_out_of_the_rate(bench, monkeypatch
                                                on_oom=lambda k, s: seen.append((k, s)))]
     assert parts == [[0, 1], [2, 3]]
     assert [k for k, _ in seen] == [4, 4]  # 4 cells (chunk 8 > 4 cells), again 4, then 2 fit
-    assert all(s >= 0.3 for _, s in seen)
+    assert all(s >= 1.0 for _, s in seen)
     r = bench.packed_rate([0, 1, 2, 3], ["params"], x, y, torch.device("cpu"), None, 4)
-    assert [o["k"] for o in r["oom_retries"]] == [4] and r["oom_s"] >= 0.3
-    assert r["chunk_sizes"] == [2, 2] and sum(r["chunk_s"]) < 0.3 <= r["oom_s"]
+    assert [o["k"] for o in r["oom_retries"]] == [4] and r["oom_s"] >= 1.0
+    # the failed attempt's second is in oom_s, not in the chunks (which would then reach it)
+    assert r["chunk_sizes"] == [2, 2] and sum(r["chunk_s"]) < 1.0 <= r["oom_s"]
     assert r["cands_per_s"] == pytest.approx(4 / r["total_s"])
 
 

@@ -74,7 +74,7 @@ def test_bitwise_check_catches_an_accumulation_in_varying_order(monkeypatch):
     x, y = batch(b=4)
     rng = np.random.default_rng(0)
 
-    def shuffled(self, node, tgt, src):
+    def shuffled(self, node, tgt, src, rounds=None):
         perm = torch.as_tensor(rng.permutation(tgt.numel()))
         return node.index_add_(1, tgt[perm], src.index_select(1, perm))
 

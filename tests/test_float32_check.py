@@ -46,7 +46,7 @@ def inject(monkeypatch, cell: int, factor: float) -> None:
         finally:
             current.clear()
 
-    def defective_saliency(w, g, hg, off, backend=None):
+    def defective_saliency(w, g, hg, off, backend=None, **kw):
         eng = current.get("eng")
         if eng is not None and g.dtype == torch.float32 and code in eng.plan.codes:
             k = int(np.flatnonzero(eng.plan.codes == code)[0])
@@ -54,7 +54,7 @@ def inject(monkeypatch, cell: int, factor: float) -> None:
             g = g.clone()
             for s in np.flatnonzero(t.cand[: t.n_weight_segments] == k):
                 g[int(t.offsets[s]) : int(t.offsets[s + 1])] *= factor
-        return saliency(w, g, hg, off, backend=backend)
+        return saliency(w, g, hg, off, backend=backend, **kw)
 
     monkeypatch.setattr(engine.PackedNB201, "loss_pass", spy_loss_pass)
     monkeypatch.setattr(base, "segment_saliency", defective_saliency)

@@ -456,3 +456,18 @@ def test_ensemble_expression_errors():
         cfg.validate()
     with pytest.raises(ValueError, match="per member"):
         run_search("rand", "cifar100", 5, 10, 0, 0, "vote", scores=np.zeros(N))
+
+
+def test_run_search_scores_missing_cells_live_by_default(tmp_path):
+    """Without scores, a cache or a scorer, run_search scores the cells it needs with the packed
+    engine (as ``zcfast search`` does) and caches them: a fresh install's first call works."""
+    from zcfast.search import ScoreCache
+    from zcfast.search.cache import ScoreKey
+    from zcfast.search.scorer import default_scorer
+
+    r = run_search("rand", "cifar100", 3, 6, 0, 0, "synflow", cache=ScoreCache(tmp_path))
+    assert r["scored_live"] == 6 and r["queries"] == 3
+    got = ScoreCache(tmp_path).load(ScoreKey.of("synflow", "cifar100", 0))
+    codes = np.asarray([nb201.code_of_index(nb201.index_of(k)) for k in got], dtype=np.uint64)
+    np.testing.assert_array_equal(default_scorer("synflow", "cifar100", 0)(codes),
+                                  np.asarray(list(got.values())))

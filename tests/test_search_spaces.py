@@ -104,8 +104,8 @@ def test_nb101_hot_path():
     assert sp.encode(codes[:3]).shape == (3, 36)
 
 
-def test_nb101_score_correlate_search_end_to_end(tmp_path, capsys):
-    """`zcfast score --space nb101` (per-model: NB101 has no packed builder yet) on a few
+def test_nb101_score_correlate_search_end_to_end(tmp_path, capsys, monkeypatch):
+    """`zcfast score --space nb101` (the packed NB101 builder, the default engine) on a few
     bundled cells at a tiny batch, `zcfast correlate` against the 108-epoch validation
     accuracy, and `zcfast search --space nb101` importing those scores: every row keyed by the
     official hash, every search query a pool member."""
@@ -119,10 +119,17 @@ def test_nb101_score_correlate_search_end_to_end(tmp_path, capsys):
     sp = get_space("nb101")
     archs.write_text("".join(sp.describe(int(c)) + "\n" for c in pool.codes[:4]))
     out = tmp_path / "s.csv"
+    from zcfast.batched.nb101 import PackedNB101
+
+    packed_cells = []
+    real = PackedNB101.compute
+    monkeypatch.setattr(PackedNB101, "compute", lambda self, x, y, names: (
+        packed_cells.extend(self.plan.codes.tolist()), real(self, x, y, names))[1])
     assert main(["score", "--space", "nb101", "--archs", str(archs), "--proxies", "params,flops",
                  "--batch-size", "2", "--out", str(out), "--no-progress"]) == 0
     df, meta = read_scores(out)
     assert meta["space"] == "nb101" and list(df.index) == pool.keys[:4]
+    assert meta["engine"] == "packed" and len(packed_cells) == 4  # the packed builder ran
     assert (df["params"] > 1e5).all() and df["arch"].str.startswith('{"matrix"').all()
     capsys.readouterr()
     assert main(["correlate", str(out)]) == 0

@@ -18,20 +18,23 @@ def _add_score(sub):
 
     p = sub.add_parser("score", help="score networks of a search space with zero-cost proxies into a CSV")
     p.add_argument("--space", default="nb201",
-                   help="search space: nb201 (default) | nb101 (docs/spaces.md)")
+                   help="search space: nb201 (default) | nb101 | nbnlp (docs/spaces.md)")
     p.add_argument("--data", default=None,
                    help="the space's benchmark file, for --archs all (nb101: the official "
                         "nasbench_only108.tfrecord; default: the bundled networks)")
-    p.add_argument("--dataset", default="cifar10",
-                   help="cifar10 | cifar100 | ImageNet16-120 (nb201); cifar10 (nb101)")
+    p.add_argument("--dataset", default=None,
+                   help="cifar10 (default) | cifar100 | ImageNet16-120 (nb201); cifar10 (nb101); "
+                        "wikitext2 (nbnlp, its default)")
     p.add_argument("--proxies", default="paper",
                    help="'paper' (the six of the paper), 'modern', 'all', or a comma list, e.g. "
                         "synflow,snip,vote,ensemble:zico+az_nas+vkdnw (ensemble[meanrank|vote|"
                         "logrank]:a+b; see docs/proxies_modern.md)")
     p.add_argument("--archs", default="1000",
                    help="'all' (nb201: 15,625 cells; nb101: the bundled 292 cells or every cell "
-                        "of --data), N (N distinct networks sampled with --seed) or a FILE (nb201: "
-                        "arch strings or indices; nb101: one JSON {\"matrix\", \"ops\"} per line)")
+                        "of --data; nbnlp: the 341 finished logged runs), N (N distinct networks "
+                        "sampled with --seed) or a FILE (nb201: arch strings or indices; nb101: "
+                        "one JSON {\"matrix\", \"ops\"} per line; nbnlp: one logged recepie_id "
+                        "or one cell graph, the logs' recepie JSON, per line)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of cell sampling, weights and minibatch (each overridable below)")
     p.add_argument("--sample-seed", type=int, default=None,
@@ -40,7 +43,9 @@ def _add_score(sub):
                    help="seed of every cell's initial weights (default: --seed)")
     p.add_argument("--data-seed", type=int, default=None,
                    help="seed of the minibatch: images drawn and their augmentation (default: --seed)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="minibatch size (default: 64 images; nbnlp: the logs' 20 sequences of "
+                        "70 tokens)")
     p.add_argument("--out", required=True, help="CSV written row by row (+ .meta.json)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out file")
     p.add_argument("--engine", default="packed", choices=["packed", "loop"],
@@ -56,6 +61,9 @@ def _add_score(sub):
     p.add_argument("--flavour", default="paper", choices=["paper", "official"])
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"],
+                   help="packed engine's float32 passes: fp32 (default), bf16 (CPU/CUDA) or tf32 "
+                        "(CUDA); synflow stays float64 (docs/performance.md: fidelity per proxy)")
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
     from zcfast.executors import add_cli_options
@@ -76,7 +84,7 @@ def _cmd_score(a) -> int:
         images=a.images, flavour=a.flavour, device=a.device, chunk=a.chunk,
         progress=not a.no_progress, sample_seed=a.sample_seed, weight_seed=a.weight_seed,
         data_seed=a.data_seed, normalization=a.normalization, executor=ex, space=a.space,
-        data=a.data,
+        data=a.data, precision=a.precision,
     )
     ex.close()  # (a failed run has stopped its actors already)
     m = res["meta"]
@@ -94,7 +102,9 @@ def _add_correlate(sub):
     p.add_argument("scores", help="CSV written by 'zcfast score'")
     p.add_argument("--dataset", default=None, help="default: the dataset recorded in the file")
     p.add_argument("--target", default=None,
-                   help="ground-truth column (nb201: test_acc (default) | val_acc; nb101: val_acc)")
+                   help="ground-truth column (nb201: test_acc (default) | val_acc; nb101: val_acc; "
+                        "nbnlp: neg_final_val_ppl (default) | neg_best_val_ppl | neg_test_ppl | "
+                        "neg_final_test_ppl)")
     p.add_argument("--data", default=None,
                    help="the space's benchmark file (default: the file's, else the bundled data)")
     p.add_argument("--plot", default=None, help="write a score-vs-accuracy scatter per proxy (PNG)")

@@ -22,6 +22,8 @@ CURVE_LABELS = {
     "test_curve": "test accuracy of the best-validation cell (%)",
     "best_val_curve": "best validation accuracy so far (%)",
     "oracle_test_curve": "best test accuracy seen (oracle diagnostic, %)",
+    "hv_curve": "hypervolume of the validation front, test accuracy (normalised)",
+    "hv_val_curve": "hypervolume of the validation front (normalised)",
 }
 
 

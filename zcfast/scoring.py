@@ -32,7 +32,7 @@ from zcfast.spaces import get_space
 
 # settings that must match for --resume to continue a file
 _RESUME_KEYS = ("space", "dataset", "proxies", "seed", "batch_size", "images", "flavour", "archs_spec",
-                "sample_seed", "weight_seed", "data_seed", "normalization", "data")
+                "sample_seed", "weight_seed", "data_seed", "normalization", "data", "precision")
 
 # proxies that never read the minibatch (synflow scores an all-ones input), and the settings
 # that only change the minibatch's pixels: a file of data-free proxies resumes across them
@@ -48,6 +48,8 @@ def _legacy(meta: dict, key: str):
         return meta.get("seed")
     if key == "normalization":
         return "dataset" if meta.get("dataset") == "cifar100" else "paper"
+    if key == "precision":  # before reduced precision existed, every file was fp32
+        return "fp32"
     return None
 
 
@@ -151,7 +153,7 @@ def parse_archs(spec, seed: int, *, space="nb201", dataset: str = "cifar10", dat
         return [sp.parse(a.item() if isinstance(a, np.generic) else a) for a in spec]
     s = str(spec).strip()
     if s.lower() == "all":
-        return [int(c) for c in sp.universe(dataset, data).codes]
+        return sp.all_archs(dataset, data)
     if s.isdigit():
         n = int(s)
         if sp.size is not None and not 1 <= n <= sp.size:
@@ -336,20 +338,21 @@ def _seed(value, name: str) -> int:
     return int(value)
 
 
-def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed: int = 0,
-                  batch_size: int = 64, engine: str = "packed", resume: bool = False,
+def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int = 0,
+                  batch_size: int | None = None, engine: str = "packed", resume: bool = False,
                   data_root=None, images: str = "default", flavour: str = "paper",
                   device="auto", chunk=None, progress: bool = True, sample_seed=None,
                   weight_seed=None, data_seed=None, normalization: str = "paper",
-                  executor=None, space="nb201", data=None) -> dict:
+                  executor=None, space="nb201", data=None, precision: str = "fp32") -> dict:
     """Score networks of ``space`` into ``out`` (CSV + meta). Returns a summary dict.
 
     ``seed`` drives sampling (``archs=N``), the weights and the minibatch; ``sample_seed``,
     ``weight_seed`` and ``data_seed`` override it for one of the three. ``device``: 'auto'
     (CUDA when available), 'cpu', 'cuda' or 'cuda:N'. ``normalization``: 'paper' or 'dataset'
     (docs/data.md). ``data``: the space's benchmark file, when ``archs='all'`` should mean its
-    networks (NB101's official file). All of them are recorded in the meta file, and --resume
-    compares them. ``executor``: what runs the scoring (zcfast.executors; default: this
+    networks (NB101's official file). ``precision``: 'fp32' (default), 'bf16' or 'tf32' (CUDA) for
+    the packed engine's float32 passes (docs/performance.md). All of them are recorded in the
+    meta file, and --resume compares them. ``executor``: what runs the scoring (zcfast.executors; default: this
     process on ``device``). Rows are written as chunks finish; a finished file has them in the
     order of ``archs`` (docs/ray.md).
 
@@ -361,7 +364,9 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
     from zcfast.executors import Executor, ScoreTask, get_executor
 
     sp = get_space(space)
-    ds = dataset_name(dataset)
+    ds = dataset_name(sp.score_dataset() if dataset is None else dataset)
+    if batch_size is None:
+        batch_size = sp.default_batch_size
     names = parse_proxies(proxies)
     per_model, ensembles = split_columns(names)
     seed = _seed(seed, "seed")
@@ -372,6 +377,14 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
     options = sp.model_options(flavour=flavour)
     dev = resolve_device(device)
+    from zcfast.batched.base import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
+    if precision != "fp32" and engine != "packed":
+        raise ValueError(f"precision {precision!r} applies to the packed engine, not engine={engine!r}")
+    if precision == "tf32" and dev.type != "cuda":
+        raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
     batch = sp.minibatch(ds, batch_size, s_data, images=images, data_root=data_root,
                          normalization=normalization)  # a bad setting fails before any file
     ex = get_executor(executor, device=str(dev))
@@ -380,12 +393,13 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset="cifar10", seed:
         "batch_size": int(batch_size), "images": images, "normalization": normalization,
         "data_root": None if data_root is None else str(data_root),
         "options": options, "engine": engine, "chunk": chunk,
+        **({"precision": precision} if precision != "fp32" else {}),
     })
     meta = {
         "space": sp.name, "dataset": ds, "proxies": names, "seed": seed,
         "sample_seed": s_sample, "weight_seed": s_weight, "data_seed": s_data,
         "batch_size": int(batch_size), **batch.meta(), "normalization": normalization,
-        "flavour": flavour, "data": None if data is None else str(data),
+        "flavour": flavour, "data": None if data is None else str(data), "precision": precision,
         "archs_spec": archs if isinstance(archs, str) else f"list[{len(codes)}]",
         "engine": engine, "device": str(dev), "device_name": device_name(dev),
         "zcfast": __version__, "git": git_sha(),

@@ -168,7 +168,7 @@ def score(archs, proxies, *, space="nb201", dataset: str = "cifar10", batch_size
           seed: int = 0, device=None, chunk: int | None = None, flavour: str = "paper",
           data_root: str | None = None, images: str = "default", backend: str | None = None,
           dtype=torch.float32, progress: bool = False, normalization: str = "paper",
-          executor=None):
+          executor=None, precision: str = "fp32"):
     """Score networks of ``space`` with zero-cost proxies, in packed passes where the space has
     a packed builder for the proxy (the others per model).
 
@@ -177,7 +177,9 @@ def score(archs, proxies, *, space="nb201", dataset: str = "cifar10", batch_size
     / 'modern' / 'all' and ensembles allowed; ensemble columns rank the networks given). chunk:
     candidates per pass (default: from free memory; a pass that runs out of memory is retried
     with half). dtype: float32 (default) or float64 for the loss/jacobian passes (synflow is
-    always float64). Returns a DataFrame indexed by the space's key column, with its other
+    always float64). precision: 'fp32' (default), 'bf16' (autocast to bfloat16, CPU or CUDA) or
+    'tf32' (CUDA) for the float32 passes of the packed engine; fidelity per proxy in
+    docs/performance.md. Returns a DataFrame indexed by the space's key column, with its other
     identifying columns and one float64 column per proxy (NaN/inf kept as computed). device:
     'auto' (default: CUDA when available, else CPU), 'cpu', 'cuda' or 'cuda:N'; the device that
     ran, the images and their normalisation ('paper' or 'dataset', docs/data.md) are in
@@ -222,7 +224,7 @@ def score(archs, proxies, *, space="nb201", dataset: str = "cifar10", batch_size
         "batch_size": int(batch_size), "images": images, "normalization": normalization,
         "data_root": None if data_root is None else str(data_root), "options": options,
         "engine": "packed", "chunk": chunk, "backend": backend,
-        "dtype": str(dtype).replace("torch.", ""),
+        "dtype": str(dtype).replace("torch.", ""), "precision": precision,
     })
     got: dict = {}
     bar = None
@@ -252,5 +254,5 @@ def score(archs, proxies, *, space="nb201", dataset: str = "cifar10", batch_size
             df[e] = u[e].reindex(df.index).to_numpy()
     df.attrs.update(space=sp.name, device=str(dev), device_name=device_name(dev), dataset=ds,
                     seed=int(seed), batch_size=int(batch_size), images=mb.description,
-                    normalization=normalization)
+                    normalization=normalization, precision=precision)
     return df

@@ -20,18 +20,23 @@ flops are counted from the plan.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zcfast.batched.upload import DeviceTables
 from zcfast.ops.fisher import fisher_channels
 from zcfast.ops.init import fill_uniform
 from zcfast.ops.naswot import naswot_kernel
 from zcfast.ops.saliency import segment_saliency
 
 LOSS_PROXIES = ("grad_norm", "snip", "plain", "grasp", "fisher")
+# compute precision of the float32 loss/jacobian/nwot passes (docs/performance.md): fp32 as
+# PyTorch runs it by default, tf32 (CUDA: TF32 matmuls and cuDNN convolutions), bf16 (autocast
+# to bfloat16 on the CPU and on CUDA). synflow stays float64 whatever is chosen.
+PRECISIONS = ("fp32", "tf32", "bf16")
 SUPPORTED = LOSS_PROXIES + ("jacob_cov", "synflow", "nwot", "params", "flops", "l2_norm")
 
 
@@ -47,32 +52,77 @@ class PackedModel:
     SUPPORTED = SUPPORTED
     input_shape: tuple = ()
 
-    def _setup(self, stream_keys, *, seed: int, device, backend: str | None, dtype) -> None:
+    def _setup(self, stream_keys, *, seed: int, device, backend: str | None, dtype,
+               tables: DeviceTables | None = None, precision: str = "fp32") -> None:
         """Common state, then the flat buffer of every weight and bias, drawn from the streams
-        (seed, candidate stream key, slot) of the segment table (docs/nb201.md, weights)."""
+        (seed, candidate stream key, slot) of the segment table (docs/nb201.md, weights).
+
+        ``tables``: the builder's index arrays registered for the device (upload.py); the
+        segment table's arrays join them, all go in one copy, and the plan's ``bind()`` is
+        called when the plan uses these tables. Without, the model uses tables of its own."""
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"the packed engine computes in float32 or float64, not {dtype}")
         self.dtype = dtype  # of the loss/jacobian passes; synflow is always float64
         self.device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
+        if precision != "fp32" and dtype != torch.float32:
+            raise ValueError(f"precision {precision!r} applies to float32 scoring, not {dtype}")
+        if precision == "tf32" and self.device.type != "cuda":
+            raise ValueError(f"precision 'tf32' needs a CUDA device, not {self.device}")
+        self.precision = precision
         self.backend = backend
         self.seed = int(seed)
         t = self.table
-        self.flat = torch.empty(self.plan.n_weights + self.plan.n_biases, dtype=torch.float32,
-                                device=self.device)
-        keys_t = torch.as_tensor(np.asarray(stream_keys, dtype=np.int64), device=self.device)
+        # the segment table is checked here, on the host, once: the fused ops then skip their
+        # own device-side checks of it (each a device-to-host sync on a GPU)
+        lens = np.diff(t.offsets)
+        n_flat = self.plan.n_weights + self.plan.n_biases
+        if len(t.offsets) and (t.offsets[0] < 0 or (lens < 0).any() or t.offsets[-1] > n_flat):
+            raise ValueError("packed model: segment table offsets are not non-decreasing within "
+                             f"[0, {n_flat}]")
+        nw = t.n_weight_segments
+        self._max_len_w = int(lens[:nw].max()) if nw else 0
+        self.tables = DeviceTables(self.device) if tables is None else tables
+        tb = self.tables
+        keys = np.asarray(stream_keys, dtype=np.int64)[t.cand]
+        init = [tb.add(np.ascontiguousarray(a)) for a in (t.offsets, keys, t.slot, t.bound)]
+        tb.upload()
+        if getattr(self.plan, "tables", None) is tb:
+            self.plan.bind()
+        self.flat = torch.empty(n_flat, dtype=torch.float32, device=self.device)
         # weight init: the native CPU loop / CUDA kernel by default; a backend forced for the
         # reductions (e.g. triton in tests) only applies to init on a GPU
         init_backend = backend if (backend is not None and self.device.type == "cuda") else None
-        fill_uniform(
-            self.flat, torch.as_tensor(t.offsets, device=self.device),
-            keys_t[torch.as_tensor(t.cand, device=self.device)],
-            torch.as_tensor(t.slot, device=self.device), torch.as_tensor(t.bound, device=self.device),
-            self.seed, backend=init_backend,
-        )
+        off, k, slot, bound = (tb.get(a) for a in init)
+        fill_uniform(self.flat, off, k, slot, bound, self.seed, backend=init_backend,
+                     check_values=False)
+        self._off_w = off[: nw + 1]
 
     @property
     def K(self) -> int:
         return self.plan.K
+
+    def _index_tables(self) -> DeviceTables:
+        """The model's device tables (a builder that does not call _setup gets its own)."""
+        if getattr(self, "tables", None) is None:
+            self.tables = DeviceTables(self.device)
+        return self.tables
+
+    def _weight_offsets(self) -> torch.Tensor:
+        """Offsets of the weight segments on the device (set by _setup; a builder that does
+        not call it gets them here, checked on the host, in one copy) and ``_max_len_w``."""
+        if getattr(self, "_off_w", None) is None:
+            t = self.table
+            nw = t.n_weight_segments
+            off = np.ascontiguousarray(t.offsets[: nw + 1])
+            lens = np.diff(off)
+            if len(off) and (off[0] < 0 or (lens < 0).any() or off[-1] > self.plan.n_weights):
+                raise ValueError("packed model: weight segment offsets are not non-decreasing "
+                                 f"within [0, {self.plan.n_weights}]")
+            self._max_len_w = int(lens.max()) if nw else 0
+            self._off_w = self._index_tables().get(off)
+        return self._off_w
 
     # ---- parameters ----------------------------------------------------------------------
     def params(self, dtype=None, absolute: bool = False, requires_grad: bool = True, flat=None):
@@ -154,20 +204,30 @@ class PackedModel:
         return np.bincount(seg_cand, weights=seg_values, minlength=self.K)
 
     # ---- passes -----------------------------------------------------------------------------
-    def loss_pass(self, x, y, want: set, relus: list | None = None) -> dict:
+    # Each pass queues its device work and returns a _Deferred: the device tensors it needs on
+    # the host and the host step that turns them into scores. compute() fetches the tensors of
+    # every pass in one device-to-host copy at the end of the chunk (docs/performance.md);
+    # called on its own (defer=False), a pass fetches its own.
+    def loss_pass(self, x, y, want: set, relus: list | None = None, defer: bool = False):
         flat_w, ws, bs = self.params()
         names = [lay.name for lay in self.plan.layers]
         acts = [] if "fisher" in want else None
-        logits = self.forward(x, ws, bs, acts=acts, relus=relus)
+        grasp = "grasp" in want
+        # a builder may route its layers through ops whose backward is twice differentiable
+        # without per-group loops when the Hessian-gradient product follows (engine.py)
+        self.double_backward = grasp
+        try:
+            with self._mixed():
+                logits = self.forward(x, ws, bs, acts=acts, relus=relus)
+        finally:
+            self.double_backward = False
         B, K, ncls = logits.shape
         loss = F.cross_entropy(logits.reshape(B * K, ncls), y.repeat_interleave(K),
                                reduction="sum") / B
-        grasp = "grasp" in want
         wlist = [ws[n] for n in names]
         targets = wlist + ([a for a, _ in acts] if acts else [])
         grads = torch.autograd.grad(loss, targets, create_graph=grasp, allow_unused=True)
         gw = [g if g is not None else torch.zeros_like(w) for g, w in zip(grads[: len(wlist)], wlist)]
-        out = {}
         hg_flat = None
         g_flat = torch.cat([g.reshape(-1) for g in gw])  # keeps the graph when grasp
         if grasp:
@@ -182,17 +242,11 @@ class PackedModel:
         g_flat = g_flat.detach()
         t = self.table
         nw = t.n_weight_segments
-        off = torch.as_tensor(t.offsets[: nw + 1], device=self.device)
-        sal = segment_saliency(flat_w.detach(), g_flat, hg_flat, off, backend=self.backend)
-        sal = sal.cpu().numpy()
-        cand = t.cand[:nw]
-        out["snip"] = self._per_candidate(sal[:, 0], cand)
-        out["plain"] = self._per_candidate(sal[:, 1], cand)
-        out["grad_norm"] = self._per_candidate(np.sqrt(sal[:, 2]), cand)
-        out["grasp"] = -self._per_candidate(sal[:, 3], cand)
-        out["l2_norm"] = self._per_candidate(np.sqrt(sal[:, 4]), cand)
+        sal = segment_saliency(flat_w.detach(), g_flat, hg_flat, self._weight_offsets(), backend=self.backend,
+                               max_len=self._max_len_w)
+        tensors = [sal]
+        fis_layers = []
         if acts:
-            fis = np.zeros(self.K)
             for (a, lay), g in zip(acts, grads[len(wlist):]):
                 if g is None:
                     continue
@@ -200,23 +254,45 @@ class PackedModel:
                     a2, g2 = a.detach().reshape(B, -1), g.detach().reshape(B, -1)
                 else:
                     a2, g2 = a.detach(), g.detach()
-                per_group = fisher_channels(a2, g2, lay.c_out, lay.fan_in, backend=self.backend)
-                fis += self._per_candidate(per_group.cpu().numpy(), lay.cand)
-            out["fisher"] = fis
-        return out
+                if a2.dtype != g2.dtype or a2.dtype not in (torch.float32, torch.float64):
+                    a2, g2 = a2.float(), g2.float()  # bf16 activations: reduced in float32
+                tensors.append(fisher_channels(a2, g2, lay.c_out, lay.fan_in, backend=self.backend))
+                fis_layers.append(lay)
+        cand = t.cand[:nw]
+        with_fisher = acts is not None
+        del acts, grads, gw, g_flat, hg_flat  # the closure below must not keep them alive
 
-    def l2_pass(self) -> np.ndarray:
+        def finish(host):
+            sal = host[0]
+            out = {"snip": self._per_candidate(sal[:, 0], cand),
+                   "plain": self._per_candidate(sal[:, 1], cand),
+                   "grad_norm": self._per_candidate(np.sqrt(sal[:, 2]), cand),
+                   "grasp": -self._per_candidate(sal[:, 3], cand),
+                   "l2_norm": self._per_candidate(np.sqrt(sal[:, 4]), cand)}
+            if with_fisher:
+                fis = np.zeros(self.K)
+                for lay, per_group in zip(fis_layers, host[1:]):
+                    fis += self._per_candidate(per_group, lay.cand)
+                out["fisher"] = fis
+            return out
+
+        return _Deferred(tensors, finish).result(defer)
+
+    def l2_pass(self, defer: bool = False):
         flat_w, _, _ = self.params(requires_grad=False)
         t = self.table
         nw = t.n_weight_segments
-        off = torch.as_tensor(t.offsets[: nw + 1], device=self.device)
-        sal = segment_saliency(flat_w, flat_w, None, off, backend=self.backend).cpu().numpy()
-        return self._per_candidate(np.sqrt(sal[:, 4]), t.cand[:nw])
+        sal = segment_saliency(flat_w, flat_w, None, self._weight_offsets(), backend=self.backend,
+                               max_len=self._max_len_w)
+        return _Deferred([sal], lambda h: self._per_candidate(np.sqrt(h[0][:, 4]), t.cand[:nw])
+                         ).result(defer)
 
-    def jacobian_pass(self, x, relus: list | None = None) -> np.ndarray:
-        from zcfast.proxies.measures import jacob_cov_scores
+    def jacobian_pass(self, x, relus: list | None = None, defer: bool = False):
+        from zcfast.proxies.measures import jacob_cov_corr, jacob_cov_finish
 
-        return jacob_cov_scores(self.input_jacobian(x, relus))  # one eigvalsh for the K candidates
+        c, finite = jacob_cov_corr(self.input_jacobian(x, relus))
+        # batched: one eigvalsh for the K candidates, run last (it checks on the host)
+        return _Deferred([lambda: jacob_cov_finish(c, finite)], lambda h: h[0]).result(defer)
 
     def input_jacobian(self, x, relus: list | None = None) -> torch.Tensor:
         """(K, B, input size) d(sum of each candidate's outputs)/dx per sample (jacob_cov's and
@@ -232,8 +308,9 @@ class PackedModel:
         _, ws, bs = self.params(requires_grad=False)
         K = self.K
         xr = x.repeat(1, K, 1, 1).requires_grad_(True)  # (B, K*C, H, W): one copy per candidate
-        out = self.forward(xr, ws, bs, per_candidate_input=True, relus=relus)
-        total = out.sum()
+        with self._mixed():
+            out = self.forward(xr, ws, bs, per_candidate_input=True, relus=relus)
+        total = out.float().sum()
         # a pass where no candidate's output depends on its input (all-`none` cells) has no
         # path to xr at all: their Jacobian is zero (the score then comes out NaN, as it should)
         gx = (torch.autograd.grad(total, xr, allow_unused=True)[0] if total.requires_grad else None)
@@ -242,7 +319,7 @@ class PackedModel:
         B = x.shape[0]
         return gx.view(B, K, -1).transpose(0, 1)  # (K, B, 3*H*W)
 
-    def synflow_pass(self) -> np.ndarray:
+    def synflow_pass(self, defer: bool = False):
         flat_w, ws, bs = self.params(torch.float64, absolute=True)
         ones = torch.ones(1, *self.input_shape, dtype=torch.float64, device=self.device)
         names = [lay.name for lay in self.plan.layers]
@@ -253,21 +330,33 @@ class PackedModel:
                             for g, w in zip(grads, wlist)])
         t = self.table
         nw = t.n_weight_segments
-        off = torch.as_tensor(t.offsets[: nw + 1], device=self.device)
-        sal = segment_saliency(flat_w.detach(), g_flat, None, off, backend=self.backend).cpu().numpy()
-        return self._per_candidate(sal[:, 0], t.cand[:nw])
+        sal = segment_saliency(flat_w.detach(), g_flat, None, self._weight_offsets(), backend=self.backend,
+                               max_len=self._max_len_w)
+        return _Deferred([sal], lambda h: self._per_candidate(h[0][:, 0], t.cand[:nw])).result(defer)
 
-    def nwot_from(self, relus: list, batch: int) -> np.ndarray:
+    def nwot_from(self, relus: list, batch: int, defer: bool = False):
         K = self.K
         kmat = torch.zeros(K, batch, batch, dtype=torch.float32, device=self.device)
-        feats = np.zeros(K)
+        # the number of ReLU units of each candidate, summed on the device (integers: exact)
+        feats = torch.zeros(K, dtype=torch.float64, device=self.device)
         for h, cand, C in relus:
-            naswot_kernel(h.detach(), torch.as_tensor(cand, device=self.device), C, kmat,
-                          backend=self.backend)
+            cand_dev = self._index_tables().get(cand)
+            naswot_kernel(h.detach(), cand_dev, C, kmat, backend=self.backend, check_values=False)
             per_group = C * h.shape[2] * h.shape[3]
-            feats += np.bincount(cand, minlength=K) * per_group
-        k64 = (kmat.double() + torch.as_tensor(feats, device=self.device).view(K, 1, 1)) * 0.5
-        return torch.linalg.slogdet(k64).logabsdet.cpu().numpy()
+            feats.index_add_(0, cand_dev, torch.full((len(cand),), float(per_group),
+                                                     dtype=torch.float64, device=self.device))
+        k64 = (kmat.double() + feats.view(K, 1, 1)) * 0.5
+        return _Deferred([torch.linalg.slogdet(k64).logabsdet], lambda h: h[0]).result(defer)
+
+    def _mixed(self):
+        """The precision context of a float32 forward (its backward follows the dtypes the
+        forward recorded)."""
+        p = getattr(self, "precision", "fp32")
+        if p == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        if p == "tf32":
+            return _tf32(self.device)
+        return nullcontext()
 
     # ---- all requested proxies ----------------------------------------------------------------
     def compute(self, x, y, proxies, extra_batches=()) -> dict:
@@ -301,29 +390,65 @@ class PackedModel:
             res = group.fn(self, x, y, extra)
             out.update({k: v for k, v in res.items() if k in want})
         want -= set(modern.PACKED)
+        pending = {}  # name -> _Deferred, in the order the passes ran
         relus = [] if "nwot" in want else None
+        relus_done = False
         if want & set(LOSS_PROXIES):
-            res = self.loss_pass(x, y, want, relus=relus)
+            pending["loss"] = self.loss_pass(x, y, want, relus=relus, defer=True)
             relus_done = relus is not None
-            out.update({k: v for k, v in res.items() if k in want})
-        else:
-            relus_done = False
         if "jacob_cov" in want:
-            out["jacob_cov"] = self.jacobian_pass(x, relus=None if relus_done else relus)
+            pending["jacob_cov"] = self.jacobian_pass(x, relus=None if relus_done else relus,
+                                                      defer=True)
             relus_done = relus_done or relus is not None
         if "nwot" in want:
             if not relus_done:
                 _, ws, bs = self.params(requires_grad=False)
-                with torch.no_grad():
+                with torch.no_grad(), self._mixed():
                     self.forward(x, ws, bs, relus=relus)
-            out["nwot"] = self.nwot_from(relus, x.shape[0])
+            pending["nwot"] = self.nwot_from(relus, x.shape[0], defer=True)
         if "synflow" in want:
-            out["synflow"] = self.synflow_pass()
-        if "l2_norm" in want and "l2_norm" not in out:
-            out["l2_norm"] = self.l2_pass()
+            pending["synflow"] = self.synflow_pass(defer=True)
+        if "l2_norm" in want and "loss" not in pending:
+            pending["l2_norm"] = self.l2_pass(defer=True)
+        host = _Deferred.fetch(list(pending.values()))  # the chunk's one device-to-host copy
+        for name, value in zip(pending, host):
+            if name == "loss":
+                out.update({k: v for k, v in value.items() if k in want})
+            else:
+                out[name] = value
         if want & {"params", "flops"}:
             cnt = self.counts()
             out.update({k: cnt[k] for k in ("params", "flops") if k in want})
+        return out
+
+
+class _Deferred:
+    """Device tensors a pass needs on the host (or zero-argument callables that make them,
+    run at fetch time: work that checks on the host goes last) and the host step ``finish``
+    (list of numpy arrays -> scores)."""
+
+    def __init__(self, tensors: list, finish):
+        self.tensors, self.finish = tensors, finish
+
+    def result(self, defer: bool):
+        return self if defer else _Deferred.fetch([self])[0]
+
+    @staticmethod
+    def fetch(items: list) -> list:
+        """Every item's tensors in one device-to-host copy (float64), then their finish steps."""
+        ts = [t() if callable(t) else t for d in items for t in d.tensors]
+        if ts:
+            flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in ts]).cpu().numpy()
+        arrays, pos = [], 0
+        for t in ts:
+            n = t.numel()
+            arrays.append(flat[pos : pos + n].reshape(tuple(t.shape)))
+            pos += n
+        out, i = [], 0
+        for d in items:
+            k = len(d.tensors)
+            out.append(d.finish(arrays[i : i + k]))
+            i += k
         return out
 
 
@@ -341,3 +466,14 @@ def _reproducible(device: torch.device):
         yield
     finally:
         cd.deterministic, cd.benchmark = old
+
+
+@contextmanager
+def _tf32(device: torch.device):
+    """TF32 matmuls and cuDNN convolutions on CUDA for the block, restored afterwards."""
+    m, c = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = m, c

@@ -7,6 +7,8 @@ the head, kept in the two reduction blocks.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,7 @@ from zcfast.batched import modern
 from zcfast.batched.base import LOSS_PROXIES, SUPPORTED, PackedModel, _reproducible
 from zcfast.batched.ordered import index_rounds, ordered_index_add_
 from zcfast.batched.plan import Plan, SegmentTable, build_plan, segment_table
+from zcfast.batched.upload import DeviceTables
 from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import STAGE_CHANNELS
 
@@ -66,6 +69,64 @@ def _bn_eval_fresh(h: torch.Tensor) -> torch.Tensor:
     return F.batch_norm(h, h.new_zeros(c), h.new_ones(c), training=False, eps=_BN_EPS)
 
 
+class _GroupedConv(torch.autograd.Function):
+    """Grouped convolution (no bias) whose backward is written with two convolutions that are
+    themselves differentiable and grouped: the input gradient a transposed convolution, the
+    weight gradient a convolution of the input (samples as channels) with the output gradient
+    (as weights, dilated by the stride). PyTorch's own double backward of a grouped convolution
+    (what grasp's Hessian-gradient product needs) runs one convolution per group, K*edges calls
+    per layer on every device; through this backward, the second differentiation meets only
+    first-order backwards of grouped convolutions, which the libraries run as one call
+    (docs/performance.md). Used by the loss pass when grasp is asked (``double_backward``)."""
+
+    @staticmethod
+    def forward(ctx, x, w, stride: int, padding: int, groups: int):
+        dev = x.device.type
+        if dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev):  # reduced precision
+            dt = torch.get_autocast_dtype(dev)
+            x, w = x.to(dt), w.to(dt)
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, padding, groups)
+        with torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda") else nullcontext():
+            return F.conv2d(x, w, None, stride, padding, 1, groups)
+
+    @staticmethod
+    def backward(ctx, go):
+        x, w = ctx.saved_tensors
+        s, p, G = ctx.conf
+        go = go.to(x.dtype)  # autograd casts the gradients back to the inputs' dtypes
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = _conv_input_grad(go, w, x.shape, s, p, G)
+        if ctx.needs_input_grad[1]:
+            gw = _conv_weight_grad(x, go, w.shape, s, p, G)
+        return gx, gw, None, None, None
+
+
+def _conv_input_grad(go, w, xshape, s: int, p: int, G: int) -> torch.Tensor:
+    """d<go, conv(x, w)>/dx: a transposed convolution, its output padded to x's size."""
+    kh, kw = w.shape[2], w.shape[3]
+    oph = xshape[2] - ((go.shape[2] - 1) * s - 2 * p + kh)
+    opw = xshape[3] - ((go.shape[3] - 1) * s - 2 * p + kw)
+    return F.conv_transpose2d(go, w, None, s, p, (oph, opw), G)
+
+
+def _conv_weight_grad(x, go, wshape, s: int, p: int, G: int) -> torch.Tensor:
+    """d<go, conv(x, w)>/dw as one grouped convolution: gw[(g,o), i, u, v] = sum over samples b
+    and output positions (y, x) of go[b, (g,o), y, x] * x[b, (g,i), s*y + u - p, s*x + v - p],
+    i.e. x with samples as channels (Ci, G*B, H, W) convolved with go as a (G*Co, B, Ho, Wo)
+    kernel dilated by s, in G groups; the output is cropped to the kernel size."""
+    B, cin, H, W = x.shape
+    ci = cin // G
+    cout, _, kh, kw = wshape
+    co = cout // G
+    ho, wo = go.shape[2], go.shape[3]
+    xi = x.reshape(B, G, ci, H, W).permute(2, 1, 0, 3, 4).reshape(ci, G * B, H, W)
+    gi = go.reshape(B, G, co, ho, wo).permute(1, 2, 0, 3, 4).reshape(G * co, B, ho, wo)
+    o = F.conv2d(xi, gi, None, 1, p, s, G)  # (Ci, G*Co, >= kh, >= kw)
+    return o[:, :, :kh, :kw].transpose(0, 1).contiguous()
+
+
 class _BoxSum3(torch.autograd.Function):
     """y = sum of the 3x3 neighbourhood (zero padding) per channel. The operator is
     self-adjoint, so the backward is the same op, and double backward (grasp) stays on the
@@ -96,9 +157,11 @@ class PackedNB201(PackedModel):
 
     def __init__(self, codes, num_classes: int, *, flavour: str = "paper", seed: int = 0,
                  input_size: int = 32, device="cpu", backend: str | None = None,
-                 dtype=torch.float32):
+                 dtype=torch.float32, precision: str = "fp32"):
         dev = torch.device(device)
-        self.plan: Plan = build_plan(codes, num_classes, flavour, input_size, device=dev)
+        tables = DeviceTables(dev)  # the plan's and the segment table's indices: one copy
+        self.plan: Plan = build_plan(codes, num_classes, flavour, input_size, device=dev,
+                                     tables=tables)
         self.table: SegmentTable = segment_table(self.plan)
         self.input_shape = (3, input_size, input_size)
         self._pool_cache: dict = {}
@@ -107,7 +170,8 @@ class PackedNB201(PackedModel):
         self.ordered_accumulation = dev.type == "cuda"
         self._rounds_cache: dict = {}
         # a candidate's weight streams are keyed by its cell code
-        self._setup(self.plan.codes, seed=seed, device=dev, backend=backend, dtype=dtype)
+        self._setup(self.plan.codes, seed=seed, device=dev, backend=backend, dtype=dtype,
+                    tables=tables, precision=precision)
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
@@ -141,8 +205,19 @@ class PackedNB201(PackedModel):
                 bn_out(out, layer)
             return out
 
+        # grasp (loss pass with double_backward): grouped convolutions through _GroupedConv,
+        # whose backward differentiates without per-group loops. float64 on the CPU keeps
+        # _conv2d's batched-GEMM path (its double backward has no per-group fallback)
+        dbl = (getattr(self, "double_backward", False)
+               and not (x.dtype == torch.float64 and x.device.type == "cpu"))
+
         def conv(h, lay, groups=1):
-            y = _conv2d(h, ws[lay.name], bs.get(lay.name), lay.stride, lay.padding, groups)
+            if dbl and groups > 1:
+                y = _GroupedConv.apply(h, ws[lay.name], lay.stride, lay.padding, groups)
+                if lay.name in bs:
+                    y = y + bs[lay.name].view(1, -1, 1, 1)
+            else:
+                y = _conv2d(h, ws[lay.name], bs.get(lay.name), lay.stride, lay.padding, groups)
             if acts is not None:
                 acts.append((y, lay))
             if conv_tap is not None:
@@ -215,8 +290,10 @@ class PackedNB201(PackedModel):
         B, KC, H, W = h.shape
         K = KC // C
         states = [h.reshape(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
+        # node sums in float32 when the forward runs in bf16 (reduced precision), else h's dtype
+        acc = torch.float32 if h.dtype in (torch.bfloat16, torch.float16) else h.dtype
         for nd in nodes:
-            node = h.new_zeros(B, K, C * H * W)
+            node = h.new_zeros(B, K, C * H * W, dtype=acc)
             if nd.n_total == 0:  # every candidate has `none` on all edges into this node
                 states.append(node)
                 continue
@@ -253,21 +330,26 @@ class PackedNB201(PackedModel):
                 parts.append(self._pool3(pieces.pop(0)))
                 if edge_tap is not None:
                     edge_tap("pool", parts[-1], nd.targets[-1])
-            for part, tgt in zip(parts, nd.targets):
-                node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W))
+            for i, (part, tgt) in enumerate(zip(parts, nd.targets)):
+                rounds = nd.rounds[i] if nd.rounds else None
+                node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W), rounds)
             states.append(node)
         return states[3].view(B, KC, H, W)
 
-    def _accumulate(self, node, tgt, src):
+    def _accumulate(self, node, tgt, src, rounds=None):
         """node[:, tgt[i]] += src[:, i], i in order: index_add_, which adds sequentially on the
         CPU; with ``ordered_accumulation`` (CUDA, where index_add_ uses atomics) the same
         additions in the same order, in rounds without atomics (zcfast/batched/ordered.py)."""
+        if src.dtype != node.dtype:  # reduced precision: bf16 results summed in float32
+            src = src.to(node.dtype)
         if not self.ordered_accumulation:
             return node.index_add_(1, tgt, src)
-        key = id(tgt)
-        if key not in self._rounds_cache:  # holding tgt keeps its id from being reused
-            self._rounds_cache[key] = (tgt, index_rounds(tgt))
-        return ordered_index_add_(node, src, self._rounds_cache[key][1], tgt)
+        if rounds is None:  # not from the plan: built from the device index (syncs), cached
+            key = id(tgt)
+            if key not in self._rounds_cache:  # holding tgt keeps its id from being reused
+                self._rounds_cache[key] = (tgt, index_rounds(tgt))
+            rounds = self._rounds_cache[key][1]
+        return ordered_index_add_(node, src, list(rounds), tgt)
 
     def counts(self) -> dict:
         """params and flops per candidate from the plan (no tensor work)."""

@@ -44,22 +44,22 @@ FEATURES = ("1", "conv1x1", "conv3x3", "pool", "skip")
 # the search space's mean cell: each of the six edges is each operation with probability 1/5
 MEAN_X = np.array([1.0, 1.2, 1.2, 1.2, 1.2])
 
-# Fitted by bench/memory_model.py (bench/results/memory_model.md), bytes. Per pass:
-# a (per sample at 32x32; synflow: per candidate at 32x32) and c (per candidate), each a vector
-# over FEATURES, and f (per pass).
+# Fitted by bench/memory_model.py (bench/results/memory_model.md: git SHA, CPU, date), bytes.
+# Per pass: a (per sample at 32x32; synflow: per candidate at 32x32) and c (per candidate), each a
+# vector over FEATURES, and f (per pass).
 COEFFS: dict = {
-    "loss": ([0.0, 2171810.0, 1234800.0, 2802710.0, 0.0], [0.0, 0.0, 1064860.0, 0.0, 0.0], 3.10691e+06),
-    "loss+fisher": ([0.0, 2216680.0, 1095320.0, 2822440.0, 0.0], [0.0, 0.0, 901617.0, 0.0, 0.0], 8.08933e+06),
-    "loss+grasp": ([0.0, 4161690.0, 3375410.0, 3525210.0, 0.0], [0.0, 0.0, 4349550.0, 1084810.0, 0.0], 0),
-    "loss+fisher+grasp": ([0.0, 4991020.0, 3381100.0, 3065810.0, 0.0], [0.0, 0.0, 4968750.0, 1463300.0, 0.0], 0),
-    "jacobian": ([0.0, 2164910.0, 1353920.0, 2718850.0, 0.0], [0.0, 0.0, 1150680.0, 235052.0, 0.0], 0),
-    "nwot": ([0.0, 692567.0, 539832.0, 685423.0, 0.0], [0.0, 0.0, 1141560.0, 244352.0, 0.0], 0),
-    "synflow": ([0.0, 4521120.0, 10820200.0, 0.0, 0.0], [0.0, 0.0, 4052830.0, 2531140.0, 0.0], 0),
-    "l2": ([0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 186325.0, 1043820.0, 89073.0, 0.0], 0),
-}  # PROVISIONAL
+    "loss": ([301976.0, 1900950.0, 1969270.0, 614172.0, 636515.0], [647692.0, 0.0, 1383980.0, 0.0, 0.0], 0),
+    "loss+fisher": ([452518.0, 1870670.0, 1849620.0, 566646.0, 584817.0], [817383.0, 0.0, 1957770.0, 0.0, 0.0], 0),
+    "loss+grasp": ([72946.8, 3915420.0, 4071870.0, 1347740.0, 1379840.0], [1548650.0, 339045.0, 3978810.0, 0.0, 0.0], 0),
+    "loss+fisher+grasp": ([409728.0, 4019440.0, 4002630.0, 1284400.0, 1307980.0], [1582830.0, 323727.0, 4563070.0, 0.0, 0.0], 0),
+    "jacobian": ([341376.0, 1906570.0, 2020160.0, 650083.0, 671014.0], [317428.0, 88246.6, 1091730.0, 0.0, 0.0], 0),
+    "nwot": ([247875.0, 632611.0, 736399.0, 157013.0, 98388.4], [367666.0, 111597.0, 1113140.0, 0.0, 0.0], 0),
+    "synflow": ([2292340.0, 3571950.0, 10407300.0, 0.0, 0.0], [1663120.0, 0.0, 3989140.0, 168745.0, 146434.0], 0),
+    "l2": ([0.0, 0.0, 0.0, 0.0, 0.0], [307752.0, 110343.0, 970423.0, 11.6383, 7.18158], 12198.7),
+}
 # r over FEATURES: bytes per sample at 32x32 that NASWOT inputs collected during a gradient pass
 # keep alive beyond what that pass holds anyway (they are views of its activations)
-RETAINED_NWOT = np.array([0.0, 58885.85, 427031.57, 0.0, 0.0])  # PROVISIONAL
+RETAINED_NWOT = np.array([0.0, 649282.0, 33517.5, 653315.0, 0.0])
 
 LOSS = {"grad_norm", "snip", "plain", "fisher", "grasp"}
 

@@ -17,22 +17,33 @@ from __future__ import annotations
 import torch
 
 
-def index_rounds(tgt: torch.Tensor) -> list:
-    """[(positions or None, targets)] per round for the 1-D index ``tgt``; ``None`` positions
-    mean "every entry" (no target repeats: one round). One device-to-host copy of ``tgt``."""
-    t = tgt.tolist()
+def rounds_of(t) -> list:
+    """[(positions or None, targets)] per round for the 1-D index ``t`` (a host sequence), as
+    lists; ``None`` positions mean "every entry" (no target repeats: one round). Round r holds
+    the entries that are the r-th occurrence of their target, in index order."""
+    t = [int(k) for k in t]
     rank, seen = [], {}
     for k in t:
         rank.append(seen.get(k, 0))
         seen[k] = rank[-1] + 1
     if max(rank, default=0) == 0:
-        return [(None, tgt)]
+        return [(None, t)]
     rounds = []
     for r in range(max(rank) + 1):
         pos = [i for i, q in enumerate(rank) if q == r]
-        rounds.append((torch.tensor(pos, device=tgt.device),
-                       torch.tensor([t[i] for i in pos], device=tgt.device)))
+        rounds.append((pos, [t[i] for i in pos]))
     return rounds
+
+
+def index_rounds(tgt: torch.Tensor) -> list:
+    """:func:`rounds_of` for a device index, as device tensors. One device-to-host copy of
+    ``tgt`` and one copy back per round: the packed engine builds its rounds on the host with
+    its plan instead (plan.py), this is for indices that only exist on the device."""
+    rounds = rounds_of(tgt.tolist())
+    if rounds[0][0] is None:
+        return [(None, tgt)]
+    return [(torch.tensor(pos, device=tgt.device), torch.tensor(t, device=tgt.device))
+            for pos, t in rounds]
 
 
 def _add_rounds(out: torch.Tensor, src: torch.Tensor, rounds: list) -> torch.Tensor:

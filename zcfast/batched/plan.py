@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from zcfast.batched.ordered import rounds_of
+from zcfast.batched.upload import DeviceTables
 from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import CELLS_PER_STAGE, STAGE_CHANNELS, bound_of, slot_of
 
@@ -71,11 +73,15 @@ class NodePlan:
     n_conv1: int
     n_conv3: int
     n_pool: int
-    gather: torch.Tensor  # block indices into cat(nodes[:j]) viewed as (B, j*K, C*H*W)
-    targets: tuple  # block (= candidate) indices into node j, one tensor per non-empty section
+    gather_np: np.ndarray  # block indices into cat(nodes[:j]) viewed as (B, j*K, C*H*W)
+    targets_np: tuple  # block (= candidate) indices into node j, one per non-empty section
     conv_cand: np.ndarray  # candidate of each conv pair (ReLU groups, for NASWOT)
     conv1: PackedLayer | None
     conv3: PackedLayer | None
+    rounds_np: tuple = ()  # per target section: ordered-accumulation rounds (ordered.py)
+    gather: torch.Tensor | None = None  # gather_np on the device (Plan.bind)
+    targets: tuple = ()  # targets_np on the device (Plan.bind)
+    rounds: tuple = ()  # rounds_np on the device (Plan.bind)
 
     @property
     def n_total(self) -> int:
@@ -96,27 +102,74 @@ class Plan:
     layers: list = field(default_factory=list)  # every PackedLayer in flat-buffer order
     n_weights: int = 0
     n_biases: int = 0
+    tables: DeviceTables | None = None  # the plan's index arrays on the device
 
     @property
     def K(self) -> int:
         return len(self.codes)
 
+    def bind(self) -> None:
+        """Point the node plans at the device copies of their index arrays (after upload)."""
+        seen = {}
+        for nodes in self.cells:
+            for nd in nodes:
+                key = id(nd.gather_np)
+                if key not in seen:  # the 15 cells share their node templates
+                    get = self.tables.get
+                    seen[key] = (get(nd.gather_np), tuple(get(t) for t in nd.targets_np),
+                                 tuple(tuple((None if pos is None else get(pos), get(tt))
+                                             for pos, tt in r) for r in nd.rounds_np))
+                nd.gather, nd.targets, nd.rounds = seen[key]
+
 
 def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int = 32,
-               device="cpu") -> Plan:
-    """Plan for the candidates ``codes`` (internal cell codes, see nb201.code_of)."""
+               device="cpu", tables: DeviceTables | None = None) -> Plan:
+    """Plan for the candidates ``codes`` (internal cell codes, see nb201.code_of).
+
+    Vectorised over candidates: the (edge, candidate) pairs of node j depend only on the codes,
+    so they are computed once with numpy and shared by the 15 cells (only the layers' init slots
+    differ between cells). The index tensors go to ``device`` through ``tables``
+    (zcfast/batched/upload.py): with ``tables`` given, they are only registered and the caller
+    uploads them (with its own tables, in one copy) and calls :meth:`Plan.bind`; without, the
+    plan uploads and binds them itself."""
     codes = np.asarray(codes, dtype=np.int64)
     if codes.ndim != 1 or len(codes) == 0:
         raise ValueError("build_plan needs a non-empty 1-D list of cell codes")
     K = len(codes)
-    ops = np.array([nb201.ops_of_code(int(c)) for c in codes], dtype=np.int64)  # (K, 6)
+    ops = nb201.ops_of_codes(codes)  # (K, 6)
     paper = flavour == "paper"
     plan = Plan(codes=codes, num_classes=num_classes, flavour=flavour, input_size=input_size)
+    own = tables is None
+    tables = DeviceTables(device) if own else tables
+    plan.tables = tables
     allk = np.arange(K)
     size = input_size
     c0 = STAGE_CHANNELS[0]
     plan.stem = PackedLayer("stem", c0, 3, 3, 1, 1, allk, np.full(K, slot_of("stem")), False, size * size)
     plan.layers.append(plan.stem)
+    order = (nb201.SKIP, nb201.CONV1, nb201.CONV3, nb201.POOL)
+    src = np.asarray(nb201.EDGE_SRC, dtype=np.int64)
+    # node j's pairs, shared by every cell: per op, (edge, candidate) in edge-major order
+    templates = {}
+    for j in (1, 2, 3):
+        edges = np.asarray(_IN_EDGES[j], dtype=np.int64)
+        sub = ops[:, edges].T  # (edges, K)
+        pairs = {}
+        for o in order:
+            ei, kk = np.nonzero(sub == o)  # row-major: edge-major, candidates ascending
+            pairs[o] = (edges[ei], kk.astype(np.int64))
+        # whole channel blocks: indexing (B, blocks, C*H*W) views moves contiguous rows of
+        # C*H*W floats instead of single channels
+        gidx = np.concatenate([src[pairs[o][0]] * K + pairs[o][1] for o in order])
+        conv_cand = np.concatenate([pairs[nb201.CONV1][1], pairs[nb201.CONV3][1]])
+        sections = (pairs[nb201.SKIP][1], conv_cand, pairs[nb201.POOL][1])
+        targets = tuple(tables.add(np.ascontiguousarray(t)) for t in sections if len(t))
+        # the rounds of the ordered accumulation (CUDA), built here on the host and uploaded
+        # with the rest: computed from the device index they would cost syncs and copies
+        rounds = tuple(tuple((None if pos is None else tables.add(np.asarray(pos, np.int64)),
+                              tables.add(np.asarray(tt, np.int64)))
+                             for pos, tt in rounds_of(t)) for t in targets)
+        templates[j] = (pairs, tables.add(gidx), targets, tables.add(conv_cand), rounds)
     cell_id = 0
     for stage, C in enumerate(STAGE_CHANNELS):
         if stage > 0:
@@ -135,42 +188,23 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
         for _ in range(CELLS_PER_STAGE):
             nodes = []
             for j in (1, 2, 3):
-                pairs = {o: [] for o in range(5)}  # op -> list of (edge, cand)
-                for e in _IN_EDGES[j]:
-                    for k in range(K):
-                        pairs[int(ops[k, e])].append((e, k))
-                order = [nb201.SKIP, nb201.CONV1, nb201.CONV3, nb201.POOL]
-                gather, target = [], []
-                for o in order:
-                    for e, k in pairs[o]:
-                        src = nb201.EDGE_SRC[e]
-                        # whole channel blocks: indexing (B, blocks, C*H*W) views moves
-                        # contiguous rows of C*H*W floats instead of single channels
-                        gather.append(src * K + k)
-                        target.append(k)
-                gidx = np.asarray(gather, dtype=np.int64)
-                tidx = np.asarray(target, dtype=np.int64)
+                pairs, gidx, targets, conv_cand, rounds = templates[j]
 
                 def conv_layer(o, kk, pad):
-                    ps = pairs[o]
-                    if not ps:
+                    e, cand = pairs[o]
+                    if not len(cand):
                         return None
-                    cand = np.array([k for _, k in ps])
-                    slots = np.array([slot_of("cell", cell=cell_id, edge=e, op=o) for e, _ in ps])
                     lay = PackedLayer(f"cell{cell_id}.n{j}.{nb201.OP_NAMES[o]}", C, C, kk, 1, pad,
-                                      cand, slots, paper, size * size)
+                                      cand, slot_of("cell", cell=cell_id, edge=e, op=o), paper,
+                                      size * size)
                     plan.layers.append(lay)
                     return lay
 
                 c1 = conv_layer(nb201.CONV1, 1, 0)
                 c3 = conv_layer(nb201.CONV3, 3, 1)
-                conv_cand = np.array([k for _, k in pairs[nb201.CONV1] + pairs[nb201.CONV3]],
-                                     dtype=np.int64)
                 nodes.append(NodePlan(
-                    len(pairs[nb201.SKIP]), len(pairs[nb201.CONV1]), len(pairs[nb201.CONV3]),
-                    len(pairs[nb201.POOL]),
-                    torch.from_numpy(gidx).to(device), _sections(tidx, pairs, device),
-                    conv_cand, c1, c3,
+                    len(pairs[nb201.SKIP][1]), len(pairs[nb201.CONV1][1]), len(pairs[nb201.CONV3][1]),
+                    len(pairs[nb201.POOL][1]), gidx, targets, conv_cand, c1, c3, rounds,
                 ))
             plan.cells.append(nodes)
             plan.stage_of_cell.append(stage)
@@ -186,19 +220,11 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
             lay.b_off = b_off
             b_off += lay.groups * lay.c_out
     plan.n_weights, plan.n_biases = w_off, b_off
+    tables.add(allk)
+    if own:
+        tables.upload()
+        plan.bind()
     return plan
-
-
-def _sections(tidx: np.ndarray, pairs: dict, device) -> tuple:
-    """Split node targets into [skip, conv (1x1 then 3x3), pool] sections (empty ones dropped)."""
-    sizes = [len(pairs[nb201.SKIP]), len(pairs[nb201.CONV1]) + len(pairs[nb201.CONV3]),
-             len(pairs[nb201.POOL])]
-    out, a = [], 0
-    for n in sizes:
-        if n:
-            out.append(torch.from_numpy(tidx[a : a + n].copy()).to(device))
-        a += n
-    return tuple(out)
 
 
 @dataclass

@@ -34,15 +34,23 @@ _IN16_MEAN = tuple(v / 255 for v in (122.68, 116.66, 104.01))
 _IN16_STD = tuple(v / 255 for v in (63.22, 61.26, 65.09))
 
 
+# datasets that are not images (no classes or input side here): canonical name -> aliases
+_TEXT_DATASETS = {"wikitext2": ("wikitext2", "wikitext-2", "wt2", "wikitext_2")}  # NAS-Bench-NLP
+
+
 def dataset_name(name: str) -> str:
-    """Canonical dataset name (``cifar10``, ``cifar100``, ``ImageNet16-120``) of an alias."""
+    """Canonical dataset name (``cifar10``, ``cifar100``, ``ImageNet16-120``, ``wikitext2``) of
+    an alias."""
     if isinstance(name, str):
         low = name.lower()
         for canon, (aliases, _, _) in _DATASETS.items():
             if low == canon.lower() or low in aliases:
                 return canon
+        for canon, aliases in _TEXT_DATASETS.items():
+            if low in aliases:
+                return canon
     raise ValueError(
-        f"unknown dataset {name!r}: expected one of cifar10, cifar100, ImageNet16-120"
+        f"unknown dataset {name!r}: expected one of cifar10, cifar100, ImageNet16-120, wikitext2"
     )
 
 
@@ -240,8 +248,19 @@ DEFAULT_IMAGES = {"cifar10": "cifar10-subset", "cifar100": "cifar10-subset",
                   "ImageNet16-120": "imagenet16-standin"}
 
 
+# the text each text dataset's networks are scored on (NAS-Bench-NLP: zcfast/data/nbnlp.py)
+TEXT_SOURCES = {"wikitext2": "wikitext2-valid"}
+
+
 def resolve_images(dataset: str, images: str = "default") -> str:
-    """The name of the image source ``images`` means for ``dataset`` ('default' resolved)."""
+    """The name of the image source ``images`` means for ``dataset`` ('default' resolved; a
+    text dataset has one source, its bundled text)."""
+    ds = dataset_name(dataset)
+    if ds in TEXT_SOURCES:
+        if images not in ("default", TEXT_SOURCES[ds]):
+            raise ValueError(f"{ds} is scored on its bundled text ({TEXT_SOURCES[ds]}); "
+                             f"--images {images!r} is for the image datasets")
+        return TEXT_SOURCES[ds]
     if images not in IMAGE_CHOICES:
         raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
     return DEFAULT_IMAGES[dataset_name(dataset)] if images == "default" else images

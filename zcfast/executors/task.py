@@ -148,6 +148,11 @@ class SpaceRunner:
         if s.get("dtype", "float32") not in dtypes:
             raise ValueError(f"dtype {s.get('dtype')!r}: expected float32 or float64")
         self.dtype = dtypes[s.get("dtype", "float32")]
+        from zcfast.batched.base import PRECISIONS
+
+        self.precision = s.get("precision", "fp32")  # packed passes only (docs/performance.md)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: expected one of {PRECISIONS}")
         packable = set(self.space.packed_proxies())
         self.packed = [p for p in self.proxies if p in packable] \
             if s.get("engine", "packed") == "packed" else []
@@ -159,6 +164,11 @@ class SpaceRunner:
         return iter_loop(codes, names, self.x, self.y, seed=self.weight_seed, space=self.space,
                          dataset=self.dataset, device=self.device, extra_batches=self.extra,
                          options=self.options)
+
+    def _packed_options(self) -> dict:
+        if self.precision == "fp32":
+            return self.options
+        return {**self.options, "precision": self.precision}
 
     def iter(self, archs) -> Iterator:
         codes = [int(a) for a in archs]
@@ -173,7 +183,8 @@ class SpaceRunner:
                                            dataset=self.dataset, seed=self.weight_seed,
                                            device=self.device, chunk=s.get("chunk"),
                                            backend=s.get("backend"), dtype=self.dtype,
-                                           options=self.options, extra_batches=self.extra):
+                                           options=self._packed_options(),
+                                           extra_batches=self.extra):
             out = {p: np.asarray(res[p], dtype=np.float64) for p in self.packed}
             if self.looped:
                 per = dict(self._loop(part, self.looped))

@@ -56,7 +56,9 @@ def choose(op: str, device, backend: str | None = None, *, has_cpu: bool = False
 
     Automatic: CUDA tensors -> cuda kernel if built, else triton, else torch; CPU tensors ->
     the native ``cpu`` loop where one exists, else torch (Triton runs on CPU tensors only
-    under TRITON_INTERPRET=1, which is for tests, so it is never picked automatically there).
+    under TRITON_INTERPRET=1, which is for tests, so it is never picked automatically there);
+    ``meta`` tensors (host-cost measurements, zcfast/batched/hostprobe.py) -> ``meta``: the op's
+    checks run and an output of the right shape comes back, as with a kernel launch.
     """
     import torch
 
@@ -85,6 +87,8 @@ def choose(op: str, device, backend: str | None = None, *, has_cpu: bool = False
         elif explicit == "cpu" and (dev.type != "cpu" or not has_cpu):
             raise RuntimeError(f"backend 'cpu' is not available for {op} on {dev}")
         return explicit
+    if dev.type == "meta":
+        return "meta"
     if dev.type == "cuda":
         if cuda_op_available(op):
             return "cuda"

@@ -62,7 +62,7 @@ def fisher_channels(act, grad, group_size: int, fan_in: float, *, backend: str |
         return _reference(a, g, group_size, fan_in)
     b, c, hw = a.shape
     per_channel = torch.zeros(c, dtype=torch.float64, device=a.device)
-    if b > 0 and c > 0 and hw > 0:  # otherwise every sum is empty: F_c = 0, nothing to launch
+    if b > 0 and c > 0 and hw > 0 and bk != "meta":  # else every sum is empty: nothing to launch
         if bk == "triton":
             from zcfast.kernels.fisher import fisher_channels_triton
 

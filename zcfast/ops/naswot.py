@@ -24,7 +24,7 @@ from zcfast.ops import _backend
 MAX_FUSED_BATCH = 128  # = kNaswotMaxBatch of csrc/cuda/launch.hpp; the Triton kernel shares it
 
 
-def _prepare(x, group_cand, group_size, out):
+def _prepare(x, group_cand, group_size, out, check_values: bool = True):
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or not x.is_floating_point():
         raise ValueError(f"naswot_kernel: x must be a float (B, C, ...) tensor, got {getattr(x, 'shape', type(x))}")
     b, c = x.shape[:2]
@@ -37,7 +37,7 @@ def _prepare(x, group_cand, group_size, out):
     if out.dim() != 3 or out.shape[1:] != (b, b) or out.dtype != torch.float32 or out.device != x.device:
         raise ValueError(f"naswot_kernel: out must be float32 (K, {b}, {b}) on {x.device}, got "
                          f"{out.dtype} {tuple(out.shape)} on {out.device}")
-    if ng and (int(group_cand.min()) < 0 or int(group_cand.max()) >= out.shape[0]):
+    if check_values and ng and (int(group_cand.min()) < 0 or int(group_cand.max()) >= out.shape[0]):
         raise ValueError(f"naswot_kernel: group_cand values must lie in [0, {out.shape[0]})")
     if not out.is_contiguous():
         raise ValueError("naswot_kernel: out must be contiguous (it is accumulated in place)")
@@ -79,9 +79,14 @@ def _reference(xs, group_cand, group_size: int, out: torch.Tensor) -> torch.Tens
     return out
 
 
-def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend: str | None = None):
-    """Accumulate +-1 code Gram matrices per candidate into ``out`` (K, B, B) float32."""
-    xs, group_cand = _prepare(x, group_cand, group_size, out)  # ValueError before the backend
+def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend: str | None = None,
+                  check_values: bool = True):
+    """Accumulate +-1 code Gram matrices per candidate into ``out`` (K, B, B) float32.
+
+    ``check_values=False`` skips the range check of ``group_cand``'s values, which reads them
+    on the host (a device-to-host sync on a GPU): for callers that built and checked the indices
+    on the host themselves (the packed engine's plan)."""
+    xs, group_cand = _prepare(x, group_cand, group_size, out, check_values)  # ValueError first
     bk = _backend.choose("naswot_kernel", xs.device, backend)
     if bk == "torch":
         return _reference(xs, group_cand, group_size, out)
@@ -90,11 +95,15 @@ def naswot_kernel(x, group_cand, group_size: int, out: torch.Tensor, *, backend:
         return out
     if b > MAX_FUSED_BATCH:  # beyond the fused kernels' tiles: the reference, same exact values
         return _reference(xs, group_cand, group_size, out)
-    # candidate-major list of groups (CSR): each program owns one candidate, no atomics
+    # candidate-major list of groups (CSR): each program owns one candidate, no atomics.
+    # Counts by scatter_add (bincount sizes its output from the largest value: a sync on GPUs).
     order = torch.argsort(group_cand, stable=True)
-    counts = torch.bincount(group_cand, minlength=out.shape[0])
+    counts = torch.zeros(out.shape[0], dtype=torch.int64, device=x.device)
+    counts.scatter_add_(0, group_cand, torch.ones_like(group_cand))
     ptr = torch.zeros(out.shape[0] + 1, dtype=torch.int64, device=x.device)
     ptr[1:] = torch.cumsum(counts, 0)
+    if bk == "meta":
+        return out
     if bk == "triton":
         from zcfast.kernels.naswot import naswot_kernel_triton
 

@@ -19,9 +19,10 @@ from zcfast.ops import _backend
 NCOLS = 5
 
 
-def _prepare(w, g, hg, offsets):
+def _prepare(w, g, hg, offsets, max_len=None):
     """Validate and make contiguous; returns (w, g, hg, offsets, max_len), max_len the longest
-    segment (0 when there is none). One device-to-host sync covers every value check."""
+    segment (0 when there is none). One device-to-host sync covers every value check; none when
+    the caller gives ``max_len`` (it then vouches for the offsets, see segment_saliency)."""
     for name, t in (("w", w), ("g", g)) + ((("hg", hg),) if hg is not None else ()):
         if not isinstance(t, torch.Tensor) or t.dim() != 1:
             raise ValueError(f"segment_saliency: {name} must be a 1-D tensor, got "
@@ -39,8 +40,12 @@ def _prepare(w, g, hg, offsets):
             or offsets.dtype != torch.int64):
         raise ValueError("segment_saliency: offsets must be a 1-D int64 tensor of S+1 entries")
     offsets = offsets.to(w.device)
-    max_len = 0
-    if offsets.numel() > 1:
+    if max_len is not None:
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 0:
+            raise ValueError(f"segment_saliency: max_len must be a non-negative int, got {max_len!r}")
+    elif offsets.numel() <= 1:
+        max_len = 0
+    else:
         lens = offsets[1:] - offsets[:-1]
         lo, hi, first, last = torch.stack([lens.min(), lens.max(), offsets[0], offsets[-1]]).tolist()
         if lo < 0 or first < 0 or last > w.numel():
@@ -77,19 +82,25 @@ def _reference(w, g, hg, offsets) -> torch.Tensor:
     return out
 
 
-def segment_saliency(w, g, hg, offsets, *, backend: str | None = None) -> torch.Tensor:
+def segment_saliency(w, g, hg, offsets, *, backend: str | None = None,
+                     max_len: int | None = None) -> torch.Tensor:
     """(S, 5) float64 per-segment sums; dispatches cuda | triton | cpu | torch.
 
     w, g, hg: (N,) float32 or float64, one dtype, on one device (hg may be None: column 3 is
     then 0); offsets: (S+1,) int64, non-decreasing within [0, N]. Empty segments give zero rows.
+    max_len: the longest segment, from a host copy of ``offsets`` that the caller has checked
+    (the packed engine's segment table); without it the offsets are checked here, which reads
+    them on the host (a device-to-host sync on a GPU).
     """
     # shapes and dtypes first (ValueError wherever the tensors are), then the backend
-    w, g, hg, offsets, max_len = _prepare(w, g, hg, offsets)
+    w, g, hg, offsets, max_len = _prepare(w, g, hg, offsets, max_len)
     b = _backend.choose("segment_saliency", w.device, backend, has_cpu=True)
     if b == "torch":
         return _reference(w, g, hg, offsets)
     nseg = offsets.numel() - 1
     out = torch.zeros((nseg, NCOLS), dtype=torch.float64, device=w.device)
+    if b == "meta":
+        return out
     if nseg == 0 or max_len == 0:  # no segment, or only empty ones: every row is zero
         return out
     if b == "cpu":

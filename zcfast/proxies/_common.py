@@ -13,6 +13,28 @@ def counted_layers(net: nn.Module) -> list:
     return [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
+def continuous_input(net: nn.Module, x: torch.Tensor) -> tuple:
+    """(e, f): the network's first continuous input for the batch ``x`` and the function of it
+    that gives the outputs (docs/proxies.md, "Networks whose input is not an image"). jacob_cov
+    differentiates with respect to e; synflow feeds ones of one sample's shape of e. A network
+    says what they are with a method ``zc_continuous_input(x)`` (a language model: its embedded
+    tokens and the network after the embedding); otherwise they are x itself and the network."""
+    hook = getattr(net, "zc_continuous_input", None)
+    if hook is None:
+        return x, net
+    return hook(x)
+
+
+def nwot_units(net: nn.Module) -> tuple:
+    """(modules, declared): the modules whose inputs give NASWOT's binary codes. A network that
+    names them with a method ``zc_nwot_modules()`` (declared) may name none: nwot is then
+    undefined for it (NaN); otherwise they are its ``nn.ReLU`` modules."""
+    hook = getattr(net, "zc_nwot_modules", None)
+    if hook is None:
+        return [m for m in net.modules() if isinstance(m, nn.ReLU)], False
+    return list(hook()), True
+
+
 def couples_samples(net: nn.Module) -> bool:
     """True if some layer mixes samples of a batch (train-mode BatchNorm): then splitting the
     batch into micro-batches changes the network's function and cannot give the same value."""

@@ -21,7 +21,9 @@ from zcfast.proxies._common import (
     as_float,
     check_split,
     chunks,
+    continuous_input,
     counted_layers,
+    nwot_units,
     warn_degenerate,
     weighted_loss,
 )
@@ -96,10 +98,14 @@ def _channel_dims(module, act):
 
 def fisher(net, x, y, loss_fn, split=1) -> float:
     """sum over layers and output channels c of F_c * fan_in, with
-    F_c = 0.5 * mean_b (sum_{h,w} a * dL/da)^2, a the layer's output (before BN) (Theis 2018)."""
+    F_c = 0.5 * mean_b (sum_{h,w} a * dL/da)^2, a the layer's output (before BN) (Theis 2018).
+    A layer applied several times in one forward (a recurrent cell's weights, once per time step)
+    sums a * dL/da over all its applications before the square, as over the positions of a
+    convolution: the applications share the channel (docs/proxies.md)."""
     check_split(net, split, "fisher")
     layers = counted_layers(net)
-    acc = {m: None for m in layers}  # sum over samples of (sum_hw a*g)^2, per channel
+    acc = {m: None for m in layers}  # sum over samples of (sum over positions of a*g)^2
+    part: dict = {}  # this micro-batch: per layer, sum over its applications of a*g, (B, C)
 
     def make_grad_hook(module, act):
         def grad_hook(gout):
@@ -107,8 +113,7 @@ def fisher(net, x, y, loss_fn, split=1) -> float:
             g_nk = act * gout.detach()
             if sdims:
                 g_nk = g_nk.sum(sdims)
-            s = g_nk.pow(2).sum(0)
-            acc[module] = s if acc[module] is None else acc[module] + s
+            part[module] = g_nk if module not in part else part[module] + g_nk
 
         return grad_hook
 
@@ -118,7 +123,14 @@ def fisher(net, x, y, loss_fn, split=1) -> float:
 
     handles = [m.register_forward_hook(fwd_hook) for m in layers]
     try:
-        _backward_all(net, x, y, loss_fn, split, "fisher")
+        net.zero_grad(set_to_none=True)
+        n = x.shape[0]
+        for a, b in chunks(n, split):
+            part.clear()
+            weighted_loss(net, loss_fn, x[a:b], y[a:b], n).backward()
+            for m, g_nk in part.items():
+                s = g_nk.pow(2).sum(0)
+                acc[m] = s if acc[m] is None else acc[m] + s
     finally:
         for h in handles:
             h.remove()
@@ -134,11 +146,13 @@ def fisher(net, x, y, loss_fn, split=1) -> float:
 
 def jacob_cov(net, x, y, loss_fn, split=1) -> float:
     """J = d(sum of outputs)/dx per sample; C = corrcoef(J); -sum_i log(l_i+k) + 1/(l_i+k), k=1e-5
-    (Mellor et al. 2020 as used by Abdelfattah et al.). Labels are not used."""
+    (Mellor et al. 2020 as used by Abdelfattah et al.). Labels are not used. x is the network's
+    continuous input (``continuous_input``: the embeddings of a language model)."""
     check_split(net, split, "jacob_cov")
-    xg = x.detach().clone().requires_grad_(True)
+    xin, fwd = continuous_input(net, x)
+    xg = xin.detach().clone().requires_grad_(True)
     for a, b in chunks(x.shape[0], split):
-        out = net(xg[a:b])
+        out = fwd(xg[a:b])
         if out.requires_grad:
             out.backward(torch.ones_like(out))
     if xg.grad is None:
@@ -172,6 +186,12 @@ def jacob_cov_scores(jac: torch.Tensor):
     """
     import numpy as np
 
+    return jacob_cov_finish(*jacob_cov_corr(jac)).cpu().numpy().astype(np.float64)
+
+
+def jacob_cov_corr(jac: torch.Tensor):
+    """First half of :func:`jacob_cov_scores`, on the device: (K, N, N) float64 correlation
+    matrices (a stand-in identity where undefined) and the (K,) mask of defined ones."""
     j = jac.detach().double()
     n, d = j.shape[1], j.shape[2]
     xm = j - j.mean(2, keepdim=True)
@@ -182,24 +202,33 @@ def jacob_cov_scores(jac: torch.Tensor):
     finite = torch.isfinite(c).flatten(1).all(1)
     # undefined correlations get a harmless stand-in for the decomposition, then NaN
     c = torch.where(finite[:, None, None], c, torch.eye(n, dtype=c.dtype, device=c.device))
+    return c, finite
+
+
+def jacob_cov_finish(c: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """Second half of :func:`jacob_cov_scores`: the (K,) float64 scores, on the device.
+    torch.linalg.eigvalsh checks its result on the host (a sync on a GPU): the packed engine
+    runs this last in a chunk, just before the chunk's one device-to-host copy."""
     v = torch.linalg.eigvalsh(c)
     k = 1e-5
     s = -(torch.log(v + k) + 1.0 / (v + k)).sum(1)
-    s = torch.where(finite, s, torch.full_like(s, float("nan")))
-    return s.cpu().numpy().astype(np.float64)
+    return torch.where(finite, s, torch.full_like(s, float("nan")))
 
 
 def synflow(net, x, y, loss_fn, split=1) -> float:
     """sum |W * dR/dW| on the prunable copy (BN rule of the model), |params| and |buffers|,
-    float64, input all ones of batch 1, R = sum of outputs (Tanaka et al. 2020)."""
+    float64, input all ones of batch 1, R = sum of outputs (Tanaka et al. 2020). The ones stand
+    at the network's continuous input (``continuous_input``: a language model's embeddings)."""
     net = net.double()
     with torch.no_grad():
         for t in list(net.parameters()) + list(net.buffers()):
             if t.is_floating_point():
                 t.abs_()
     net.zero_grad(set_to_none=True)
-    ones = torch.ones((1,) + tuple(x.shape[1:]), dtype=torch.float64, device=x.device)
-    net(ones).sum().backward()
+    with torch.no_grad():
+        xin, fwd = continuous_input(net, x[:1])
+    ones = torch.ones((1,) + tuple(xin.shape[1:]), dtype=torch.float64, device=x.device)
+    fwd(ones).sum().backward()
     return _sum64((m.weight * m.weight.grad).abs().sum()
                   for m in counted_layers(net) if m.weight.grad is not None)
 
@@ -208,7 +237,11 @@ def nwot(net, x, y, loss_fn, split=1) -> float:
     """NASWOT: c = 1[input > 0] at every ReLU module; K = sum c c^T + (1-c)(1-c)^T;
     score = log|det K|. Computed as K = (F + S S^T)/2 with S = 2c - 1 (identical, exact)."""
     check_split(net, split, "nwot")
-    relus = [m for m in net.modules() if isinstance(m, nn.ReLU)]
+    relus, declared = nwot_units(net)
+    if not relus and declared:
+        warn_degenerate("nwot", f"{type(net).__name__} has no units with binary codes (it names "
+                        "none: e.g. a recurrent cell with only tanh and sigmoid activations)")
+        return float("nan")
     if not relus:
         raise ValueError(
             f"nwot: {type(net).__name__} has no nn.ReLU module. NASWOT reads its binary codes at "

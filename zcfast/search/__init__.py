@@ -10,6 +10,9 @@ ask/tell, from a complete table, the on-disk score cache (:class:`ScoreCache`) o
 >>> from zcfast.search import run_search
 >>> r = run_search("ae", "cifar100", budget=300, warmup=3000, move=24, seed=0, proxy="synflow")
 >>> r["test_curve"][49]     # test accuracy of the best-validation cell after 50 trained models
+>>> r = run_search("ae", "cifar10", budget=50, warmup=1000, seed=0,
+...                hardware=HardwareSpec("pixel3", max_latency=5.0))  # docs/hardware.md
+>>> r["hw"]["selected"], r["test_curve"][-1]  # a Pixel 3 network within 5 ms, its test accuracy
 
 Command line: ``zcfast search ...`` (one variant, many seeds) and ``zcfast figure ...`` (all the
 paper's variants, the figure and the "models needed to reach X%" table); see docs/search.md.
@@ -33,6 +36,7 @@ from zcfast.search.driver import (
     universe,
     universe_ids,
 )
+from zcfast.search.hw import HardwareSpec
 from zcfast.search.runs import (
     FIGURE_VARIANTS,
     HEADLINE,
@@ -55,7 +59,7 @@ from zcfast.search.scorer import batched_available, default_scorer
 
 __all__ = [
     "ALGOS", "DATA_FREE_PROXIES", "DEFAULT_OPTIONS", "FIGURE_VARIANTS", "HEADLINE", "PROTOCOL",
-    "ScoreCache", "ScoreKey", "Variant", "batched_available", "complete_runs",
+    "HardwareSpec", "ScoreCache", "ScoreKey", "Variant", "batched_available", "complete_runs",
     "curve_matrix", "curve_table", "default_cache_root", "default_scorer",
     "ground_truth", "make_config", "models_to_reach", "parse_variant", "plot_curves",
     "reach_table", "read_runs", "run_search", "run_seeds", "run_variants", "summarize",

@@ -108,12 +108,16 @@ class ScoreKey:
 
     @classmethod
     def of(cls, proxy: str, dataset: str, seed: int = 0, *, space: str = "nb201",
-           images: str = "default", batch_size: int = 64, flavour: str = "paper",
+           images: str = "default", batch_size: int | None = None, flavour: str = "paper",
            data_seed: int | None = None, normalization: str = "paper",
            precision: str = "fp32") -> ScoreKey:
         """The key of ``proxy`` scores with weight seed ``seed`` (the minibatch seed defaults to
-        it, as ``zcfast score --seed`` does)."""
+        it, as ``zcfast score --seed`` does; the batch size to the space's default)."""
         from zcfast.data import resolve_images
+        from zcfast.spaces import get_space
+
+        if batch_size is None:
+            batch_size = get_space(space).default_batch_size
 
         ds = dataset_name(dataset)
         if precision not in PRECISIONS:

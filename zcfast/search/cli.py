@@ -34,12 +34,16 @@ def _options(pairs) -> dict:
 
 def _add_common(p):
     p.add_argument("--space", default="nb201",
-                   help="search space: nb201 (default), nb101 (docs/spaces.md)")
+                   help="search space: nb201 (default), nb101, nbnlp (docs/spaces.md)")
     p.add_argument("--data", default=None,
                    help="benchmark file of the space's full ground truth (nb101: the official "
                    "nasbench_only108.tfrecord); default: the bundled data")
-    p.add_argument("--dataset", default="cifar100", help="cifar10 | cifar100 | ImageNet16-120")
-    p.add_argument("--budget", type=int, default=300, help="distinct cells to train per search")
+    p.add_argument("--dataset", default=None,
+                   help="cifar10 | cifar100 | ImageNet16-120 (default: the space's search dataset: "
+                        "nb201 cifar100, nb101 cifar10, nbnlp wikitext2)")
+    p.add_argument("--budget", type=int, default=300,
+                   help="oracle queries per search: trained models, repeats included "
+                        "(docs/search.md, budget accounting)")
     p.add_argument("--proxy", default="synflow",
                    help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
                         "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
@@ -60,6 +64,16 @@ def _add_common(p):
 
     add_threads_argument(p)
     add_cli_options(p)  # --ray [ADDRESS]: the live scorer's asks run on a Ray cluster
+
+
+def _resolve(a) -> None:
+    """Defaults that depend on the space, and the checks argparse cannot make."""
+    from zcfast.spaces import get_space
+
+    if a.dataset is None:
+        a.dataset = get_space(a.space).default_dataset()
+    if a.score_seed < 0:
+        raise ValueError(f"--score-seed {a.score_seed}: must be a non-negative integer")
 
 
 def _search_kwargs(a) -> dict:
@@ -92,6 +106,7 @@ def _close(kw: dict) -> None:
 
 
 def _cmd_search(a) -> int:
+    from zcfast.search import hw
     from zcfast.search.runs import (
         Variant,
         complete_runs,
@@ -101,32 +116,55 @@ def _cmd_search(a) -> int:
         summarize,
     )
 
+    _resolve(a)
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
+    spec = hw.spec_from_args(a)
     kw = _search_kwargs(a)
+    if spec is not None and spec.estimate and spec.estimate.split(":")[0] in ("params", "flops"):
+        from zcfast.search.scorer import default_scorer
+
+        kind = spec.estimate.split(":")[0]
+        kw["estimate_scorers"] = {kind: default_scorer(kind, a.dataset, 0, engine=a.engine,
+                                                       device=a.device, space=a.space)}
     runs = run_seeds(a.out, a.algo, dataset=a.dataset, budget=a.budget, warmup=a.warmup,
                      move=a.move, seeds=seeds, proxy=a.proxy, score_seed=a.score_seed,
                      resume=a.resume, progress=not a.no_progress, options=opts, space=a.space,
-                     data=a.data, **kw)
+                     data=a.data, hardware=spec, **kw)
     _close(kw)
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
     ok, failed = complete_runs(runs)
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
-    print("Test accuracy of the best-validation model after k trained models, mean [25%, 75%]:")
+    from zcfast.search.driver import universe
+
+    what = universe(a.dataset, a.space, a.data).test_name
+    unit = "%" if a.space in ("nb201", "nb101") else ""
+    print(f"{what[0].upper()}{what[1:]} of the best-validation model after k trained models, "
+          "mean [25%, 75%]:")
     print(curve_table({v: runs}, sorted(set(at))))
+    if spec is not None and spec.estimate and spec.budgets:
+        print("(searched on an estimate: the selected model may break the true budget; the "
+              "best-validation trained model that truly meets it, by the measured table:)")
+        print(hw.within_table(ok, sorted(set(at))))
     if failed:
         print(f"{len(failed)} of {len(runs)} runs FAILED to spend their budget (seeds "
               f"{[r['seed'] for r in failed]}); they are left out of every number above")
     if ok:
         s = summarize(ok)
-        print(f"{v.label}: {s.n} complete runs, mean test accuracy of the selected model after "
-              f"{a.budget} trained models {s.mean[-1]:.2f}% -> {a.out}")
+        print(f"{v.label}: {s.n} complete runs, mean {what} of the selected model after "
+              f"{a.budget} trained models {s.mean[-1]:.2f}{unit} -> {a.out}")
+        for line in hw.summary_lines(ok):
+            print(line)
         if a.plot:
-            plot_curves({v: runs}, a.plot,
-                        title=f"NB201 {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+            if spec is not None and spec.cost_metric:
+                hw.plot_front(ok, a.plot, title=f"{a.space.upper()} {runs[0]['dataset']}: "
+                              f"{v.label}, {hw.describe(spec, runs[0]['dataset'])}, {s.n} seeds")
+            else:
+                plot_curves({v: runs}, a.plot,
+                            title=f"{a.space.upper()} {runs[0]['dataset']}: {v.label}, {s.n} seeds")
             print(f"plot -> {a.plot}")
     return 1 if failed else 0
 
@@ -141,6 +179,7 @@ def _cmd_figure(a) -> int:
         run_variants,
     )
 
+    _resolve(a)
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     variants = [parse_variant(t) for t in a.variants.split(",")] if a.variants else list(FIGURE_VARIANTS)
@@ -183,6 +222,9 @@ def _cmd_verify(a) -> int:
 
     total, problems = 0, []
     for path in a.runs:
+        if not Path(path).is_file():
+            problems.append(f"{path}: no such file")
+            continue
         runs = read_runs(path)
         if not runs:
             problems.append(f"{path}: no runs")
@@ -198,7 +240,8 @@ def _cmd_verify(a) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("search", help="zero-cost NAS on NB201 (RAND/AE/RL/BP, +warmup, +move), many seeds")
+    p = sub.add_parser("search", help="zero-cost NAS on a search space (--space; RAND/AE/RL/BP, "
+                       "+warmup, +move), many seeds")
     p.add_argument("--algo", required=True, help="rand | ae | rl | bp")
     p.add_argument("--warmup", type=int, default=0, help="zero-cost warmup size W (0 = off)")
     p.add_argument("--move", type=int, default=0, help="zero-cost move proposals M (0 = off)")
@@ -207,8 +250,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="JSONL, one line per seed, written as each finishes")
     p.add_argument("--resume", action="store_true", help="skip the seeds already in --out")
     p.add_argument("--plot", default=None,
-                   help="PNG of the mean test accuracy of the best-validation model")
+                   help="PNG of the mean test accuracy of the best-validation model (with two "
+                   "objectives: the front of the first seed and the hypervolume curves)")
     _add_common(p)
+    from zcfast.search import hw
+
+    hw.add_arguments(p)
     p.set_defaults(func=_cmd_search)
 
     v = sub.add_parser("verify-runs", help="recompute every curve of 'zcfast search' JSONL runs "

@@ -199,7 +199,8 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
                move: int = 0, seed: int = 0, proxy: str = "synflow", *, space: str = "nb201",
                data=None, score_seed: int = 0, scores=None, scorer: Callable | None = None,
                cache: ScoreCache | str | None = None, score_key: ScoreKey | None = None,
-               options: dict | None = None) -> dict:
+               options: dict | None = None, hardware=None, estimate_scores: dict | None = None,
+               estimate_scorers: dict | None = None) -> dict:
     """One simulated zero-cost NAS run on ``space``; returns a JSON-ready dict.
 
     ``algo`` rand | ae | rl | bp; ``budget`` oracle queries (trained models, ground-truth look-ups);
@@ -211,7 +212,8 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
     ``scores`` (a complete table: an array in universe order, or a Series/Mapping by the space's
     identifiers, e.g. NB201 index) if given, else from the score ``cache`` (a ScoreCache or its
     root folder; default root if None), networks missing there being scored with ``scorer``
-    (callable: codes (uint64 array) -> scores) and appended to the cache.
+    (callable: codes (uint64 array) -> scores; default: the packed engine on this machine, as
+    ``zcfast search`` does, ``zcfast.search.scorer.default_scorer``) and appended to the cache.
 
     Result keys: the settings, ``trained`` (the space's identifiers of the networks queried, in
     query order, one per oracle query, repeats kept: every query costs one trained model; NB201
@@ -222,6 +224,16 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
     ``distinct``, ``revisits`` (queries of networks queried before), counters (steps, proposals,
     scores_used, asks, scored_live), ``universe`` (what was searched), ``pool``, ``failed`` and
     ``seconds``.
+
+    ``hardware``: a :class:`zcfast.search.hw.HardwareSpec` (or a dict of its fields) makes the
+    search hardware-aware (docs/hardware.md): only cells within the device budget are proposed,
+    scored and trained, and with two objectives the run also returns the Pareto front of its
+    trained cells and the hypervolume curves. A ``params`` / ``flops`` estimate reads those
+    scores from ``estimate_scores`` ({kind: table}) or the score cache (weight seed 0), scoring
+    missing cells with ``estimate_scorers`` ({kind: scorer}). Extra result keys: ``hardware``
+    (the spec), ``hw`` (feasible cells, the selected cell's true metrics, budget violations),
+    and with two objectives ``hv_curve``, ``hv_val_curve``, ``front`` (identifiers, cost
+    ascending), ``front_points`` ([id, val, test, cost] each) and ``hv_ranges``.
     """
     sp = get_space(space)
     ds = dataset_name(dataset)
@@ -257,8 +269,28 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
             tabs = [store.table(k, uni.keys) for k in keys]
             if all(t is not None for t in tabs):
                 full = np.column_stack(tabs).reshape(-1)
+    spec = task = None
+    if hardware is not None:
+        from zcfast.search import hw as _hw
+
+        spec = _hw.HardwareSpec.of(hardware)
+        if sp.name != "nb201" or not gt.complete:
+            raise ValueError("hardware-aware search needs the complete NB201 space (HW-NAS-Bench "
+                             f"measured NB201 cells), not the {sp.name} universe")
+        tables = {}
+        kind = spec.estimate.split(":")[0] if spec.estimate else None
+        if kind in ("params", "flops"):
+            if estimate_scores and kind in estimate_scores:
+                tables[kind] = _score_table(estimate_scores[kind], uni, ids, what, sp.key_column)
+            else:
+                est_store = cache if isinstance(cache, ScoreCache) else ScoreCache(cache)
+                tables[kind] = est_store.get_or_score(
+                    ScoreKey.of(kind, ds, 0, space=sp.name), uni.keys, uni.codes,
+                    (estimate_scorers or {}).get(kind))
+        task = _hw.resolve(spec, ds, cfg.seed, proxy_tables=tables, n_rows=len(uni))
     t0 = time.perf_counter()
-    s = _C.search.Search(cfg, gt, full)
+    s = _C.search.Search(cfg, gt, full, feasible=None if task is None else task.feasible,
+                         cost=None if task is None else task.cost)
     scored_before = store.scored if store is not None else 0
     if needs_scores and full is None:
         known = [store.load(k) for k in keys]
@@ -267,6 +299,10 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
         if have:
             s.tell(np.asarray([rows[k] for k in have], dtype=np.int32),
                    np.asarray([[kn[k] for kn in known] for k in have], dtype=np.float64))
+    if needs_scores and full is None and scorer is None:  # the CLI's live scorer, built lazily
+        from zcfast.search.scorer import default_scorer
+
+        scorer = default_scorer(proxy, ds, score_seed, space=sp.name)
     member_scorers = _member_scorers(scorer, members)
     while True:
         need = s.ask()  # rows of the universe
@@ -298,5 +334,23 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
         "scores_used": int(r["scores_used"]), "asks": int(r["asks"]),
         "scored_live": (store.scored - scored_before) if store is not None else 0,
         "failed": bool(r["failed"]), "seconds": dt,
+        "hardware": None if spec is None else spec.settings(),
     }
+    if task is not None:
+        from zcfast.search import hw as _hw
+
+        out["hw"] = {**task.record, **_hw.outcome(task, r["trained"], r["val"], r["test"])}
+        for k in ("selected", "best_within"):
+            if out["hw"].get(k) is not None:
+                out["hw"][k] = ids[out["hw"][k]]
+        if spec.estimate and spec.budgets:  # the headline cell may break the true budget
+            out["within_curve"] = _hw.within_curve(task, r["trained"], r["val"], r["test"])
+        if "hv_curve" in r:
+            front = r["front"]
+            out["hv_curve"] = r["hv_curve"].tolist()
+            out["hv_val_curve"] = r["hv_val_curve"].tolist()
+            out["front"] = [ids[i] for i in front.tolist()]
+            out["front_points"] = [[ids[i], float(uni.val[i]), float(uni.test[i]),
+                                    float(task.cost[i])] for i in front.tolist()]
+            out["hv_ranges"] = {k: float(v) for k, v in r["hv_ranges"].items()}
     return out

@@ -25,8 +25,8 @@ from zcfast.search.driver import PROTOCOL, check_algo, make_config, run_search
 
 # settings that identify a runs file (must match to resume or to append)
 SETTING_KEYS = ("protocol", "space", "dataset", "data", "algo", "budget", "warmup", "move",
-                "proxy", "score_seed", "options")
-CURVES = ("test_curve", "best_val_curve", "oracle_test_curve")
+                "proxy", "score_seed", "options", "hardware")
+CURVES = ("test_curve", "best_val_curve", "oracle_test_curve", "hv_curve", "hv_val_curve")
 HEADLINE = "test_curve"
 
 
@@ -39,6 +39,8 @@ def _compact(run: dict) -> dict:
     for k in CURVES:
         if k in out:
             out[k] = [round(float(v), 6) for v in out[k]]
+    if out.get("within_curve") is not None:  # None until a trained cell truly meets the budget
+        out["within_curve"] = [None if v is None else round(float(v), 6) for v in out["within_curve"]]
     out["seconds"] = round(float(out.get("seconds", 0.0)), 4)
     return out
 
@@ -74,26 +76,29 @@ def read_runs(path: str | os.PathLike, *, repair: bool = False) -> list:
 
 
 def expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options,
-                      space="nb201", data=None) -> dict:
+                      space="nb201", data=None, hardware=None) -> dict:
     from zcfast.data import dataset_name
+    from zcfast.search.hw import HardwareSpec
 
     uses = int(warmup) > 0 or int(move) > 0
     return {"protocol": PROTOCOL, "space": space, "dataset": dataset_name(dataset),
             "data": None if data is None else str(data), "algo": check_algo(algo),
             "budget": int(budget), "warmup": int(warmup), "move": int(move),
             "proxy": proxy if uses else None, "score_seed": int(score_seed) if uses else None,
-            "options": dict(options or {})}
+            "options": dict(options or {}),
+            "hardware": None if hardware is None else HardwareSpec.of(hardware).settings()}
 
 
 def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", budget: int = 300,
               warmup: int = 0, move: int = 0, seeds: Sequence[int] | int = 20,
               proxy: str = "synflow", score_seed: int = 0, resume: bool = False,
               progress: bool = True, desc: str | None = None, options: dict | None = None,
-              space: str = "nb201", data=None, **search_kwargs) -> list:
+              space: str = "nb201", data=None, hardware=None, **search_kwargs) -> list:
     """Run one search per seed into the JSONL file ``out``; returns all runs of the file.
 
-    ``seeds``: an int n (seeds 0..n-1) or a list. ``search_kwargs`` go to :func:`run_search`
-    (``scores``, ``scorer``, ``cache``...).
+    ``seeds``: an int n (seeds 0..n-1) or a list. ``hardware``: a hardware-aware search
+    (:class:`zcfast.search.hw.HardwareSpec` or a dict, docs/hardware.md). ``search_kwargs`` go
+    to :func:`run_search` (``scores``, ``scorer``, ``cache``...).
     """
     seed_list = list(range(int(seeds))) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_list:
@@ -101,7 +106,7 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
     if any(s < 0 for s in seed_list) or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be distinct non-negative integers, got {seed_list}")
     want = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options, space,
-                             data)
+                             data, hardware)
     make_config(algo, budget, warmup, move, seed_list[0], **(options or {}))  # fail before any I/O
     p = Path(out)
     existing = []
@@ -128,7 +133,8 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
         with open(p, "a") as f:
             for s in todo:
                 r = run_search(algo, dataset, budget, warmup, move, s, proxy, space=space,
-                               data=data, score_seed=score_seed, options=options, **search_kwargs)
+                               data=data, score_seed=score_seed, options=options,
+                               hardware=hardware, **search_kwargs)
                 r = _compact(r)
                 f.write(json.dumps(r, separators=(",", ":")) + "\n")
                 f.flush()
@@ -395,9 +401,11 @@ def verify_run(run: dict, val: np.ndarray, test: np.ndarray) -> list:
     return probs
 
 
-def verify_runs(runs: Iterable[dict]) -> list:
+def verify_runs(runs: Iterable[dict], *, estimate_scores: dict | None = None, cache=None) -> list:
     """:func:`verify_run` for every run, against the ground truth of its space and dataset (the
-    universe the run recorded, rebuilt from the space plugin)."""
+    universe the run recorded, rebuilt from the space plugin); hardware-aware runs also get
+    :func:`zcfast.search.hw.verify` (``estimate_scores`` / ``cache``: where a params or flops
+    estimate's scores are read)."""
     from zcfast.search.driver import universe, universe_ids
 
     probs = []
@@ -416,4 +424,9 @@ def verify_runs(runs: Iterable[dict]) -> list:
         rr = dict(r)
         rr["trained"] = [row[t] for t in r.get("trained", [])]
         probs += verify_run(rr, np.asarray(uni.val), np.asarray(uni.test))
+        if r.get("hardware") is not None:
+            from zcfast.search.hw import verify
+
+            probs += verify(rr, np.asarray(uni.val), np.asarray(uni.test),
+                            estimate_scores=estimate_scores, cache=cache)
     return probs

@@ -29,7 +29,7 @@ def batched_available() -> bool:
 
 
 def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "auto",
-                   batch_size: int = 64, images: str = "default", flavour: str = "paper",
+                   batch_size: int | None = None, images: str = "default", flavour: str = "paper",
                    device=None, chunk=None, space: str = "nb201", executor=None,
                    normalization: str = "paper", data_seed: int | None = None
                    ) -> Callable[[np.ndarray], np.ndarray]:
@@ -53,6 +53,8 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     check_names(members)
     ds = dataset_name(dataset)
     sp = get_space(space)
+    if batch_size is None:
+        batch_size = sp.default_batch_size
     if engine not in ENGINES:
         raise ValueError(f"unknown scoring engine {engine!r}: expected one of {', '.join(ENGINES)}")
     if engine == "batched" and not batched_available():

@@ -21,6 +21,7 @@ __all__ = ["SPACE_NAMES", "MiniBatch", "Space", "Targets", "Universe", "get_spac
 _REGISTRY: dict = {
     "nb201": "zcfast.spaces.nb201",
     "nb101": "zcfast.spaces.nb101",
+    "nbnlp": "zcfast.spaces.nbnlp",
 }
 _LOADED: dict = {}
 

@@ -116,8 +116,26 @@ class Space:
     option_names: tuple = ()
     #: datasets this space has networks (and usually ground truth) for
     datasets: tuple = ()
+    #: the dataset searches run on when none is named (``zcfast search``/``figure``)
+    search_dataset: str | None = None
+
+    def default_dataset(self) -> str:
+        """``search_dataset``, else the first of ``datasets``."""
+        return self.search_dataset or self.datasets[0]
     #: number of distinct networks (None when unknown)
     size: int | None = None
+    #: minibatch size when the user gives none (NB-NLP: its logs' 20)
+    default_batch_size: int = 64
+
+    def score_dataset(self) -> str:
+        """The dataset ``zcfast score`` uses when none is named: cifar10 when the space has it,
+        else its first dataset (NB-NLP: wikitext2)."""
+        return "cifar10" if "cifar10" in self.datasets else self.datasets[0]
+
+    def all_archs(self, dataset: str, data=None) -> list:
+        """Codes of ``--archs all``: every network of the universe of ``dataset`` (NB-NLP: its
+        logged runs, which may share networks)."""
+        return [int(c) for c in self.universe(dataset, data).codes]
 
     # ---- the compiled hot path --------------------------------------------------------------
     def hot(self):

@@ -652,6 +652,21 @@ class NB101Space(_Space):
         return build_model(int(code), self.num_classes(dataset), seed=seed, dtype=dtype,
                            device=device, **options)
 
+    def packed(self, codes, dataset: str, *, seed: int = 0, input_size: int | None = None,
+               device="cpu", backend=None, dtype=None, **options):
+        import torch
+
+        from zcfast.batched.nb101 import PackedNB101
+
+        return PackedNB101([int(c) for c in codes], self.num_classes(dataset), seed=seed,
+                           input_size=input_size or 32, device=device, backend=backend,
+                           dtype=dtype or torch.float32, **options)
+
+    def packed_proxies(self) -> tuple:
+        from zcfast.batched.base import SUPPORTED
+
+        return tuple(SUPPORTED)
+
     def targets(self, dataset: str, data=None):
         from zcfast.data import dataset_name
         from zcfast.spaces.base import Targets

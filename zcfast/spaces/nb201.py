@@ -88,6 +88,16 @@ def ops_of_code(code: int) -> tuple:
     return tuple(_C.nb201.ops_of(int(code)))
 
 
+def ops_of_codes(codes) -> np.ndarray:
+    """(K, 6) op ids of K internal cell codes at once (code = sum_e op_e 5^e, as above); the
+    packed plan's vectorised form of :func:`ops_of_code`. ValueError on a code out of range."""
+    c = np.asarray(codes, dtype=np.int64).reshape(-1)
+    if c.size and (c.min() < 0 or c.max() >= NUM_ARCHS):
+        bad = c[(c < 0) | (c >= NUM_ARCHS)][0]
+        raise ValueError(f"NB201 cell code {int(bad)} is out of range [0, {NUM_ARCHS - 1}]")
+    return (c[:, None] // (5 ** np.arange(NUM_EDGES, dtype=np.int64))) % 5
+
+
 def string_of_code(code: int) -> str:
     return _C.nb201.to_string(int(code))
 
@@ -200,6 +210,7 @@ class NB201Space(_Space):
     id_columns = ("index", "arch")
     option_names = ("flavour",)
     datasets = ("cifar10", "cifar100", "ImageNet16-120")
+    search_dataset = "cifar100"  # the zero-cost paper's NB201 search experiments
     size = NUM_ARCHS
 
     def hot(self):
@@ -261,7 +272,8 @@ class NB201Space(_Space):
                            flavour=flavour, seed=seed, dtype=dtype or torch.float32, device=device)
 
     def packed(self, codes, dataset: str, *, seed: int = 0, flavour: str = "paper",
-               input_size: int | None = None, device="cpu", backend=None, dtype=None):
+               input_size: int | None = None, device="cpu", backend=None, dtype=None,
+               precision: str = "fp32"):
         import torch
 
         from zcfast.batched.engine import PackedNB201
@@ -270,7 +282,7 @@ class NB201Space(_Space):
         return PackedNB201(np.asarray(codes, dtype=np.int64), self.num_classes(dataset),
                            flavour=flavour, seed=seed,
                            input_size=input_size or _input_size(dataset), device=device,
-                           backend=backend, dtype=dtype or torch.float32)
+                           backend=backend, dtype=dtype or torch.float32, precision=precision)
 
     def packed_proxies(self) -> tuple:
         from zcfast.batched.engine import SUPPORTED

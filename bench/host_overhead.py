@@ -1,0 +1,197 @@
+"""Host overhead before and after, in one run: bench/results/host_overhead.{md,json}.
+
+    flock /work/.compute.lock flock /work/.compute2.lock python bench/host_overhead.py
+
+Runs bench/bench_host.py (the packed engine on the meta device, docs/performance.md) twice in
+one session, on one machine: once on the engine of ``--before`` (a git revision: its
+``zcfast/`` exported to a temporary folder, with HEAD's ``zcfast/ops`` and host probe laid over
+it, because measuring on the meta device needs the ops' meta backend), once on HEAD's (also
+exported: edits made while it runs do not leak in); both with this install's compiled core. Writes host microseconds per candidate, ATen operators per
+candidate and syncs per chunk for each proxy group and K, and the before/after ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git(*args) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def export(ref: str, dest: str, overlay: str | None = None) -> None:
+    """``ref``'s zcfast/ (committed files) with the compiled core of this install; with
+    ``overlay`` (a revision), that revision's ops and host probe laid over it."""
+    os.makedirs(dest)
+    arch = subprocess.run(["git", "archive", ref, "zcfast"], cwd=ROOT, check=True,
+                          capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=arch, check=True)
+    if overlay:
+        for path in ("zcfast/ops", "zcfast/batched/hostprobe.py"):
+            arch = subprocess.run(["git", "archive", overlay, path], cwd=ROOT, check=True,
+                                  capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", dest], input=arch, check=True)
+    import importlib.util
+
+    spec = importlib.util.find_spec("zcfast")  # located, not imported
+    for so in glob.glob(os.path.join(os.path.dirname(spec.origin), "_C*.so")):
+        shutil.copy(so, os.path.join(dest, "zcfast"))
+
+
+def run_bench(pythonpath: str | None, args, out_json: str, script: str) -> dict:
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = "1"
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    cmd = [sys.executable, script, "--k", args.k,
+           "--groups", args.groups, "--repeat", str(args.repeat), "--out", out_json]
+    # run outside the checkout (python -c puts the working directory first on sys.path)
+    cwd = os.path.dirname(out_json)
+    where = subprocess.run([sys.executable, "-c", "import zcfast; print(zcfast.__file__)"],
+                           env=env, check=True, capture_output=True, text=True,
+                           cwd=cwd).stdout.strip()
+    print(f"zcfast from {where}", flush=True)
+    if pythonpath and not where.startswith(pythonpath):
+        raise RuntimeError(f"the exported tree {pythonpath} is not the zcfast imported ({where})")
+    subprocess.run(cmd, env=env, check=True, cwd=cwd)
+    with open(out_json) as f:
+        res = json.load(f)
+    res["zcfast_from"] = where
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--before", default="9c0b1b6", help="git revision of the 'before' engine")
+    ap.add_argument("--k", default="64,256,1024")
+    ap.add_argument("--groups", default="synflow,one_backward,grasp,jacob_cov,nwot,paper,suite")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--out", default=None,
+                    help="output path without extension (default bench/results/host_overhead, "
+                         "or host_overhead_counts with --counts-only)")
+    ap.add_argument("--counts-only", action="store_true",
+                    help="operators and syncs only (deterministic; no lock needed for short runs): "
+                         "no timing columns")
+    a = ap.parse_args(argv)
+    if a.out is None:
+        a.out = os.path.join(ROOT, "bench", "results",
+                             "host_overhead_counts" if a.counts_only else "host_overhead")
+    if a.counts_only:
+        a.repeat = 1
+    before_sha = git("rev-parse", "--short", a.before)
+    after_sha = git("rev-parse", "--short", "HEAD")
+    with tempfile.TemporaryDirectory() as tmp:
+        # both from commits (edits made while this runs do not leak in)
+        export(a.before, os.path.join(tmp, "before"), overlay=after_sha)
+        export(after_sha, os.path.join(tmp, "after"))
+        script = os.path.join(tmp, "bench_host.py")
+        with open(script, "w") as f:
+            f.write(git("show", f"{after_sha}:bench/bench_host.py"))
+        before = run_bench(os.path.join(tmp, "before"), a, os.path.join(tmp, "before.json"), script)
+        after = run_bench(os.path.join(tmp, "after"), a, os.path.join(tmp, "after.json"), script)
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu_model(), "torch": __import__("torch").__version__,
+            "before": before_sha, "after": after_sha,
+            "command": "python bench/host_overhead.py " + " ".join(argv or sys.argv[1:])}
+    with open(a.out + ".json", "w") as f:
+        json.dump({"meta": meta, "before": before, "after": after}, f, indent=1)
+    if a.counts_only:
+        write_counts(a, meta, before, after, before_sha)
+        return 0
+    lines = [
+        "# Host overhead of the packed engine (meta device)",
+        "",
+        f"Measured {meta['date']} on {meta['cpu']} (1 thread), torch {meta['torch']}; before = "
+        f"engine of {before_sha} (with this tree's ops, for their meta backend), after = "
+        f"{meta['after']}. Command: `{meta['command'].strip()}` (holding both compute locks). "
+        f"Batch {after['batch']}, {after['input_size']}x{after['input_size']} inputs, "
+        f"median of {a.repeat} chunks of random NB201 cells. Method: docs/performance.md.",
+        "",
+        "work us/cand: host time per candidate of one chunk outside the operators (plan, weight "
+        "init, Python of every pass, the autograd engine, the final fetch), less one operator "
+        f"call per operator ({after['call_us_per_op']:.1f} us before the operator, measured in "
+        "the same run); host us/cand = work + ops/cand x "
+        f"{after['us_per_op_assumed']:.0f} us, an assumed GPU dispatch+launch cost per operator "
+        "(an estimate, not a measurement). "
+        "syncs/chunk: device-to-host transfers + host-to-device copies (PyTorch synchronises "
+        "the stream around both on a GPU); d2h and h2d listed apart. Syncs inside library calls "
+        "(eigvalsh's result check) are not visible on the meta device.",
+        "",
+        "| group | K | work us/cand before | after | ratio | host us/cand (est.) before | after "
+        "| ratio | ops/cand before | after | syncs/chunk before (d2h+h2d) | after (d2h+h2d) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for g, rb in before["groups"].items():
+        ra = after["groups"][g]
+        for k in rb:
+            b, c = rb[k], ra[k]
+            ratio = b["host_us_per_candidate"] / max(c["host_us_per_candidate"], 1e-9)
+            wr = b["work_us_per_candidate"] / max(c["work_us_per_candidate"], 1e-9)
+            lines.append(
+                f"| {g} | {k} | {b['work_us_per_candidate']:.1f} | {c['work_us_per_candidate']:.1f} "
+                f"| {wr:.1f}x | {b['host_us_per_candidate']:.1f} | {c['host_us_per_candidate']:.1f} "
+                f"| {ratio:.1f}x | {b['ops_per_candidate']:.1f} | {c['ops_per_candidate']:.1f} "
+                f"| {b['syncs_per_chunk']} ({b['d2h_syncs_per_chunk']}+{b['h2d_copies_per_chunk']}) "
+                f"| {c['syncs_per_chunk']} ({c['d2h_syncs_per_chunk']}+{c['h2d_copies_per_chunk']}) |")
+    with open(a.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+def write_counts(a, meta, before, after, before_sha) -> None:
+    lines = [
+        "# Operators and syncs per chunk of the packed engine (meta device)",
+        "",
+        f"Counted {meta['date']} (torch {meta['torch']}); before = engine of {before_sha} (with "
+        f"this tree's ops, for their meta backend), after = {meta['after']}. Command: "
+        f"`{meta['command'].strip()}`. Batch {after['batch']}, {after['input_size']}x"
+        f"{after['input_size']} inputs, one chunk of random NB201 cells per (group, K). Counts "
+        "are deterministic for given cells; no timing here (bench/results/host_overhead.md has "
+        "the timed run). ops/cand: ATen operators dispatched per candidate (plan, weight init, "
+        "every pass of the group); syncs/chunk: device-to-host transfers + host-to-device "
+        "copies. Method: docs/performance.md.",
+        "",
+        "| group | K | ops/cand before | after | ratio | syncs/chunk before (d2h+h2d) "
+        "| after (d2h+h2d) |",
+        "|---|---:|---:|---:|---:|---|---|",
+    ]
+    for g, rb in before["groups"].items():
+        ra = after["groups"][g]
+        for k in rb:
+            b, c = rb[k], ra[k]
+            lines.append(
+                f"| {g} | {k} | {b['ops_per_candidate']:.1f} | {c['ops_per_candidate']:.1f} | "
+                f"{b['ops_per_candidate'] / c['ops_per_candidate']:.1f}x "
+                f"| {b['syncs_per_chunk']} ({b['d2h_syncs_per_chunk']}+{b['h2d_copies_per_chunk']}) "
+                f"| {c['syncs_per_chunk']} ({c['d2h_syncs_per_chunk']}+{c['h2d_copies_per_chunk']}) |")
+    with open(a.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
