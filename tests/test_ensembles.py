@@ -214,12 +214,23 @@ def test_score_and_correlate_with_ensembles(tmp_path, capsys):
     assert cli.main(["correlate", str(out), "--ensembles", "ensemble:params+nope"]) == 2
 
 
-def test_packed_engine_falls_back_per_model_for_modern_proxies(tmp_path):
+def test_packed_engine_falls_back_per_model_for_proxies_without_packed_version(tmp_path, monkeypatch):
+    """Every NB201 proxy has a packed version now (meco included); a proxy without one (here
+    meco with its packed version hidden) runs per model inside the packed loop, and says so."""
     from zcfast.scoring import score_to_file
+    from zcfast.spaces import nb201
 
     res = score_to_file(tmp_path / "p.csv", archs="2", proxies="params,meco", dataset="ImageNet16-120",
                         batch_size=4, engine="packed", progress=False)
+    assert "per_model_fallback" not in res["meta"]
+    packed, _ = read_scores(tmp_path / "p.csv")
+    orig = nb201.NB201Space.packed_proxies
+    monkeypatch.setattr(nb201.NB201Space, "packed_proxies",
+                        lambda self: tuple(p for p in orig(self) if p != "meco"))
+    res = score_to_file(tmp_path / "q.csv", archs="2", proxies="params,meco", dataset="ImageNet16-120",
+                        batch_size=4, engine="packed", progress=False)
     assert res["meta"]["per_model_fallback"] == ["meco"]
-    df, _ = read_scores(tmp_path / "p.csv")
+    df, _ = read_scores(tmp_path / "q.csv")
     assert df["meco"].notna().all() and (df["params"] > 0).all()
     assert math.isfinite(float(df["meco"].iloc[0]))
+    assert df["meco"].to_numpy() == pytest.approx(packed["meco"].to_numpy(), rel=1e-5)

@@ -19,7 +19,7 @@ from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import build_model
 
 AZ = ["az_expressivity", "az_progressivity", "az_trainability"]
-NAMES = ["zico", "epe_nas", "zen", "swap", "swap_reg"] + AZ
+NAMES = ["zico", "epe_nas", "zen", "meco", "swap", "swap_reg", "az_complexity"] + AZ
 NCLS = 120  # small inputs (_batches); epe_nas's > 100 outputs form (the <= 100 form: test_epe_small_head)
 SEED = 5
 # a conv fed only by a zero node, isolated nodes, the benchmark's best cell, two random cells
@@ -80,6 +80,10 @@ def ref64():
 def test_float64_equals_reference(ref64):
     got = _packed(CELLS, torch.float64)
     assert not _mismatches(got, ref64)
+    # swap's batch invariance here (its 32 draws make a separate pack costly): K = 1 vs 5
+    target = CELLS[-1]
+    alone = _packed([target], torch.float64, names=["swap", "swap_reg"])
+    assert not _mismatches(alone, {target: {p: got[target][p] for p in ("swap", "swap_reg")}})
     # the pack is ragged and covers the degenerate cases: -inf zen (no path from the input)
     assert any(v["zen"] == -math.inf for v in ref64.values())
     assert all(math.isfinite(v["swap"]) and v["swap"] >= 1 for v in ref64.values())
@@ -99,7 +103,7 @@ def test_float32_within_reference_resolution(ref64):
     proxy that needs it: where a weight's two gradients agree to a few ulps its ratio is rounding
     noise, and the reference's own float32 value moves by 1e-4 to 1e-2 relative."""
     cells = CELLS[1:3] + CELLS[-1:]
-    names = ["zico", "epe_nas", "zen"] + AZ  # swap counts: exact in float64 (above), costly
+    names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: exact in float64 (above), costly
     got = _packed(cells, torch.float32, names=names)
     ref32 = _reference(cells, torch.float32, names=names)
     u = 2.0**-24
@@ -115,7 +119,7 @@ def test_float32_within_reference_resolution(ref64):
 def test_batch_invariance():
     """A candidate's scores do not depend on its pack (K = 1 and 5, float64)."""
     target = CELLS[-1]
-    names = ["zico", "epe_nas", "zen"] + AZ  # swap: its per-draw forward is zen's
+    names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: its per-draw forward is zen's
     alone = _packed([target], torch.float64, names=names)
     packed = _packed(CELLS, torch.float64, names=names)
     assert not _mismatches({target: packed[target]}, alone)
@@ -224,7 +228,35 @@ def _scaled_channel(monkeypatch):
     monkeypatch.setattr(modern, "_entropies", bad)
 
 
+def _second_eigenvalue(monkeypatch):
+    """MeCo with the second smallest correlation eigenvalue of every output."""
+    orig = torch.linalg.eigvalsh
+
+    def bad(corr):
+        return orig(corr).roll(-1, -1)
+
+    monkeypatch.setattr(modern.torch.linalg, "eigvalsh", bad)
+
+
+def _no_edge_outputs(monkeypatch):
+    """MeCo without the skip and pool edge outputs."""
+    orig = modern.meco
+
+    def bad(model, x, y, extra):
+        fwd = model.forward
+        model.forward = lambda *a, taps=None, **k: fwd(
+            *a, taps={n: t for n, t in (taps or {}).items() if n != "edge"}, **k)
+        try:
+            return orig(model, x, y, extra)
+        finally:
+            del model.forward
+
+    monkeypatch.setitem(modern.PACKED, "meco", modern.PackedGroup(("meco",), bad))
+
+
 @pytest.mark.parametrize("defect, hit", [
+    (_second_eigenvalue, {"meco"}),
+    (_no_edge_outputs, {"meco"}),
     (_wrong_probe, {"az_trainability"}),
     (_scaled_channel, {"az_expressivity"}),
     (_perturb_second_gradient, {"zico"}),
@@ -261,3 +293,89 @@ def test_scoring_path_runs_them_packed():
                                seed=1, extra_batches=[(run.extra[0][0].to(d), run.extra[0][1])])
            for i in cells}
     assert not _mismatches(got, ref)
+
+
+# ---- VKDNW: one backward pass per class, so 10-class (CIFAR-10) networks keep it short -------
+VK = ["vkdnw", "vkdnw_dim", "vkdnw_single"]
+
+
+def _vk(cells, dtype, flavour, packed: bool) -> dict:
+    x, y, _, _ = _batches(10)
+    if packed:
+        return _packed_flavour(cells, dtype, flavour, x, y)
+    return {i: compute_measures(build_model(i, 10, flavour=flavour, seed=SEED, dtype=dtype),
+                                x.to(dtype), y, VK, seed=SEED) for i in cells}
+
+
+def _packed_flavour(cells, dtype, flavour, x, y) -> dict:
+    from zcfast.batched.engine import PackedNB201
+
+    eng = PackedNB201([nb201.code_of_index(i) for i in cells], 10, flavour=flavour, seed=SEED,
+                      input_size=x.shape[-1], dtype=dtype)
+    res = eng.compute(x, y, VK)
+    return {i: {p: float(res[p][k]) for p in VK} for k, i in enumerate(cells)}
+
+
+@pytest.fixture(scope="module")
+def vk_ref64():
+    torch.set_num_threads(1)
+    return {fl: _vk(CELLS, torch.float64, fl, False) for fl in ("paper", "official")}
+
+
+@pytest.mark.parametrize("flavour", ["paper", "official"])
+def test_vkdnw_float64_equals_reference(vk_ref64, flavour):
+    """Both flavours (paper: conv biases; official: affine cell BatchNorms) select different
+    parameter tensors; the best cell has more than 128 of them (the selection's cut)."""
+    ref = vk_ref64[flavour]
+    assert not _mismatches(_vk(CELLS, torch.float64, flavour, True), ref)
+    assert max(v["vkdnw_dim"] for v in ref.values()) > 128
+    assert len({round(v["vkdnw"], 6) for v in ref.values()}) >= 4
+
+
+def test_vkdnw_float32_within_reference_resolution(vk_ref64):
+    cells = CELLS[2:]
+    got = _vk(cells, torch.float32, "paper", True)
+    ref32 = _vk(cells, torch.float32, "paper", False)
+    u = 2.0**-24
+    for i in cells:
+        for p in VK:
+            r64, r32, g = vk_ref64["paper"][i][p], ref32[i][p], got[i][p]
+            assert abs(g - r64) <= 32 * abs(r32 - r64) + 16 * u * abs(r64) + 1e-12, (i, p, r64, r32, g)
+
+
+def _conv_channel_1(monkeypatch):
+    orig = modern._conv_elem0
+
+    def bad(x_in, g_out, lay):
+        return orig(x_in.roll(-1, 1), g_out, lay)  # element [0, 1, 0, 0]'s input channel
+
+    monkeypatch.setattr(modern, "_conv_elem0", bad)
+
+
+def _train_bn(monkeypatch):
+    from zcfast.batched import engine
+
+    monkeypatch.setattr(engine, "_bn_eval_fresh", engine._bn)
+
+
+def _cut_shifted(monkeypatch):
+    orig = modern._vkdnw_items
+    monkeypatch.setattr(modern, "_vkdnw_items", lambda model: [it[1:] + it[:1] for it in orig(model)])
+
+
+@pytest.mark.parametrize("defect", [_conv_channel_1, _train_bn, _cut_shifted])
+def test_vkdnw_injected_defect_is_caught(vk_ref64, monkeypatch, defect):
+    """Each defect changes vkdnw of at least one cell beyond 1e-9 (the shifted cut only matters
+    for cells with more than 128 tensors: the best cell here)."""
+    defect(monkeypatch)
+    cells = [CELLS[2], CELLS[-1]]
+    got = _vk(cells, torch.float64, "paper", True)
+    bad = {p for _, p, _, _ in _mismatches(got, {i: vk_ref64["paper"][i] for i in cells})}
+    assert "vkdnw" in bad
+
+
+def test_vkdnw_batch_invariance(vk_ref64):
+    """The candidate's VKDNW alone (K = 1) equals its value in the pack of five (float64)."""
+    target = CELLS[-1]
+    alone = _vk([target], torch.float64, "paper", True)
+    assert not _mismatches(alone, {target: _vk(CELLS, torch.float64, "paper", True)[target]})

@@ -63,6 +63,12 @@ def _conv2d(x, w, b, stride: int, padding: int, groups: int) -> torch.Tensor:
     return y
 
 
+def _bn_eval_fresh(h: torch.Tensor) -> torch.Tensor:
+    # eval-mode BatchNorm with fresh running statistics (mean 0, variance 1), weight 1, bias 0
+    c = h.shape[1]
+    return F.batch_norm(h, h.new_zeros(c), h.new_ones(c), training=False, eps=_BN_EPS)
+
+
 class _GroupedConv(torch.autograd.Function):
     """Grouped convolution (no bias) whose backward is written with two convolutions that are
     themselves differentiable and grouped: the input gradient a transposed convolution, the
@@ -186,17 +192,28 @@ class PackedNB201(PackedModel):
         ``"relu"(input, group -> candidate, channels per group)`` at every ReLU whose output
         feeds a convolution or the pool, ``"pool"(feature)`` with the map entering the global
         average pool (B, K*64, H, W), ``"feature"(map)`` with the stem's output and each cell's
-        and reduction block's output (B, K*C, H, W), in forward order (AZ-NAS's stages)."""
+        and reduction block's output (B, K*C, H, W), in forward order (AZ-NAS's stages),
+        ``"conv"(input, output, layer)`` at every convolution, ``"bn_out"(output, layer)`` after
+        every BatchNorm (``layer``: the convolution it follows, None for the last one), and
+        ``"bn_eval": True`` for eval-mode BatchNorm with fresh statistics (mean 0, variance 1:
+        VKDNW), ``"edge"(kind, output, candidate of each group)`` with the skip ('skip') and
+        pooling ('pool') edge outputs of each node (MeCo)."""
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
         taps = taps or {}
         relus = _Relus(relus, taps.get("relu"))
-        bn_tap = taps.get("bn")
+        bn_tap, bn_out, conv_tap = taps.get("bn"), taps.get("bn_out"), taps.get("conv")
+        bn_fn = _bn_eval_fresh if taps.get("bn_eval") else _bn
 
-        def norm(h, cand, C, site):  # the BatchNorm at ``site`` (see _norm), tapped first
+        def norm(h, cand, C, site, layer=None):
+            """The BatchNorm at ``site`` (see _norm; ``layer``: the packed conv it follows),
+            with the modern proxies' taps around it; ``bn_eval``: a fresh eval-mode BatchNorm."""
             if bn_tap is not None:
                 bn_tap(h, cand, C)
-            return self._norm(h, site)
+            out = bn_fn(h) if bn_fn is not _bn else self._norm(h, site)
+            if bn_out is not None:
+                bn_out(out, layer)
+            return out
 
         # grasp (loss pass with double_backward): grouped convolutions through _GroupedConv,
         # whose backward differentiates without per-group loops. float64 on the CPU keeps
@@ -213,6 +230,8 @@ class PackedNB201(PackedModel):
                 y = _conv2d(h, ws[lay.name], bs.get(lay.name), lay.stride, lay.padding, groups)
             if acts is not None:
                 acts.append((y, lay))
+            if conv_tap is not None:
+                conv_tap(h, y, lay)
             return y
 
         if per_candidate_input:
@@ -220,7 +239,7 @@ class PackedNB201(PackedModel):
         else:
             h = conv(x, plan.stem)  # shared input: one dense conv producing K*16 channels
         if bn:
-            h = norm(h, allk, plan.channels[0], "stem")
+            h = norm(h, allk, plan.channels[0], "stem", plan.stem)
         feature = taps.get("feature", lambda t: None)
         feature(h)
         red = 0
@@ -231,7 +250,7 @@ class PackedNB201(PackedModel):
                 h = self._reduction(h, plan.reductions[red], ws, conv, relus, allk, norm)
                 feature(h)
                 red += 1
-            h = self._cell(h, nodes, C, ws, conv, relus, bn, norm)
+            h = self._cell(h, nodes, C, ws, conv, relus, bn, norm, taps.get("edge"))
             feature(h)
         if bn:
             h = norm(h, allk, plan.channels[-1], "lastact")
@@ -251,15 +270,15 @@ class PackedNB201(PackedModel):
         return logits
 
     def _reduction(self, h, layers, ws, conv, relus, allk, norm=None):
-        norm = norm or (lambda t, cand, C: _bn(t))
+        norm = norm or (lambda t, cand, C, layer=None: _bn(t))
         ca, cb, sc = layers
         K = self.plan.K
         if relus is not None:
             relus.append((h, allk, ca.c_in))
-        a = norm(conv(F.relu(h), ca, groups=K), allk, ca.c_out, ca.name)
+        a = norm(conv(F.relu(h), ca, groups=K), allk, ca.c_out, ca.name, ca)
         if relus is not None:
             relus.append((a, allk, ca.c_out))
-        b = norm(conv(F.relu(a), cb, groups=K), allk, cb.c_out, cb.name)
+        b = norm(conv(F.relu(a), cb, groups=K), allk, cb.c_out, cb.name, cb)
         s = conv(F.avg_pool2d(h, 2, 2), sc, groups=K)
         return s + b
 
@@ -276,8 +295,8 @@ class PackedNB201(PackedModel):
             self._pool_cache[key] = 1.0 / F.conv2d(ones, box, padding=1)
         return _BoxSum3.apply(x) * self._pool_cache[key]
 
-    def _cell(self, h, nodes, C, ws, conv, relus, bn, norm=None):
-        norm = norm or (lambda t, cand, C: _bn(t))
+    def _cell(self, h, nodes, C, ws, conv, relus, bn, norm=None, edge_tap=None):
+        norm = norm or (lambda t, cand, C, layer=None: _bn(t))
         B, KC, H, W = h.shape
         K = KC // C
         states = [h.reshape(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
@@ -298,6 +317,8 @@ class PackedNB201(PackedModel):
             parts = []
             if nd.n_skip:
                 parts.append(pieces.pop(0))
+                if edge_tap is not None:
+                    edge_tap("skip", parts[-1], nd.targets[0])
             if nconv:
                 pre = pieces.pop(0)
                 if relus is not None:
@@ -314,10 +335,12 @@ class PackedNB201(PackedModel):
                 if bn:  # per-channel statistics: normalising the two parts apart is the same
                     cands = [c for c, n in ((nd.conv_cand[: nd.n_conv1], nd.n_conv1),
                                             (nd.conv_cand[nd.n_conv1 :], nd.n_conv3)) if n]
-                    outs = [norm(o, cc, C, lay.name) for o, cc, lay in zip(outs, cands, lays)]
+                    outs = [norm(o, cc, C, lay.name, lay) for o, cc, lay in zip(outs, cands, lays)]
                 parts.append(outs[0] if len(outs) == 1 else torch.cat(outs, 1))
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
+                if edge_tap is not None:
+                    edge_tap("pool", parts[-1], nd.targets[-1])
             for i, (part, tgt) in enumerate(zip(parts, nd.targets)):
                 rounds = nd.rounds[i] if nd.rounds else None
                 node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W), rounds)

@@ -23,7 +23,16 @@ share one computation, as in the per-model registry.
   gives the stage features; per candidate a batched covariance eigvalsh, and per block one vjp
   of the packed graph with the candidates' probes side by side, then a batched svdvals.
 
-Per-model only (no packed version yet): meco, the VKDNW group.
+- ``vkdnw``, ``vkdnw_dim``, ``vkdnw_single``: Kaiming-normal re-initialisation, eval-mode
+  BatchNorm with fresh statistics, one packed forward of the noise input keeping each conv's
+  input/output and each BN's output; C backward passes (cotangent e_c, all candidates at once);
+  per candidate the per-sample gradients of element 0 of its first 128 tensors in its per-model
+  ``named_parameters()`` order, then the reference's Fisher matrix and decile entropy.
+
+- ``meco``: one no-grad forward of the first image; every output of the per-model module tree
+  with its count (see :func:`meco`), batched correlation eigenvalues per output.
+
+Every modern proxy of the registry now has a packed NB201 version.
 """
 
 from __future__ import annotations
@@ -215,10 +224,212 @@ def az_nas(model, x, y, extra) -> dict:
             "az_trainability": trainability}
 
 
+def _vkdnw_items(model) -> list:
+    """Per candidate, [(kind, key, group)] of its parameter tensors in the per-model network's
+    ``named_parameters()`` order (zcfast/spaces/nb201_model.py): kind 'w' (conv weight), 'b'
+    (conv bias), 'bnw'/'bnb' (BatchNorm weight/bias), 'hw'/'hb' (head); key the packed layer's
+    name ('last' for the BatchNorm before the pool); group the candidate's copy in that layer."""
+    from zcfast.spaces import nb201
+
+    plan = model.plan
+    K = plan.K
+    paper = plan.flavour == "paper"
+    # (cell, edge, candidate) -> (layer name, group) of the cell convolutions
+    where = {}
+    for c, nodes in enumerate(plan.cells):
+        for nd in nodes:
+            for lay in (nd.conv1, nd.conv3):
+                if lay is None:
+                    continue
+                for g, (k, slot) in enumerate(zip(lay.cand, lay.slots)):
+                    e = ((int(slot) - 100) // 5) % 6
+                    where[(c, e, int(k))] = (lay.name, g)
+    items = [[("w", "stem", k), ("bnw", "stem", k), ("bnb", "stem", k)] for k in range(K)]
+    red = 0
+    for c in range(len(plan.cells)):
+        if plan.stage_of_cell[c] > red:
+            ca, cb, sc = plan.reductions[red]
+            for k in range(K):
+                items[k] += [("w", ca.name, k), ("bnw", ca.name, k), ("bnb", ca.name, k),
+                             ("w", cb.name, k), ("bnw", cb.name, k), ("bnb", cb.name, k),
+                             ("w", sc.name, k)]
+            red += 1
+        for k in range(K):
+            ops = nb201.ops_of_code(int(plan.codes[k]))
+            for e in range(6):
+                if (c, e, k) not in where:
+                    continue
+                name, g = where[(c, e, k)]
+                items[k] += [("w", name, g)] + ([("b", name, g)] if paper else
+                                                 [("bnw", name, g), ("bnb", name, g)])
+                assert ops[e] in (nb201.CONV1, nb201.CONV3)
+    for k in range(K):
+        items[k] += [("bnw", "last", k), ("bnb", "last", k), ("hw", "head", k), ("hb", "head", k)]
+    return items
+
+
+def _conv_elem0(x_in, g_out, lay) -> torch.Tensor:
+    """(B, G) per-sample gradient of weight[0, 0, 0, 0] of every copy of a packed conv layer:
+    the sum over output pixels of the output gradient's first channel of the copy times the
+    input's first channel of the copy at the pixel that element reads."""
+    G = lay.groups
+    g0 = g_out[:, :: lay.c_out]  # (B, G, Ho, Wo)
+    if x_in.shape[1] == lay.c_in:  # the stem on the shared input: every copy reads channel 0
+        xin = x_in[:, :1].expand(-1, G, -1, -1)
+    else:
+        xin = x_in[:, :: lay.c_in]
+    p, s = lay.padding, lay.stride
+    xin = torch.nn.functional.pad(xin, (p, p, p, p))
+    ho, wo = g0.shape[2], g0.shape[3]
+    win = xin[:, :, 0 : s * (ho - 1) + 1 : s, 0 : s * (wo - 1) + 1 : s]
+    return (g0 * win).sum((2, 3))
+
+
+def vkdnw(model, x, y, extra) -> dict:
+    from zcfast.proxies import _random
+    from zcfast.proxies import vkdnw as _vk
+
+    K = model.K
+    items = _vkdnw_items(model)
+    _, ws, bs = model.params(flat=model.reinit_flat("kaiming_normal"))  # weights need grad: graph
+    convs: dict = {}
+    bns: dict = {}
+    pooled: list = []
+
+    def conv_tap(h, out, lay):
+        convs[lay.name] = (h.detach(), out, lay)
+
+    def bn_tap(out, lay):
+        bns["last" if lay is None else lay.name] = (out, lay)
+
+    xn = _random.noise_input(x, _random.NOISE_VKDNW, model.seed)
+    logits = model.forward(xn, ws, bs, taps={"conv": conv_tap, "bn_out": bn_tap, "bn_eval": True,
+                                             "pool": lambda f: pooled.append(f.mean((2, 3)))})
+    B, _, C = logits.shape
+    feat0 = pooled[0].detach()[:, ::64]  # (B, K): the head's input feature 0 of each candidate
+    keys = [("conv", n) for n in convs] + [("bn", n) for n in bns]  # a conv and its BN share a name
+    outs = [convs[n][1] for n in convs] + [bns[n][0] for n in bns]
+    sel = [it[: _vk.MAX_TENSORS] for it in items]
+    jac = [torch.empty((B, C, len(s)), dtype=logits.dtype, device=logits.device) for s in sel]
+    for c in range(C):
+        cot = torch.zeros_like(logits)
+        cot[:, :, c] = 1.0
+        gs = torch.autograd.grad(logits, outs, cot, retain_graph=c < C - 1, allow_unused=True)
+        grad = {k: (g if g is not None else torch.zeros_like(o)) for k, g, o in zip(keys, gs, outs)}
+        table: dict = {}
+        for name, (h, _out, lay) in convs.items():
+            g = grad[("conv", name)]
+            table[("w", name)] = _conv_elem0(h, g, lay)
+            if lay.has_bias:
+                table[("b", name)] = g[:, :: lay.c_out].sum((2, 3))
+        for name, (out, lay) in bns.items():
+            ch = 64 if lay is None else lay.c_out
+            g = grad[("bn", name)][:, ::ch]
+            table[("bnw", name)] = (g * out.detach()[:, ::ch]).sum((2, 3))
+            table[("bnb", name)] = g.sum((2, 3))
+        hb = torch.full((B, K), 1.0 if c == 0 else 0.0, dtype=logits.dtype, device=logits.device)
+        table[("hw", "head")] = hb * feat0
+        table[("hb", "head")] = hb
+        for k in range(K):
+            for i, (kind, name, g) in enumerate(sel[k]):
+                jac[k][:, c, i] = table[(kind, name)][:, g]
+    logits = logits.detach()
+    ent = np.array([_vk.decile_entropy(_vk.fisher_matrix(jac[k], logits[:, k])) for k in range(K)])
+    dim = np.array([float(len(it)) for it in items])
+    single = np.where(np.isfinite(ent), dim + ent / _vk.ENTROPY_SCALE, np.nan)
+    return {"vkdnw": ent, "vkdnw_dim": dim, "vkdnw_single": single}
+
+
+def _min_corr_eig(t: torch.Tensor, cand) -> tuple:
+    """Per group of a packed (1, G*C, H, W) output: zcfast.proxies.meco.min_corr_eigenvalue of
+    the group's C channels (rows) over its H*W positions; returns (values (G,), cand)."""
+    cand = np.asarray(cand.cpu() if isinstance(cand, torch.Tensor) else cand)
+    G = len(cand)
+    f = t[0].detach().double().reshape(G, t.shape[1] // G, -1)  # (G, C, HW)
+    if f.shape[2] < 2:
+        return np.zeros(G), cand
+    # torch.corrcoef's arithmetic, batched: covariance, divided by the row deviations, clipped
+    xc = f - f.mean(2, keepdim=True)
+    cov = xc @ xc.transpose(1, 2) / (f.shape[2] - 1)
+    sd = torch.sqrt(torch.diagonal(cov, dim1=1, dim2=2))
+    corr = (cov / sd[:, :, None] / sd[:, None, :]).clamp(-1, 1)
+    corr = torch.where(torch.isfinite(corr), corr, torch.zeros((), dtype=corr.dtype))
+    return torch.linalg.eigvalsh(corr)[:, 0].cpu().numpy(), cand
+
+
+def meco(model, x, y, extra) -> dict:
+    """The module outputs of the per-model network with their counts (zcfast/proxies/meco.py:
+    every module call, plus nb201_extra_counts): stem conv 1, stem BN 3; per conv edge its ReLU
+    1, conv 1, BN 3; skip edge 1; pool edge 2; cell output 1 (+1 for the last cell of stages 1
+    and 2 and for the last cell overall); reduction block: each ReLU 1, conv 1, BN 3, the
+    shortcut's pool 1 and conv 2, the block 1; last BN 1, its ReLU 2. Zero edges, the pooled
+    vector and the logits add exactly 0."""
+    K = model.K
+    total = np.zeros(K)
+    _, ws, bs = model.params(requires_grad=False)
+    n_cells = len(model.plan.cells)
+    # feature calls: 0 stem, then cells and reduction blocks in forward order
+    last_of_stage = {c for c in range(n_cells)
+                     if c == n_cells - 1 or model.plan.stage_of_cell[c + 1] != model.plan.stage_of_cell[c]}
+    order = []
+    red = 0
+    for c in range(n_cells):
+        if model.plan.stage_of_cell[c] > red:
+            order.append(("red", None))
+            red += 1
+        order.append(("cell", c))
+    feature_calls = iter(range(10**9))
+
+    def add(t, cand, times):
+        v, cand = _min_corr_eig(t, cand)
+        ok = np.isfinite(v)
+        total[:] += times * np.bincount(cand[ok], weights=v[ok], minlength=K)
+
+    def conv_tap(h, out, lay):
+        name = lay.name
+        if name == "stem":
+            add(out, lay.cand, 1)
+        elif name.endswith("shortcut"):
+            add(h, lay.cand, 1)  # the shortcut's AvgPool2d output
+            add(out, lay.cand, 2)  # its conv and the shortcut Sequential
+        else:  # cell edge or conv_a / conv_b: the ReLU output is the conv input
+            add(h, lay.cand, 1)
+            add(out, lay.cand, 1)
+
+    def bn_tap(out, lay):
+        if lay is None:
+            add(out, model.plan.stem.cand, 1)
+        else:
+            add(out, lay.cand, 3)  # BatchNorm, its ReLUConvBN / stem Sequential, the extra wrapper
+
+    def edge_tap(kind, out, cand):
+        add(out, cand, 1 if kind == "skip" else 2)  # Identity; Pool and its AvgPool2d
+
+    def feature_tap(f):
+        i = next(feature_calls)
+        if i == 0:
+            return  # the stem's output is its BatchNorm's, counted there
+        kind, c = order[i - 1]
+        times = 1
+        if kind == "cell" and c in last_of_stage:
+            times = 2  # the stage Sequential of the authors' tree / this network's ``layers``
+        add(f, model.plan.stem.cand, times)
+
+    with torch.no_grad():
+        model.forward(x[:1], ws, bs, taps={"conv": conv_tap, "bn_out": bn_tap, "edge": edge_tap,
+                                           "feature": feature_tap,
+                                           "pool": lambda f: add(f, model.plan.stem.cand, 2)})
+    return {"meco": total}
+
+
 _register(("zico",), zico)
 _register(("epe_nas",), epe_nas)
 _register(("zen",), zen)
 _register(("swap", "swap_reg"), swap)
 _register(("az_expressivity", "az_progressivity", "az_trainability"), az_nas)
+_register(("vkdnw", "vkdnw_dim", "vkdnw_single"), vkdnw)
+_register(("meco",), meco)
+# AZ-NAS's complexity is the flops proxy (zcfast/proxies/__init__.py), counted from the plan
+_register(("az_complexity",), lambda model, x, y, extra: {"az_complexity": model.counts()["flops"]})
 
 __all__ = ["PACKED", "PackedGroup", "names"]
