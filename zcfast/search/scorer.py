@@ -45,9 +45,8 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     built once and kept on the device for every later request.
     """
     from zcfast.executors import ScoreTask, get_executor
-    from zcfast.spaces import get_space
-
     from zcfast.search.driver import proxy_members
+    from zcfast.spaces import get_space
 
     members, _ = proxy_members(proxy)
     check_names(members)
