@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from zcfast import _C
-from zcfast.scoring import git_sha
+from zcfast.scoring import cpu_name, git_sha
 from zcfast.search import ScoreCache, ScoreKey, ground_truth, make_config, run_search
 from zcfast.search.scorer import batched_available, default_scorer
 
@@ -52,16 +52,6 @@ VARIANTS = [  # (label, algo, warmup, move, budget, repeats)
     ("BP", "bp", 0, 0, 300, 1),
     ("BP+warmup(256)", "bp", 256, 0, 300, 1),
 ]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def score_table(cache_root) -> tuple:
@@ -177,7 +167,7 @@ def main(argv=None) -> int:
     lines = [
         "# Search driver throughput",
         "",
-        (f"- git {git_sha()}, {time.strftime('%Y-%m-%d %H:%M')}, CPU: {cpu_model()} "
+        (f"- git {git_sha()}, {time.strftime('%Y-%m-%d %H:%M')}, CPU: {cpu_name()} "
         f"({__import__('os').cpu_count()} logical cores, shared with other jobs; one thread used)"),
         (f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
         f"batched engine available: {batched_available()}"),

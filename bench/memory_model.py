@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from zcfast.batched import memory as mm  # noqa: E402
+from zcfast.scoring import cpu_name  # noqa: E402
 
 SIX = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow"]
 ALL = ["grad_norm", "snip", "plain", "grasp", "fisher", "jacob_cov", "synflow", "nwot", "params",
@@ -80,16 +81,6 @@ def git_sha() -> str:
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cells(k: int, seed: int = CELL_SEED) -> list[int]:
@@ -233,7 +224,7 @@ def main(argv=None) -> int:
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     res["meta"] = {"git_sha": git_sha(), "measured_git_sha": old.get("measured_git_sha", git_sha()),
                    "measured_date_utc": old.get("measured_date_utc", now),
-                   "cpu": cpu_model(), "threads": args.threads,
+                   "cpu": cpu_name(), "threads": args.threads,
                    "torch": torch.__version__, "python": platform.python_version(),
                    "date_utc": now,
                    "method": "torch profiler allocation events (zcfast.batched.memory.measure_peak_bytes)"}
