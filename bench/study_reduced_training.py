@@ -10,7 +10,11 @@ Methods, all on the same ``--cells`` CIFAR-10 cells (sampled with ``--seed``):
   bundled real CIFAR-10 images), and their vote (synflow, jacob_cov, snip; its time is the sum of
   its members');
 - reduced training at each ``--budgets`` spec, packed (``--chunk`` cells per program), scored as
-  the accuracy on the 1,000 bundled held-out CIFAR-10 test images;
+  the accuracy on the 1,000 bundled held-out CIFAR-10 test images; with
+  ``--packed-train-cells N`` only the chunks within the first N cells train packed and every
+  later cell trains per-model (packed training equals per-model training, docs/reduced_training.md,
+  and is the slower of the two on this CPU; the report gives the largest difference between
+  the two on the cells trained both ways);
 - NB201's own 12-epoch accuracy (the benchmark's table: its cost is counted, not measured);
 - on the first ``--loop-cells`` cells, the per-model engines (one ``nn.Module`` at a time) of the
   zero-cost proxies and of reduced training, timed the same way.
@@ -158,10 +162,18 @@ def run(a) -> None:
                 rows.add(m, part, np.concatenate([t[p] for _, t in res]), dt, cpu)
         for spec in budgets:
             m = f"rt_packed:{spec}"
-            if not rows.done(m, part):
-                (acc, _), dt, cpu = timed(lambda spec=spec: rt.train_packed(
-                    part, spec, batches[spec], seed=a.seed))
-                rows.add(m, part, acc, dt, cpu)
+            if a.packed_train_cells is None or cells.index(part[0]) < a.packed_train_cells:
+                if not rows.done(m, part):
+                    (acc, _), dt, cpu = timed(lambda spec=spec: rt.train_packed(
+                        part, spec, batches[spec], seed=a.seed))
+                    rows.add(m, part, acc, dt, cpu)
+                continue
+            cfg, m = rt.parse_spec(spec), f"rt_loop:{spec}"
+            for i in part:  # per-model training, one cell at a time (timed per cell)
+                if not rows.done(m, [i]):
+                    (acc, _), dt, cpu = timed(lambda i=i: rt.train_loop(
+                        i, cfg, batches[spec], seed=a.seed))
+                    rows.add(m, [i], [acc], dt, cpu)
         log(f"chunk {n + 1} of {len(parts)} done ({min(len(cells), (n + 1) * a.chunk)} cells)")
     log("all measurements done")
 
@@ -195,10 +207,16 @@ def report(a) -> dict:
     rows["cpu_per_cell"] = rows["chunk_cpu_seconds"] / rows["chunk_cells"]
     budgets = [s.strip() for s in a.budgets.split(",") if s.strip()]
     methods = {m: g.set_index("index") for m, g in rows.groupby("method")}
-    # the cells every packed method has finished (a run stopped early: its first chunks)
-    packed = [f"zc_packed:{p}" for p in PAPER_PROXIES] + [f"rt_packed:{s}" for s in budgets]
+    def has(m, i):
+        return m in methods and i in methods[m].index
+
+    # the cells every method has finished (a run stopped early: its first chunks); a
+    # reduced-training score is the packed one, or the per-model one where the cell was not
+    # trained packed (--packed-train-cells)
     cells = [int(i) for i in nb201.sample(a.cells, a.seed)
-             if all(m in methods and int(i) in methods[m].index for m in packed)]
+             if all(has(f"zc_packed:{p}", int(i)) for p in PAPER_PROXIES)
+             and all(has(f"rt_packed:{s}", int(i)) or has(f"rt_loop:{s}", int(i))
+                     for s in budgets)]
     if not cells:
         raise SystemExit("no cell has every method yet: nothing to report")
 
@@ -216,10 +234,21 @@ def report(a) -> dict:
         g = methods.get(f"zc_packed:{p}")
         if g is not None and set(cells) <= set(g.index):
             cols[p] = g["value"].reindex(cells).to_numpy()
+    sources, both = {}, {}
     for s in budgets:
-        g = methods.get(f"rt_packed:{s}")
-        if g is not None and set(cells) <= set(g.index):
-            cols[s] = g["value"].reindex(cells).to_numpy()
+        gp = methods.get(f"rt_packed:{s}")
+        gl = methods.get(f"rt_loop:{s}")
+        vp = (gp["value"].reindex(cells) if gp is not None
+              else pd.Series(np.nan, index=pd.Index(cells)))
+        vl = (gl["value"].reindex(cells) if gl is not None
+              else pd.Series(np.nan, index=pd.Index(cells)))
+        cols[s] = np.where(vp.notna(), vp, vl)
+        sources[s] = {"packed": int(vp.notna().sum()),
+                      "per_model": int((vp.isna() & vl.notna()).sum())}
+        overlap = vp.notna() & vl.notna()
+        both[s] = {"cells": int(overlap.sum()),
+                   "max_abs_diff_points": float((vp[overlap] - vl[overlap]).abs().max())
+                   if overlap.any() else math.nan}
     df = pd.DataFrame(cols, index=pd.Index(cells, name="index"))
     df.insert(0, "arch", [nb201.arch_at(i) for i in cells])
     if {"synflow", "jacob_cov", "snip"} <= set(df.columns):
@@ -238,6 +267,8 @@ def report(a) -> dict:
             b = rt.Batches(rt.training_data("cifar10"), cfg, a.seed)
             f = macs(cells, cfg.channels, cfg.resolution).mean()
             entry.update(kind="reduced training", seconds_packed=sec(f"rt_packed:{p}")[0],
+                         n_packed=sec(f"rt_packed:{p}")[1], score_sources=sources[p],
+                         packed_vs_per_model=both[p],
                          cpu_packed=sec(f"rt_packed:{p}", True)[0],
                          seconds_loop=sec(f"rt_loop:{p}")[0], n_loop=sec(f"rt_loop:{p}")[1],
                          cpu_loop=sec(f"rt_loop:{p}", True)[0],
@@ -268,7 +299,8 @@ def report(a) -> dict:
     info = {"git": git_sha(), "cpu": cpu_name(), "threads": a.threads, "cells": len(cells),
             "cells_requested": a.cells,
             "seed": a.seed, "sample": "nb201.sample(cells, seed)", "chunk": a.chunk,
-            "loop_cells": a.loop_cells, "budgets": budgets,
+            "loop_cells": a.loop_cells, "packed_train_cells": a.packed_train_cells,
+            "budgets": budgets,
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "sittings": sittings, "load_average_end": list(os.getloadavg()),
             "target": tab.attrs["target"], "methods": res,
@@ -305,8 +337,12 @@ def _write_readme(a, info) -> None:
         f"target: {info['target']}. Spearman is signed. Seconds are wall time per cell: packed = "
         f"chunk time / cells in the chunk ({info['chunk']} cells per packed program, training "
         f"or zero-cost, each zero-cost proxy timed alone); per-model = one network at a time, "
-        f"measured on the first {info['loop_cells']} cells only. CPU = process CPU seconds (both "
-        "threads), less sensitive to the other jobs than wall time. MACs are counted (see the "
+        f"measured on the first {info['loop_cells']} cells"
+        + ("" if info.get("packed_train_cells") is None else
+           f" (reduced training: also on every cell after the first "
+           f"{info['packed_train_cells']}, which train per-model only)")
+        + f"; (n) = cells timed. CPU = process CPU seconds (all {info['threads']} thread(s)), "
+        "less sensitive to the other jobs than wall time. MACs are counted (see the "
         "script's docstring).",
         "",
         "| method | kind | Spearman | wall s/cell packed | CPU s/cell packed | wall s/cell "
@@ -316,9 +352,19 @@ def _write_readme(a, info) -> None:
     for r in res:
         lp = _fmt_s(r["seconds_loop"]) + (" (extrapolated)" if r.get("seconds_is_extrapolation")
                                           else "") + f" ({r['n_loop']})"
+        pk = _fmt_s(r["seconds_packed"]) + (f" ({r['n_packed']})" if "n_packed" in r else "")
         lines.append(f"| {r['method']} | {r['kind']} | {r['spearman']:.3f} | "
-                     f"{_fmt_s(r['seconds_packed'])} | {_fmt_s(r['cpu_packed'])} | {lp} | "
+                     f"{pk} | {_fmt_s(r['cpu_packed'])} | {lp} | "
                      f"{_fmt_s(r['cpu_loop'])} | {r['macs']:.3g} |")
+    for r in rtr:
+        src, bo = r["score_sources"], r["packed_vs_per_model"]
+        lines.append("")
+        lines.append(
+            f"`{r['method']}` scores: {src['packed']} cells trained packed, {src['per_model']} "
+            f"per-model; on the {bo['cells']} cells trained both ways the largest difference in "
+            f"held-out accuracy is {bo['max_abs_diff_points']:.3g} points (packed training equals "
+            "per-model training to float tolerance, docs/reduced_training.md; one flipped "
+            "image is 0.1 point).")
     lines += ["", "## Cost ratios (reduced training / zero-cost, measured in this run)", ""]
     zc_p = {r["method"]: r for r in zc}
     for r in rtr:
@@ -389,6 +435,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=16, help="cells per packed training program")
     ap.add_argument("--loop-cells", type=int, default=8, help="cells timed per model")
+    ap.add_argument("--packed-train-cells", type=int, default=None,
+                    help="train packed only the chunks within the first N cells, every later "
+                         "cell per-model (default: every cell packed)")
     ap.add_argument("--step-cells", type=int, default=4,
                     help="cells whose full-size training step is timed (12-epoch extrapolation)")
     ap.add_argument("--steps", type=int, default=3)
