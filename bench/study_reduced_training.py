@@ -158,7 +158,7 @@ def run(a) -> None:
             m = f"zc_packed:{p}"
             if not rows.done(m, part):
                 res, dt, cpu = timed(lambda p=p: list(iter_packed(
-                    part, [p], x, y, ncls=10, seed=a.seed, chunk=len(part))))
+                    part, [p], x, y, ncls=10, seed=a.seed, chunk=min(len(part), a.zc_chunk))))
                 rows.add(m, part, np.concatenate([t[p] for _, t in res]), dt, cpu)
         for spec in budgets:
             m = f"rt_packed:{spec}"
@@ -299,6 +299,7 @@ def report(a) -> dict:
     info = {"git": git_sha(), "cpu": cpu_name(), "threads": a.threads, "cells": len(cells),
             "cells_requested": a.cells,
             "seed": a.seed, "sample": "nb201.sample(cells, seed)", "chunk": a.chunk,
+            "zc_chunk": a.zc_chunk,
             "loop_cells": a.loop_cells, "packed_train_cells": a.packed_train_cells,
             "budgets": budgets,
             "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
@@ -335,8 +336,9 @@ def _write_readme(a, info) -> None:
         f"**n = {info['cells']} cells** (the first {info['cells']} of "
         f"`nb201.sample({info['cells_requested']}, seed={info['seed']})`), "
         f"target: {info['target']}. Spearman is signed. Seconds are wall time per cell: packed = "
-        f"chunk time / cells in the chunk ({info['chunk']} cells per packed program, training "
-        f"or zero-cost, each zero-cost proxy timed alone); per-model = one network at a time, "
+        f"chunk time / cells in the chunk ({info['chunk']} cells per packed training program, "
+        f"{info.get('zc_chunk', info['chunk'])} per zero-cost program, each zero-cost proxy "
+        f"timed alone); per-model = one network at a time, "
         f"measured on the first {info['loop_cells']} cells"
         + ("" if info.get("packed_train_cells") is None else
            f" (reduced training: also on every cell after the first "
@@ -434,6 +436,9 @@ def main(argv=None) -> int:
                     help=f"comma list of reduced-training specs (default {DEFAULT_BUDGETS})")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=16, help="cells per packed training program")
+    ap.add_argument("--zc-chunk", type=int, default=4,
+                    help="cells per packed zero-cost program (grasp needs about 1.2 GB per cell "
+                         "at batch 64: bench/results/packed_cpu.md)")
     ap.add_argument("--loop-cells", type=int, default=8, help="cells timed per model")
     ap.add_argument("--packed-train-cells", type=int, default=None,
                     help="train packed only the chunks within the first N cells, every later "
