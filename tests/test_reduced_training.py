@@ -382,6 +382,52 @@ def test_score_file_records_reduction_and_images(tmp_path):
     assert res["meta"]["reduced_training"] == json.loads(out.with_name("s.csv.meta.json").read_text())["reduced_training"]
 
 
+def _cifar10_download(root, n_train, n_test, seed=5):
+    """A folder in the official CIFAR-10 python layout (cifar-10-batches-py: pickled dicts,
+    rows of 1024 R, 1024 G, 1024 B), with random images and labels."""
+    import pickle
+
+    g = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+
+    def dump(name, n):
+        img = g.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        lab = g.integers(0, 10, size=n).tolist()
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"labels": lab, b"data": img.transpose(0, 3, 1, 2).reshape(n, 3072)},
+                        f, protocol=2)
+        return img, lab
+
+    train = [dump(f"data_batch_{k}", n_train // 5) for k in range(1, 6)]
+    return train, dump("test_batch", n_test)
+
+
+def test_reduced_training_on_a_cifar_download(tmp_path):
+    """--data-root: reduced training trains on the download's training set and scores on its
+    test set, and the file's record says so (the bundled images are not used)."""
+    from zcfast.cli import main as cli
+
+    _, (test_img, test_lab) = _cifar10_download(tmp_path / "dl", n_train=80, n_test=20)
+    data = rt.training_data("cifar10", data_root=tmp_path / "dl")
+    assert (len(data.train_x), len(data.val_x)) == (80, 20)
+    np.testing.assert_array_equal(data.val_x, test_img)
+    np.testing.assert_array_equal(data.val_y, test_lab)
+    spec = "econas:epochs=1+batch=40"
+    out = tmp_path / "s.csv"
+    assert cli(["score", "--archs", "2", "--proxies", spec, "--data-root", str(tmp_path / "dl"),
+                "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    df, meta = read_scores(out)
+    rec = meta["reduced_training"][spec]
+    assert rec["n_val_images"] == 20 and rec["steps"] == 2  # 80 images, batch 40, one epoch
+    assert str(tmp_path / "dl") in rec["train_images"] and str(tmp_path / "dl") in rec["val_images"]
+    # the scores are those of training on the download (not on the bundled images)
+    idx = [int(i) for i in df.index]  # NB201 indices
+    b = rt.Batches(data, rt.parse_spec(spec), seed=0)
+    direct = [rt.train_loop(i, spec, b, seed=0)[0] for i in idx]
+    np.testing.assert_allclose(df[spec].to_numpy(), direct, atol=1e-9)
+
+
 def test_score_api(data):
     df = rt.score([6111, 0, 6111], ["econas:epochs=1+images=64+batch=32"], chunk=2)
     assert list(df.index) == [6111, 0, 6111] and df.iloc[0, 1] == df.iloc[2, 1]
