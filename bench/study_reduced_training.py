@@ -178,6 +178,14 @@ def run(a) -> None:
     log("all measurements done")
 
 
+def zc_macs(proxy: str, f: float) -> float:
+    """Counted MACs of one zero-cost proxy for a network of ``f`` forward MACs per image: one
+    forward and backward pass (3 forward passes' worth) of its input -- the minibatch of 64,
+    synflow's single all-ones image -- and grasp about two such passes."""
+    batch = 1 if proxy == "synflow" else 64
+    return 3 * batch * f * (2 if proxy == "grasp" else 1)
+
+
 def macs(cells, channels: int, resolution: int, flavour: str = "paper") -> np.ndarray:
     """Forward multiply-accumulates per image of each cell's network (the packed plan's count)."""
     from zcfast.batched.engine import PackedNB201, codes_of
@@ -282,8 +290,7 @@ def report(a) -> dict:
                          seconds_loop=sum(sec(f"zc_loop:{q}")[0] for q in members),
                          cpu_loop=sum(sec(f"zc_loop:{q}", True)[0] for q in members),
                          n_loop=min(sec(f"zc_loop:{q}")[1] for q in members),
-                         # one forward + backward of the minibatch per proxy (grasp: about two)
-                         macs=sum(3 * 64 * f32 * (2 if q == "grasp" else 1) for q in members))
+                         macs=sum(zc_macs(q, f32) for q in members))
         res.append(entry)
     step, n_step = sec("step_loop:nb201_full")
     step_cpu, _ = sec("step_loop:nb201_full", True)
