@@ -144,3 +144,26 @@ def test_nb101_score_correlate_search_end_to_end(tmp_path, capsys, monkeypatch):
     run = json.loads(bad.read_text().splitlines()[0])
     assert run["space"] == "nb101" and run["pool"] and set(run["trained"]) <= set(pool.keys)
     assert main(["verify-runs", str(bad)]) == 0
+
+
+def test_figure_runs_on_the_space_it_names(tmp_path, capsys):
+    """`zcfast figure --space nb101` searches the NB101 pool (not NB201), names the space in
+    its title, and by default reads its 'models needed to reach' levels from the pool."""
+    import json
+
+    from zcfast.cli import main
+
+    fig = tmp_path / "fig.png"
+    assert main(["figure", "--space", "nb101", "--variants", "rand", "--seeds", "1",
+                 "--budget", "5", "--out", str(fig), "--no-progress"]) == 0
+    (runs,) = list((tmp_path / "fig_runs").glob("*.jsonl"))
+    assert runs.name.startswith("nb101_cifar10_")
+    run = json.loads(runs.read_text().splitlines()[0])
+    pool = universe("cifar10", space="nb101")
+    assert run["space"] == "nb101" and set(run["trained"]) <= set(pool.keys)
+    md = fig.with_suffix(".md").read_text()
+    assert md.startswith("# NB101 cifar10:")
+    assert f"| {max(pool.test):.2f}" in md or f"{round(float(max(pool.test)), 2)}" in md
+    assert main(["figure", "--thresholds", "72,x", "--out", str(tmp_path / "g.png"),
+                 "--no-progress"]) == 2
+    assert "'x' is not a number" in capsys.readouterr().err

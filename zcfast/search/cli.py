@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 
 def _option(text: str):
     if "=" not in text:
@@ -169,7 +171,25 @@ def _cmd_search(a) -> int:
     return 1 if failed else 0
 
 
+def _thresholds(text, uni) -> list:
+    """--thresholds as floats; by default five levels just below the universe's best
+    headline value (its 99th, 99.5th, 99.8th and 99.9th percentiles and its maximum)."""
+    if text is None:
+        v = np.asarray(uni.test, dtype=np.float64)
+        v = v[np.isfinite(v)]
+        return [round(float(q), 2) for q in np.quantile(v, [0.99, 0.995, 0.998, 0.999, 1.0])]
+    out = []
+    for t in text.split(","):
+        try:
+            out.append(float(t))
+        except ValueError:
+            raise ValueError(f"--thresholds: {t.strip()!r} is not a number (expected a comma "
+                             "list such as 72,72.5,73)") from None
+    return out
+
+
 def _cmd_figure(a) -> int:
+    from zcfast.search.driver import universe
     from zcfast.search.runs import (
         FIGURE_VARIANTS,
         curve_table,
@@ -190,20 +210,21 @@ def _cmd_figure(a) -> int:
     out = Path(a.out)
     runs_dir = Path(a.runs_dir) if a.runs_dir else out.with_name(out.stem + "_runs")
     kw = _search_kwargs(a)
+    uni = universe(a.dataset, a.space, a.data)
+    thresholds = _thresholds(a.thresholds, uni)  # before the searches: a bad list fails at once
     groups = run_variants(runs_dir, variants, dataset=a.dataset, budget=a.budget, seeds=a.seeds,
                           proxy=a.proxy, score_seed=a.score_seed, progress=not a.no_progress,
-                          options=_options(a.option), **kw)
+                          options=_options(a.option), space=a.space, data=a.data, **kw)
     _close(kw)
     ds = next(iter(groups.values()))[0]["dataset"]
-    thresholds = [float(t) for t in a.thresholds.split(",")]
-    title = (f"NB201 {ds}: test accuracy of the best-validation model vs trained models, mean "
-             f"and 25-75% band over "
+    title = (f"{uni.space.upper()} {ds}: {uni.test_name} of the best-validation model vs trained "
+             f"models, mean and 25-75% band over "
              f"{a.seeds} seeds; proxy {a.proxy} (weight seed {a.score_seed})")
     plot_curves(groups, out, title=title)
     at = sorted({k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget})
     text = "\n".join([
         f"# {title}", "",
-        "## Trained models needed until the best-validation model reaches X% test accuracy",
+        f"## Trained models needed until the best-validation model reaches X ({uni.test_name})",
         "Cell: from the mean curve (median over seeds, seeds reaching / seeds); '-' = not reached.", "",
         reach_table(groups, thresholds), "",
         "## Test accuracy of the best-validation model [25%, 75%] after k trained models", "",
@@ -269,7 +290,9 @@ def add_parsers(sub) -> None:
     f.add_argument("--runs-dir", default=None, help="JSONL runs folder (default <out>_runs/), resumed")
     f.add_argument("--variants", default=None,
                    help="comma list, e.g. 'ae,ae+warmup(3000),ae+move(24)' (default: the paper's set)")
-    f.add_argument("--thresholds", default="72,72.5,73,73.2,73.4",
-                   help="accuracies (%%) for the 'models needed to reach' table")
+    f.add_argument("--thresholds", default=None,
+                   help="headline values (e.g. accuracies in %%) for the 'models needed to "
+                        "reach' table (default: the universe's 99th, 99.5th, 99.8th and 99.9th "
+                        "percentiles and its best)")
     _add_common(f)
     f.set_defaults(func=_cmd_figure)

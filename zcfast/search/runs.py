@@ -252,18 +252,23 @@ def parse_variant(text: str) -> Variant:
 
 def run_variants(runs_dir: str | os.PathLike, variants: Sequence[Variant], *, dataset: str = "cifar100",
                  budget: int = 300, seeds: int = 20, proxy: str = "synflow", score_seed: int = 0,
-                 progress: bool = True, **search_kwargs) -> dict:
-    """Run (or resume) every variant into ``runs_dir/<slug>.jsonl``; returns {variant: runs}."""
+                 progress: bool = True, space: str = "nb201", data=None, **search_kwargs) -> dict:
+    """Run (or resume) every variant into ``runs_dir/<slug>.jsonl`` (prefixed by the space's
+    name outside NB201); returns {variant: runs}."""
     from zcfast.data import dataset_name
+    from zcfast.spaces import get_space
 
     d = Path(runs_dir)
     ds = dataset_name(dataset)
+    sp = get_space(space).name
+    prefix = "" if sp == "nb201" else f"{sp}_"
     out = {}
     for v in variants:
-        path = d / f"{ds}_{v.slug}_b{budget}.jsonl"
+        path = d / f"{prefix}{ds}_{v.slug}_b{budget}.jsonl"
         out[v] = run_seeds(path, v.algo, dataset=ds, budget=budget, warmup=v.warmup, move=v.move,
                            seeds=seeds, proxy=proxy, score_seed=score_seed, resume=True,
-                           progress=progress, desc=v.label, **search_kwargs)
+                           progress=progress, desc=v.label, space=sp, data=data,
+                           **search_kwargs)
         # keep exactly the requested seeds (a file may hold more)
         want = set(range(int(seeds)))
         out[v] = [r for r in out[v] if int(r["seed"]) in want]
