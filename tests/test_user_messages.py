@@ -155,3 +155,34 @@ def test_threads_option_of_every_computing_command(tmp_path, capsys):
     assert cli.main(["info"]) == 0
     info = json.loads(capsys.readouterr().out)["cpu_threads"]
     assert info["threads"] >= 1 and info["available_cores"] >= 1
+
+
+# ---- defaults that depend on the space, and errors that name the problem -------------------
+def test_defaults_follow_the_space(tmp_path, monkeypatch, capsys):
+    """Default --archs: a sample of a complete space, the whole of a pool (so every row has a
+    ground truth to correlate with); default --budget: at most the pool's size; `--engine
+    packed` means the same for search as for score."""
+    import zcfast.scoring
+
+    seen = []
+
+    def spy(out, **kw):  # record the archs asked for, score nothing
+        seen.append(kw["archs"])
+        raise ValueError("spy")
+
+    monkeypatch.setattr(zcfast.scoring, "score_to_file", spy)
+    for space, want in (("nb201", "1000"), ("nb101", "all"), ("nbnlp", "all")):
+        cli.main(["score", "--space", space, "--proxies", "params",
+                  "--out", str(tmp_path / f"{space}.csv"), "--no-progress"])
+        assert seen[-1] == want, (space, seen)
+    out = tmp_path / "runs.jsonl"
+    assert cli.main(["search", "--space", "nb101", "--algo", "rand", "--seeds", "1",
+                     "--engine", "packed", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text().splitlines()[0])["budget"] == 292
+    assert "--budget 292: the nb101 table is a pool of 292 networks" in capsys.readouterr().out
+
+
+def test_a_folder_where_a_file_is_expected(tmp_path, capsys):
+    assert cli.main(["correlate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zcfast correlate: error:") and str(tmp_path) in err

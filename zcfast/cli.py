@@ -31,8 +31,11 @@ def _add_score(sub):
                         "logrank]:a+b; see docs/proxies_modern.md); econas[:epochs=E+channels=C+"
                         "resolution=R+images=N+batch=B+schedule=S] adds a reduced-training proxy "
                         "(docs/reduced_training.md)")
-    p.add_argument("--archs", default="1000",
-                   help="'all' (nb201: 15,625 cells; nb101: the bundled 292 cells or every cell "
+    p.add_argument("--archs", default=None,
+                   help="default: 1000 sampled networks where the space's table is complete "
+                        "(nb201; nb101 with --data), 'all' where it is a pool (nb101's bundled "
+                        "cells, nbnlp's logs), so every row has a ground truth; "
+                        "'all' (nb201: 15,625 cells; nb101: the bundled 292 cells or every cell "
                         "of --data; nbnlp: the 341 finished logged runs), N (N distinct networks "
                         "sampled with --seed) or a FILE (nb201: arch strings or indices; nb101: "
                         "one JSON {\"matrix\", \"ops\"} per line; nbnlp: one logged recepie_id "
@@ -79,6 +82,12 @@ def _cmd_score(a) -> int:
     from zcfast.scoring import score_summary, score_to_file
 
     set_threads(a.threads)
+    if a.archs is None:  # a sample of a complete space; the whole of a pool
+        from zcfast.search.driver import ground_truth
+        from zcfast.spaces import get_space
+
+        ds = a.dataset or get_space(a.space).default_dataset()
+        a.archs = "1000" if ground_truth(ds, a.space, a.data).complete else "all"
     ex = executor_from_args(a, a.device)  # local, or --ray actors (started on first use)
     res = score_to_file(
         a.out, archs=a.archs, proxies=a.proxies, dataset=a.dataset, seed=a.seed,
@@ -185,7 +194,7 @@ def main(argv=None) -> int:
         if a.cmd in handlers:
             return handlers[a.cmd](a)
         return a.func(a)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # bad input, and files: missing, existing, a folder...
         print(f"zcfast {a.cmd}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

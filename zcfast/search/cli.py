@@ -43,9 +43,10 @@ def _add_common(p):
     p.add_argument("--dataset", default=None,
                    help="cifar10 | cifar100 | ImageNet16-120 (default: the space's search dataset: "
                         "nb201 cifar100, nb101 cifar10, nbnlp wikitext2)")
-    p.add_argument("--budget", type=int, default=300,
+    p.add_argument("--budget", type=int, default=None,
                    help="oracle queries per search: trained models, repeats included "
-                        "(docs/search.md, budget accounting)")
+                        "(docs/search.md, budget accounting; default 300, or the pool's size "
+                        "when the space's table is a smaller pool)")
     p.add_argument("--proxy", default="synflow",
                    help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
                         "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
@@ -55,9 +56,12 @@ def _add_common(p):
                    help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
     p.add_argument("--scores", default=None,
                    help="a 'zcfast score' CSV with the proxy column: imported into the cache first")
-    p.add_argument("--engine", default="auto", choices=["auto", "batched", "loop"],
-                   help="live scorer for cells missing from the cache")
-    p.add_argument("--device", default=None, help="device of the live scorer (default cpu)")
+    p.add_argument("--engine", default="auto", choices=["auto", "packed", "batched", "loop"],
+                   help="live scorer for cells missing from the cache: packed (= batched, "
+                        "= auto: many cells per pass, as `zcfast score --engine packed`) or loop")
+    p.add_argument("--device", default="auto",
+                   help="device of the live scorer: auto (CUDA when available, else CPU; as "
+                        "`zcfast score`), cpu, cuda or cuda:N")
     p.add_argument("--option", type=_option, action="append", metavar="NAME=VALUE",
                    help="driver tunable, e.g. population=64, rl_lr=0.01 (repeatable)")
     p.add_argument("--no-progress", action="store_true")
@@ -76,6 +80,15 @@ def _resolve(a) -> None:
         a.dataset = get_space(a.space).default_dataset()
     if a.score_seed < 0:
         raise ValueError(f"--score-seed {a.score_seed}: must be a non-negative integer")
+    if a.engine == "packed":  # score's name for the packed engine
+        a.engine = "batched"
+    if a.budget is None:
+        from zcfast.search.driver import universe
+
+        n = len(universe(a.dataset, a.space, a.data))
+        a.budget = min(300, n)
+        if a.budget < 300:
+            print(f"--budget {a.budget}: the {a.space} table is a pool of {n} networks")
 
 
 def _search_kwargs(a) -> dict:
