@@ -88,7 +88,10 @@ def unique_representatives(index) -> np.ndarray:
     return rep[np.asarray(index)]
 
 
-def report(folder: Path, ds: str, target: str, unique: bool = False) -> list:
+def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tuple = ()) -> list:
+    """One dataset's table. ``unique``: only one cell per isomorphism class; ``exclude``: (n,
+    seed, why): leave out the first n cells of ``nb201.sample(., seed)`` (cells that were used to
+    choose the ensembles, so the table is an out-of-sample check)."""
     from zcfast.correlate import correlation_table
     from zcfast.proxies.ensemble import base_members, is_ensemble
     from zcfast.scoring import add_ensembles, read_scores
@@ -99,6 +102,13 @@ def report(folder: Path, ds: str, target: str, unique: bool = False) -> list:
     if unique:  # compare only the class representatives: the ensembles rank these cells
         scores = scores.drop(columns=ens_cols)[unique_representatives(scores.index)]
         scores = add_ensembles(scores, ens_cols)
+    if exclude:  # the ensembles rank the cells that remain
+        from zcfast.spaces import nb201
+
+        n_ex, seed, why = exclude
+        gone = {int(i) for i in nb201.sample(n_ex, seed)}
+        scores = scores.drop(columns=ens_cols)[[int(i) not in gone for i in scores.index]]
+        scores = add_ensembles(scores, ens_cols)
     extra = [e for e in REPORT_ENSEMBLES if e not in scores.columns
              and all(m in scores.columns for m in base_members(e))]
     scores = add_ensembles(scores, extra)
@@ -106,10 +116,13 @@ def report(folder: Path, ds: str, target: str, unique: bool = False) -> list:
     kt, kp = tab.attrs["hit_sizes"]
     timing = {}
     tpath = folder / ds / "timing.json"
-    if tpath.exists() and not unique:
+    if tpath.exists() and not unique and not exclude:
         timing = json.loads(tpath.read_text())
     which = ("the cells of the file that are the lowest NB201 index of their isomorphism class "
              "(one per class of the 6,466)" if unique else "all cells of the file")
+    if exclude:
+        which = (f"the cells of the file outside the first {exclude[0]} of the sample: "
+                 f"{exclude[2]}")
     lines = [f"## {ds}: {len(scores)} cells ({which}), target {target}", "",
              f"Images: {meta.get('images_description')}; batch {meta.get('batch_size')}, seed "
              f"{meta.get('seed')}, flavour {meta.get('flavour')}, engine {meta.get('engine')}. "
@@ -162,6 +175,11 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="test_acc", choices=["test_acc", "val_acc"])
     ap.add_argument("--out", default=str(HERE / "results" / "modern_pilot"))
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--exclude-first", type=int, default=0,
+                    help="add a table without the first N cells of the sample (e.g. the cells "
+                         "an ensemble was chosen on: an out-of-sample check)")
+    ap.add_argument("--exclude-why", default="the cells not used to choose the ensembles",
+                    help="what the --exclude-first table's cells are, for its title")
     ap.add_argument("--proxies", default=PROXIES, help="per-model columns (default: all of them)")
     ap.add_argument("--ensembles", default=ENSEMBLES, help="ensembles recorded with the scores")
     a = ap.parse_args(argv)
@@ -201,6 +219,9 @@ def main(argv=None) -> int:
         if (folder / ds / "scores.csv").exists():
             lines += report(folder, ds, a.target) + [""]
             lines += report(folder, ds, a.target, unique=True) + [""]
+            if a.exclude_first:
+                lines += report(folder, ds, a.target, exclude=(
+                    a.exclude_first, a.seed, a.exclude_why)) + [""]
     if (folder / "NOTES.md").exists():
         lines += ["Findings, comparisons with the literature and their explanations: NOTES.md.", ""]
     (folder / "README.md").write_text("\n".join(lines))
