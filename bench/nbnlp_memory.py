@@ -1,4 +1,4 @@
-"""Peak resident memory and time of one NAS-Bench-NLP network under one proxy, at given sizes
+"""Peak resident memory and time of one NAS-Bench-NLP network under one proxy (or a list), at given sizes
 (a scaled-down model extrapolates to the logs' sizes; docs/nbnlp.md, "Memory").
 
     python bench/nbnlp_memory.py --proxy grasp [--ntoken 33278 --emsize 400 --nhid 600
@@ -31,7 +31,7 @@ def _rss_mb() -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--proxy", required=True)
+    ap.add_argument("--proxy", required=True, help="a proxy or a comma-separated list (one call)")
     ap.add_argument("--ntoken", type=int, default=33278)
     ap.add_argument("--emsize", type=int, default=400)
     ap.add_argument("--nhid", type=int, default=600)
@@ -57,6 +57,7 @@ def main() -> None:
         code = nbnlp.network_code(sp.parse(1000000))
     else:
         code = nbnlp.network_code(sp.parse(int(a.cell)))
+    names = a.proxy.split(",")
     sizes = Sizes(ntoken=a.ntoken, emsize=a.emsize, nhid=a.nhid, nlayers=a.nlayers)
     mb = sp.minibatch(batch_size=a.batch, bptt=a.bptt, seed=0)
     x, y = mb.x % a.ntoken, mb.y % a.ntoken
@@ -66,13 +67,13 @@ def main() -> None:
         from zcfast.batched.nbnlp import PackedNBNLP
 
         kw = {} if a.chunk is None else {"chunk": a.chunk}
-        res = PackedNBNLP([code], sizes=sizes, **kw).compute(x, y, [a.proxy])
-        val = float(res[a.proxy][0])
+        res = PackedNBNLP([code], sizes=sizes, **kw).compute(x, y, names)
+        val = {n: float(res[n][0]) for n in names}
     else:
         from zcfast.proxies import compute_measures
         from zcfast.spaces.nbnlp_model import build_model
 
-        val = compute_measures(build_model(code, sizes=sizes), x, y, [a.proxy])[a.proxy]
+        val = compute_measures(build_model(code, sizes=sizes), x, y, names)
     secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cell = nbnlp.cell_of(code)

@@ -24,7 +24,7 @@ pass against the candidates' embedded inputs (jacob_cov), one float64 synflow pa
 embeddings.
 
 Memory (docs/nbnlp.md, "Memory"). The loss is a sum over token positions, so the decoder and the
-loss run in chunks of ``chunk`` time steps on the detached outputs of the last layer, their
+loss run in chunks of ``time_chunk`` time steps on the detached outputs of the last layer, their
 gradients accumulated, and the recurrent layers are back-propagated once with the summed output
 gradient: the logits (B x T x 33,278 per candidate) never exist for all steps at once. grasp's
 Hessian-vector product Hg is taken reverse-over-forward: a forward pass carrying the tangent g
@@ -182,16 +182,17 @@ class PackedNBNLP:
     SUPPORTED = SUPPORTED
 
     def __init__(self, codes, *, sizes: Sizes | None = None, seed: int = 0, device="cpu",
-                 dtype=torch.float32, backend: str | None = None, chunk: int | None = None):
+                 dtype=torch.float32, backend: str | None = None,
+                 time_chunk: int | None = None):
         from zcfast import _C
 
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"the packed engine computes in float32 or float64, not {dtype}")
-        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer))
-                                  or chunk < 1):
-            raise ValueError(f"chunk (time steps per decoder chunk) must be a positive int or "
-                             f"None, got {chunk!r}")
-        self.chunk = None if chunk is None else int(chunk)
+        if time_chunk is not None and (isinstance(time_chunk, bool) or time_chunk < 1
+                                       or not isinstance(time_chunk, (int, np.integer))):
+            raise ValueError(f"time_chunk (time steps per decoder chunk) must be a positive int "
+                             f"or None, got {time_chunk!r}")
+        self.time_chunk = None if time_chunk is None else int(time_chunk)
         codes = [int(c) for c in codes]
         if not codes:
             raise ValueError("PackedNBNLP needs at least one candidate")
@@ -294,10 +295,15 @@ class PackedNBNLP:
         matrix and decoder bias."""
         return torch.baddbmm(decb.unsqueeze(1), h, emb.transpose(1, 2))
 
+    @staticmethod
+    def _decode_tangent(u, ut, emb, g_emb):
+        """Tangent of the logits u E^T + b along (u', g_E): u' E^T + u g_E^T (b carries none)."""
+        return torch.bmm(ut, emb.transpose(1, 2)) + torch.bmm(u, g_emb.transpose(1, 2))
+
     def time_chunks(self, B: int, T: int) -> list:
-        """(t0, t1) ranges of the decoder chunks: ``chunk`` time steps, or by default as many
-        as keep one chunk's logits within 2**23 elements (32 MB in float32), at least one."""
-        tc = self.chunk
+        """(t0, t1) ranges of the decoder chunks: ``time_chunk`` time steps, or by default as
+        many as keep one chunk's logits within 2**23 elements (32 MB in float32), at least one."""
+        tc = self.time_chunk
         if tc is None:
             tc = max(1, (1 << 23) // max(1, self.K * B * self.sizes.ntoken))
         return [(t0, min(T, t0 + tc)) for t0 in range(0, T, tc)]
@@ -433,20 +439,22 @@ class PackedNBNLP:
         gw = self._zero_or(grads[: len(wlist)], wlist)
         gw[0] = gw[0] + g_emb_dec  # the tied matrix: lookup and decoder
         g_flat = torch.cat([g.reshape(-1) for g in gw])
-        del gw
+        out = {}
+        if fisher:
+            g_pre = [g.detach() for g in grads[len(wlist) : len(wlist) + self.sizes.nlayers]]
+            out["fisher"] = self._fisher(record, g_pre, w, B, T) + fisher_dec
+            del g_pre
+        del gw, grads, record, g_h, g_emb_dec  # free the first pass before grasp's
         hg_flat = self.hessian_pass(x, y, g_flat) if "grasp" in want else None
         sal = self._saliency(flat_w.detach(), g_flat.detach(), hg_flat)
         cand = self.seg_cand[: self.n_weight_segments]
-        out = {
+        out.update({
             "snip": self._per_candidate(sal[:, 0], cand),
             "plain": self._per_candidate(sal[:, 1], cand),
             "grad_norm": self._per_candidate(np.sqrt(sal[:, 2]), cand),
             "grasp": -self._per_candidate(sal[:, 3], cand),
             "l2_norm": self._per_candidate(np.sqrt(sal[:, 4]), cand),
-        }
-        if fisher:
-            g_pre = [g.detach() for g in grads[len(wlist) : len(wlist) + self.sizes.nlayers]]
-            out["fisher"] = self._fisher(record, g_pre, w, B, T) + fisher_dec
+        })
         return out
 
     def hessian_pass(self, x, y, g_flat) -> torch.Tensor:
@@ -490,7 +498,7 @@ class PackedNBNLP:
             uc = ud[:, :, t0:t1].reshape(K, B * n, E).requires_grad_(True)
             utc = utd[:, :, t0:t1].reshape(K, B * n, E).requires_grad_(True)
             logits = self._decode(uc, emb, decb)
-            dl = torch.bmm(utc, emb.transpose(1, 2)) + torch.bmm(uc, g_emb.transpose(1, 2))
+            dl = self._decode_tangent(uc, utc, emb, g_emb)
             yc = y[:, t0:t1].reshape(1, B * n, 1).expand(K, B * n, 1)
             z = ((torch.softmax(logits, 2) * dl).sum() - dl.gather(2, yc).sum()) / (B * T)
             gs = torch.autograd.grad(z, [uc, utc, emb])
