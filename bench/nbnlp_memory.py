@@ -66,7 +66,7 @@ def main() -> None:
     if a.engine == "packed":
         from zcfast.batched.nbnlp import PackedNBNLP
 
-        kw = {} if a.chunk is None else {"chunk": a.chunk}
+        kw = {} if a.chunk is None else {"time_chunk": a.chunk}
         res = PackedNBNLP([code], sizes=sizes, **kw).compute(x, y, names)
         val = {n: float(res[n][0]) for n in names}
     else:

@@ -470,12 +470,14 @@ class PackedNBNLP:
         _, w = self.params()
         names = self._weight_names()
         wlist = [w[n] for n in names]
-        g = g_flat.detach()
-        tangents, at = {}, 0
+        # the tangents laid out as the weights (views at the same offsets of a buffer the size
+        # of the flat one): make_dual would otherwise copy a whole buffer per weight tensor
+        gfull = torch.zeros(int(self.offsets[-1]), dtype=g_flat.dtype, device=g_flat.device)
+        gfull[: g_flat.numel()] = g_flat.detach()
+        tangents = {}
         for n in names:
-            k = w[n].numel()
-            tangents[n] = g[at : at + k].view(w[n].shape)
-            at += k
+            off, shape = self.groups[n]
+            tangents[n] = gfull[off : off + int(np.prod(shape))].view(shape)
         with fwAD.dual_level():
             wd = dict(w)
             for n in names:
@@ -486,7 +488,6 @@ class PackedNBNLP:
         if ut is None:  # no weight reaches the outputs: z = 0 through the layers
             ut = torch.zeros_like(u)
         K, B, T, E = u.shape
-        V = self.sizes.ntoken
         emb = w["emb"].detach().requires_grad_(True)
         g_emb = tangents["emb"]
         decb = w["decb"].detach()
