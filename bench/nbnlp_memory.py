@@ -4,7 +4,7 @@
     python bench/nbnlp_memory.py --proxy grasp [--ntoken 33278 --emsize 400 --nhid 600
         --batch 20 --bptt 70 --cell largest --engine packed --threads 1]
 
-Prints one JSON line: the settings, the peak resident set size of the process (MB, from
+Prints one JSON line: git SHA, CPU, date, the settings, the peak resident set size of the process (MB, from
 getrusage, so run one measurement per process), the resident size before scoring, and the
 seconds of the scoring call. Tokens of the real batch are folded into the vocabulary (x mod
 ntoken), as the tests do.
@@ -77,7 +77,11 @@ def main() -> None:
     secs = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cell = nbnlp.cell_of(code)
-    print(json.dumps({"proxy": a.proxy, "engine": a.engine, "ntoken": a.ntoken, "emsize": a.emsize,
+    from zcfast.scoring import cpu_name, git_sha
+
+    print(json.dumps({"git": git_sha(), "cpu": cpu_name(),
+                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                      "proxy": a.proxy, "engine": a.engine, "ntoken": a.ntoken, "emsize": a.emsize,
                       "nhid": a.nhid, "nlayers": a.nlayers, "batch": a.batch, "bptt": a.bptt,
                       "chunk": a.chunk, "cell_nodes": cell.n, "cell_hidden": cell.hidden,
                       "threads": a.threads, "rss_before_mb": round(before, 1),

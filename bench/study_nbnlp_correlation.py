@@ -232,10 +232,12 @@ def report() -> str:
                   + ", under the shared compute lock of a loaded 2-core machine; interrupted "
                   "pieces are not counted).", ""]
     nan = {p: int(scores[p].isna().sum()) for p in PROXIES if p in scores.columns}
+    why = {"nwot": "nwot is undefined for a cell without a leaky ReLU",
+           "synflow": "synflow's all-ones |W| network overflows float64 on some cells"}
+    said = [why[p] for p in why if nan.get(p)]
     lines += ["NaN scores are left out of each correlation (column n): "
-              + ", ".join(f"{p} {k}" for p, k in nan.items() if k) + (
-                  " (nwot is undefined for a cell without a leaky ReLU: docs/nbnlp.md)."
-                  if nan.get("nwot") else "none."), "",
+              + (", ".join(f"{p} {k}" for p, k in nan.items() if k) or "none")
+              + (f" ({'; '.join(said)}: docs/nbnlp.md)." if said else "."), "",
               PUBLISHED, ""]
     lines += log_baselines()
     out = "\n".join(lines)
