@@ -347,8 +347,20 @@ def test_float64_check_detects_a_missing_tangent_of_the_tied_matrix(monkeypatch)
     """Defect: grasp's logit tangent without the tied matrix's own tangent (u g_E^T dropped):
     only grasp fails."""
     monkeypatch.setattr(engine.PackedNBNLP, "_decode_tangent",
-                        staticmethod(lambda u, ut, emb, g_emb: torch.bmm(ut, emb.transpose(1, 2))))
+                        staticmethod(lambda u, ut, emb, g_emb: (torch.bmm(ut, emb.transpose(1, 2)),
+                                                                torch.zeros(()))))
     x, y = batch(b=3, T=5, seed=2)
     bad = nv.float64_mismatches(CELLS[:2], ["grasp", "snip", "fisher"], x, y, sizes=SIZES,
                                 time_chunk=2)
+    assert {p for _, p, _, _ in bad} == {"grasp"} and len(bad) == 2
+
+
+def test_float64_check_detects_a_dropped_decoder_share_of_grasp(monkeypatch):
+    """Defect: the decoder's share of sum W_E * Hg_E (computed as a sum over the logits instead
+    of forming Hg_E) left out: only grasp fails."""
+    orig = engine.PackedNBNLP.hessian_pass
+    monkeypatch.setattr(engine.PackedNBNLP, "hessian_pass",
+                        lambda self, *a: (orig(self, *a)[0], 0.0))
+    x, y = batch(b=3, T=5, seed=2)
+    bad = nv.float64_mismatches(CELLS[:2], ["grasp", "snip"], x, y, sizes=SIZES, time_chunk=2)
     assert {p for _, p, _, _ in bad} == {"grasp"} and len(bad) == 2

@@ -297,8 +297,9 @@ class PackedNBNLP:
 
     @staticmethod
     def _decode_tangent(u, ut, emb, g_emb):
-        """Tangent of the logits u E^T + b along (u', g_E): u' E^T + u g_E^T (b carries none)."""
-        return torch.bmm(ut, emb.transpose(1, 2)) + torch.bmm(u, g_emb.transpose(1, 2))
+        """The two terms of the tangent of the logits u E^T + b along (u', g_E):
+        (u' E^T, u g_E^T) (b carries none)."""
+        return torch.bmm(ut, emb.transpose(1, 2)), torch.bmm(u, g_emb.transpose(1, 2))
 
     def time_chunks(self, B: int, T: int) -> list:
         """(t0, t1) ranges of the decoder chunks: ``time_chunk`` time steps, or by default as
@@ -327,19 +328,22 @@ class PackedNBNLP:
             record.setdefault("pre", []).append(pre)
         pre4 = pre.view(p.n_lin, B, T, H)
         ws = w[f"ws{li}"]
-        # each level's state weights, sliced once per layer (not per step: a slice's backward
-        # writes a zero-filled copy of the whole tensor, which per step costs T times that)
+        # each level's state weights and pre-activations, sliced once per layer (not per step: a
+        # slice's backward writes a zero-filled copy of the whole tensor, per step T times that);
+        # the pre-activations split into steps by unbind, whose backward is one stack
         wsl = [ws[lv.s_lo : lv.s_hi].transpose(1, 2) if lv.s_hi > lv.s_lo else None
                for lv in p.levels]
+        pre_lv = [pre4[lv.lin_lo : lv.lin_hi].unbind(2) if lv.lin_hi > lv.lin_lo else None
+                  for lv in p.levels]
         hid = X.new_zeros(len(p.hidden_cand), B, H)
         outs, sterms = [], []
         for t in range(T):
             cur = hid
             step_terms = []
-            for lv, wl in zip(p.levels, wsl):
+            for lv, wl, pl in zip(p.levels, wsl, pre_lv):
                 parts = []
-                if lv.lin_hi > lv.lin_lo:
-                    v = pre4[lv.lin_lo : lv.lin_hi, :, t]
+                if pl is not None:
+                    v = pl[t]
                     if wl is not None:
                         src = cur.index_select(0, lv.s_src)
                         ts = torch.bmm(src, wl)
@@ -394,7 +398,7 @@ class PackedNBNLP:
         outputs (K, B, T, emsize), detached. Returns (dL/dh (K, B, T, emsize), the decoder's
         share of dL/d(embedding matrices) (K, ntoken, emsize), and with ``fisher`` the decoder's
         fisher term per candidate ((K,) numpy): 0.5 * mean_b (sum_t logit * dL/dlogit)^2 summed
-        over the vocabulary, times emsize, the products and the sum over t in float64).
+        over the vocabulary, times emsize, the sum over t in float64).
         L = sum over the B x T positions of the cross-entropy / (B T): each chunk adds its
         positions' terms, so the chunked gradients sum to the whole batch's exactly."""
         K, B, T, E = h.shape
@@ -414,8 +418,8 @@ class PackedNBNLP:
             gs = torch.autograd.grad(loss, targets)
             g_h[:, :, t0:t1] = gs[0].view(K, B, n, E)
             g_emb += gs[1]
-            if fisher:
-                s += (logits.detach().double() * gs[2].double()).view(K, B, n, V).sum(2)
+            if fisher:  # the product in the compute dtype, the sum over steps in float64
+                s += (logits.detach() * gs[2]).view(K, B, n, V).sum(2, dtype=torch.float64)
             del logits, loss, gs
         fisher_dec = None
         if fisher:
@@ -445,26 +449,31 @@ class PackedNBNLP:
             out["fisher"] = self._fisher(record, g_pre, w, B, T) + fisher_dec
             del g_pre
         del gw, grads, record, g_h, g_emb_dec  # free the first pass before grasp's
-        hg_flat = self.hessian_pass(x, y, g_flat) if "grasp" in want else None
+        hg_flat, hg_dec = self.hessian_pass(x, y, g_flat) if "grasp" in want else (None, 0.0)
         sal = self._saliency(flat_w.detach(), g_flat.detach(), hg_flat)
         cand = self.seg_cand[: self.n_weight_segments]
         out.update({
             "snip": self._per_candidate(sal[:, 0], cand),
             "plain": self._per_candidate(sal[:, 1], cand),
             "grad_norm": self._per_candidate(np.sqrt(sal[:, 2]), cand),
-            "grasp": -self._per_candidate(sal[:, 3], cand),
+            "grasp": -(self._per_candidate(sal[:, 3], cand) + hg_dec),
             "l2_norm": self._per_candidate(np.sqrt(sal[:, 4]), cand),
         })
         return out
 
-    def hessian_pass(self, x, y, g_flat) -> torch.Tensor:
-        """Hg (flat, the weights' layout) for the detached gradient g of the loss: reverse over
-        forward (module docstring). A forward pass whose weights carry the tangent g gives the
-        last layer's outputs u and their tangent u' (= du/dW . g); the decoder chunks give
-        z = <g, dL/dW> = sum over positions of (softmax(l) - onehot(y)) . l' / (B T), with
+    def hessian_pass(self, x, y, g_flat) -> tuple:
+        """(Hg, d): Hg (flat, the weights' layout) for the detached gradient g of the loss, except
+        the decoder's share of the tied matrices' Hg, and d (K,) float64, that share's product
+        with the tied matrices, sum W_E * (Hg_E from the decoder), which is all grasp needs of it.
+
+        Reverse over forward (module docstring): a forward pass whose weights carry the tangent g
+        gives the last layer's outputs u and their tangent u' (= du/dW . g); the decoder chunks
+        give z = <g, dL/dW> = sum over positions of (softmax(l) - onehot(y)) . l' / (B T), with
         l = u E^T + b and l' = u' E^T + u g_E^T (g_E: g's share of the tied matrix E; biases
-        carry no tangent, as grasp perturbs the counted weights only), and Hg = dz/dW summed
-        over the chunks and the backward through the layers."""
+        carry no tangent, as grasp perturbs the counted weights only), and Hg = dz/dW summed over
+        the chunks and the backward through the layers. With s = dz/dl and r = dz/dl', the
+        decoder's Hg_E = s^T u + r^T u', so sum E * Hg_E = sum s * (l - b) + sum r * (u' E^T):
+        two products with the 33,278 x emsize matrix per chunk fewer than forming Hg_E."""
         import torch.autograd.forward_ad as fwAD
 
         _, w = self.params()
@@ -488,33 +497,35 @@ class PackedNBNLP:
         if ut is None:  # no weight reaches the outputs: z = 0 through the layers
             ut = torch.zeros_like(u)
         K, B, T, E = u.shape
-        emb = w["emb"].detach().requires_grad_(True)
+        emb = w["emb"].detach()
         g_emb = tangents["emb"]
         decb = w["decb"].detach()
         g_u, g_ut = torch.zeros_like(u), torch.zeros_like(u)
-        hg_emb = torch.zeros_like(emb)
+        dec = torch.zeros(K, dtype=torch.float64, device=u.device)
         ud, utd = u.detach(), ut.detach()
         for t0, t1 in self.time_chunks(B, T):
             n = t1 - t0
             uc = ud[:, :, t0:t1].reshape(K, B * n, E).requires_grad_(True)
             utc = utd[:, :, t0:t1].reshape(K, B * n, E).requires_grad_(True)
             logits = self._decode(uc, emb, decb)
-            dl = self._decode_tangent(uc, utc, emb, g_emb)
+            ut_e, u_ge = self._decode_tangent(uc, utc, emb, g_emb)
+            dl = ut_e + u_ge
             yc = y[:, t0:t1].reshape(1, B * n, 1).expand(K, B * n, 1)
             z = ((torch.softmax(logits, 2) * dl).sum() - dl.gather(2, yc).sum()) / (B * T)
-            gs = torch.autograd.grad(z, [uc, utc, emb])
-            g_u[:, :, t0:t1] = gs[0].view(K, B, n, E)
-            g_ut[:, :, t0:t1] = gs[1].view(K, B, n, E)
-            hg_emb += gs[2]
-            del logits, dl, z, gs
+            gu, gut, s_, r_ = torch.autograd.grad(z, [uc, utc, logits, dl])
+            g_u[:, :, t0:t1] = gu.view(K, B, n, E)
+            g_ut[:, :, t0:t1] = gut.view(K, B, n, E)
+            lb = logits.detach() - decb.unsqueeze(1)  # products in the compute dtype, sums in float64
+            dec += (s_ * lb).sum((1, 2), dtype=torch.float64)
+            dec += (r_ * ut_e.detach()).sum((1, 2), dtype=torch.float64)
+            del logits, ut_e, u_ge, dl, z, gu, gut, s_, r_, lb
         outs, gouts = [u], [g_u]
         if ut.requires_grad:
             outs.append(ut)
             gouts.append(g_ut)
         hg = self._zero_or(torch.autograd.grad(outs, wlist, grad_outputs=gouts, allow_unused=True),
                            wlist)
-        hg[0] = hg[0] + hg_emb
-        return torch.cat([t.reshape(-1) for t in hg])
+        return torch.cat([t.reshape(-1) for t in hg]), dec.cpu().numpy()
 
     def _fisher(self, record, g_pre, w, B, T) -> np.ndarray:
         """fisher per candidate over the cell matrices: for every weight matrix (a layer of the
