@@ -18,8 +18,8 @@ a command until its shard is done: rows are never recomputed)
     flock /work/.compute2.lock timeout -s INT 1200 python bench/study_nbnlp_correlation.py \
         score --threads 1 --shard 1/2
 
-One network costs 25 to 60 s at 1 thread for all the proxies below (about 40 s on average on a
-loaded machine: 263 networks, about 3 hours in one lane) and peaks at about 2.5 GB resident
+One network costs 15 to 30 s at 1 thread for all the proxies below (about 20 s on average on a
+loaded machine: 263 networks, about 1.5 hours in one lane) and peaks at about 2.4 GB resident
 (bench/results/nbnlp_memory/).
 
 ``report`` writes .../README.md from whatever the CSV holds (a partial run is labelled as such):
