@@ -188,8 +188,9 @@ class PackedNBNLP:
 
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"the packed engine computes in float32 or float64, not {dtype}")
-        if time_chunk is not None and (isinstance(time_chunk, bool) or time_chunk < 1
-                                       or not isinstance(time_chunk, (int, np.integer))):
+        if time_chunk is not None and (isinstance(time_chunk, bool)
+                                       or not isinstance(time_chunk, (int, np.integer))
+                                       or time_chunk < 1):
             raise ValueError(f"time_chunk (time steps per decoder chunk) must be a positive int "
                              f"or None, got {time_chunk!r}")
         self.time_chunk = None if time_chunk is None else int(time_chunk)
