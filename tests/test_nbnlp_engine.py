@@ -7,8 +7,10 @@ hand-checkable networks. Tiny models (60 words, emsize 12, nhid 16, 3 layers), s
 
 The test_*_detects_* tests inject defects and show the checks fail on them: a leaky ReLU slope of
 0.02 in the packed engine, the packed weights of one layer drawn from another slot, a blend with
-its two branches swapped, fisher squared per application instead of summed first, and (on the
-random ragged pack) the new hidden states fed back in reverse order.
+its two branches swapped, fisher squared per application instead of summed first, (on the
+random ragged pack) the new hidden states fed back in reverse order, and in the memory-saving
+loss (docs/nbnlp.md, "Memory") a dropped decoder chunk, grasp's logit tangent without the tied
+matrix's own, and grasp without the decoder's share of sum E * Hg_E.
 """
 
 from __future__ import annotations
