@@ -11,6 +11,11 @@ checked against the per-model ones with the float32 criterion's fast pass (a rep
 how many pairs needed more than 16 ulps; docs/nbnlp.md, "Equivalence"). Writes
 bench/results/nbnlp_packed_cpu.{json,md} with git SHA, CPU, threads, load average and date.
 Ratios are measured in this one run; they are what a user on this machine would see.
+
+Memory: the packed engine peaks at about 2.4 GB per network at these sizes; the per-model
+reference's grasp keeps its double-backward graph and needs about 7 GB (extrapolated from scaled
+models, bench/results/nbnlp_memory/README.md), so run the default proxy list only with that much
+memory to spare (or leave grasp out with --proxies).
 """
 
 from __future__ import annotations

@@ -10,12 +10,17 @@ the logs' sizes (33,278 words, emsize 400, nhid 600, 3 layers, tied decoder), on
 of 20 x 70 tokens of real WikiText-2 text, weight seed 0, into
 bench/results/nbnlp_wikitext2/scores.csv (``zcfast score`` format; rerunning resumes, rows are
 never recomputed), or with ``--shard K/N`` into scores_shardKofN.csv (the report reads them all).
-Run it under the compute locks in pieces, e.g.
+Run it under the compute locks in pieces, e.g. (one shard per lane, each piece 20 minutes; rerun
+a command until its shard is done: rows are never recomputed)
 
     flock /work/.compute.lock timeout -s INT 1200 python bench/study_nbnlp_correlation.py \
         score --threads 2 --shard 0/2
     flock /work/.compute2.lock timeout -s INT 1200 python bench/study_nbnlp_correlation.py \
         score --threads 1 --shard 1/2
+
+One network costs 15 to 30 s at 1 thread for all the proxies below (about 20 s on average on a
+loaded machine: 263 networks, about 1.5 hours in one lane) and peaks at about 2.4 GB resident
+(bench/results/nbnlp_memory/).
 
 ``report`` writes .../README.md from whatever the CSV holds (a partial run is labelled as such):
 Spearman and Kendall of every proxy against minus the final and the best validation perplexity
@@ -47,6 +52,13 @@ FOLDER = HERE / "results" / "nbnlp_wikitext2"
 MIN_NETWORKS = 20  # below this many scored networks the report gives no proxy correlation
 TARGETS = {"final val ppl": "final_val_loss", "best val ppl": "best_val_loss",
            "test ppl (at best val)": "test_at_best_val"}
+PUBLISHED = ("Published numbers: Abdelfattah et al. (*Zero-Cost Proxies for Lightweight NAS*, "
+             "ICLR 2021) report Spearman correlations of their proxies on NAS-Bench-NLP computed on "
+             "the benchmark's **PTB** training logs (about 14k architectures), which are not "
+             "available offline. This study uses the WikiText-2 logs (341 runs, 263 networks): a "
+             "different corpus, a different and much smaller architecture sample and a vocabulary "
+             "numbered by the validation text, so a comparison is one of sign and rough size only "
+             "(docs/nbnlp.md, \"Correlation study\").")
 
 
 def _cpu() -> str:
@@ -148,7 +160,8 @@ def report() -> str:
                  f"Report written by `python bench/study_nbnlp_correlation.py report` at git {sha}, "
                  f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
                  "**No proxy scores yet: the scoring (`... score`, under the compute locks) has "
-                 "not run. Only the baselines from the logs are below.**", ""] + log_baselines()
+                 "not run. Only the baselines from the logs are below.**", "", PUBLISHED,
+                 ""] + log_baselines()
         out = "\n".join(lines)
         (FOLDER / "README.md").write_text(out + "\n")
         return out
@@ -220,14 +233,13 @@ def report() -> str:
                   + ", under the shared compute lock of a loaded 2-core machine; interrupted "
                   "pieces are not counted).", ""]
     nan = {p: int(scores[p].isna().sum()) for p in PROXIES if p in scores.columns}
+    why = {"nwot": "nwot is undefined for a cell without a leaky ReLU",
+           "synflow": "synflow's all-ones |W| network overflows float64 on some cells"}
+    said = [why[p] for p in why if nan.get(p)]
     lines += ["NaN scores are left out of each correlation (column n): "
-              + ", ".join(f"{p} {k}" for p, k in nan.items() if k) + (
-                  " (nwot is undefined for a cell without a leaky ReLU: docs/nbnlp.md)."
-                  if nan.get("nwot") else "none."), "",
-              "Published numbers: Abdelfattah et al. (*Zero-Cost Proxies for Lightweight NAS*, "
-              "ICLR 2021) report Spearman correlations on NAS-Bench-NLP's **PTB** logs, which are "
-              "not available offline (a different corpus, the benchmark's PTB set-up and its "
-              "14k-architecture sample); see docs/nbnlp.md for the comparison.", ""]
+              + (", ".join(f"{p} {k}" for p, k in nan.items() if k) or "none")
+              + (f" ({'; '.join(said)}: docs/nbnlp.md)." if said else "."), "",
+              PUBLISHED, ""]
     lines += log_baselines()
     out = "\n".join(lines)
     (FOLDER / "README.md").write_text(out + "\n")

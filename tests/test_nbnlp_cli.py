@@ -112,3 +112,24 @@ def test_search_on_the_pool(tiny, tmp_path, capsys):
     assert len(lines) == 2 and all(r["dataset"] == "wikitext2" for r in lines)
     assert main(["verify-runs", str(runs)]) == 0
     assert "all consistent" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("proxy,why", [("epe_nas", "class label"), ("zen", "global average pool")])
+def test_proxies_that_do_not_apply_are_refused_with_the_reason(tiny, tmp_path, capsys, proxy, why):
+    """epe_nas and zen have no definition on a language model (docs/nbnlp.md): the command fails
+    before scoring (no file written) and the per-model path refuses them, each naming the proxy
+    and the reason. (Shown failing with the refusal removed, NOT_APPLICABLE emptied: the
+    per-model path then crashes on the integer tokens or the missing pool with other errors.)"""
+    out = tmp_path / "s.csv"
+    rc = main(["score", "--space", "nbnlp", "--archs", "1000000", "--proxies", f"snip,{proxy}",
+               "--batch-size", "2", "--out", str(out), "--no-progress", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert rc != 0 and f"{proxy} does not apply to space 'nbnlp'" in err and why in err, err
+    assert not out.exists()
+    from zcfast.proxies import compute_measures
+
+    sp = get_space("nbnlp")
+    net = sp.build_model(sp.parse(1000000), **TINY.__dict__)
+    mb = sp.minibatch(batch_size=2)
+    with pytest.raises(ValueError, match=f"{proxy} does not apply to NBNLPNet: .*{why}"):
+        compute_measures(net, mb.x, mb.y, ["snip", proxy])

@@ -7,8 +7,10 @@ hand-checkable networks. Tiny models (60 words, emsize 12, nhid 16, 3 layers), s
 
 The test_*_detects_* tests inject defects and show the checks fail on them: a leaky ReLU slope of
 0.02 in the packed engine, the packed weights of one layer drawn from another slot, a blend with
-its two branches swapped, fisher squared per application instead of summed first, and (on the
-random ragged pack) the new hidden states fed back in reverse order.
+its two branches swapped, fisher squared per application instead of summed first, (on the
+random ragged pack) the new hidden states fed back in reverse order, and in the memory-saving
+loss (docs/nbnlp.md, "Memory") a dropped decoder chunk, grasp's logit tangent without the tied
+matrix's own, and grasp without the decoder's share of sum E * Hg_E.
 """
 
 from __future__ import annotations
@@ -299,3 +301,68 @@ def test_nwot_units_declared_by_the_network():
     assert any(issubclass(i.category, DegenerateScoreWarning) for i in w)
     with pytest.raises(ValueError, match="no nn.ReLU module"):  # undeclared: unchanged behaviour
         compute_measures(_Embedded(), x, y, ["nwot"])
+
+
+# ---- memory: chunked decoder, reverse-over-forward grasp (docs/nbnlp.md, "Memory") -------------
+PAPER_AND_CHEAP = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow", "plain", "nwot",
+                   "params", "l2_norm"]
+CHUNKED = {"grad_norm", "snip", "grasp", "fisher", "plain"}  # the proxies of the chunked loss
+
+
+@pytest.mark.parametrize("time_chunk", [1, 2, 3])
+def test_time_chunked_decoder_equals_per_model_float64(time_chunk):
+    """Decoder chunks of 1, 2 and 3 of 5 time steps (3 leaves a ragged last chunk) on a pack of
+    diverse cells: every proxy equals the per-model reference (one decoder over all steps,
+    grasp by double backward) to 1e-9 in float64."""
+    x, y = batch(b=3, T=5, seed=2)
+    eng = engine.PackedNBNLP(CELLS[:1], sizes=SIZES, time_chunk=time_chunk)
+    assert len(eng.time_chunks(3, 5)) == -(-5 // time_chunk)
+    bad = nv.float64_mismatches(CELLS, PAPER_AND_CHEAP, x, y, sizes=SIZES, seed=1,
+                                time_chunk=time_chunk)
+    assert not bad, bad
+
+
+def test_default_time_chunks_cover_the_batch_at_the_logs_sizes():
+    eng = engine.PackedNBNLP.__new__(engine.PackedNBNLP)  # no weights needed for the plan
+    eng.plan = engine.Plan(K=1, hidden_cand=np.zeros(1, np.int64), levels=[], n_values=1,
+                           out_rows=None, out0_rows=None, n_lin=0, x_cand=None, x_tgt=None,
+                           x_pos0=None, s_tgt_global=None, s_pos0=None, lin_cand=None)
+    eng.sizes, eng.time_chunk = Sizes(), None
+    ch = eng.time_chunks(20, 70)
+    assert ch[0][0] == 0 and ch[-1][1] == 70 and all(a[1] == b[0] for a, b in zip(ch, ch[1:]))
+    assert all((b - a) * 20 * 33278 <= 1 << 23 for a, b in ch)
+    with pytest.raises(ValueError, match="time_chunk"):
+        engine.PackedNBNLP(CELLS[:1], sizes=SIZES, time_chunk=0)
+
+
+def test_float64_check_detects_a_dropped_time_chunk(monkeypatch):
+    """Defect: the last decoder chunk skipped (its positions' loss terms lost). Exactly the
+    proxies of the chunked loss fail; jacob_cov, synflow and nwot do not use it."""
+    orig = engine.PackedNBNLP.time_chunks
+    monkeypatch.setattr(engine.PackedNBNLP, "time_chunks", lambda self, B, T: orig(self, B, T)[:-1])
+    x, y = batch(b=3, T=5, seed=2)
+    bad = nv.float64_mismatches(CELLS[:2], PAPER_AND_CHEAP, x, y, sizes=SIZES, time_chunk=2)
+    assert {p for _, p, _, _ in bad} == CHUNKED
+
+
+def test_float64_check_detects_a_missing_tangent_of_the_tied_matrix(monkeypatch):
+    """Defect: grasp's logit tangent without the tied matrix's own tangent (u g_E^T dropped):
+    only grasp fails."""
+    monkeypatch.setattr(engine.PackedNBNLP, "_decode_tangent",
+                        staticmethod(lambda u, ut, emb, g_emb: (torch.bmm(ut, emb.transpose(1, 2)),
+                                                                torch.zeros(()))))
+    x, y = batch(b=3, T=5, seed=2)
+    bad = nv.float64_mismatches(CELLS[:2], ["grasp", "snip", "fisher"], x, y, sizes=SIZES,
+                                time_chunk=2)
+    assert {p for _, p, _, _ in bad} == {"grasp"} and len(bad) == 2
+
+
+def test_float64_check_detects_a_dropped_decoder_share_of_grasp(monkeypatch):
+    """Defect: the decoder's share of sum W_E * Hg_E (computed as a sum over the logits instead
+    of forming Hg_E) left out: only grasp fails."""
+    orig = engine.PackedNBNLP.hessian_pass
+    monkeypatch.setattr(engine.PackedNBNLP, "hessian_pass",
+                        lambda self, *a: (orig(self, *a)[0], 0.0))
+    x, y = batch(b=3, T=5, seed=2)
+    bad = nv.float64_mismatches(CELLS[:2], ["grasp", "snip"], x, y, sizes=SIZES, time_chunk=2)
+    assert {p for _, p, _, _ in bad} == {"grasp"} and len(bad) == 2

@@ -376,6 +376,10 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
     names = parse_proxies(proxies)
     per_model, ensembles = split_columns(names)
     zero_cost, rt_specs = _reduced.split_proxies(per_model)  # the CSV holds both kinds
+    for n in zero_cost:
+        why = sp.proxy_problem(n)
+        if why:
+            raise ValueError(f"{n} does not apply to space {sp.name!r}: {why}")
     if rt_specs and sp.name != "nb201":
         raise ValueError(f"reduced-training proxies {rt_specs} train NB201 networks; space "
                          f"{sp.name!r} has none (docs/reduced_training.md)")

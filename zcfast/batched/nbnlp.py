@@ -19,8 +19,19 @@ Layout. Every layer runs the K cells together, one time step after another:
 Weights of all candidates live in one flat float32 buffer (segment table: candidate, slot,
 bound, one segment per weight matrix, bias and embedding), drawn from the same (seed, key, slot)
 streams as the per-model network (zcfast/spaces/nbnlp_model.py). Passes: one loss pass (grad_norm,
-snip, plain, grasp, fisher; the NASWOT codes on the way), one jacobian pass against the
-candidates' embedded inputs (jacob_cov), one float64 synflow pass on all-ones embeddings.
+snip, plain, fisher; the NASWOT codes on the way), one Hessian-vector pass (grasp), one jacobian
+pass against the candidates' embedded inputs (jacob_cov), one float64 synflow pass on all-ones
+embeddings.
+
+Memory (docs/nbnlp.md, "Memory"). The loss is a sum over token positions, so the decoder and the
+loss run in chunks of ``time_chunk`` time steps on the detached outputs of the last layer, their
+gradients accumulated, and the recurrent layers are back-propagated once with the summed output
+gradient: the logits (B x T x 33,278 per candidate) never exist for all steps at once. grasp's
+Hessian-vector product Hg is taken reverse-over-forward: a forward pass carrying the tangent g
+(forward-mode AD) gives z = <g, dL/dW> as a sum over positions (chunked the same way), and one
+first-order backward of z gives Hg = dz/dW; no gradient graph of the time loop is kept, as a
+double backward would. jacob_cov's output gradient (of the summed logits) is the column sum of
+each candidate's tied matrix, so its pass builds no logits at all.
 """
 
 from __future__ import annotations
@@ -171,11 +182,18 @@ class PackedNBNLP:
     SUPPORTED = SUPPORTED
 
     def __init__(self, codes, *, sizes: Sizes | None = None, seed: int = 0, device="cpu",
-                 dtype=torch.float32, backend: str | None = None):
+                 dtype=torch.float32, backend: str | None = None,
+                 time_chunk: int | None = None):
         from zcfast import _C
 
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"the packed engine computes in float32 or float64, not {dtype}")
+        if time_chunk is not None and (isinstance(time_chunk, bool)
+                                       or not isinstance(time_chunk, (int, np.integer))
+                                       or time_chunk < 1):
+            raise ValueError(f"time_chunk (time steps per decoder chunk) must be a positive int "
+                             f"or None, got {time_chunk!r}")
+        self.time_chunk = None if time_chunk is None else int(time_chunk)
         codes = [int(c) for c in codes]
         if not codes:
             raise ValueError("PackedNBNLP needs at least one candidate")
@@ -259,19 +277,38 @@ class PackedNBNLP:
         return flat[: self.n_weights], leaves
 
     # ---- forward ---------------------------------------------------------------------------
-    def forward(self, X, w, *, record: dict | None = None, nwot: list | None = None):
-        """Logits (K, B*T, ntoken) of layer-0 inputs X (K, B, T, emsize). ``record`` collects
-        for fisher: 'pre' (per layer), 'x_terms' and 'state_terms' outputs; ``nwot`` collects
-        (leaky ReLU input (rows, B, H), candidate of each row)."""
-        K, B, T = X.shape[0], X.shape[1], X.shape[2]
+    def forward(self, X, w, *, record: dict | None = None, nwot: list | None = None,
+                decoder: bool = True):
+        """Logits (K, B*T, ntoken) of layer-0 inputs X (K, B, T, emsize), or with ``decoder``
+        False the last layer's outputs (K, B, T, emsize). ``record`` collects for fisher: 'pre'
+        (per layer), 'x_terms' and 'state_terms' outputs; ``nwot`` collects (leaky ReLU input
+        (rows, B, H), candidate of each row)."""
         h = X
         for li, (_, H) in enumerate(self.sizes.layers()):
             h = self._layer(h, li, H, w, record, nwot)
-        logits = torch.baddbmm(w["decb"].unsqueeze(1), h.reshape(K, B * T, -1),
-                               w["emb"].transpose(1, 2))
-        if record is not None:
-            record["logits"] = logits
-        return logits
+        if not decoder:
+            return h
+        return self._decode(h.reshape(h.shape[0], -1, h.shape[3]), w["emb"], w["decb"])
+
+    @staticmethod
+    def _decode(h, emb, decb):
+        """Logits (K, N, ntoken) of last-layer outputs h (K, N, emsize): each candidate's tied
+        matrix and decoder bias."""
+        return torch.baddbmm(decb.unsqueeze(1), h, emb.transpose(1, 2))
+
+    @staticmethod
+    def _decode_tangent(u, ut, emb, g_emb):
+        """The two terms of the tangent of the logits u E^T + b along (u', g_E):
+        (u' E^T, u g_E^T) (b carries none)."""
+        return torch.bmm(ut, emb.transpose(1, 2)), torch.bmm(u, g_emb.transpose(1, 2))
+
+    def time_chunks(self, B: int, T: int) -> list:
+        """(t0, t1) ranges of the decoder chunks: ``time_chunk`` time steps, or by default as
+        many as keep one chunk's logits within 2**23 elements (32 MB in float32), at least one."""
+        tc = self.time_chunk
+        if tc is None:
+            tc = max(1, (1 << 23) // max(1, self.K * B * self.sizes.ntoken))
+        return [(t0, min(T, t0 + tc)) for t0 in range(0, T, tc)]
 
     def _layer(self, X, li: int, H: int, w: dict, record, nwot):
         p = self.plan
@@ -292,18 +329,25 @@ class PackedNBNLP:
             record.setdefault("pre", []).append(pre)
         pre4 = pre.view(p.n_lin, B, T, H)
         ws = w[f"ws{li}"]
+        # each level's state weights and pre-activations, sliced once per layer (not per step: a
+        # slice's backward writes a zero-filled copy of the whole tensor, per step T times that);
+        # the pre-activations split into steps by unbind, whose backward is one stack
+        wsl = [ws[lv.s_lo : lv.s_hi].transpose(1, 2) if lv.s_hi > lv.s_lo else None
+               for lv in p.levels]
+        pre_lv = [pre4[lv.lin_lo : lv.lin_hi].unbind(2) if lv.lin_hi > lv.lin_lo else None
+                  for lv in p.levels]
         hid = X.new_zeros(len(p.hidden_cand), B, H)
         outs, sterms = [], []
         for t in range(T):
             cur = hid
             step_terms = []
-            for lv in p.levels:
+            for lv, wl, pl in zip(p.levels, wsl, pre_lv):
                 parts = []
-                if lv.lin_hi > lv.lin_lo:
-                    v = pre4[lv.lin_lo : lv.lin_hi, :, t]
-                    if lv.s_hi > lv.s_lo:
+                if pl is not None:
+                    v = pl[t]
+                    if wl is not None:
                         src = cur.index_select(0, lv.s_src)
-                        ts = torch.bmm(src, ws[lv.s_lo : lv.s_hi].transpose(1, 2))
+                        ts = torch.bmm(src, wl)
                         v = v.index_add(0, lv.s_tgt, ts)
                         if record is not None:
                             step_terms.append(ts)
@@ -347,52 +391,148 @@ class PackedNBNLP:
     def _weight_names(self) -> list:
         return ["emb"] + [f"{k}{li}" for li in range(self.sizes.nlayers) for k in ("wx", "ws")]
 
+    def _zero_or(self, grads, tensors) -> list:
+        return [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, tensors)]
+
+    def _decoder_grads(self, h, w, y, *, fisher: bool):
+        """The decoder and the loss in time chunks (module docstring). h: the last layer's
+        outputs (K, B, T, emsize), detached. Returns (dL/dh (K, B, T, emsize), the decoder's
+        share of dL/d(embedding matrices) (K, ntoken, emsize), and with ``fisher`` the decoder's
+        fisher term per candidate ((K,) numpy): 0.5 * mean_b (sum_t logit * dL/dlogit)^2 summed
+        over the vocabulary, times emsize, the sum over t in float64).
+        L = sum over the B x T positions of the cross-entropy / (B T): each chunk adds its
+        positions' terms, so the chunked gradients sum to the whole batch's exactly."""
+        K, B, T, E = h.shape
+        V = self.sizes.ntoken
+        emb = w["emb"].detach().requires_grad_(True)
+        decb = w["decb"].detach()
+        g_h = torch.zeros_like(h)
+        g_emb = torch.zeros_like(emb)
+        s = torch.zeros(K, B, V, dtype=torch.float64, device=h.device) if fisher else None
+        for t0, t1 in self.time_chunks(B, T):
+            n = t1 - t0
+            hc = h[:, :, t0:t1].reshape(K, B * n, E).detach().requires_grad_(True)
+            logits = self._decode(hc, emb, decb)
+            yc = y[:, t0:t1].reshape(-1).repeat(K)
+            loss = F.cross_entropy(logits.reshape(K * B * n, V), yc, reduction="sum") / (B * T)
+            targets = [hc, emb] + ([logits] if fisher else [])
+            gs = torch.autograd.grad(loss, targets)
+            g_h[:, :, t0:t1] = gs[0].view(K, B, n, E)
+            g_emb += gs[1]
+            if fisher:  # the product in the compute dtype, the sum over steps in float64
+                s += (logits.detach() * gs[2]).view(K, B, n, V).sum(2, dtype=torch.float64)
+            del logits, loss, gs
+        fisher_dec = None
+        if fisher:
+            fisher_dec = (0.5 * s.pow(2).mean(1).sum(1) * E).cpu().numpy()
+        return g_h, g_emb, fisher_dec
+
     def loss_pass(self, x, y, want: set, nwot: list | None) -> dict:
+        """grad_norm, snip, plain, fisher, l2_norm (and grasp, by :meth:`hessian_pass`)."""
         flat_w, w = self.params()
         names = self._weight_names()
         wlist = [w[n] for n in names]
         fisher = "fisher" in want
         record = {} if fisher else None
         X = self._embed(x, w["emb"])
-        logits = self.forward(X, w, record=record, nwot=nwot)
-        K = self.K
+        h = self.forward(X, w, record=record, nwot=nwot, decoder=False)
         B, T = y.shape
-        V = self.sizes.ntoken
-        loss = F.cross_entropy(logits.reshape(K * B * T, V), y.reshape(-1).repeat(K),
-                               reduction="sum") / (B * T)
-        grasp = "grasp" in want
-        targets = wlist + (record["pre"] + [record["logits"]] if fisher else [])
-        grads = torch.autograd.grad(loss, targets, create_graph=grasp, allow_unused=True)
-        gw = [g if g is not None else torch.zeros_like(t) for g, t in zip(grads[: len(wlist)], wlist)]
+        g_h, g_emb_dec, fisher_dec = self._decoder_grads(h.detach(), w, y, fisher=fisher)
+        targets = wlist + (record["pre"] if fisher else [])
+        grads = torch.autograd.grad(h, targets, grad_outputs=g_h, allow_unused=True)
+        del h, X
+        gw = self._zero_or(grads[: len(wlist)], wlist)
+        gw[0] = gw[0] + g_emb_dec  # the tied matrix: lookup and decoder
         g_flat = torch.cat([g.reshape(-1) for g in gw])
-        hg_flat = None
-        if grasp:
-            z = torch.dot(g_flat.detach(), g_flat)
-            if z.requires_grad:
-                hg = torch.autograd.grad(z, wlist, allow_unused=True)
-                hg_flat = torch.cat([(h if h is not None else torch.zeros_like(t)).reshape(-1)
-                                     for h, t in zip(hg, wlist)])
-            else:
-                hg_flat = torch.zeros_like(flat_w)
+        out = {}
+        if fisher:
+            g_pre = [g.detach() for g in grads[len(wlist) : len(wlist) + self.sizes.nlayers]]
+            out["fisher"] = self._fisher(record, g_pre, w, B, T) + fisher_dec
+            del g_pre
+        del gw, grads, record, g_h, g_emb_dec  # free the first pass before grasp's
+        hg_flat, hg_dec = self.hessian_pass(x, y, g_flat) if "grasp" in want else (None, 0.0)
         sal = self._saliency(flat_w.detach(), g_flat.detach(), hg_flat)
         cand = self.seg_cand[: self.n_weight_segments]
-        out = {
+        out.update({
             "snip": self._per_candidate(sal[:, 0], cand),
             "plain": self._per_candidate(sal[:, 1], cand),
             "grad_norm": self._per_candidate(np.sqrt(sal[:, 2]), cand),
-            "grasp": -self._per_candidate(sal[:, 3], cand),
+            "grasp": -(self._per_candidate(sal[:, 3], cand) + hg_dec),
             "l2_norm": self._per_candidate(np.sqrt(sal[:, 4]), cand),
-        }
-        if fisher:
-            g_pre = [g.detach() for g in grads[len(wlist) : len(wlist) + self.sizes.nlayers]]
-            g_logits = grads[-1].detach()
-            out["fisher"] = self._fisher(record, g_pre, g_logits, w, B, T)
+        })
         return out
 
-    def _fisher(self, record, g_pre, g_logits, w, B, T) -> np.ndarray:
-        """fisher per candidate: for every weight matrix (a layer of the per-model network), its
-        output a (plus the node's bias for a node's first matrix) and the gradient of the node
-        it feeds, summed over the time steps before the square (docs/proxies.md)."""
+    def hessian_pass(self, x, y, g_flat) -> tuple:
+        """(Hg, d): Hg (flat, the weights' layout) for the detached gradient g of the loss, except
+        the decoder's share of the tied matrices' Hg, and d (K,) float64, that share's product
+        with the tied matrices, sum W_E * (Hg_E from the decoder), which is all grasp needs of it.
+
+        Reverse over forward (module docstring): a forward pass whose weights carry the tangent g
+        gives the last layer's outputs u and their tangent u' (= du/dW . g); the decoder chunks
+        give z = <g, dL/dW> = sum over positions of (softmax(l) - onehot(y)) . l' / (B T), with
+        l = u E^T + b and l' = u' E^T + u g_E^T (g_E: g's share of the tied matrix E; biases
+        carry no tangent, as grasp perturbs the counted weights only), and Hg = dz/dW summed over
+        the chunks and the backward through the layers. With s = dz/dl and r = dz/dl', the
+        decoder's Hg_E = s^T u + r^T u', so sum E * Hg_E = sum s * (l - b) + sum r * (u' E^T):
+        two products with the 33,278 x emsize matrix per chunk fewer than forming Hg_E."""
+        import torch.autograd.forward_ad as fwAD
+
+        _, w = self.params()
+        names = self._weight_names()
+        wlist = [w[n] for n in names]
+        # the tangents laid out as the weights (views at the same offsets of a buffer the size
+        # of the flat one): make_dual would otherwise copy a whole buffer per weight tensor
+        gfull = torch.zeros(int(self.offsets[-1]), dtype=g_flat.dtype, device=g_flat.device)
+        gfull[: g_flat.numel()] = g_flat.detach()
+        tangents = {}
+        for n in names:
+            off, shape = self.groups[n]
+            tangents[n] = gfull[off : off + int(np.prod(shape))].view(shape)
+        with fwAD.dual_level():
+            wd = dict(w)
+            for n in names:
+                wd[n] = fwAD.make_dual(w[n], tangents[n])
+            X = self._embed(x, wd["emb"])
+            hd = self.forward(X, wd, decoder=False)
+            u, ut = fwAD.unpack_dual(hd)
+        if ut is None:  # no weight reaches the outputs: z = 0 through the layers
+            ut = torch.zeros_like(u)
+        K, B, T, E = u.shape
+        emb = w["emb"].detach()
+        g_emb = tangents["emb"]
+        decb = w["decb"].detach()
+        g_u, g_ut = torch.zeros_like(u), torch.zeros_like(u)
+        dec = torch.zeros(K, dtype=torch.float64, device=u.device)
+        ud, utd = u.detach(), ut.detach()
+        for t0, t1 in self.time_chunks(B, T):
+            n = t1 - t0
+            uc = ud[:, :, t0:t1].reshape(K, B * n, E).requires_grad_(True)
+            utc = utd[:, :, t0:t1].reshape(K, B * n, E).requires_grad_(True)
+            logits = self._decode(uc, emb, decb)
+            ut_e, u_ge = self._decode_tangent(uc, utc, emb, g_emb)
+            dl = ut_e + u_ge
+            yc = y[:, t0:t1].reshape(1, B * n, 1).expand(K, B * n, 1)
+            z = ((torch.softmax(logits, 2) * dl).sum() - dl.gather(2, yc).sum()) / (B * T)
+            gu, gut, s_, r_ = torch.autograd.grad(z, [uc, utc, logits, dl])
+            g_u[:, :, t0:t1] = gu.view(K, B, n, E)
+            g_ut[:, :, t0:t1] = gut.view(K, B, n, E)
+            lb = logits.detach() - decb.unsqueeze(1)  # products in the compute dtype, sums in float64
+            dec += (s_ * lb).sum((1, 2), dtype=torch.float64)
+            dec += (r_ * ut_e.detach()).sum((1, 2), dtype=torch.float64)
+            del logits, ut_e, u_ge, dl, z, gu, gut, s_, r_, lb
+        outs, gouts = [u], [g_u]
+        if ut.requires_grad:
+            outs.append(ut)
+            gouts.append(g_ut)
+        hg = self._zero_or(torch.autograd.grad(outs, wlist, grad_outputs=gouts, allow_unused=True),
+                           wlist)
+        return torch.cat([t.reshape(-1) for t in hg]), dec.cpu().numpy()
+
+    def _fisher(self, record, g_pre, w, B, T) -> np.ndarray:
+        """fisher per candidate over the cell matrices: for every weight matrix (a layer of the
+        per-model network), its output a (plus the node's bias for a node's first matrix) and the
+        gradient of the node it feeds, summed over the time steps before the square
+        (docs/proxies.md). The decoder's term comes from :meth:`_decoder_grads`."""
         p, K = self.plan, self.K
         total = np.zeros(K)
 
@@ -420,10 +560,6 @@ class PackedNBNLP:
                                                                             device=S.device))
                 add(a, gp[tg], np.full(len(p.s_ids), H, dtype=np.float64),
                     np.asarray([k for k, _, _ in p.s_ids], dtype=np.int64))
-        logits = record["logits"].detach()
-        V = self.sizes.ntoken
-        add(logits.view(K, B, T, V), g_logits.view(K, B, T, V),
-            np.full(K, self.sizes.emsize, dtype=np.float64), np.arange(K))
         return total
 
     def jacobian_pass(self, x, nwot: list | None) -> np.ndarray:
@@ -433,8 +569,10 @@ class PackedNBNLP:
         with torch.no_grad():
             X = self._embed(x, w["emb"])
         X = X.detach().requires_grad_(True)
-        logits = self.forward(X, w, nwot=nwot)
-        (gx,) = torch.autograd.grad(logits.sum(), X)
+        h = self.forward(X, w, nwot=nwot, decoder=False)
+        # d(sum of the logits)/dh = the column sum of the candidate's tied matrix at every position
+        g_h = w["emb"].sum(1).view(self.K, 1, 1, -1).expand_as(h)
+        (gx,) = torch.autograd.grad(h, X, grad_outputs=g_h)
         K, B = X.shape[0], X.shape[1]
         return jacob_cov_scores(gx.reshape(K, B, -1))
 
@@ -506,7 +644,7 @@ class PackedNBNLP:
             if not done:
                 _, w = self.params(requires_grad=False)
                 with torch.no_grad():
-                    self.forward(self._embed(x, w["emb"]), w, nwot=codes)
+                    self.forward(self._embed(x, w["emb"]), w, nwot=codes, decoder=False)
             out["nwot"] = self.nwot_from(codes, x.shape[0])
         if "synflow" in want:
             out["synflow"] = self.synflow_pass(x.shape[1])

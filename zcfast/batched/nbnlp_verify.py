@@ -41,8 +41,9 @@ def reference(code: int, proxies, x, y, *, sizes, seed: int = 0, dtype=torch.flo
 
 
 def packed(codes, proxies, x, y, *, sizes, seed: int = 0, dtype=torch.float32, device="cpu",
-           chunk: int | None = None) -> dict:
-    """{position in codes: {proxy: value}} from the packed engine, ``chunk`` per pass."""
+           chunk: int | None = None, time_chunk: int | None = None) -> dict:
+    """{position in codes: {proxy: value}} from the packed engine, ``chunk`` candidates per
+    pass, ``time_chunk`` time steps per decoder chunk (None: the engine's default)."""
     from zcfast.batched.nbnlp import PackedNBNLP
 
     codes = [int(c) for c in codes]
@@ -50,19 +51,19 @@ def packed(codes, proxies, x, y, *, sizes, seed: int = 0, dtype=torch.float32, d
     out = {}
     for a in range(0, len(codes), chunk):
         part = codes[a : a + chunk]
-        res = PackedNBNLP(part, sizes=sizes, seed=seed, dtype=dtype, device=device).compute(
-            x, y, list(proxies))
+        res = PackedNBNLP(part, sizes=sizes, seed=seed, dtype=dtype, device=device,
+                          time_chunk=time_chunk).compute(x, y, list(proxies))
         for k in range(len(part)):
             out[a + k] = {p: float(res[p][k]) for p in proxies}
     return out
 
 
 def float64_mismatches(codes, proxies, x, y, *, sizes, seed: int = 0, device="cpu",
-                       got: dict | None = None) -> list:
+                       got: dict | None = None, time_chunk: int | None = None) -> list:
     """(position, proxy, reference, packed) of every float64 pair beyond 1e-9 relative (and
     1e-12 absolute); NaN must meet NaN."""
     got = packed(codes, proxies, x, y, sizes=sizes, seed=seed, dtype=torch.float64,
-                 device=device) if got is None else got
+                 device=device, time_chunk=time_chunk) if got is None else got
     bad = []
     for k, c in enumerate(codes):
         ref = reference(c, proxies, x, y, sizes=sizes, seed=seed, dtype=torch.float64, device=device)

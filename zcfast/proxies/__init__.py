@@ -179,7 +179,9 @@ def compute_measures(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
     counter-based streams keyed by seed and, for NB201 networks, the cell: docs/proxies_modern.md)
     and ``extra_batches``, a sequence of further ``(x, y)`` minibatches (ZiCo uses the first).
     Proxies of one group (AZ-NAS's components, VKDNW's, SWAP and its regularised form) share one
-    computation per call."""
+    computation per call. A network may name proxies whose definition does not carry over to it
+    (a method ``zc_not_applicable()`` -> {proxy: reason}); asking for one raises ValueError with
+    the reason."""
     names = check_names(measure_names)
     device = torch.device(device) if device is not None else inputs.device
     inputs, targets = inputs.to(device), targets.to(device)
@@ -188,6 +190,10 @@ def compute_measures(net: nn.Module, inputs: torch.Tensor, targets: torch.Tensor
         if PROXIES[n].batches - 1 > len(extra):
             raise ValueError(f"{n} needs {PROXIES[n].batches - 1} extra minibatch(es) "
                              f"(extra_batches), {len(extra)} given")
+    refused = getattr(net, "zc_not_applicable", dict)()
+    for n in names:
+        if n in refused:
+            raise ValueError(f"{n} does not apply to {type(net).__name__}: {refused[n]}")
     ctx = ProxyContext(int(seed), extra)
     out = {}
     groups: dict = {}

@@ -227,6 +227,11 @@ class Space:
         """Proxies the packed builder computes (empty: per-model only)."""
         return ()
 
+    def proxy_problem(self, proxy: str) -> str | None:
+        """Why ``proxy``'s definition does not carry over to this space's networks, or None
+        (scoring refuses such a proxy before it starts, with this reason)."""
+        return None
+
     def default_chunk(self, proxies, batch: int, device) -> int:
         """Candidates per packed pass when the user sets none (a space without a memory model:
         a conservative number; NB201 has a measured model, zcfast/batched/memory.py)."""

@@ -895,6 +895,11 @@ class NBNLPSpace(_Space):
         return PackedNBNLP([int(c) for c in codes], sizes=self.sizes(dataset, **options),
                            seed=seed, device=device, dtype=dtype or torch.float32, backend=backend)
 
+    def proxy_problem(self, proxy: str) -> str | None:
+        from zcfast.spaces.nbnlp_model import NOT_APPLICABLE
+
+        return NOT_APPLICABLE.get(proxy)
+
     def packed_proxies(self) -> tuple:
         from zcfast.batched.nbnlp import SUPPORTED
 

@@ -99,6 +99,19 @@ def num_params(cell: nbnlp.Cell, sizes: Sizes = Sizes()) -> int:
 
 _ACTIVATION_MODULES = {nbnlp.TANH: nn.Tanh, nbnlp.SIGM: nn.Sigmoid, nbnlp.LEAKY: nn.LeakyReLU}
 
+# proxies whose definition does not carry over to the language model, and why (docs/nbnlp.md,
+# "Proxies that do not apply"): scoring refuses them with this reason
+NOT_APPLICABLE = {
+    "epe_nas": "EPE-NAS groups the samples of the batch by their class label and correlates their "
+               "input Jacobians within each class; a language-model sample is a token sequence "
+               "with one target word per position, not one class, so the grouping and the score "
+               "are undefined (docs/nbnlp.md)",
+    "zen": "Zen-NAS measures the response of the feature map that enters an image network's "
+           "global average pool and normalises it by the network's BatchNorm variances; the "
+           "NB-NLP language model has no global pool and no BatchNorm, so neither term exists "
+           "(docs/nbnlp.md)",
+}
+
 
 class CellLayer(nn.Module):
     """One layer of the recurrent cell (the benchmark's ``CustomRNN``): runs the cell over the
@@ -183,6 +196,11 @@ class NBNLPNet(nn.Module):
         emsize), and the function of it that gives the outputs. jacob_cov differentiates with
         respect to e; synflow feeds ones of one sample's shape (1, T, emsize)."""
         return self.encoder(x).detach(), self.forward_embedded
+
+    def zc_not_applicable(self) -> dict:
+        """{proxy: why its definition does not carry over to this network}: compute_measures
+        refuses them (NOT_APPLICABLE)."""
+        return dict(NOT_APPLICABLE)
 
     def zc_nwot_modules(self) -> list:
         """The units whose input signs are NASWOT's codes: the leaky ReLUs (piecewise linear with
