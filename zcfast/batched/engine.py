@@ -197,9 +197,10 @@ class PackedNB201(PackedModel):
         every BatchNorm (``layer``: the convolution it follows, None for the last one), and
         ``"bn_eval": True`` for eval-mode BatchNorm with fresh statistics (mean 0, variance 1:
         VKDNW), ``"edge"(kind, output, candidate of each group)`` with the skip ('skip') and
-        pooling ('pool') edge outputs of each node (MeCo)."""
+        pooling ('pool') edge outputs of each node (MeCo; the candidates as a host array)."""
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
+        self._materialize()  # the device tables and weights (base.py): drawn on first use
         taps = taps or {}
         relus = _Relus(relus, taps.get("relu"))
         bn_tap, bn_out, conv_tap = taps.get("bn"), taps.get("bn_out"), taps.get("conv")
@@ -318,7 +319,7 @@ class PackedNB201(PackedModel):
             if nd.n_skip:
                 parts.append(pieces.pop(0))
                 if edge_tap is not None:
-                    edge_tap("skip", parts[-1], nd.targets[0])
+                    edge_tap("skip", parts[-1], nd.targets_np[0])
             if nconv:
                 pre = pieces.pop(0)
                 if relus is not None:
@@ -340,7 +341,7 @@ class PackedNB201(PackedModel):
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
                 if edge_tap is not None:
-                    edge_tap("pool", parts[-1], nd.targets[-1])
+                    edge_tap("pool", parts[-1], nd.targets_np[-1])
             for i, (part, tgt) in enumerate(zip(parts, nd.targets)):
                 rounds = nd.rounds[i] if nd.rounds else None
                 node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W), rounds)
