@@ -54,12 +54,14 @@ class PackedModel:
 
     def _setup(self, stream_keys, *, seed: int, device, backend: str | None, dtype,
                tables: DeviceTables | None = None, precision: str = "fp32") -> None:
-        """Common state, then the flat buffer of every weight and bias, drawn from the streams
-        (seed, candidate stream key, slot) of the segment table (docs/nb201.md, weights).
+        """Common state, and the segment table from which the flat buffer of every weight and
+        bias is drawn: the streams (seed, candidate stream key, slot) (docs/nb201.md, weights).
 
         ``tables``: the builder's index arrays registered for the device (upload.py); the
-        segment table's arrays join them, all go in one copy, and the plan's ``bind()`` is
-        called when the plan uses these tables. Without, the model uses tables of its own."""
+        segment table's arrays join them. Nothing is sent yet: :meth:`_materialize` (at the
+        start of ``compute`` or at the first use of ``flat``) sends every registered table in
+        one copy, calls the plan's ``bind()`` when the plan uses these tables, and draws the
+        weights on the device. Without ``tables``, the model uses tables of its own."""
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"the packed engine computes in float32 or float64, not {dtype}")
         self.dtype = dtype  # of the loss/jacobian passes; synflow is always float64
@@ -166,15 +168,39 @@ class PackedModel:
             flat = flat.abs()
         nw = self.plan.n_weights
         ws, bs = {}, {}
+        # one detach and one split for every layer (the layers' weights, then their biases, lie
+        # in flat-buffer order): two operators per pass instead of two or three per layer
+        parts = iter(flat.detach().split(self._split_sizes()))
         for lay in self.plan.layers:
-            n = lay.groups * lay.seg_len
-            w = flat[lay.w_off : lay.w_off + n].view(lay.w_shape).detach()
-            ws[lay.name] = w.requires_grad_(requires_grad)
+            ws[lay.name] = next(parts).view(lay.w_shape).requires_grad_(requires_grad)
+        for lay in self.plan.layers:
             if lay.has_bias:
-                nb = lay.groups * lay.c_out
-                b = flat[nw + lay.b_off : nw + lay.b_off + nb].detach()
-                bs[lay.name] = b.requires_grad_(False)
+                bs[lay.name] = next(parts)
         return flat[:nw], ws, bs
+
+    def _split_sizes(self) -> list:
+        """Sizes of the flat buffer's pieces: each layer's weights, then each bias, then the
+        rest (checked against the layers' offsets once)."""
+        sizes = getattr(self, "_sizes", None)
+        if sizes is None:
+            plan = self.plan
+            sizes, pos = [], 0
+            for lay in plan.layers:
+                if lay.w_off != pos:
+                    raise ValueError(f"layer {lay.name}: weights at {lay.w_off}, expected {pos}")
+                sizes.append(lay.groups * lay.seg_len)
+                pos += sizes[-1]
+            pos = 0
+            for lay in plan.layers:
+                if lay.has_bias:
+                    if lay.b_off != pos:
+                        raise ValueError(f"layer {lay.name}: bias at {lay.b_off}, expected {pos}")
+                    sizes.append(lay.groups * lay.c_out)
+                    pos += sizes[-1]
+            if sum(sizes) != plan.n_weights + plan.n_biases:
+                raise ValueError("packed model: the layers do not tile the flat buffer")
+            self._sizes = sizes
+        return sizes
 
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
                 acts: list | None = None, relus: list | None = None) -> torch.Tensor:
@@ -555,20 +581,32 @@ class _Deferred:
         ts = []
         for d in items:
             for t in d.tensors:
-                t = (t() if callable(t) else t).detach()
+                t = t() if callable(t) else t
+                if t.requires_grad:
+                    t = t.detach()
                 if t.dtype not in _NUMPY:  # e.g. bfloat16 (no numpy type): float64 is exact
                     t = t.to(torch.float64)
                 ts.append(t)
-        if ts:
-            host = torch.cat([_bytes(t) for t in ts]).cpu().numpy()
-        arrays, pos = [], 0
-        for t in ts:
-            nbytes = t.numel() * t.element_size()
-            a = host[pos : pos + nbytes].view(_NUMPY[t.dtype]).reshape(tuple(t.shape))
-            if not a.flags.aligned:  # a tensor after one of an odd byte size
+        # the tensors of each dtype in one flat tensor, the bytes of those in one buffer
+        by_dtype: dict = {}
+        for i, t in enumerate(ts):
+            by_dtype.setdefault(t.dtype, []).append(i)
+        start = [0] * len(ts)
+        chunks, pos = [], 0
+        for idx in by_dtype.values():
+            flat = torch.cat([ts[i].reshape(-1) for i in idx]) if len(idx) > 1 else ts[idx[0]]
+            chunks.append(_bytes(flat))
+            for i in idx:
+                start[i] = pos
+                pos += ts[i].numel() * ts[i].element_size()
+        if chunks:
+            host = (torch.cat(chunks) if len(chunks) > 1 else chunks[0]).cpu().numpy()
+        arrays = []
+        for t, p in zip(ts, start):
+            a = host[p : p + t.numel() * t.element_size()].view(_NUMPY[t.dtype])
+            if not a.flags.aligned:  # after a dtype of smaller size
                 a = a.copy()
-            arrays.append(a)
-            pos += nbytes
+            arrays.append(a.reshape(tuple(t.shape)))
         out, i = [], 0
         for d in items:
             k = len(d.tensors)
