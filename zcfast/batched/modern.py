@@ -381,12 +381,43 @@ def _conv_elem0(x_in, g_out, lay) -> torch.Tensor:
     return (g0 * win).sum((2, 3))
 
 
+def _vkdnw_columns(model) -> tuple:
+    """(items, sel, order, idx): each candidate's parameter tensors (``_vkdnw_items``) and the
+    first MAX_TENSORS of them (``sel``); ``order`` the (kind, key) tables one class's
+    per-sample gradients are concatenated in (B, columns); ``idx`` (K * n,) int64, registered
+    for the chunk's upload: the column of candidate k's i-th tensor (a zero column past the
+    end for i >= len(sel[k])). A table's width is the groups of its packed layer (K for the
+    last BatchNorm and the head), checked against the tensors in :func:`vkdnw`."""
+    c = model.__dict__.setdefault("_host_np", {})
+    if "vkdnw" not in c:
+        from zcfast.proxies import vkdnw as _vk
+
+        K = model.K
+        items = _vkdnw_items(model)
+        sel = [it[: _vk.MAX_TENSORS] for it in items]
+        groups = {lay.name: lay.groups for lay in model.plan.layers}
+        order, off, pos = [], {}, 0
+        for s in sel:
+            for kind, name, _ in s:
+                if (kind, name) not in off:
+                    order.append(((kind, name), K if name in ("last", "head") else groups[name]))
+                    off[(kind, name)] = pos
+                    pos += order[-1][1]
+        n = max(len(s) for s in sel)
+        idx = np.full((K, n), pos, dtype=np.int64)  # pos: the zero column
+        for k, s in enumerate(sel):
+            for i, (kind, name, g) in enumerate(s):
+                idx[k, i] = off[(kind, name)] + g
+        c["vkdnw"] = (items, sel, order, model._index_tables().add(idx.reshape(-1)))
+    return c["vkdnw"]
+
+
 def vkdnw(model, x, y, extra) -> dict:
     from zcfast.proxies import _random
     from zcfast.proxies import vkdnw as _vk
 
     K = model.K
-    items = _vkdnw_items(model)
+    items, sel, order, idx_np = _vkdnw_columns(model)
     _, ws, bs = model.params(flat=model.reinit_flat("kaiming_normal"))  # weights need grad: graph
     convs: dict = {}
     bns: dict = {}
@@ -405,8 +436,12 @@ def vkdnw(model, x, y, extra) -> dict:
     feat0 = pooled[0].detach()[:, ::64]  # (B, K): the head's input feature 0 of each candidate
     keys = [("conv", n) for n in convs] + [("bn", n) for n in bns]  # a conv and its BN share a name
     outs = [convs[n][1] for n in convs] + [bns[n][0] for n in bns]
-    sel = [it[: _vk.MAX_TENSORS] for it in items]
-    jac = [torch.empty((B, C, len(s)), dtype=logits.dtype, device=logits.device) for s in sel]
+    model._pending_upload()
+    idx = model._index_tables().get(idx_np)
+    n = idx.numel() // K
+    # (B, C, K * n): class c's column of candidate k's i-th tensor at [:, c, k * n + i]
+    jac_all = torch.empty((B, C, K * n), dtype=logits.dtype, device=logits.device)
+    zero = torch.zeros((B, 1), dtype=logits.dtype, device=logits.device)
     for c in range(C):
         cot = torch.zeros_like(logits)
         cot[:, :, c] = 1.0
@@ -426,9 +461,15 @@ def vkdnw(model, x, y, extra) -> dict:
         hb = torch.full((B, K), 1.0 if c == 0 else 0.0, dtype=logits.dtype, device=logits.device)
         table[("hw", "head")] = hb * feat0
         table[("hb", "head")] = hb
-        for k in range(K):
-            for i, (kind, name, g) in enumerate(sel[k]):
-                jac[k][:, c, i] = table[(kind, name)][:, g]
+        for key, width in order:
+            if table[key].shape[1] != width:
+                raise RuntimeError(f"vkdnw: table {key} has {table[key].shape[1]} columns, the "
+                                   f"plan says {width}")
+        big = torch.cat([table[key] for key, _ in order] + [zero], 1)
+        jac_all[:, c] = big.index_select(1, idx)  # one gather for every candidate's tensors
+    jac_all = jac_all.view(B, C, K, n)
+    jac = [jac_all[:, :, k, : len(s)].contiguous() for k, s in enumerate(sel)]
+    del jac_all
     logits = logits.detach()
     fishers = [_vk.fisher_matrix(jac[k], logits[:, k]) for k in range(K)]
     del jac, logits
@@ -449,6 +490,7 @@ def _prepare_vkdnw(model, x, y, extra) -> None:
 
     model.reinit_tables("kaiming_normal")
     model.register_noise(x, _random.NOISE_VKDNW)
+    _vkdnw_columns(model)
 
 
 def _min_corr_eig(t: torch.Tensor, cand) -> tuple:
