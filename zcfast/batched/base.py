@@ -179,8 +179,8 @@ class PackedModel:
         return flat[:nw], ws, bs
 
     def _split_sizes(self) -> list:
-        """Sizes of the flat buffer's pieces: each layer's weights, then each bias, then the
-        rest (checked against the layers' offsets once)."""
+        """Sizes of the flat buffer's pieces: each layer's weights, then each layer's bias
+        (checked once against the layers' offsets: together they tile the buffer)."""
         sizes = getattr(self, "_sizes", None)
         if sizes is None:
             plan = self.plan
