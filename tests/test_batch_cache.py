@@ -139,6 +139,18 @@ def test_cached_batch_not_written_by_scoring():
     assert torch.equal(mb.x, fresh.x) and torch.equal(mb.y, fresh.y)
 
 
+def test_one_pool_per_source():
+    """Batches of one source (other seeds or sizes) share its image pool: a cache of several
+    seeds of a CIFAR download holds one copy of its images."""
+    sp = get_space("nb201")
+    a, b = batches.minibatch(sp, "cifar10", 4, 0), batches.minibatch(sp, "cifar10", 6, 3)
+    assert a.source is b.source
+    c = batches.minibatch(sp, "cifar100", 4, 0)
+    assert c.source is not a.source  # other labels: another source
+    x, _ = batches.more(b, 6, 9)
+    assert torch.equal(x, get_space("nb201").minibatch("cifar10", 6, 3).more(6, 9)[0])
+
+
 def test_lru_bound(monkeypatch):
     monkeypatch.setattr(batches, "MAX_BATCHES", 2)
     sp = get_space("nb201")

@@ -23,8 +23,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-#: minibatches kept (each holds its source's image pool: ~3 MB bundled, ~150 MB for a CIFAR
-#: download); 0 disables the cache
+#: minibatches kept (with their sources' image pools, one per source: ~3 MB bundled, ~150 MB
+#: for a CIFAR download); 0 disables the cache
 MAX_BATCHES = 8
 
 _lock = threading.Lock()
@@ -78,6 +78,11 @@ def minibatch(space, dataset: str, batch_size: int, seed: int, *, images: str = 
     mb.cache_key = key
     with _lock:
         stats["loads"] += 1
+        same_pool = (key[0], key[1], *key[4:])  # all but the batch size and the seed
+        for k, other in _batches.items():
+            if "more" not in k and (k[0], k[1], *k[4:]) == same_pool:
+                mb.source = other.source  # one image pool per source, whatever the seeds
+                break
         if MAX_BATCHES > 0:
             mb = _batches.setdefault(key, mb)
             _batches.move_to_end(key)
