@@ -75,12 +75,15 @@ CELLS = ["|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_c
          "|skip_connect~0|+|avg_pool_3x3~0|nor_conv_3x3~1|+|nor_conv_1x1~0|skip_connect~1|avg_pool_3x3~2|"]
 
 
-def _grasp_ops(repeat):
+PAPER = ["grad_norm", "snip", "grasp", "fisher", "jacob_cov", "synflow"]
+
+
+def _grasp_ops(repeat, proxies=("grasp",), size=4):
     codes = [nb201.code_of(c) for c in CELLS] * repeat
-    x = torch.empty(2, 3, 4, 4, device="meta")
+    x = torch.empty(2, 3, size, size, device="meta")
     y = torch.empty(2, dtype=torch.int64, device="meta")
     with HostProbe() as probe:
-        PackedNB201(codes, 10, device="meta", input_size=4).compute(x, y, ["grasp"])
+        PackedNB201(codes, 10, device="meta", input_size=size).compute(x, y, list(proxies))
     return probe.ops
 
 
@@ -88,7 +91,15 @@ def test_grasp_ops_do_not_grow_with_k():
     assert _grasp_ops(2) == _grasp_ops(4)
 
 
+def test_paper_suite_ops_do_not_grow_with_k():
+    """The six proxies of the paper together (docs/performance.md): the same operators for a
+    chunk of 4 and of 8 cells (the defect below, the native double backward, breaks it too)."""
+    _grasp_ops(2, PAPER, 8)  # warm-up: constants some reductions compute once per process
+    assert _grasp_ops(2, PAPER, 8) == _grasp_ops(4, PAPER, 8)  # synflow's batch 1: 2x2 at the end
+
+
 def test_native_double_backward_grows_with_k(monkeypatch):
     monkeypatch.setattr(_GroupedConv, "apply",
                         staticmethod(lambda h, w, s, p, g: F.conv2d(h, w, None, s, p, 1, g)))
     assert _grasp_ops(4) > _grasp_ops(2)
+    assert _grasp_ops(4, PAPER, 8) > _grasp_ops(2, PAPER, 8)

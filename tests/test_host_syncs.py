@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from zcfast.batched import base
+from zcfast.batched import base, modern
 from zcfast.batched.engine import PackedNB201
 from zcfast.batched.hostprobe import HostProbe
 from zcfast.batched.upload import DeviceTables
@@ -50,6 +50,109 @@ def test_one_copy_each_way(group):
     assert probe.h2d == 1
 
 
+MODERN = {g.names[0]: list(g.names) for g in modern.PACKED.values()}
+
+
+def probe_modern(proxies, cells=CELLS, batch=4, size=16):
+    codes = [nb201.code_of_index(i) for i in cells]
+    x = torch.empty(batch, 3, size, size, device="meta")
+    y = torch.empty(batch, dtype=torch.int64, device="meta")
+    extra = ((torch.empty_like(x), torch.empty_like(y)),)
+    with HostProbe() as probe:
+        eng = PackedNB201(codes, 10, device="meta", input_size=size)
+        out = eng.compute(x, y, proxies, extra_batches=extra)
+    return probe, out
+
+
+@pytest.mark.parametrize("group", sorted(MODERN))
+def test_modern_groups_one_copy_each_way(group, monkeypatch):
+    """The modern proxies' packed groups (modern.py): their host data (noise inputs,
+    re-initialisation tables) goes in the chunk's one upload, their results in its one fetch."""
+    from zcfast.proxies import swap
+
+    monkeypatch.setattr(swap, "REPEATS", 2)  # the count per draw does not change with draws
+    probe, out = probe_modern(MODERN[group])
+    assert set(out) == set(MODERN[group])
+    assert probe.h2d == 1
+    # az_complexity is counted from the plan: nothing to fetch
+    assert probe.d2h == (0 if group == "az_complexity" else 1), probe.d2h_sites
+
+
+def test_modern_and_paper_together():
+    names = sorted(set(modern.PACKED) - {"swap", "swap_reg", "vkdnw", "vkdnw_dim",
+                                         "vkdnw_single"}) + GROUPS["all"]
+    probe, out = probe_modern(names, cells=CELLS[:2])
+    assert set(out) == set(names)
+    assert probe.d2h == 1 and probe.h2d == 1, probe.d2h_sites
+
+
+def test_probe_sees_a_modern_read(monkeypatch):
+    """The check can fail: MeCo's eigenvalues read on the host per output (as before)."""
+    orig = modern._min_corr_eig
+
+    def reading(t, cand):
+        v, cand = orig(t, cand)
+        return torch.as_tensor(v.cpu().numpy(), device=t.device), cand
+
+    monkeypatch.setattr(modern, "_min_corr_eig", reading)
+    probe, _ = probe_modern(MODERN["meco"])
+    assert probe.d2h > 1 and probe.h2d > 1
+
+
+def test_probe_sees_a_late_noise_upload(monkeypatch):
+    """The check can fail: zen without its prepare step (noise inputs and re-initialisation
+    tables sent when first used, each a copy of its own)."""
+    g = modern.PACKED["zen"]
+    monkeypatch.setitem(modern.PACKED, "zen", modern.PackedGroup(g.names, g.fn))
+    probe, _ = probe_modern(["zen"])
+    assert probe.h2d > 1
+
+
+def probe_nb101(proxies, batch=4, size=8):
+    from zcfast.batched.nb101 import PackedNB101
+    from zcfast.spaces import get_space
+
+    codes = get_space("nb101").sample(4, 0)
+    x = torch.empty(batch, 3, size, size, device="meta")
+    y = torch.empty(batch, dtype=torch.int64, device="meta")
+    with HostProbe() as probe:
+        out = PackedNB101(codes, 10, device="meta", input_size=size).compute(x, y, proxies)
+    return probe, out
+
+
+@pytest.mark.parametrize("group", ["all"])
+def test_nb101_one_copy_each_way(group):
+    """The NB101 builder sends its weights (drawn on the host), weight offsets, projection
+    gathers and layer candidates in one copy."""
+    probe, out = probe_nb101(GROUPS[group])
+    assert set(out) == set(GROUPS[group])
+    assert probe.d2h == 1, probe.d2h_sites
+    assert probe.h2d == 1
+
+
+def test_probe_sees_an_nb101_gather_upload(monkeypatch):
+    """The check can fail: the projection gathers sent one by one (as before)."""
+    from zcfast.batched import nb101
+
+    real_build, real_get = nb101.build_plan, nb101.DeviceTables.get
+    gathers: set = set()
+
+    def recording(*a, **k):
+        plan = real_build(*a, **k)
+        gathers.update(id(bk.gather_np) for cp in plan.cells for bk in cp.proj)
+        return plan
+
+    def separate(self, arr):
+        if id(arr) in gathers:
+            return torch.as_tensor(arr, device=self.device)  # the defect: a copy of its own
+        return real_get(self, arr)
+
+    monkeypatch.setattr(nb101, "build_plan", recording)
+    monkeypatch.setattr(nb101.DeviceTables, "get", separate)
+    probe, _ = probe_nb101(["nwot"])
+    assert probe.h2d > 1
+
+
 def test_ordered_accumulation_adds_no_sync():
     """The ordered node sums (on by default on CUDA) take their rounds from the plan's upload;
     built from the device index (engine._accumulate's fallback) they would cost a sync each."""
@@ -64,6 +167,7 @@ def test_ordered_accumulation_adds_no_sync():
     with HostProbe() as probe:  # the check can fail: without the plan's rounds
         eng = PackedNB201(codes, 10, device="meta", input_size=16)
         eng.ordered_accumulation = True
+        eng._materialize()  # the plan bound to its device tables (done on first use)
         for nodes in eng.plan.cells:
             for nd in nodes:
                 nd.rounds = ()

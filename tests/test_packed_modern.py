@@ -208,12 +208,19 @@ def _skip_stem_bn(monkeypatch):
 
 
 def _wrong_probe(monkeypatch):
-    """AZ-NAS probes drawn with the neighbouring candidate's cell code."""
-    from zcfast.proxies import _random
+    """AZ-NAS probes drawn with the neighbouring candidate's cell code (the packed group draws
+    them on the device, modern._probes, from the plan's codes)."""
+    orig = modern._probes
 
-    orig = _random.rademacher
-    monkeypatch.setattr(_random, "rademacher",
-                        lambda shape, arch, slot, seed: orig(shape, arch + 1, slot, seed))
+    def bad(model, shape, slot):
+        real = model.plan_codes
+        model.plan_codes = lambda register=False: real(register) if register else real() + 1
+        try:
+            return orig(model, shape, slot)
+        finally:
+            del model.plan_codes
+
+    monkeypatch.setattr(modern, "_probes", bad)
 
 
 def _scaled_channel(monkeypatch):

@@ -51,7 +51,7 @@ def _add_score(sub):
     p.add_argument("--batch-size", type=int, default=None,
                    help="minibatch size (default: 64 images; nbnlp: the logs' 20 sequences of "
                         "70 tokens)")
-    p.add_argument("--out", required=True, help="CSV written row by row (+ .meta.json)")
+    p.add_argument("--out", required=True, help="CSV written chunk by chunk (+ .meta.json)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out file")
     p.add_argument("--engine", default="packed", choices=["packed", "loop"],
                    help="packed: many cells per pass (default); loop: one model at a time")

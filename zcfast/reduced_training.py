@@ -491,8 +491,8 @@ def score_rows(writer, codes, specs, zero_cost, *, index_of, dataset: str, data_
                bar=None) -> None:
     """Score the networks ``codes`` into a :class:`~zcfast.scoring.ScoreWriter` whose columns
     hold reduced-training ``specs`` and the zero-cost proxies that ``zero_cost(codes of a
-    chunk)`` returns ({proxy: values}): chunk after chunk, each row written once it is complete
-    (so --resume works as for zero-cost files). ``index_of``: code -> NB201 index."""
+    chunk)`` returns ({proxy: values}): chunk after chunk, the rows of a chunk written together
+    once they are complete (so --resume works as for zero-cost files). ``index_of``: code -> NB201 index."""
     codes = [int(c) for c in codes]
     code = {int(index_of(c)): c for c in codes}
     for part, res in iter_scores(list(code), specs, dataset=dataset, data_root=data_root,
@@ -501,8 +501,8 @@ def score_rows(writer, codes, specs, zero_cost, *, index_of, dataset: str, data_
                                  normalization=normalization):
         pc = [code[i] for i in part]
         zc = zero_cost(pc)
-        for k, c in enumerate(pc):
-            writer.write(c, {**{p: v[k] for p, v in zc.items()}, **{s: res[s][k] for s in specs}})
+        writer.write_rows([(c, {**{p: v[k] for p, v in zc.items()}, **{s: res[s][k] for s in specs}})
+                           for k, c in enumerate(pc)])
         if bar is not None:
             bar.update(len(part))
 

@@ -1,7 +1,8 @@
 """Scoring networks of any search space into a results file: shared by the CLI, the studies and
 the benchmarks.
 
-A score file is a CSV written row by row as networks are scored: the space's identifying columns
+A score file is a CSV written chunk by chunk as networks are scored (one write and flush per
+chunk): the space's identifying columns
 (NB201: ``index, arch``; NB101: ``hash, arch``; see ``Space.id_columns``) and one column per
 proxy, plus a sidecar ``<file>.meta.json`` with the settings (space, dataset, images used,
 seeds, batch, engine, device...). ``resume=True`` continues an interrupted run: finished rows are
@@ -197,7 +198,6 @@ class ScoreWriter:
         if not self.meta_path.exists() or not resume:
             self.meta_path.write_text(json.dumps(meta, indent=1))
         self._f = open(self.path, "a", newline="")
-        self._w = csv.writer(self._f)
 
     def _load_existing(self, meta: dict):
         if self.meta_path.exists():
@@ -234,14 +234,33 @@ class ScoreWriter:
         return str(self.space.row_fields(int(code))[self.space.key_column])
 
     def write(self, code: int, values: dict):
-        fields = self.space.row_fields(int(code))
-        key = str(fields[self.space.key_column])
-        if key in self.done:  # whatever runs the scoring, a network gets one row
-            raise RuntimeError(f"{self.space.name} network {key} is already in {self.path}: "
-                               "not written twice")
-        self._w.writerow([*(fields[c] for c in self.ids), *[_fmt(values[p]) for p in self.proxies]])
+        """One row (see :meth:`write_rows`)."""
+        self.write_rows([(code, values)])
+
+    def write_rows(self, rows) -> None:
+        """Rows ``[(code, {proxy: value})]`` of one chunk, appended with one write and one flush
+        (docs/performance.md, score files). Every key is checked before anything is written: a
+        network already in the file, or twice in ``rows``, raises and writes nothing. A run
+        killed during the write leaves whole rows and at most one torn last line, which a resume
+        drops (:meth:`_load_existing`), so it loses at most this chunk."""
+        rows = list(rows)
+        keys, lines = [], []
+        for code, values in rows:
+            fields = self.space.row_fields(int(code))
+            key = str(fields[self.space.key_column])
+            if key in self.done or key in keys:  # whatever runs the scoring, one row per network
+                raise RuntimeError(f"{self.space.name} network {key} is already in {self.path}: "
+                                   "not written twice")
+            keys.append(key)
+            lines.append([*(fields[c] for c in self.ids), *[_fmt(values[p]) for p in self.proxies]])
+        if not lines:
+            return
+        buf = io.StringIO(newline="")
+        csv.writer(buf).writerows(lines)
+        self._f.write(buf.getvalue())
         self._f.flush()
-        self.done[key] = [values[p] for p in self.proxies]
+        for key, (_, values) in zip(keys, rows):
+            self.done[key] = [values[p] for p in self.proxies]
 
     def close(self):
         self._f.close()
@@ -399,8 +418,11 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
         raise ValueError(f"precision {precision!r} applies to the packed engine, not engine={engine!r}")
     if precision == "tf32" and dev.type != "cuda":
         raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
-    batch = sp.minibatch(ds, batch_size, s_data, images=images, data_root=data_root,
-                         normalization=normalization)  # a bad setting fails before any file
+    from zcfast.data import batches
+
+    # a bad setting fails before any file; drawn once per process (the runner reuses it)
+    batch = batches.minibatch(sp, ds, batch_size, s_data, images=images, data_root=data_root,
+                              normalization=normalization)
     ex = get_executor(executor, device=str(dev))
     task = ScoreTask(sp.name, {
         "dataset": ds, "proxies": zero_cost, "weight_seed": s_weight, "data_seed": s_data,
@@ -464,8 +486,8 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
                                 normalization=normalization, bar=bar)
         else:
             for part, table in ex.run(task, todo):  # chunks in any order, each network once
-                for k, c in enumerate(part):
-                    writer.write(c, {p: table[p][k] for p in per_model})
+                writer.write_rows([(c, {p: table[p][k] for p in per_model})
+                                   for k, c in enumerate(part)])
                 if bar:
                     bar.update(len(part))
     finally:

@@ -211,8 +211,11 @@ def score(archs, proxies, *, space="nb201", dataset: str = "cifar10", batch_size
     dev = resolve_device(device)
     ds = dataset_name(dataset)
     options = sp.model_options(flavour=flavour)
-    mb = sp.minibatch(ds, batch_size, seed, images=images, data_root=data_root,
-                      normalization=normalization)
+    from zcfast.data import batches
+
+    # drawn once per process and setting: the runner below gets this very batch
+    mb = batches.minibatch(sp, ds, batch_size, seed, images=images, data_root=data_root,
+                           normalization=normalization)
     keys = [sp.key(c) for c in codes]
     first = {}
     for c, k in zip(codes, keys):

@@ -54,12 +54,14 @@ class PackedModel:
 
     def _setup(self, stream_keys, *, seed: int, device, backend: str | None, dtype,
                tables: DeviceTables | None = None, precision: str = "fp32") -> None:
-        """Common state, then the flat buffer of every weight and bias, drawn from the streams
-        (seed, candidate stream key, slot) of the segment table (docs/nb201.md, weights).
+        """Common state, and the segment table from which the flat buffer of every weight and
+        bias is drawn: the streams (seed, candidate stream key, slot) (docs/nb201.md, weights).
 
         ``tables``: the builder's index arrays registered for the device (upload.py); the
-        segment table's arrays join them, all go in one copy, and the plan's ``bind()`` is
-        called when the plan uses these tables. Without, the model uses tables of its own."""
+        segment table's arrays join them. Nothing is sent yet: :meth:`_materialize` (at the
+        start of ``compute`` or at the first use of ``flat``) sends every registered table in
+        one copy, calls the plan's ``bind()`` when the plan uses these tables, and draws the
+        weights on the device. Without ``tables``, the model uses tables of its own."""
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"the packed engine computes in float32 or float64, not {dtype}")
         self.dtype = dtype  # of the loss/jacobian passes; synflow is always float64
@@ -86,18 +88,43 @@ class PackedModel:
         self.tables = DeviceTables(self.device) if tables is None else tables
         tb = self.tables
         keys = np.asarray(stream_keys, dtype=np.int64)[t.cand]
-        init = [tb.add(np.ascontiguousarray(a)) for a in (t.offsets, keys, t.slot, t.bound)]
+        # registered now, sent with the first chunk's other host data in one copy: the weights
+        # are drawn on the device when first needed (_materialize)
+        self._init_np = [tb.add(np.ascontiguousarray(a)) for a in (t.offsets, keys, t.slot, t.bound)]
+        self._flat = None
+        self._off_w = None
+
+    def _materialize(self) -> None:
+        """Upload every registered table in one copy, bind the plan to it and draw the flat
+        weight buffer (once; a builder that sets ``flat`` itself has nothing to do here)."""
+        init = getattr(self, "_init_np", None)
+        if init is None or self._flat is not None:
+            return
+        tb = self.tables
         tb.upload()
         if getattr(self.plan, "tables", None) is tb:
             self.plan.bind()
-        self.flat = torch.empty(n_flat, dtype=torch.float32, device=self.device)
+        flat = torch.empty(self.plan.n_weights + self.plan.n_biases, dtype=torch.float32,
+                           device=self.device)
         # weight init: the native CPU loop / CUDA kernel by default; a backend forced for the
         # reductions (e.g. triton in tests) only applies to init on a GPU
+        backend = self.backend
         init_backend = backend if (backend is not None and self.device.type == "cuda") else None
         off, k, slot, bound = (tb.get(a) for a in init)
-        fill_uniform(self.flat, off, k, slot, bound, self.seed, backend=init_backend,
-                     check_values=False)
-        self._off_w = off[: nw + 1]
+        fill_uniform(flat, off, k, slot, bound, self.seed, backend=init_backend, check_values=False)
+        self._off_w = off[: self.table.n_weight_segments + 1]
+        self._flat = flat
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """The flat buffer of every weight and bias (drawn on first use, :meth:`_materialize`)."""
+        if getattr(self, "_flat", None) is None:
+            self._materialize()
+        return self._flat
+
+    @flat.setter
+    def flat(self, value: torch.Tensor) -> None:
+        self._flat = value
 
     @property
     def K(self) -> int:
@@ -112,17 +139,22 @@ class PackedModel:
     def _weight_offsets(self) -> torch.Tensor:
         """Offsets of the weight segments on the device (set by _setup; a builder that does
         not call it gets them here, checked on the host, in one copy) and ``_max_len_w``."""
+        self._materialize()
         if getattr(self, "_off_w", None) is None:
-            t = self.table
-            nw = t.n_weight_segments
-            off = np.ascontiguousarray(t.offsets[: nw + 1])
-            lens = np.diff(off)
-            if len(off) and (off[0] < 0 or (lens < 0).any() or off[-1] > self.plan.n_weights):
-                raise ValueError("packed model: weight segment offsets are not non-decreasing "
-                                 f"within [0, {self.plan.n_weights}]")
-            self._max_len_w = int(lens.max()) if nw else 0
-            self._off_w = self._index_tables().get(off)
+            self._off_w = self._index_tables().get(self._host_weight_offsets())
         return self._off_w
+
+    def _host_weight_offsets(self) -> np.ndarray:
+        """The weight segments' offsets on the host, checked, and ``_max_len_w`` set."""
+        t = self.table
+        nw = t.n_weight_segments
+        off = np.ascontiguousarray(t.offsets[: nw + 1])
+        lens = np.diff(off)
+        if len(off) and (off[0] < 0 or (lens < 0).any() or off[-1] > self.plan.n_weights):
+            raise ValueError("packed model: weight segment offsets are not non-decreasing "
+                             f"within [0, {self.plan.n_weights}]")
+        self._max_len_w = int(lens.max()) if nw else 0
+        return off
 
     # ---- parameters ----------------------------------------------------------------------
     def params(self, dtype=None, absolute: bool = False, requires_grad: bool = True, flat=None):
@@ -136,15 +168,39 @@ class PackedModel:
             flat = flat.abs()
         nw = self.plan.n_weights
         ws, bs = {}, {}
+        # one detach and one split for every layer (the layers' weights, then their biases, lie
+        # in flat-buffer order): two operators per pass instead of two or three per layer
+        parts = iter(flat.detach().split(self._split_sizes()))
         for lay in self.plan.layers:
-            n = lay.groups * lay.seg_len
-            w = flat[lay.w_off : lay.w_off + n].view(lay.w_shape).detach()
-            ws[lay.name] = w.requires_grad_(requires_grad)
+            ws[lay.name] = next(parts).view(lay.w_shape).requires_grad_(requires_grad)
+        for lay in self.plan.layers:
             if lay.has_bias:
-                nb = lay.groups * lay.c_out
-                b = flat[nw + lay.b_off : nw + lay.b_off + nb].detach()
-                bs[lay.name] = b.requires_grad_(False)
+                bs[lay.name] = next(parts)
         return flat[:nw], ws, bs
+
+    def _split_sizes(self) -> list:
+        """Sizes of the flat buffer's pieces: each layer's weights, then each layer's bias
+        (checked once against the layers' offsets: together they tile the buffer)."""
+        sizes = getattr(self, "_sizes", None)
+        if sizes is None:
+            plan = self.plan
+            sizes, pos = [], 0
+            for lay in plan.layers:
+                if lay.w_off != pos:
+                    raise ValueError(f"layer {lay.name}: weights at {lay.w_off}, expected {pos}")
+                sizes.append(lay.groups * lay.seg_len)
+                pos += sizes[-1]
+            pos = 0
+            for lay in plan.layers:
+                if lay.has_bias:
+                    if lay.b_off != pos:
+                        raise ValueError(f"layer {lay.name}: bias at {lay.b_off}, expected {pos}")
+                    sizes.append(lay.groups * lay.c_out)
+                    pos += sizes[-1]
+            if sum(sizes) != plan.n_weights + plan.n_biases:
+                raise ValueError("packed model: the layers do not tile the flat buffer")
+            self._sizes = sizes
+        return sizes
 
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
                 acts: list | None = None, relus: list | None = None) -> torch.Tensor:
@@ -170,20 +226,83 @@ class PackedModel:
         nw_seg = t.n_weight_segments
         nw = self.plan.n_weights
         dev = self.device
+        host = self.reinit_tables(scheme, draw)
+        self._pending_upload()
+        get = self._index_tables().get
         u = torch.empty(nw, dtype=torch.float32, device=dev)
-        keys = np.asarray(self.plan.codes, dtype=np.int64)[t.cand[:nw_seg]]
-        slots = _random.REINIT + int(draw) * _random._DRAW_STRIDE + t.slot[:nw_seg] // 2
-        fill_uniform(u, torch.as_tensor(t.offsets[: nw_seg + 1], device=dev),
-                     torch.as_tensor(keys, device=dev), torch.as_tensor(slots, device=dev),
-                     torch.ones(nw_seg, dtype=torch.float32, device=dev), self.seed)
+        fill_uniform(u, get(host["offsets"]), get(host["keys"]), get(host[("slots", int(draw))]),
+                     torch.ones(nw_seg, dtype=torch.float32, device=dev), self.seed,
+                     check_values=False)  # the segment table was checked on the host
         z = _random.uniform_to_normal(u)
         if scheme == "kaiming_normal":
-            fan = np.concatenate([np.full(lay.groups, lay.fan_in) for lay in self.plan.layers])
-            std = torch.as_tensor(np.sqrt(2.0 / fan), dtype=torch.float64, device=dev)
-            z = z * std.repeat_interleave(torch.as_tensor(t.weight_numel, device=dev))
+            # output_size: the repeats' sum known on the host (no sync to size the result)
+            z = z * get(host["std"]).repeat_interleave(get(host["numel"]), output_size=nw)
         out = torch.zeros(nw + self.plan.n_biases, dtype=self.dtype, device=dev)
         out[:nw] = z.to(self.dtype)
         return out
+
+    def reinit_tables(self, scheme: str, draw: int = 0) -> dict:
+        """The host tables of :meth:`reinit_flat` (``scheme``, ``draw``), registered with the
+        model's device tables: asked for before the chunk's upload (a group's ``prepare``), they
+        travel in its one copy. Offsets and stream keys of the weight segments, the slots of
+        the draw, and for Kaiming-normal each segment's std and length."""
+        from zcfast.proxies import _random
+
+        c = self.__dict__.setdefault("_reinit_np", {})
+        t = self.table
+        nw_seg = t.n_weight_segments
+        tb = self._index_tables()
+        if "offsets" not in c:
+            c["offsets"] = tb.add(np.ascontiguousarray(t.offsets[: nw_seg + 1], dtype=np.int64))
+            c["keys"] = tb.add(np.ascontiguousarray(
+                np.asarray(self.plan.codes, dtype=np.int64)[t.cand[:nw_seg]]))
+        if ("slots", int(draw)) not in c:
+            c[("slots", int(draw))] = tb.add(np.ascontiguousarray(
+                _random.REINIT + int(draw) * _random._DRAW_STRIDE + t.slot[:nw_seg] // 2,
+                dtype=np.int64))
+        if scheme == "kaiming_normal" and "std" not in c:
+            fan = np.concatenate([np.full(lay.groups, lay.fan_in) for lay in self.plan.layers])
+            c["std"] = tb.add(np.ascontiguousarray(np.sqrt(2.0 / fan), dtype=np.float64))
+            c["numel"] = tb.add(np.ascontiguousarray(t.weight_numel, dtype=np.int64))
+        return c
+
+    def register_noise(self, x: torch.Tensor, k: int) -> np.ndarray:
+        """The host values of the k-th noise input shaped like ``x``
+        (zcfast.proxies._random.noise_values), registered with the device tables (once)."""
+        from zcfast.proxies import _random
+
+        c = self.__dict__.setdefault("_host_np", {})
+        key = ("noise", int(k), x.numel())
+        if key not in c:
+            c[key] = self._index_tables().add(_random.noise_values(x.numel(), k, self.seed).numpy())
+        return c[key]
+
+    def noise_input(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """zcfast.proxies._random.noise_input(x, k, seed) through the device tables: drawn on
+        the host, registered by a group's ``prepare`` before the chunk's upload (so it travels
+        in that one copy; otherwise registered and copied now)."""
+        arr = self.register_noise(x, k)
+        self._pending_upload()
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return self._index_tables().get(arr).to(dtype).reshape(x.shape)
+
+    def plan_codes(self, register: bool = False):
+        """The candidates' codes (int64) on the device; ``register=True``: only registered for
+        the chunk's upload (returns the host array)."""
+        c = self.__dict__.setdefault("_host_np", {})
+        if "codes" not in c:
+            c["codes"] = self._index_tables().add(
+                np.ascontiguousarray(np.asarray(self.plan.codes, dtype=np.int64)))
+        if register:
+            return c["codes"]
+        self._pending_upload()
+        return self._index_tables().get(c["codes"])
+
+    def _pending_upload(self) -> None:
+        """The weights drawn and every table registered so far on the device (one copy for
+        all those not sent yet; nothing when there are none)."""
+        self._materialize()
+        self._index_tables().upload()
 
     def weight_grad_flat(self, x, y, flat=None) -> torch.Tensor:
         """Flat gradient of every weight (no biases) of the loss pass's loss (sum over
@@ -381,16 +500,22 @@ class PackedModel:
         extra = tuple((bx.to(self.device, self.dtype), by.to(self.device))
                       for bx, by in (extra_batches or ()))
         out = {}
-        done: set = set()
+        groups = []
         for name in sorted(want & set(modern.PACKED)):
             group = modern.PACKED[name]
-            if group.names[0] in done:
-                continue
-            done.add(group.names[0])
-            res = group.fn(self, x, y, extra)
-            out.update({k: v for k, v in res.items() if k in want})
-        want -= set(modern.PACKED)
+            if all(g.names[0] != group.names[0] for g in groups):
+                groups.append(group)
+        for group in groups:  # host data of the groups: registered for the chunk's upload
+            if group.prepare is not None:
+                group.prepare(self, x, y, extra)
+        self._pending_upload()  # the chunk's one host-to-device copy (weights drawn after it)
         pending = {}  # name -> _Deferred, in the order the passes ran
+        for group in groups:
+            res = group.fn(self, x, y, extra)
+            pending[("modern", group.names[0])] = res if isinstance(res, _Deferred) else \
+                _Deferred([], lambda h, r=res: r)
+        modern_want = want & set(modern.PACKED)
+        want -= set(modern.PACKED)
         relus = [] if "nwot" in want else None
         relus_done = False
         if want & set(LOSS_PROXIES):
@@ -412,7 +537,9 @@ class PackedModel:
             pending["l2_norm"] = self.l2_pass(defer=True)
         host = _Deferred.fetch(list(pending.values()))  # the chunk's one device-to-host copy
         for name, value in zip(pending, host):
-            if name == "loss":
+            if isinstance(name, tuple):  # a modern group
+                out.update({k: v for k, v in value.items() if k in modern_want})
+            elif name == "loss":
                 out.update({k: v for k, v in value.items() if k in want})
             else:
                 out[name] = value
@@ -422,32 +549,71 @@ class PackedModel:
         return out
 
 
+_NUMPY = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16,
+          torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16, torch.int8: np.int8,
+          torch.uint8: np.uint8, torch.bool: np.bool_}
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    """The bytes of ``t`` (a flat uint8 view of a contiguous copy)."""
+    t = t.contiguous().reshape(-1)
+    if t.numel() <= 1:  # a single element may keep any stride; the view needs stride 1
+        t = t.as_strided((t.numel(),), (1,))
+    return t.view(torch.uint8)
+
+
 class _Deferred:
     """Device tensors a pass needs on the host (or zero-argument callables that make them,
     run at fetch time: work that checks on the host goes last) and the host step ``finish``
-    (list of numpy arrays -> scores)."""
+    (list of numpy arrays -> scores). The arrays are float64 (exact conversions of the
+    tensors), or with ``raw=True`` in the tensors' own dtypes."""
 
-    def __init__(self, tensors: list, finish):
-        self.tensors, self.finish = tensors, finish
+    def __init__(self, tensors: list, finish, raw: bool = False):
+        self.tensors, self.finish, self.raw = tensors, finish, raw
 
     def result(self, defer: bool):
         return self if defer else _Deferred.fetch([self])[0]
 
     @staticmethod
     def fetch(items: list) -> list:
-        """Every item's tensors in one device-to-host copy (float64), then their finish steps."""
-        ts = [t() if callable(t) else t for d in items for t in d.tensors]
-        if ts:
-            flat = torch.cat([t.detach().reshape(-1).to(torch.float64) for t in ts]).cpu().numpy()
-        arrays, pos = [], 0
-        for t in ts:
-            n = t.numel()
-            arrays.append(flat[pos : pos + n].reshape(tuple(t.shape)))
-            pos += n
+        """Every item's tensors in one device-to-host copy of their bytes (no conversion on the
+        device), then their finish steps."""
+        ts = []
+        for d in items:
+            for t in d.tensors:
+                t = t() if callable(t) else t
+                if t.requires_grad:
+                    t = t.detach()
+                if t.dtype not in _NUMPY:  # e.g. bfloat16 (no numpy type): float64 is exact
+                    t = t.to(torch.float64)
+                ts.append(t)
+        # the tensors of each dtype in one flat tensor, the bytes of those in one buffer
+        by_dtype: dict = {}
+        for i, t in enumerate(ts):
+            by_dtype.setdefault(t.dtype, []).append(i)
+        start = [0] * len(ts)
+        chunks, pos = [], 0
+        for idx in by_dtype.values():
+            flat = torch.cat([ts[i].reshape(-1) for i in idx]) if len(idx) > 1 else ts[idx[0]]
+            chunks.append(_bytes(flat))
+            for i in idx:
+                start[i] = pos
+                pos += ts[i].numel() * ts[i].element_size()
+        if chunks:
+            host = (torch.cat(chunks) if len(chunks) > 1 else chunks[0]).cpu().numpy()
+        arrays = []
+        for t, p in zip(ts, start):
+            a = host[p : p + t.numel() * t.element_size()].view(_NUMPY[t.dtype])
+            if not a.flags.aligned:  # after a dtype of smaller size
+                a = a.copy()
+            arrays.append(a.reshape(tuple(t.shape)))
         out, i = [], 0
         for d in items:
             k = len(d.tensors)
-            out.append(d.finish(arrays[i : i + k]))
+            part = arrays[i : i + k]
+            if not d.raw:
+                part = [a.astype(np.float64) for a in part]
+            out.append(d.finish(part))
             i += k
         return out
 

@@ -133,7 +133,10 @@ class _BoxSum3(torch.autograd.Function):
     fast depthwise-convolution path instead of PyTorch's per-group convolution fallback."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx, x, boxes):
+        """``boxes(C, dtype, device)``: (C, 1, 3, 3) ones (kept by the caller, made once per
+        model, shape and dtype, never written; the backward asks for its gradient's dtype)."""
+        ctx.boxes = boxes
         if x.dtype == torch.float64 and x.device.type == "cpu":
             # no oneDNN depthwise conv in float64: separable sums of shifted views (measured
             # 1.7x faster than avg_pool2d on CPU here)
@@ -142,12 +145,11 @@ class _BoxSum3(torch.autograd.Function):
             r = p[:, :, 0:H] + p[:, :, 1 : H + 1] + p[:, :, 2 : H + 2]
             return r[..., 0:W] + r[..., 1 : W + 1] + r[..., 2 : W + 2]
         c = x.shape[1]
-        box = torch.ones(c, 1, 3, 3, dtype=x.dtype, device=x.device)
-        return F.conv2d(x, box, padding=1, groups=c)
+        return F.conv2d(x, boxes(c, x.dtype, x.device), padding=1, groups=c)
 
     @staticmethod
     def backward(ctx, g):
-        return _BoxSum3.apply(g)
+        return _BoxSum3.apply(g, ctx.boxes), None
 
 
 class PackedNB201(PackedModel):
@@ -197,9 +199,10 @@ class PackedNB201(PackedModel):
         every BatchNorm (``layer``: the convolution it follows, None for the last one), and
         ``"bn_eval": True`` for eval-mode BatchNorm with fresh statistics (mean 0, variance 1:
         VKDNW), ``"edge"(kind, output, candidate of each group)`` with the skip ('skip') and
-        pooling ('pool') edge outputs of each node (MeCo)."""
+        pooling ('pool') edge outputs of each node (MeCo; the candidates as a host array)."""
         plan, K = self.plan, self.plan.K
         allk = plan.stem.cand
+        self._materialize()  # the device tables and weights (base.py): drawn on first use
         taps = taps or {}
         relus = _Relus(relus, taps.get("relu"))
         bn_tap, bn_out, conv_tap = taps.get("bn"), taps.get("bn_out"), taps.get("conv")
@@ -293,7 +296,15 @@ class PackedNB201(PackedModel):
             ones = torch.ones(1, 1, hgt, wid, dtype=x.dtype, device=x.device)
             box = torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device)
             self._pool_cache[key] = 1.0 / F.conv2d(ones, box, padding=1)
-        return _BoxSum3.apply(x) * self._pool_cache[key]
+        return _BoxSum3.apply(x, self._box) * self._pool_cache[key]
+
+    def _box(self, c: int, dtype, device) -> torch.Tensor:
+        """(c, 1, 3, 3) ones for _BoxSum3, made once per model, shape and dtype (an operator
+        per pooling call otherwise)."""
+        key = ("box", c, dtype, device)
+        if key not in self._pool_cache:
+            self._pool_cache[key] = torch.ones(c, 1, 3, 3, dtype=dtype, device=device)
+        return self._pool_cache[key]
 
     def _cell(self, h, nodes, C, ws, conv, relus, bn, norm=None, edge_tap=None):
         norm = norm or (lambda t, cand, C, layer=None: _bn(t))
@@ -318,7 +329,7 @@ class PackedNB201(PackedModel):
             if nd.n_skip:
                 parts.append(pieces.pop(0))
                 if edge_tap is not None:
-                    edge_tap("skip", parts[-1], nd.targets[0])
+                    edge_tap("skip", parts[-1], nd.targets_np[0])
             if nconv:
                 pre = pieces.pop(0)
                 if relus is not None:
@@ -340,7 +351,7 @@ class PackedNB201(PackedModel):
             if nd.n_pool:
                 parts.append(self._pool3(pieces.pop(0)))
                 if edge_tap is not None:
-                    edge_tap("pool", parts[-1], nd.targets[-1])
+                    edge_tap("pool", parts[-1], nd.targets_np[-1])
             for i, (part, tgt) in enumerate(zip(parts, nd.targets)):
                 rounds = nd.rounds[i] if nd.rounds else None
                 node = self._accumulate(node, tgt, part.reshape(B, -1, C * H * W), rounds)

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from zcfast.batched.base import PackedModel
 from zcfast.batched.engine import _bn, _conv2d
 from zcfast.batched.plan import PackedLayer, SegmentTable
+from zcfast.batched.upload import DeviceTables
 from zcfast.spaces import nb101
 from zcfast.spaces.nb101_model import (
     CELLS_PER_STACK,
@@ -65,7 +66,8 @@ class _Bucket:
 
     layer: PackedLayer
     vertex: list
-    gather: torch.Tensor | None = None  # projections: candidate of each member (index_select)
+    gather_np: np.ndarray | None = None  # projections: candidate of each member (index_select)
+    gather: torch.Tensor | None = None  # gather_np on the device (PackedNB101 binds it)
 
 
 @dataclass
@@ -101,7 +103,9 @@ class NB101Plan:
 def build_plan(codes, num_classes: int = 10, *, stem_channels: int = STEM_CHANNELS,
                num_stacks: int = NUM_STACKS, cells_per_stack: int = CELLS_PER_STACK,
                input_size: int = 32, device="cpu") -> NB101Plan:
-    """Plan for the raw NB101 codes ``codes`` (any valid cells; pruned here)."""
+    """Plan for the raw NB101 codes ``codes`` (any valid cells; pruned here). Its index arrays
+    are host arrays (``_Bucket.gather_np``, ``PackedLayer.cand``); :class:`PackedNB101` sends
+    them to ``device`` with its weights in one copy."""
     specs = [nb101.canonical_spec(int(c)) for c in codes]
     if not specs:
         raise ValueError("the packed NB101 builder needs at least one cell")
@@ -133,8 +137,7 @@ def build_plan(codes, num_classes: int = 10, *, stem_channels: int = STEM_CHANNE
             slots = np.array([slot_of("projection", stack=s, cell=c,
                                       vertex=6 if v == specs[k].n - 1 else v) for k, v in mem])
             lay = PackedLayer(f"p{pos}_{ch}", ch, c_in, 1, 1, 0, cand, slots, False, size * size)
-            cp.proj.append(_Bucket(lay, [v for _, v in mem],
-                                   torch.as_tensor(cand, dtype=torch.int64, device=device)))
+            cp.proj.append(_Bucket(lay, [v for _, v in mem], cand.astype(np.int64)))
             plan.layers.append(lay)
         # conv vertices, step by step, bucketed by (kernel, channels)
         for v in range(1, max(sp.n for sp in specs) - 1):
@@ -213,11 +216,27 @@ class PackedNB101(PackedModel):
                         dtype=np.int64)
         flat = torch.zeros(self.plan.n_weights + self.plan.n_biases, dtype=torch.float32)
         nw = t.n_weight_segments
-        # the per-model initialiser on the weight segments (biases stay 0, as the reference's)
+        # the per-model initialiser on the weight segments (biases stay 0, as the reference's),
+        # on the host (its float64 log/cos are the reference's CPU ones)
         fill_normal(flat[: self.plan.n_weights], torch.as_tensor(t.offsets[: nw + 1]),
                     torch.as_tensor(keys[t.cand[:nw]]), torch.as_tensor(t.slot[:nw]),
                     torch.as_tensor(t.bound[:nw], dtype=torch.float64), self.seed)
-        self.flat = flat.to(dev)
+        # weights, weight offsets, projection gathers and every layer's candidates (NASWOT's
+        # groups): one host-to-device copy (docs/performance.md)
+        tb = self.tables = DeviceTables(dev)
+        flat_np = tb.add(flat.numpy())
+        off_np = tb.add(self._host_weight_offsets())
+        for cp in self.plan.cells:
+            for bk in cp.proj:
+                tb.add(bk.gather_np)
+        for lay in self.plan.layers:
+            tb.add(np.ascontiguousarray(lay.cand))
+        tb.upload()
+        for cp in self.plan.cells:
+            for bk in cp.proj:
+                bk.gather = tb.get(bk.gather_np)
+        self.flat = tb.get(flat_np)
+        self._off_w = tb.get(off_np)
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,

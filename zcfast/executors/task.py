@@ -134,20 +134,27 @@ class SpaceRunner:
             self.options.setdefault("flavour", s["flavour"])
         if not self.options and "flavour" in self.space.option_names:
             self.options["flavour"] = "paper"
-        bs = int(s.get("batch_size", 64))
-        mb = self.space.minibatch(self.dataset, bs, self.data_seed, images=s.get("images", "default"),
-                                  data_root=s.get("data_root"),
-                                  normalization=s.get("normalization", "paper"))
-        self.x, self.y = mb.x.to(self.device), mb.y.to(self.device)
-        self.extra = tuple(
-            tuple(t.to(self.device) for t in mb.more(bs, extra_batch_seed(self.data_seed, k)))
-            for k in range(1, extra_batches_needed(self.proxies) + 1))
         import torch
 
         dtypes = {"float32": torch.float32, "float64": torch.float64}
         if s.get("dtype", "float32") not in dtypes:
             raise ValueError(f"dtype {s.get('dtype')!r}: expected float32 or float64")
         self.dtype = dtypes[s.get("dtype", "float32")]
+        from zcfast.data import batches
+
+        # drawn once per process and setting, on the device once (docs/performance.md)
+        bs = int(s.get("batch_size", 64))
+        mb = batches.minibatch(self.space, self.dataset, bs, self.data_seed,
+                               images=s.get("images", "default"), data_root=s.get("data_root"),
+                               normalization=s.get("normalization", "paper"))
+        self.x, self.y = batches.on_device(mb, self.device)
+        self.extra = tuple(batches.more(mb, bs, extra_batch_seed(self.data_seed, k), self.device)
+                           for k in range(1, extra_batches_needed(self.proxies) + 1))
+        # the packed passes' dtype, converted once here rather than in every chunk
+        self.xp = batches.on_device(mb, self.device, self.dtype)[0]
+        self.extra_p = tuple(batches.more(mb, bs, extra_batch_seed(self.data_seed, k), self.device,
+                                          self.dtype)
+                             for k in range(1, extra_batches_needed(self.proxies) + 1))
         from zcfast.batched.base import PRECISIONS
 
         self.precision = s.get("precision", "fp32")  # packed passes only (docs/performance.md)
@@ -179,12 +186,12 @@ class SpaceRunner:
         from zcfast.batched import iter_packed_space
 
         s = self.settings
-        for part, res in iter_packed_space(self.space, codes, self.packed, self.x, self.y,
+        for part, res in iter_packed_space(self.space, codes, self.packed, self.xp, self.y,
                                            dataset=self.dataset, seed=self.weight_seed,
                                            device=self.device, chunk=s.get("chunk"),
                                            backend=s.get("backend"), dtype=self.dtype,
                                            options=self._packed_options(),
-                                           extra_batches=self.extra):
+                                           extra_batches=self.extra_p):
             out = {p: np.asarray(res[p], dtype=np.float64) for p in self.packed}
             if self.looped:
                 per = dict(self._loop(part, self.looped))

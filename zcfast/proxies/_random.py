@@ -73,13 +73,19 @@ def rademacher(shape, arch: int, slot: int, seed: int) -> torch.Tensor:
     return torch.where(u >= 0, 1.0, -1.0).to(torch.float32).reshape(tuple(shape))
 
 
+def noise_values(n: int, k: int, seed: int) -> torch.Tensor:
+    """(n,) float32 CPU values of the k-th noise input (:func:`noise_input` before its shape,
+    dtype and device; the packed engine sends them with its other host tables)."""
+    # rounded to float32 first: a float64 run sees the same numbers as a float32 one
+    return normal(int(n), 0, NOISE + int(k), seed).to(torch.float32)
+
+
 def noise_input(like: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     """Standard normal tensor shaped like ``like`` (its dtype and device): the k-th noise input
     of the run. It depends on (seed, k, shape) only, so every cell sees the same noise."""
-    z = normal(like.numel(), 0, NOISE + int(k), seed)
+    z = noise_values(like.numel(), k, seed)
     dtype = like.dtype if like.is_floating_point() else torch.float32
-    # rounded to float32 first: a float64 run sees the same numbers as a float32 one
-    return z.to(torch.float32).to(dtype).reshape(like.shape).to(like.device)
+    return z.to(dtype).reshape(like.shape).to(like.device)
 
 
 def arch_key(net: nn.Module) -> int:

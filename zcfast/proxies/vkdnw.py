@@ -187,12 +187,17 @@ def fisher_matrix(jac: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return torch.einsum("bcp,bcq->pq", a, a) / a.shape[0]
 
 
-def decile_entropy(fisher: torch.Tensor) -> float:
-    """Entropy of the 10%..90% quantiles of the singular values of F, normalised to sum 1."""
+def decile_entropy_t(fisher: torch.Tensor) -> torch.Tensor:
+    """:func:`decile_entropy` as a 0-d float64 tensor on the Fisher matrix's device."""
     lam = torch.linalg.svdvals(fisher.double())
     q = torch.quantile(lam, torch.linspace(0.1, 0.9, 9, dtype=lam.dtype, device=lam.device))
     t = q / (q.abs().sum() + 1e-10)
-    return float(-(t * torch.log(t + 1e-10)).sum())
+    return -(t * torch.log(t + 1e-10)).sum()
+
+
+def decile_entropy(fisher: torch.Tensor) -> float:
+    """Entropy of the 10%..90% quantiles of the singular values of F, normalised to sum 1."""
+    return float(decile_entropy_t(fisher))
 
 
 def vkdnw_components(net, x, y, loss_fn, split, ctx) -> dict:
