@@ -186,3 +186,14 @@ def test_a_folder_where_a_file_is_expected(tmp_path, capsys):
     assert cli.main(["correlate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("zcfast correlate: error:") and str(tmp_path) in err
+
+
+def test_correlate_names_its_settings_and_warns_on_few_cells(tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    assert cli.main(["score", "--archs", "5", "--proxies", "params", "--out", str(out),
+                     "--no-progress", "--threads", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["correlate", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "precision fp32, flavour paper, normalization paper" in text
+    assert "WARNING: only 5 cells" in text

@@ -130,6 +130,9 @@ def _add_correlate(sub):
                         "vote,ensemble[meanrank]:synflow+nwot (ranks over the file's cells)")
 
 
+MIN_CELLS = 20  # below this, correlate warns that its numbers are noise
+
+
 def _cmd_correlate(a) -> int:
     from zcfast.correlate import METRICS_NOTE, correlation_table, format_table, plot_scatter
     from zcfast.gaps import explain, format_gaps
@@ -149,10 +152,17 @@ def _cmd_correlate(a) -> int:
              f"images: {meta.get('images_description', 'unknown (no meta file)')}; "
              f"batch {meta.get('batch_size', '?')}, seed {meta.get('seed', '?')}, "
              f"engine {meta.get('engine', '?')}, device {meta.get('device', '?')}")
+    settings = [f"{k} {meta[k]}" for k in ("precision", "flavour", "normalization")
+                if meta.get(k) is not None]
+    if settings:
+        title += "; " + ", ".join(settings)
     if meta.get("ensembles") or extra:
         title += f"; ensembles rank the {len(scores)} cells of the file"
     print(format_table(tab, title))
     print(METRICS_NOTE)
+    if len(scores) < MIN_CELLS:
+        print(f"\nWARNING: only {len(scores)} cells: rank correlations over fewer than "
+              f"{MIN_CELLS} cells are too noisy to compare proxies (or with published values).")
     gaps = explain(scores)
     notes = format_gaps(gaps)
     print(f"\n{notes}" if notes else "\nEvery cell has a finite score for every proxy.")
