@@ -197,3 +197,15 @@ def test_correlate_names_its_settings_and_warns_on_few_cells(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "precision fp32, flavour paper, normalization paper" in text
     assert "WARNING: only 5 cells" in text
+
+
+def test_bf16_warns_for_the_proxies_it_ranks_poorly(tmp_path, capsys):
+    """bench/results/precision.md: plain, grasp and jacob_cov rank differently under bf16."""
+    from zcfast.scoring import score_to_file
+
+    score_to_file(tmp_path / "a.csv", archs=[0, 6111], proxies="synflow,jacob_cov",
+                  precision="bf16", batch_size=4, progress=False)
+    assert "warning: under bf16, jacob_cov rank cells differently" in capsys.readouterr().err
+    score_to_file(tmp_path / "b.csv", archs=[0, 6111], proxies="synflow,snip",
+                  precision="bf16", batch_size=4, progress=False)
+    assert "warning" not in capsys.readouterr().err
