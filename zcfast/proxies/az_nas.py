@@ -63,10 +63,12 @@ def spectral_entropy(feat: torch.Tensor, channels_last: bool = False) -> float:
     """Entropy of the normalised eigenvalues of the channel covariance of a (B, C, H, W) or
     (B, C) feature (``channels_last``: a (B, T, C) one): rows = samples x positions, centred,
     Sigma = X^T X / N (float64); p = lambda / sum(lambda); H = -sum p log(p + 1e-8). NaN if
-    Sigma is zero."""
+    Sigma is zero or not finite (a feature that overflowed, e.g. a recurrent cell over many steps)."""
     x = _rows(feat.detach().double(), channels_last)
     x = x - x.mean(0, keepdim=True)
     sigma = x.T @ x / x.shape[0]
+    if not bool(torch.isfinite(sigma).all()):
+        return math.nan
     lam = torch.linalg.eigvalsh(sigma)
     p = lam / lam.sum()
     return float(-(p * torch.log(p + 1e-8)).sum())
@@ -76,7 +78,7 @@ def block_trainability(f_in: torch.Tensor, f_out: torch.Tensor, probe: torch.Ten
                        channels_last: bool = False) -> float:
     """2 - s - 1/(s + 1e-6) of one block, s = top singular value of g_in^T g_out / N, with
     g_out = probe (+-1, shaped like f_out), g_in = vjp of the block at f_in; -inf if the block
-    passes the probe through unchanged (identity)."""
+    passes the probe through unchanged (identity); NaN if g_in^T g_out is not finite."""
     (g_in,) = torch.autograd.grad(f_out, f_in, grad_outputs=probe, retain_graph=True)
     if g_in.shape == probe.shape and bool(torch.equal(g_in, probe)):
         return -math.inf
@@ -85,6 +87,8 @@ def block_trainability(f_in: torch.Tensor, f_out: torch.Tensor, probe: torch.Ten
     go = _rows(probe, channels_last).double()
     gi = _rows(g_in, channels_last).double()
     m = gi.T @ go / go.shape[0]
+    if not bool(torch.isfinite(m).all()):  # an overflowed block: reported as NaN, never replaced
+        return math.nan
     s = float(torch.linalg.svdvals(m).max())
     return 2.0 - s - 1.0 / (s + 1e-6)
 
@@ -117,6 +121,13 @@ def az_components(net, x, y, loss_fn, split, ctx) -> dict:
     if missing:
         raise ValueError(f"AZ-NAS: stage modules {missing} were not called in the forward pass")
     fs = [feats[m] for m in mods]
+    bad = [i for i, f in enumerate(fs) if not bool(torch.isfinite(f).all())]
+    if bad:
+        from zcfast.proxies._common import warn_degenerate
+
+        warn_degenerate("az_nas", f"stage features {bad} are not finite (the network overflows "
+                        "under its Kaiming-normal re-initialisation); the components that read "
+                        "them are NaN")
     ent = [spectral_entropy(f, last) for f in fs]
     expressivity = sum(ent)
     diffs = [b - a for a, b in zip(ent[:-1], ent[1:])]
