@@ -163,10 +163,10 @@ def test_vkdnw_dim_counts_the_parameter_tensors():
 def test_refused_proxies_name_the_proxy_and_the_reason(tiny, tmp_path, capsys, proxy, why):
     """Every modern proxy without a definition on the language model is refused before any work,
     by the command (no file) and by the per-model path, naming the proxy and the reason.
-    (Without the refusal, measured at these tiny sizes: meco's per-module code correlates the
+    (Without the refusal, tried at these tiny sizes: meco's per-module code correlates the
     33,278 vocabulary rows of the logits and the process was killed for memory; swap finds no
-    ReLU and returns NaN for every network; vkdnw's per-sample Jacobian of 33,278 x T logits is
-    out of reach. Shown failing with NOT_APPLICABLE emptied.)"""
+    ReLU and silently returns NaN (swap_reg too); vkdnw_single's Fisher pass ran for over 10
+    minutes without finishing and was stopped. Shown failing with NOT_APPLICABLE emptied.)"""
     out = tmp_path / "s.csv"
     rc = main(["score", "--space", "nbnlp", "--archs", "1000000", "--proxies", f"snip,{proxy}",
                "--batch-size", "2", "--out", str(out), "--no-progress", "--threads", "1"])
