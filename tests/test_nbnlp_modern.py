@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from zcfast.cli import main
-from zcfast.proxies._common import DegenerateScoreWarning
 from zcfast.proxies import MODERN_PROXIES, PROXIES, _random, az_nas, compute_measures
+from zcfast.proxies._common import DegenerateScoreWarning
 from zcfast.scoring import parse_proxies
 from zcfast.spaces import get_space, nbnlp
 from zcfast.spaces.nb101_model import stream_code
