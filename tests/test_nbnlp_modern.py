@@ -168,7 +168,9 @@ def test_refused_proxies_name_the_proxy_and_the_reason(tiny, tmp_path, capsys, p
     ReLU and silently returns NaN (swap_reg too); vkdnw_single's Fisher pass ran for over 10
     minutes without finishing and was stopped. Shown failing with NOT_APPLICABLE emptied.)"""
     out = tmp_path / "s.csv"
-    rc = main(["score", "--space", "nbnlp", "--archs", "1000000", "--proxies", f"snip,{proxy}",
+    archs = tmp_path / "archs.txt"
+    archs.write_text("1000000\n")  # a logged recepie_id (a bare number would mean N samples)
+    rc = main(["score", "--space", "nbnlp", "--archs", str(archs), "--proxies", f"snip,{proxy}",
                "--batch-size", "2", "--out", str(out), "--no-progress", "--threads", "1"])
     err = capsys.readouterr().err
     assert rc != 0 and f"{proxy} does not apply to space 'nbnlp'" in err and why in err, err
@@ -183,7 +185,9 @@ def test_refused_proxies_name_the_proxy_and_the_reason(tiny, tmp_path, capsys, p
 def test_an_ensemble_with_a_refused_member_names_both(tiny, tmp_path, capsys):
     """vkdnw_agg needs vkdnw_single: the refusal names the member, the ensemble and the reason."""
     out = tmp_path / "s.csv"
-    rc = main(["score", "--space", "nbnlp", "--archs", "1000000", "--proxies", "vkdnw_agg",
+    archs = tmp_path / "archs.txt"
+    archs.write_text("1000000\n")
+    rc = main(["score", "--space", "nbnlp", "--archs", str(archs), "--proxies", "vkdnw_agg",
                "--batch-size", "2", "--out", str(out), "--no-progress", "--threads", "1"])
     err = capsys.readouterr().err
     assert rc != 0 and "vkdnw_single (a member of vkdnw_agg) does not apply" in err, err
