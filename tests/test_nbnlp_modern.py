@@ -165,8 +165,9 @@ def test_refused_proxies_name_the_proxy_and_the_reason(tiny, tmp_path, capsys, p
     by the command (no file) and by the per-model path, naming the proxy and the reason.
     (Without the refusal, tried at these tiny sizes: meco's per-module code correlates the
     33,278 vocabulary rows of the logits and the process was killed for memory; swap finds no
-    ReLU and silently returns NaN (swap_reg too); vkdnw_single's Fisher pass ran for over 10
-    minutes without finishing and was stopped. Shown failing with NOT_APPLICABLE emptied.)"""
+    ReLU and silently returns NaN (swap_reg too); vkdnw's generic Jacobian would take one
+    vector-Jacobian product per logit, 33,278 x T per sample (not run). Shown failing with
+    NOT_APPLICABLE emptied: the refusal cases, the partition and the expansion tests fail.)"""
     out = tmp_path / "s.csv"
     archs = tmp_path / "archs.txt"
     archs.write_text("1000000\n")  # a logged recepie_id (a bare number would mean N samples)
