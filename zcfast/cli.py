@@ -26,7 +26,9 @@ def _add_score(sub):
                    help="cifar10 (default) | cifar100 | ImageNet16-120 (nb201); cifar10 (nb101); "
                         "wikitext2 (nbnlp, its default)")
     p.add_argument("--proxies", default="paper",
-                   help="'paper' (the six of the paper), 'modern', 'all', or a comma list, e.g. "
+                   help="'paper' (the six of the paper), 'modern', 'all' (each expands to the "
+                        "proxies that apply to --space's networks: docs/nbnlp.md), or a comma "
+                        "list, e.g. "
                         "synflow,snip,vote,ensemble:zico+az_nas+vkdnw (ensemble[meanrank|vote|"
                         "logrank]:a+b; see docs/proxies_modern.md); econas[:epochs=E+channels=C+"
                         "resolution=R+images=N+batch=B+schedule=S] adds a reduced-training proxy "

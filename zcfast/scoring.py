@@ -82,15 +82,24 @@ def device_name(dev) -> str:
     return cpu_name()
 
 
-def parse_proxies(spec) -> list:
+def parse_proxies(spec, space=None) -> list:
     """Column names from a list or a comma string: registry proxies, ensembles (``vote``,
     ``az_nas``, ``vkdnw_agg``, ``ensemble[rule]:a+b``; docs/proxies_modern.md) and the tokens
     'paper' (the six of the paper's Table 1), 'modern' (the modern per-model proxies) and 'all'
     (every registry proxy), which expand in place; duplicates are dropped. Reduced-training
-    proxies (``econas[:key=value+...]``, docs/reduced_training.md) are kept as written."""
+    proxies (``econas[:key=value+...]``, docs/reduced_training.md) are kept as written.
+
+    With a ``space`` (a Space), the tokens expand to the proxies that apply to its networks:
+    those its ``proxy_problem`` refuses are left out (NB-NLP: docs/nbnlp.md). A refused proxy
+    named on its own is kept, so that scoring refuses it with the reason."""
     if isinstance(spec, str):
         spec = [t.strip() for t in spec.split(",") if t.strip()]
-    groups = {"paper": PAPER_PROXIES, "modern": MODERN_PROXIES, "all": tuple(PROXIES)}
+
+    def applies(names):
+        return tuple(n for n in names if space is None or not space.proxy_problem(n))
+
+    groups = {"paper": applies(PAPER_PROXIES), "modern": applies(MODERN_PROXIES),
+              "all": applies(PROXIES)}
     out = []
     for t in spec:
         for n in groups.get(t, [t]):
@@ -395,13 +404,15 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
     ds = dataset_name(sp.score_dataset() if dataset is None else dataset)
     if batch_size is None:
         batch_size = sp.default_batch_size
-    names = parse_proxies(proxies)
+    names = parse_proxies(proxies, space=sp)
     per_model, ensembles = split_columns(names)
     zero_cost, rt_specs = _reduced.split_proxies(per_model)  # the CSV holds both kinds
     for n in zero_cost:
         why = sp.proxy_problem(n)
         if why:
-            raise ValueError(f"{n} does not apply to space {sp.name!r}: {why}")
+            via = [e for e in ensembles if n in _ens.base_members(e)] if n not in names else []
+            raise ValueError(f"{n}{' (a member of ' + ', '.join(via) + ')' if via else ''} "
+                             f"does not apply to space {sp.name!r}: {why}")
     if rt_specs and sp.name != "nb201":
         raise ValueError(f"reduced-training proxies {rt_specs} train NB201 networks; space "
                          f"{sp.name!r} has none (docs/reduced_training.md)")

@@ -201,7 +201,7 @@ def score(archs, proxies, *, space="nb201", dataset: str = "cifar10", batch_size
     from zcfast.spaces import get_space
 
     sp = get_space(space)
-    names = parse_proxies(proxies)
+    names = parse_proxies(proxies, space=sp)
     per_model, ensembles = split_columns(names)
     if isinstance(archs, (str, int, np.integer, dict)):
         archs = [archs]

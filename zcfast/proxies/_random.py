@@ -7,7 +7,8 @@ packed engine can draw the very same numbers for the same candidate.
 
 Stream ids (``slot`` argument of the streams; docs/proxies_modern.md, "Randomness"):
 
-- ``arch``: the NB201 cell code (``net.code``) for NB201 networks, 0 for any other module.
+- ``arch``: the NB201 cell code (``net.code``) for NB201 networks, ``zc_arch_key()`` for a
+  network that declares it (NB-NLP: its key folded to 32 bits), 0 for any other module.
 - weights of the default NB201 initialisation use slots ``2*s`` and ``2*s+1`` (s < 1024,
   :func:`zcfast.spaces.nb201_model.slot_of`); everything here lives above ``1 << 24``:
 - re-initialisation draw ``d`` of the layer with structural slot ``s``: ``REINIT + d*4096 + s``
@@ -89,7 +90,11 @@ def noise_input(like: torch.Tensor, k: int, seed: int) -> torch.Tensor:
 
 
 def arch_key(net: nn.Module) -> int:
-    """The ``arch`` field of the streams: the NB201 cell code, 0 for other modules."""
+    """The ``arch`` field of the streams: what the network declares with ``zc_arch_key()`` (a
+    network whose code is not a stream key, e.g. NB-NLP's handles: docs/nbnlp.md), else the
+    NB201 cell code, 0 for other modules."""
+    if hasattr(net, "zc_arch_key"):
+        return int(net.zc_arch_key())
     code = getattr(net, "code", 0)
     return int(code) if isinstance(code, int) else 0
 

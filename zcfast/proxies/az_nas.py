@@ -13,6 +13,10 @@ boundaries are recorded (NB201: the stem output and the output of each of the 17
 - trainability: mean over blocks l of 2 - s - 1/(s + 1e-6), s = largest singular value of
   E[g_in g_out^T], g_out a +-1 probe at F_l and g_in its vector-Jacobian product at F_{l-1}
   (space-to-depth when the block downsamples); -inf for a block that is the identity.
+A network whose features are sequences of tokens (B, T, C), channels last, says so with
+``zc_feature_channels_last = True`` (the reading of the authors' AutoFormer port: rows = batch x
+tokens); a network whose first continuous input is not its argument (a language model's
+embeddings) declares ``zc_continuous_input(x)`` and the noise replaces that input.
 The authors turn a NaN component into -inf; zcfast reports NaN as NaN (never replaced) and the
 ``az_nas`` ensemble ranks NaN as -inf, which gives the authors' aggregate. Details:
 docs/proxies_modern.md.
@@ -49,31 +53,42 @@ def feature_modules(net: nn.Module) -> list:
     return mods
 
 
-def spectral_entropy(feat: torch.Tensor) -> float:
+def _rows(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """(N, C) view of a feature: channels (dim 1, or the last dim) as columns, every sample and
+    position a row."""
+    return t.reshape(-1, t.shape[-1]) if channels_last else t.movedim(1, -1).reshape(-1, t.shape[1])
+
+
+def spectral_entropy(feat: torch.Tensor, channels_last: bool = False) -> float:
     """Entropy of the normalised eigenvalues of the channel covariance of a (B, C, H, W) or
-    (B, C) feature: rows = samples x positions, centred, Sigma = X^T X / N (float64);
-    p = lambda / sum(lambda); H = -sum p log(p + 1e-8). NaN if Sigma is zero."""
-    f = feat.detach().double()
-    x = f.movedim(1, -1).reshape(-1, f.shape[1])
+    (B, C) feature (``channels_last``: a (B, T, C) one): rows = samples x positions, centred,
+    Sigma = X^T X / N (float64); p = lambda / sum(lambda); H = -sum p log(p + 1e-8). NaN if
+    Sigma is zero or not finite (a feature that overflowed, e.g. a recurrent cell over many steps)."""
+    x = _rows(feat.detach().double(), channels_last)
     x = x - x.mean(0, keepdim=True)
     sigma = x.T @ x / x.shape[0]
+    if not bool(torch.isfinite(sigma).all()):
+        return math.nan
     lam = torch.linalg.eigvalsh(sigma)
     p = lam / lam.sum()
     return float(-(p * torch.log(p + 1e-8)).sum())
 
 
-def block_trainability(f_in: torch.Tensor, f_out: torch.Tensor, probe: torch.Tensor) -> float:
+def block_trainability(f_in: torch.Tensor, f_out: torch.Tensor, probe: torch.Tensor,
+                       channels_last: bool = False) -> float:
     """2 - s - 1/(s + 1e-6) of one block, s = top singular value of g_in^T g_out / N, with
     g_out = probe (+-1, shaped like f_out), g_in = vjp of the block at f_in; -inf if the block
-    passes the probe through unchanged (identity)."""
+    passes the probe through unchanged (identity); NaN if g_in^T g_out is not finite."""
     (g_in,) = torch.autograd.grad(f_out, f_in, grad_outputs=probe, retain_graph=True)
     if g_in.shape == probe.shape and bool(torch.equal(g_in, probe)):
         return -math.inf
-    if g_in.dim() == 4 and g_in.shape[2:] != probe.shape[2:]:
+    if not channels_last and g_in.dim() == 4 and g_in.shape[2:] != probe.shape[2:]:
         g_in = F.pixel_unshuffle(g_in, g_in.shape[2] // probe.shape[2])
-    go = probe.movedim(1, -1).reshape(-1, probe.shape[1]).double()
-    gi = g_in.movedim(1, -1).reshape(-1, g_in.shape[1]).double()
+    go = _rows(probe, channels_last).double()
+    gi = _rows(g_in, channels_last).double()
     m = gi.T @ go / go.shape[0]
+    if not bool(torch.isfinite(m).all()):  # an overflowed block: reported as NaN, never replaced
+        return math.nan
     s = float(torch.linalg.svdvals(m).max())
     return 2.0 - s - 1.0 / (s + 1e-6)
 
@@ -83,8 +98,14 @@ def az_components(net, x, y, loss_fn, split, ctx) -> dict:
     if split > 1:
         raise ValueError("AZ-NAS: micro-batching is not supported (one pass over the batch)")
     mods = feature_modules(net)
+    last = bool(getattr(net, "zc_feature_channels_last", False))
     _random.reinit_(net, ctx.seed, "kaiming_normal")
     net.train()
+    if hasattr(net, "zc_continuous_input"):  # e.g. a language model: noise replaces embeddings
+        like, forward = net.zc_continuous_input(x)
+        noise = _random.noise_input(like, _random.NOISE_AZ, ctx.seed).requires_grad_(True)
+    else:
+        forward, noise = net, _random.noise_input(x, _random.NOISE_AZ, ctx.seed)
     feats: dict = {}
 
     def hook(module, inp, out):
@@ -92,7 +113,7 @@ def az_components(net, x, y, loss_fn, split, ctx) -> dict:
 
     handles = [m.register_forward_hook(hook) for m in mods]
     try:
-        net(_random.noise_input(x, _random.NOISE_AZ, ctx.seed))
+        forward(noise)
     finally:
         for h in handles:
             h.remove()
@@ -100,7 +121,14 @@ def az_components(net, x, y, loss_fn, split, ctx) -> dict:
     if missing:
         raise ValueError(f"AZ-NAS: stage modules {missing} were not called in the forward pass")
     fs = [feats[m] for m in mods]
-    ent = [spectral_entropy(f) for f in fs]
+    bad = [i for i, f in enumerate(fs) if not bool(torch.isfinite(f).all())]
+    if bad:
+        from zcfast.proxies._common import warn_degenerate
+
+        warn_degenerate("az_nas", f"stage features {bad} are not finite (the network overflows "
+                        "under its Kaiming-normal re-initialisation); the components that read "
+                        "them are NaN")
+    ent = [spectral_entropy(f, last) for f in fs]
     expressivity = sum(ent)
     diffs = [b - a for a, b in zip(ent[:-1], ent[1:])]
     progressivity = math.nan if any(map(math.isnan, diffs)) else min(diffs)  # NaN propagates
@@ -108,7 +136,7 @@ def az_components(net, x, y, loss_fn, split, ctx) -> dict:
     scores = []
     for i in reversed(range(1, len(fs))):  # the authors' order: last block first
         probe = _random.rademacher(fs[i].shape, arch, _random.PROBE + i, ctx.seed).to(fs[i].device)
-        scores.append(block_trainability(fs[i - 1], fs[i], probe))
+        scores.append(block_trainability(fs[i - 1], fs[i], probe, last))
     trainability = sum(scores) / len(scores)
     return {"az_expressivity": float(expressivity), "az_progressivity": float(progressivity),
             "az_trainability": float(trainability)}

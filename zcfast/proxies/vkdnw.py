@@ -205,6 +205,10 @@ def vkdnw_components(net, x, y, loss_fn, split, ctx) -> dict:
     if split > 1:
         raise ValueError("vkdnw: micro-batching is not supported")
     dim = float(len(list(net.parameters())))
+    if "vkdnw" in getattr(net, "zc_not_applicable", dict)():
+        # the Fisher matrix is out of reach on this network (e.g. a 33,278-word language model);
+        # the size term alone is still defined, and vkdnw, vkdnw_single are refused before this
+        return {"vkdnw_dim": dim}
     _random.reinit_(net, ctx.seed, "kaiming_normal")
     fresh_eval_bn_(net)
     for p in net.parameters():

@@ -110,6 +110,28 @@ NOT_APPLICABLE = {
            "global average pool and normalises it by the network's BatchNorm variances; the "
            "NB-NLP language model has no global pool and no BatchNorm, so neither term exists "
            "(docs/nbnlp.md)",
+    "meco": "MeCo takes, for one input sample, the smallest eigenvalue of the correlation matrix "
+            "of each layer's channels over the feature map's positions; one sequence has 70 "
+            "positions (time steps) for 600 or 400 channels, so every such matrix has rank at "
+            "most 69 and its smallest eigenvalue is 0 up to rounding for every network, and the "
+            "authors' per-module code applied as written correlates the 33,278 vocabulary rows "
+            "of the logits (a 33,278 x 33,278 eigenproblem, some 9 GB) (docs/nbnlp.md)",
+    "swap": "SWAP counts the distinct sign patterns of the ReLU units of convolutional feature "
+            "maps (the authors' code reads only nn.ReLU with 4-D input) after N(0, 1) "
+            "re-initialisations; the language model has no ReLU, and N(0, 1) weights at fan-in "
+            "600 saturate its tanh and sigmoid units and overflow its products over the 70 "
+            "recurrent steps (harmless only in ReLU networks, which are positively homogeneous) "
+            "(docs/nbnlp.md)",
+    "swap_reg": "regularised SWAP is SWAP (not applicable: no ReLU feature maps, N(0, 1) "
+                "re-initialisation over 70 recurrent steps) times a size prior calibrated for "
+                "NAS-Bench-201 (mu = sigma = 1.5 M parameters), which underflows to 0 at NB-NLP's "
+                "13 to 30 M parameters (docs/nbnlp.md)",
+    "vkdnw": "VKDNW's Fisher matrix takes one backward pass per output class and the Cholesky "
+             "factor of a C x C matrix per output; the language model has 33,278 classes at each "
+             "of 70 positions per sequence: 33,278 backward passes and 33,278 x 33,278 factors "
+             "(some 9 GB each), out of reach (docs/nbnlp.md)",
+    "vkdnw_single": "VKDNW_single orders networks by (vkdnw_dim, vkdnw) and needs vkdnw, whose "
+                    "33,278-class Fisher matrix is out of reach (docs/nbnlp.md)",
 }
 
 
@@ -175,13 +197,14 @@ class NBNLPNet(nn.Module):
         self.cell = nbnlp.cell_of(self.code)
         self.sizes = sizes
         self.encoder = nn.Embedding(sizes.ntoken, sizes.emsize)
+        self.embedded = nn.Identity()  # marks the first continuous value (AZ-NAS's F_0)
         self.rnns = nn.ModuleList(CellLayer(self.cell, i, h) for i, h in sizes.layers())
         self.decoder = nn.Linear(sizes.emsize, sizes.ntoken)
         self.decoder.weight = self.encoder.weight  # tied
 
     def forward_embedded(self, e):
         """Logits (B, ntoken, T) of embedded input e (B, T, emsize)."""
-        h = e
+        h = self.embedded(e)
         for rnn in self.rnns:
             h = rnn(h)
         return self.decoder(h).transpose(1, 2)
@@ -196,6 +219,20 @@ class NBNLPNet(nn.Module):
         emsize), and the function of it that gives the outputs. jacob_cov differentiates with
         respect to e; synflow feeds ones of one sample's shape (1, T, emsize)."""
         return self.encoder(x).detach(), self.forward_embedded
+
+    # AZ-NAS (zcfast/proxies/az_nas.py): the stage features are the embedded input and each
+    # layer's outputs, (B, T, C) with channels last (docs/nbnlp.md)
+    zc_feature_channels_last = True
+
+    def zc_feature_modules(self) -> list:
+        """AZ-NAS's stage features F_0..F_L: the embedded input, then every layer's outputs."""
+        return [self.embedded, *self.rnns]
+
+    def zc_arch_key(self) -> int:
+        """The modern proxies' stream key (re-initialisation, probes): the network's key folded
+        to 32 bits, as its weights' streams (``self.code`` may be a tagged handle of a logged
+        run, and isomorphic cells must draw the same numbers)."""
+        return stream_code(self.key)
 
     def zc_not_applicable(self) -> dict:
         """{proxy: why its definition does not carry over to this network}: compute_measures
