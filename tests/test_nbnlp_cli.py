@@ -121,7 +121,9 @@ def test_proxies_that_do_not_apply_are_refused_with_the_reason(tiny, tmp_path, c
     and the reason. (Shown failing with the refusal removed, NOT_APPLICABLE emptied: the
     per-model path then crashes on the integer tokens or the missing pool with other errors.)"""
     out = tmp_path / "s.csv"
-    rc = main(["score", "--space", "nbnlp", "--archs", "1000000", "--proxies", f"snip,{proxy}",
+    one = tmp_path / "one.txt"  # one logged run (a bare number would mean "sample that many")
+    one.write_text("1000000\n")
+    rc = main(["score", "--space", "nbnlp", "--archs", str(one), "--proxies", f"snip,{proxy}",
                "--batch-size", "2", "--out", str(out), "--no-progress", "--threads", "1"])
     err = capsys.readouterr().err
     assert rc != 0 and f"{proxy} does not apply to space 'nbnlp'" in err and why in err, err
