@@ -59,6 +59,15 @@ RESULTS = HERE / "results"
 SCORES = HERE / "data" / "synflow_nb201_cifar100_seed0.csv.gz"
 
 
+
+def verdict(va: float, ba: float, p_adj: float) -> str:
+    """'yes' when the variant's mean is higher and the one-sided test holds after Holm's
+    correction; '**no**' when its mean is lower (whatever the rank test says: a variant whose
+    runs are all equal can win the rank test and still lose on the mean); 'n.s.' otherwise."""
+    if va < ba:
+        return "**no**"
+    return "yes" if p_adj < 0.05 and va > ba else "n.s."
+
 def ensure_scores(cache: ScoreCache, key: ScoreKey, scores_file: str | None) -> np.ndarray:
     """synflow of every NB201 cell in universe (= NB201 index) order, from the cache; missing
     cells are scored live (per-model loop) and cached as they finish."""
@@ -201,15 +210,14 @@ def main(argv=None) -> int:
         "Mean test accuracy of the selected model after k trained models, the difference with a",
         "95% bootstrap interval, and a one-sided Mann-Whitney U test (variant > baseline) over the",
         f"{a.seeds} seeds; p Holm = Holm-adjusted over all {len(rows)} comparisons. Verdict: yes when",
-        "p Holm < 0.05, no when the mean is lower, n.s. otherwise.",
+        "p Holm < 0.05 and the mean is higher, no when the mean is lower, n.s. otherwise.",
         "",
         "| variant vs baseline | k | variant | baseline | diff [95% CI] | p | p Holm | beats? |",
         "|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for name, at_k, va, ba, lo, hi, p, p_adj in rows:
-        verdict = "yes" if p_adj < 0.05 else ("**no**" if va < ba else "n.s.")
         lines.append(f"| {name} | {at_k} | {va:.2f} | {ba:.2f} | {va - ba:+.2f} [{lo:+.2f}, "
-                     f"{hi:+.2f}] | {p:.2g} | {p_adj:.2g} | {verdict} |")
+                     f"{hi:+.2f}] | {p:.2g} | {p_adj:.2g} | {verdict(va, ba, p_adj)} |")
     lines += [
         "",
         f"AE+warmup(15625) mean >= 73.0% within 50 trained models: "

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from study_search_nb201 import bootstrap_ci, holm  # noqa: E402
+from study_search_nb201 import bootstrap_ci, holm, verdict  # noqa: E402
 
 from zcfast.scoring import git_sha, read_scores  # noqa: E402
 from zcfast.search import (  # noqa: E402
@@ -206,15 +206,14 @@ def main(argv=None) -> int:
         "## Does each variant beat its baseline?", "",
         "Mean headline value of the selected network after k trained models, difference with a 95% "
         "bootstrap interval, one-sided Mann-Whitney U (variant > baseline) over the seeds, "
-        f"Holm-adjusted over all {len(rows)} comparisons. yes: p Holm < 0.05; no: lower mean; "
+        f"Holm-adjusted over all {len(rows)} comparisons. yes: p Holm < 0.05 and a higher mean; no: lower mean; "
         "n.s.: otherwise.", "",
         "| variant vs baseline | k | variant | baseline | diff [95% CI] | p | p Holm | beats? |",
         "|---|---:|---:|---:|---|---:|---:|---|",
     ]
     for name, k, va, ba, lo, hi, p, p_adj in rows:
-        verdict = "yes" if p_adj < 0.05 else ("**no**" if va < ba else "n.s.")
         lines.append(f"| {name} | {k} | {va:.2f} | {ba:.2f} | {va - ba:+.2f} [{lo:+.2f}, {hi:+.2f}]"
-                     f" | {p:.2g} | {p_adj:.2g} | {verdict} |")
+                     f" | {p:.2g} | {p_adj:.2g} | {verdict(va, ba, p_adj)} |")
     lines += [
         "", f"## {uni.test_name} of the selected network [25%, 75%] after k trained models", "",
         curve_table(groups, at), "",
