@@ -334,7 +334,7 @@ def _write_readme(a, info) -> None:
         "# Reduced training (EcoNAS) vs zero-cost proxies on NB201 CIFAR-10",
         "",
         f"Written by `bench/study_reduced_training.py` (definitions: docs/reduced_training.md). "
-        f"git {info['git']}, {info['cpu']}, {info['threads']} threads, torch {info['torch']}, "
+        f"git {info['git']}, {info['cpu']}, {info['threads']} thread(s), torch {info['torch']}, "
         f"{info['date']}; sittings {', '.join(info['sittings'])}; load average at the end "
         f"{', '.join(f'{v:.1f}' for v in info['load_average_end'])} (a shared 2-core machine: "
         "timings are what this machine gave under the compute locks, with other engineers' "
@@ -401,6 +401,8 @@ def _write_readme(a, info) -> None:
         from zcfast.reduced_training import summary
 
         lines.append(f"- `{s}`: {summary(d)}")
+    if (a.out / "NOTES.md").exists():
+        lines += ["", "Conditions of this run and what its numbers mean: [NOTES.md](NOTES.md)."]
     lines += ["", "![Spearman vs seconds per cell](spearman_vs_cost.png)", ""]
     (a.out / "README.md").write_text("\n".join(lines))
 
