@@ -103,8 +103,8 @@ def report(res: dict) -> str:
         f"{m['started']}; the official NB101 network (stem 128, 3 stacks of 3 cells, CIFAR-10, "
         f"32x32), batch {m['batch']} of bundled real CIFAR-10 images (synflow: batch 1, float64), "
         "float32 otherwise; cells: the first distinct cells of the bundled subset. Each row timed "
-        "once (sum over its cells), under both compute locks; load average when each row ended "
-        "in its last column.", "",
+        "once (sum over its cells); load average when each row ended in its last column (what "
+        f"ran beside it: {m.get('beside', 'nothing else of the project')}).", "",
         "The loop is the per-model reference as the paper runs it: one model per cell, one pass "
         "per proxy, each proxy on its own copy. Packed K=1 shares passes between proxies (one "
         "loss pass serves grad_norm, snip, plain, fisher and grasp; NASWOT codes are read during "
@@ -134,6 +134,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT), help="results path without suffix")
+    ap.add_argument("--beside", default=None,
+                    help="what else ran on the machine during the run, for the report (default: "
+                         "nothing else of the project, e.g. both compute locks held)")
     a = ap.parse_args()
     out = Path(a.out)
     torch.set_num_threads(a.threads)
@@ -141,7 +144,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     jpath = out.with_suffix(".json")
     meta = {"git": git_sha(), "cpu": cpu_name(), "threads": a.threads, "torch": torch.__version__,
-            "batch": a.batch, "seed": a.seed, "started": time.strftime("%Y-%m-%d %H:%M")}
+            "batch": a.batch, "seed": a.seed, "started": time.strftime("%Y-%m-%d %H:%M"),
+            **({"beside": a.beside} if a.beside else {})}
     res = json.loads(jpath.read_text()) if jpath.exists() else {"meta": meta, "rows": []}
     if any(res["meta"][k] != meta[k] for k in ("batch", "seed", "threads")):
         raise SystemExit(f"{jpath} holds a run with other settings: {res['meta']}")
