@@ -60,6 +60,17 @@ SCORES = HERE / "data" / "synflow_nb201_cifar100_seed0.csv.gz"
 
 
 
+
+def check_runs(groups: dict) -> None:
+    """Recheck every run's curves and budget from its trained cells (zcfast.search.verify_runs);
+    exit non-zero on any inconsistency, so a study never reports runs that do not add up."""
+    from zcfast.search import verify_runs
+
+    probs = verify_runs([r for runs in groups.values() for r in runs])
+    if probs:
+        print("\n".join(probs[:20]))
+        raise SystemExit(f"{len(probs)} curve/budget inconsistencies in the runs")
+
 def verdict(va: float, ba: float, p_adj: float) -> str:
     """'yes' when the variant's mean is higher and the one-sided test holds after Holm's
     correction; '**no**' when its mean is lower (whatever the rank test says: a variant whose
@@ -268,12 +279,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     wins = sum(r[-1] < 0.05 for r in rows)
     print(f"{wins}/{len(rows)} comparisons significant (Holm) -> {a.out}, {png}")
-    from zcfast.search import verify_runs
-
-    probs = verify_runs([r for runs in groups.values() for r in runs])
-    if probs:
-        print("\n".join(probs[:20]))
-        raise SystemExit(f"{len(probs)} curve/budget inconsistencies in the runs")
+    check_runs(groups)
     return 0
 
 

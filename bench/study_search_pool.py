@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from study_search_nb201 import bootstrap_ci, holm, verdict  # noqa: E402
+from study_search_nb201 import bootstrap_ci, check_runs, holm, verdict  # noqa: E402
 
 from zcfast.scoring import git_sha, read_scores  # noqa: E402
 from zcfast.search import (  # noqa: E402
@@ -234,12 +234,7 @@ def main(argv=None) -> int:
             for r in runs:
                 f.write(json.dumps({"variant": v.label, **r}, separators=(",", ":")) + "\n")
     print("\n".join(lines))
-    from zcfast.search import verify_runs
-
-    probs = verify_runs([r for runs in groups.values() for r in runs])
-    if probs:
-        print("\n".join(probs[:20]))
-        raise SystemExit(f"{len(probs)} curve/budget inconsistencies in the runs")
+    check_runs(groups)
     return 0
 
 
