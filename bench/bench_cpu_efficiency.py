@@ -17,6 +17,19 @@ the input gradients and the weight gradients (3F), jacob_cov a forward and the i
 asked), synflow 3F at batch 1, nwot F, grasp 9F (forward and backward 3F, then the backward of
 both for the Hessian-gradient product, about twice their cost: a model, not a count). BatchNorm, ReLU, pooling and the reductions are not
 counted (they are memory-bound work that a GEMM ceiling does not describe).
+
+What limits the fraction (``--profile``, on by default): one chunk of each group runs again under
+torch.profiler, and its operator time is split into convolutions and GEMMs (every operator whose
+name holds ``conv``, ``mm`` or ``linear``) and everything else. Then, exactly,
+achieved / ceiling = (convolution share of the time) x (the convolutions' own rate / ceiling),
+where the share is of the profiled chunk's wall time, so the report says how much of the gap is
+time outside the convolutions (other operators, and host work outside any operator: Python,
+planning, the autograd engine) and how much is the convolutions running below the best
+dense shape. For the other operators it also estimates the
+bytes they move (each leaf operator that is not a view or an allocation reads its inputs and
+writes one output of its largest input's size, 4 bytes per element: an estimate from shapes, not
+a count) and compares their rate with this machine's memory bandwidth, measured in the same run
+(a copy of 256 MiB).
 """
 
 from __future__ import annotations
@@ -83,6 +96,9 @@ def ceilings(repeat: int) -> dict:
             both = _time(fb, repeat)
             convs[f"{k}x{k} c{c} {hw}x{hw}"] = {"forward": flops / fwd, "fwd_bwd": 3 * flops / both}
     out["conv"] = convs
+    src = torch.empty(64 * 2**20, dtype=torch.float32).normal_()
+    dst = torch.empty_like(src)
+    out["copy_bytes_per_s"] = 2 * src.numel() * 4 / _time(lambda: dst.copy_(src), repeat)
     out["conv_forward_best"] = max(v["forward"] for v in convs.values())
     out["conv_fwd_bwd_best"] = max(v["fwd_bwd"] for v in convs.values())
     return out
@@ -115,6 +131,72 @@ def engine(group: str, k: int, chunks: int, seed: int = 0) -> dict:
             "seconds_per_chunk_median": statistics.median(times)}
 
 
+_VIEWS = {"empty", "empty_like", "empty_strided", "as_strided", "as_strided_", "view", "reshape",
+          "_reshape_alias", "slice", "narrow", "select", "expand", "t", "transpose", "permute",
+          "unsqueeze", "squeeze", "resize_", "detach", "alias", "unflatten", "flatten",
+          "lift_fresh", "split", "chunk", "unbind", "contiguous", "to", "_to_copy_noop"}
+
+
+def _is_dense(name: str) -> bool:
+    n = name.lower()
+    return "conv" in n or n.endswith("mm") or "linear" in n or "im2col" in n or "col2im" in n
+
+
+def profile(group: str, k: int, seed: int = 1) -> dict:
+    """One chunk of the group (the same cells three times: warm-up, timed, profiled): operator
+    self time under torch.profiler split into convolutions/GEMMs and the rest (self time, so
+    nothing counts twice), the bytes the rest moves (an estimate from its leaf operators' input
+    shapes), and the unprofiled wall time of the chunk, which the shares are taken of."""
+    import numpy as np
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as tprofile
+
+    from zcfast.batched.engine import PackedNB201
+    from zcfast.spaces import nb201
+
+    proxies, mult, batch = GROUPS[group]
+    rng = np.random.default_rng(seed)
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+
+    codes = [nb201.code_of_index(int(j)) for j in rng.integers(0, 15625, size=k)]
+
+    def chunk():
+        eng = PackedNB201(codes, 10)
+        eng.compute(x, y, proxies)
+        return float(eng.counts()["flops"].sum())
+
+    chunk()  # warm-up
+    t0 = time.perf_counter()
+    macs = chunk()
+    wall = time.perf_counter() - t0  # unprofiled: the profiler's start and stop cost ~1 s
+    with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        chunk()
+    dense_s = other_s = 0.0
+    other_bytes = 0.0
+    by_op = {}
+    elem = 8 if group == "synflow" else 4
+    for ev in prof.events():
+        if not ev.name.startswith("aten::"):
+            continue
+        self_s = ev.self_cpu_time_total / 1e6
+        if _is_dense(ev.name):
+            dense_s += self_s
+            continue
+        other_s += self_s
+        by_op[ev.name] = by_op.get(ev.name, 0.0) + self_s
+        if ev.cpu_children or ev.name[6:] in _VIEWS:
+            continue
+        sizes = [int(np.prod(s)) for s in (ev.input_shapes or []) if isinstance(s, list) and s]
+        if sizes:
+            other_bytes += elem * (sum(sizes) + max(sizes))
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:6]
+    return {"k": k, "wall_s": wall, "dense_s": dense_s, "other_s": other_s,
+            "flop": mult * 2 * batch * macs, "other_bytes_est": other_bytes,
+            "top_other": [(n, s) for n, s in top]}
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -125,6 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chunks", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--groups", default=",".join(GROUPS))
+    ap.add_argument("--no-profile", action="store_true", help="skip the profiled chunk per group")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "cpu_efficiency"))
     a = ap.parse_args(argv)
     groups = [g for g in a.groups.split(",") if g]
@@ -150,11 +233,16 @@ def main(argv=None) -> int:
     for g in groups:
         res[g] = engine(g, a.synflow_k if g == "synflow" else a.k, a.chunks)
         print(g, res[g], flush=True)
+    prof = {}
+    if not a.no_profile:
+        for g in groups:
+            prof[g] = profile(g, a.synflow_k if g == "synflow" else a.k)
+            print("profile", g, prof[g], flush=True)
     meta = {"git": sha, "cpu": cpu_model(), "threads": a.threads, "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load": os.getloadavg()}
     with open(a.out + ".json", "w") as f:
-        json.dump({"meta": meta, "ceilings": ceil, "engine": res}, f, indent=1)
+        json.dump({"meta": meta, "ceilings": ceil, "engine": res, "profile": prof}, f, indent=1)
     G = 1e9
     lines = [
         "# CPU compute efficiency of the packed engine",
@@ -171,6 +259,8 @@ def main(argv=None) -> int:
         f"- best NB201-shaped dense convolution (batch 64): forward "
         f"{ceil['conv_forward_best'] / G:.1f} GFLOP/s, forward+backward "
         f"{ceil['conv_fwd_bwd_best'] / G:.1f} GFLOP/s",
+        f"- memory bandwidth (copy of 256 MiB, bytes read + written): "
+        f"{ceil['copy_bytes_per_s'] / G:.1f} GB/s",
         "",
         "| convolution | forward GFLOP/s | forward+backward GFLOP/s |",
         "|---|---:|---:|",
@@ -186,10 +276,51 @@ def main(argv=None) -> int:
         conv_s = "n/a (float64)" if g == "synflow" else f"{r['flop_per_s'] / conv:.0%}"
         lines.append(f"| {g} | {r['k']} | {r['cells_per_s']:.2f} | {r['flop_per_s'] / G:.1f} | "
                      f"{conv_s} | {r['flop_per_s'] / gemm:.0%} |")
+    if prof:
+        lines += _limits(prof, ceil)
     with open(a.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _limits(prof: dict, ceil: dict) -> list:
+    """The report's section on what limits the achieved fraction (see the module docstring)."""
+    G = 1e9
+    bw = ceil["copy_bytes_per_s"]
+    lines = ["", "## What limits it (one profiled chunk per group)", "",
+             "Operator self time of one chunk under torch.profiler, as shares of the same chunk's "
+             "unprofiled wall time (`wall s`; the profiler adds a little per operator, so shares "
+             "can sum past 100% on a busy machine). "
+             "achieved / ceiling = dense share x dense rate / ceiling, exactly, with shares of "
+             "the chunk's wall time; `outside` is wall time in no operator (Python, planning, "
+             "the autograd engine). `other` is "
+             "every operator that is not a convolution or GEMM; its bytes are an estimate "
+             "from shapes (module docstring). `bound` is the fraction of the conv ceiling the "
+             "chunk would reach if its convolutions ran at the best dense shape's rate and the "
+             "other operators moved their bytes at the measured bandwidth.",
+             "",
+             "| group | K | wall s | dense share | other share | outside share "
+             "| dense rate (of conv ceiling) | other op time s "
+             "| other GB moved (est.) | other GB/s (of bandwidth) | bound | largest other "
+             "operators (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for g, p in prof.items():
+        w = p["wall_s"]
+        out_s = max(w - p["dense_s"] - p["other_s"], 0.0)
+        conv = ceil["gemm_float64"] if g == "synflow" else ceil["conv_fwd_bwd_best"]
+        rate = p["flop"] / p["dense_s"] if p["dense_s"] else float("nan")
+        ob = p["other_bytes_est"]
+        best_t = p["flop"] / conv + ob / bw
+        bound = p["flop"] / best_t / conv if best_t else float("nan")
+        top = ", ".join(f"{n[6:]} {s:.2f}" for n, s in p["top_other"][:4])
+        lines.append(f"| {g} | {p['k']} | {w:.2f} | {p['dense_s'] / w:.0%} | "
+                     f"{p['other_s'] / w:.0%} | {out_s / w:.0%} | {rate / G:.1f} GFLOP/s "
+                     f"({rate / conv:.0%}) | {p['other_s']:.2f} | {ob / G:.2f} | "
+                     f"{ob / p['other_s'] / G:.1f} ({ob / p['other_s'] / bw:.0%}) | {bound:.0%} "
+                     f"| {top} |")
+    lines += ["", "synflow's rates are against the float64 GEMM ceiling (it runs in float64)."]
+    return lines
 
 
 if __name__ == "__main__":
