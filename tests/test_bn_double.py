@@ -61,3 +61,54 @@ def test_gradient_reaches_both_inputs_of_the_backward():
 
     for a, b in zip(hg(_native), hg(lambda t: _bn(t, twice=True))):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("constant_channel", [False, True])
+def test_value_and_first_gradient_are_native_bit_for_bit(constant_channel):
+    """The forward and the first backward are PyTorch's kernels: equal bits in float32, also on a
+    channel of one constant value (degenerate cells, where BatchNorm divides by sqrt(eps))."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(6, 4, 5, 3, generator=gen)
+    if constant_channel:
+        x[:, 2] = 0.3
+    w = torch.randn(6, 4, 5, 3, generator=gen)
+    out = []
+    for fn in (_native, lambda t: _bn(t, twice=True)):
+        xx = x.clone().requires_grad_()
+        y = fn(xx)
+        (g,) = torch.autograd.grad((torch.tanh(y) * w).sum(), xx, create_graph=True)
+        out.append((y.detach(), g.detach()))
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
+def _dropped(term):
+    """A copy of _BatchNormTrainBackward.backward's formula with one term removed."""
+    from zcfast.batched import engine as E
+
+    def backward(ctx, v):
+        gy, x, mean, invstd = ctx.saved_tensors
+        dims = [0] + list(range(2, x.dim()))
+        r = E._per_channel(invstd, x)
+        y = (x - E._per_channel(mean, x)) * r
+        m = lambda t: t.mean(dim=dims, keepdim=True)  # noqa: E731
+        a, b, c, d, e = m(v), m(v * y), m(gy), m(gy * y), m(v * gy)
+        ggy = (v - a - (0 if term == "yb" else y * b)) * r
+        s = e - (0 if term == "ac" else a * c) - (2.0 if term == "3bd" else 3.0) * b * d
+        ggx = (y * s + (v - a) * d + (0 if term == "gyb" else (gy - c) * b)) * (-(r * r))
+        return ggy, ggx, None, None
+    return backward
+
+
+@pytest.mark.parametrize("term", ["none", "yb", "ac", "3bd", "gyb"])
+def test_checks_fail_on_a_wrong_second_derivative(monkeypatch, term):
+    """The copy with nothing dropped passes (so the copy is the formula); each dropped term, or
+    2 in place of 3, fails the second-order check."""
+    from zcfast.batched import engine as E
+
+    monkeypatch.setattr(E._BatchNormTrainBackward, "backward",
+                        staticmethod(torch.autograd.function.once_differentiable(_dropped(term))))
+    if term == "none":
+        test_matches_native_to_second_order((3, 5, 4, 3))
+        return
+    with pytest.raises(AssertionError):
+        test_matches_native_to_second_order((3, 5, 4, 3))
