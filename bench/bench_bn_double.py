@@ -41,9 +41,9 @@ def _paths():
 def main(argv=None) -> int:
     import numpy as np
     import torch
-
     from bench_host import measure
     from host_overhead import cpu_model
+
     from zcfast.spaces import nb201
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

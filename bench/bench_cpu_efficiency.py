@@ -18,18 +18,30 @@ asked), synflow 3F at batch 1, nwot F, grasp 9F (forward and backward 3F, then t
 both for the Hessian-gradient product, about twice their cost: a model, not a count). BatchNorm, ReLU, pooling and the reductions are not
 counted (they are memory-bound work that a GEMM ceiling does not describe).
 
-What limits the fraction (``--profile``, on by default): one chunk of each group runs again under
-torch.profiler, and its operator time is split into convolutions and GEMMs (every operator whose
-name holds ``conv``, ``mm`` or ``linear``) and everything else. Then, exactly,
-achieved / ceiling = (convolution share of the time) x (the convolutions' own rate / ceiling),
-where the share is of the profiled chunk's wall time, so the report says how much of the gap is
-time outside the convolutions (other operators, and host work outside any operator: Python,
-planning, the autograd engine) and how much is the convolutions running below the best
-dense shape. For the other operators it also estimates the
-bytes they move (each leaf operator that is not a view or an allocation reads its inputs and
-writes one output of its largest input's size, 4 bytes per element: an estimate from shapes, not
-a count) and compares their rate with this machine's memory bandwidth, measured in the same run
-(a copy of 256 MiB).
+What limits the fraction (on by default; ``--no-profile`` skips it): one chunk of each group
+(the cells of the engine's first, untimed chunk) runs again under torch.profiler, and the wall time of
+that profiled chunk is split into
+- dense: the self time of every ATen operator whose name holds ``conv``, ends in ``mm`` or holds
+  ``linear``, ``im2col`` or ``col2im``. That includes work whose FLOPs the model above leaves
+  out: the average pool's 3x3 box sum (a depthwise convolution), NASWOT's Gram matrices (bmm),
+  float64's im2col/col2im data movement; and it leaves out the copies and fills a convolution's
+  backward dispatches as separate operators. So the dense rate (model FLOPs / dense time) is a
+  slight underestimate of the convolutions' own;
+- other: the self time of every other ATen operator;
+- outside: the rest of the wall time, in no ATen operator (Python, the autograd engine,
+  zcfast's own C++ kernels such as the weight initialisation and the saliency reduction).
+Then, exactly for the profiled chunk, achieved / ceiling = (dense share) x (dense rate /
+ceiling); the profiled chunk's own achieved fraction is printed (the profiler's per-operator
+cost makes it a little lower than the timed chunks'). For the other operators it also estimates
+the bytes they move: each operator whose descendants are all views or allocations reads its
+inputs and writes one output the size of its largest input (elements of 4 bytes, 8 for
+synflow's float64). An estimate from recorded shapes, not a count: a copy counts 3 sizes (2
+real), a fill 2 (1 real), a reduction a full-size output (a smaller real one), index tensors 4
+bytes per element, and list inputs (cat, stack) none. It is compared with this machine's
+memory bandwidth, measured in the same run (a copy of 256 MiB; small tensors that stay in cache
+can exceed it). ``bound`` is the fraction of the conv ceiling the chunk would reach with its
+convolutions at the best dense shape's rate, the other operators at the measured bandwidth and
+no time outside operators.
 """
 
 from __future__ import annotations
@@ -137,16 +149,20 @@ _VIEWS = {"empty", "empty_like", "empty_strided", "as_strided", "as_strided_", "
           "lift_fresh", "split", "chunk", "unbind", "contiguous", "to", "_to_copy_noop"}
 
 
+def _only_views(ev) -> bool:
+    """True when the event and all its descendants are views or allocations."""
+    return ev.name[6:] in _VIEWS and all(_only_views(c) for c in ev.cpu_children)
+
+
 def _is_dense(name: str) -> bool:
     n = name.lower()
     return "conv" in n or n.endswith("mm") or "linear" in n or "im2col" in n or "col2im" in n
 
 
-def profile(group: str, k: int, seed: int = 1) -> dict:
-    """One chunk of the group (the same cells three times: warm-up, timed, profiled): operator
-    self time under torch.profiler split into convolutions/GEMMs and the rest (self time, so
-    nothing counts twice), the bytes the rest moves (an estimate from its leaf operators' input
-    shapes), and the unprofiled wall time of the chunk, which the shares are taken of."""
+def profile(group: str, k: int, seed: int = 0) -> dict:
+    """One chunk of the group (the same cells twice: warm-up, then profiled): its wall time, the
+    operators' self time split into dense and other (self time, so nothing counts twice), and
+    the bytes the other operators move (module docstring)."""
     import numpy as np
     import torch
     from torch.profiler import ProfilerActivity
@@ -160,19 +176,18 @@ def profile(group: str, k: int, seed: int = 1) -> dict:
     x = torch.randn(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
 
-    codes = [nb201.code_of_index(int(j)) for j in rng.integers(0, 15625, size=k)]
+    codes = [nb201.code_of_index(int(j)) for j in rng.integers(0, 15625, size=k)]  # engine()'s first (warm-up) chunk
 
     def chunk():
         eng = PackedNB201(codes, 10)
         eng.compute(x, y, proxies)
         return float(eng.counts()["flops"].sum())
 
-    chunk()  # warm-up
-    t0 = time.perf_counter()
-    macs = chunk()
-    wall = time.perf_counter() - t0  # unprofiled: the profiler's start and stop cost ~1 s
+    macs = chunk()  # warm-up
     with tprofile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t0 = time.perf_counter()  # inside the block: the profiler's start and stop cost ~1 s
         chunk()
+        wall = time.perf_counter() - t0
     dense_s = other_s = 0.0
     other_bytes = 0.0
     by_op = {}
@@ -186,7 +201,7 @@ def profile(group: str, k: int, seed: int = 1) -> dict:
             continue
         other_s += self_s
         by_op[ev.name] = by_op.get(ev.name, 0.0) + self_s
-        if ev.cpu_children or ev.name[6:] in _VIEWS:
+        if ev.name[6:] in _VIEWS or not all(_only_views(c) for c in ev.cpu_children):
             continue
         sizes = [int(np.prod(s)) for s in (ev.input_shapes or []) if isinstance(s, list) and s]
         if sizes:
@@ -289,22 +304,20 @@ def _limits(prof: dict, ceil: dict) -> list:
     G = 1e9
     bw = ceil["copy_bytes_per_s"]
     lines = ["", "## What limits it (one profiled chunk per group)", "",
-             "Operator self time of one chunk under torch.profiler, as shares of the same chunk's "
-             "unprofiled wall time (`wall s`; the profiler adds a little per operator, so shares "
-             "can sum past 100% on a busy machine). "
-             "achieved / ceiling = dense share x dense rate / ceiling, exactly, with shares of "
-             "the chunk's wall time; `outside` is wall time in no operator (Python, planning, "
-             "the autograd engine). `other` is "
-             "every operator that is not a convolution or GEMM; its bytes are an estimate "
-             "from shapes (module docstring). `bound` is the fraction of the conv ceiling the "
-             "chunk would reach if its convolutions ran at the best dense shape's rate and the "
-             "other operators moved their bytes at the measured bandwidth.",
+             "One chunk per group under torch.profiler (the cells of the engine's untimed first chunk); shares of "
+             "its wall time (`wall s`, the profiler's per-operator cost included). `dense`: "
+             "convolutions and matrix products; `other`: every other ATen operator; `outside`: "
+             "in no ATen operator (Python, the autograd engine, zcfast's own C++ kernels). For "
+             "this chunk, achieved / ceiling = dense share x dense rate / ceiling exactly "
+             "(column `achieved`). Other bytes: an estimate from shapes; `bound`: the fraction "
+             "with convolutions at the best dense shape's rate, other operators at the measured "
+             "bandwidth and nothing outside operators (module docstring for both).",
              "",
-             "| group | K | wall s | dense share | other share | outside share "
+             "| group | K | wall s | achieved | dense share | other share | outside share "
              "| dense rate (of conv ceiling) | other op time s "
              "| other GB moved (est.) | other GB/s (of bandwidth) | bound | largest other "
              "operators (s) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for g, p in prof.items():
         w = p["wall_s"]
         out_s = max(w - p["dense_s"] - p["other_s"], 0.0)
@@ -314,12 +327,15 @@ def _limits(prof: dict, ceil: dict) -> list:
         best_t = p["flop"] / conv + ob / bw
         bound = p["flop"] / best_t / conv if best_t else float("nan")
         top = ", ".join(f"{n[6:]} {s:.2f}" for n, s in p["top_other"][:4])
-        lines.append(f"| {g} | {p['k']} | {w:.2f} | {p['dense_s'] / w:.0%} | "
+        other_rate = ob / p["other_s"] if p["other_s"] else float("nan")
+        lines.append(f"| {g} | {p['k']} | {w:.2f} | {p['flop'] / w / conv:.0%} | "
+                     f"{p['dense_s'] / w:.0%} | "
                      f"{p['other_s'] / w:.0%} | {out_s / w:.0%} | {rate / G:.1f} GFLOP/s "
                      f"({rate / conv:.0%}) | {p['other_s']:.2f} | {ob / G:.2f} | "
-                     f"{ob / p['other_s'] / G:.1f} ({ob / p['other_s'] / bw:.0%}) | {bound:.0%} "
+                     f"{other_rate / G:.1f} ({other_rate / bw:.0%}) | {bound:.0%} "
                      f"| {top} |")
-    lines += ["", "synflow's rates are against the float64 GEMM ceiling (it runs in float64)."]
+    lines += ["", "synflow's rates are against the float64 GEMM ceiling (it runs in float64). Other "
+              "GB/s above 100% of the bandwidth: tensors small enough to stay in cache."]
     return lines
 
 
