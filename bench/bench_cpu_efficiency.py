@@ -19,8 +19,8 @@ both for the Hessian-gradient product, about twice their cost: a model, not a co
 counted (they are memory-bound work that a GEMM ceiling does not describe).
 
 What limits the fraction (on by default; ``--no-profile`` skips it): one chunk of each group
-(the cells of the engine's first, untimed chunk) runs again under torch.profiler, and the wall time of
-that profiled chunk is split into
+(the cells of the engine's first, untimed chunk) runs again under torch.profiler, and the wall
+time of that profiled chunk is split into
 - dense: the self time of every ATen operator whose name holds ``conv``, ends in ``mm`` or holds
   ``linear``, ``im2col`` or ``col2im``. That includes work whose FLOPs the model above leaves
   out: the average pool's 3x3 box sum (a depthwise convolution), NASWOT's Gram matrices (bmm),
@@ -176,7 +176,8 @@ def profile(group: str, k: int, seed: int = 0) -> dict:
     x = torch.randn(batch, 3, 32, 32)
     y = torch.randint(0, 10, (batch,))
 
-    codes = [nb201.code_of_index(int(j)) for j in rng.integers(0, 15625, size=k)]  # engine()'s first (warm-up) chunk
+    # the cells of engine()'s first (warm-up) chunk
+    codes = [nb201.code_of_index(int(j)) for j in rng.integers(0, 15625, size=k)]
 
     def chunk():
         eng = PackedNB201(codes, 10)
@@ -304,7 +305,8 @@ def _limits(prof: dict, ceil: dict) -> list:
     G = 1e9
     bw = ceil["copy_bytes_per_s"]
     lines = ["", "## What limits it (one profiled chunk per group)", "",
-             "One chunk per group under torch.profiler (the cells of the engine's untimed first chunk); shares of "
+             "One chunk per group under torch.profiler (the cells of the engine's untimed first "
+             "chunk); shares of "
              "its wall time (`wall s`, the profiler's per-operator cost included). `dense`: "
              "convolutions and matrix products; `other`: every other ATen operator; `outside`: "
              "in no ATen operator (Python, the autograd engine, zcfast's own C++ kernels). For "
