@@ -256,3 +256,17 @@ def test_console_script(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "scored 2 of 2 cells" in r.stdout and "images:" in r.stdout
     assert [int(x[0]) for x in rows(out)[1]] == nb201.sample(2, seed=5).tolist()
+
+
+def test_help_does_not_import_torch():
+    """`zcfast <cmd> -h` answers before any heavy import (docs/performance.md): building every
+    parser and printing help leaves torch unimported."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom zcfast.cli import main\n"
+            "for cmd in ('score', 'correlate', 'search', 'figure'):\n"
+            "    try:\n        main([cmd, '-h'])\n    except SystemExit:\n        pass\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

@@ -20,42 +20,36 @@ paper's variants, the figure and the "models needed to reach X%" table); see doc
 
 from __future__ import annotations
 
-from zcfast.search.cache import (
-    DATA_FREE_PROXIES,
-    ScoreCache,
-    ScoreKey,
-    default_cache_root,
-)
-from zcfast.search.driver import (
-    ALGOS,
-    DEFAULT_OPTIONS,
-    PROTOCOL,
-    ground_truth,
-    make_config,
-    run_search,
-    universe,
-    universe_ids,
-)
-from zcfast.search.hw import HardwareSpec
-from zcfast.search.runs import (
-    FIGURE_VARIANTS,
-    HEADLINE,
-    Variant,
-    complete_runs,
-    curve_matrix,
-    curve_table,
-    models_to_reach,
-    parse_variant,
-    plot_curves,
-    reach_table,
-    read_runs,
-    run_seeds,
-    run_variants,
-    summarize,
-    verify_run,
-    verify_runs,
-)
-from zcfast.search.scorer import batched_available, default_scorer
+import importlib
+
+# Names resolve on first use (PEP 562): the command line builds its parsers from
+# zcfast.search.cli, and answering -h or rejecting an argument must not import torch, which the
+# live scorer (zcfast.search.scorer) needs.
+_WHERE = {
+    "cache": ("DATA_FREE_PROXIES", "ScoreCache", "ScoreKey", "default_cache_root"),
+    "driver": ("ALGOS", "DEFAULT_OPTIONS", "PROTOCOL", "ground_truth", "make_config",
+               "run_search", "universe", "universe_ids"),
+    "hw": ("HardwareSpec",),
+    "runs": ("FIGURE_VARIANTS", "HEADLINE", "Variant", "complete_runs", "curve_matrix",
+             "curve_table", "models_to_reach", "parse_variant", "plot_curves", "reach_table",
+             "read_runs", "run_seeds", "run_variants", "summarize", "verify_run", "verify_runs"),
+    "scorer": ("batched_available", "default_scorer"),
+}
+_MODULE_OF = {name: mod for mod, names in _WHERE.items() for name in names}
+
+
+def __getattr__(name):
+    mod = _MODULE_OF.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'zcfast.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"zcfast.search.{mod}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MODULE_OF))
+
 
 __all__ = [
     "ALGOS", "DATA_FREE_PROXIES", "DEFAULT_OPTIONS", "FIGURE_VARIANTS", "HEADLINE", "PROTOCOL",
