@@ -67,6 +67,18 @@ def top_fraction_spearman(proxy: np.ndarray, target: np.ndarray, frac: float = 0
     return n, rho
 
 
+def spearman_interval(rho: float, n: int, z: float = 1.959964) -> tuple:
+    """Approximate 95% interval of a Spearman coefficient over n cells (Fisher's z with Bonett
+    and Wright's standard error, sqrt((1 + rho^2 / 2) / (n - 3)); Psychometrika 65, 2000). It
+    covers the sampling of the cells, not the proxy's own seed noise. (nan, nan) below 4 cells
+    or for a NaN coefficient."""
+    if n < 4 or math.isnan(rho):
+        return math.nan, math.nan
+    r = min(max(rho, -0.999999), 0.999999)
+    se = math.sqrt((1.0 + r * r / 2.0) / (n - 3))
+    return math.tanh(math.atanh(r) - z * se), math.tanh(math.atanh(r) + z * se)
+
+
 def _corr(a: np.ndarray, b: np.ndarray):
     from scipy import stats
 
@@ -120,15 +132,18 @@ def correlation_table(scores, dataset: str, target: str | None = None, space=Non
     for p in proxies:
         v = scores[p].to_numpy(dtype=np.float64)
         n, rho, tau = _corr(v, acc)
-        rows.append({"proxy": p, "n": n, "dropped": len(idx) - n, "spearman": rho, "kendall": tau,
+        lo, hi = spearman_interval(rho, n)
+        rows.append({"proxy": p, "n": n, "dropped": len(idx) - n, "spearman": rho,
+                     "spearman_lo": lo, "spearman_hi": hi, "kendall": tau,
                      "abs_spearman": abs(rho), "paper_abs_spearman": tg.paper.get(p, math.nan),
                      **_rank_metrics(v, acc, _vote_members(scores, p)),
                      "paper_pair_agree": tg.paper_pairs.get(p, math.nan)})
     for label, col in tg.baselines.items():
         vb = tg.table[col].reindex(idx).to_numpy(dtype=np.float64)
         n, rho, tau = _corr(vb, acc)
+        lo, hi = spearman_interval(rho, n)
         rows.append({"proxy": label, "n": n, "dropped": len(idx) - n, "spearman": rho,
-                     "kendall": tau, "abs_spearman": abs(rho), "paper_abs_spearman": math.nan,
+                     "spearman_lo": lo, "spearman_hi": hi, "kendall": tau, "abs_spearman": abs(rho), "paper_abs_spearman": math.nan,
                      **_rank_metrics(vb, acc, None), "paper_pair_agree": math.nan})
     tab = pd.DataFrame(rows).set_index("proxy")
     tab.attrs["hit_sizes"] = hit_sizes(len(idx))
@@ -165,15 +180,18 @@ def format_table(tab, title: str = "") -> str:
     if title:
         lines += [title, ""]
     kt, kp = tab.attrs.get("hit_sizes", ("k", "k"))
-    lines.append("| proxy | n | dropped (NaN) | Spearman | Kendall | abs Spearman | top-10% Spearman | "
-                 f"hit {kt}/{kp} | pair agree | paper abs Spearman | paper pair agree |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| proxy | n | dropped (NaN) | Spearman | 95% interval | Kendall | abs Spearman | "
+                 f"top-10% Spearman | hit {kt}/{kp} | pair agree | paper abs Spearman | "
+                 "paper pair agree |")
+    lines.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 
     def f(v, fmt):
         return "" if math.isnan(v) else format(v, fmt)
 
     for p, r in tab.iterrows():
-        lines.append(f"| {p} | {int(r.n)} | {int(r.dropped)} | {r.spearman:+.3f} | {r.kendall:+.3f} | "
+        ci = "" if math.isnan(r.spearman_lo) else f"[{r.spearman_lo:+.2f}, {r.spearman_hi:+.2f}]"
+        lines.append(f"| {p} | {int(r.n)} | {int(r.dropped)} | {r.spearman:+.3f} | {ci} | "
+                     f"{r.kendall:+.3f} | "
                      f"{r.abs_spearman:.3f} | {f(r.top10_spearman, '+.3f')} | "
                      f"{f(r.hit_rate, '.2f')} | {f(r.pair_agree, '.3f')} | "
                      f"{f(r.paper_abs_spearman, '.3f')} | {f(r.paper_pair_agree, '.3f')} |")
@@ -181,7 +199,8 @@ def format_table(tab, title: str = "") -> str:
 
 
 METRICS_NOTE = (
-    "Spearman/Kendall: NaN scores left out. top-10% Spearman: over the ceil(n/10) cells with the "
+    "Spearman/Kendall: NaN scores left out. 95% interval: Spearman's over the sampling of the "
+    "cells (Fisher z, Bonett-Wright standard error), not the proxy's seed noise. top-10% Spearman: over the ceil(n/10) cells with the "
     "highest target. hit k_t/k_p: expected fraction of the true top k_t cells among the proxy's "
     "top k_p (50/500 of 15,625 scaled to n; NaN ranks lowest). pair agree: fraction of ordered "
     "pairs with distinct target ordered as the target (the zero-cost paper's vote statistic; "
