@@ -1,5 +1,6 @@
 # One-command entry points for a fresh machine (Python 3.9+, a C++17 compiler, cmake >= 3.18).
-#   make demo   score 200 NB201 cells on the bundled CIFAR-10 images, print the correlation table
+#   make demo   score 200 NB201 cells on the bundled CIFAR-10 images, print the correlation table,
+#               then a zero-cost search result (aging evolution with and without synflow warmup)
 #   make test   run the test suite (CPU; Triton kernels through its interpreter)
 #   make check-install   build an sdist and a wheel and run the wheel from a clean venv
 # Both create .venv on first use: torch is installed first as the pinned CPU wheel so that no
@@ -13,7 +14,7 @@ STAMP  := $(VENV)/.zcfast-installed
 SOURCES := $(shell find csrc zcfast kernels -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' 2>/dev/null) \
            setup.py pyproject.toml CMakeLists.txt
 
-.PHONY: setup test demo bench clean check-install
+.PHONY: setup test demo demo-full bench clean check-install
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,11 +31,28 @@ test: $(STAMP)
 check-install: $(STAMP)
 	bash scripts/check_install.sh
 
+# The main job, a few minutes on a 2-core CPU (README): the paper's proxies but grasp (over half
+# of the scoring time on a CPU; demo-full adds it), nwot, params and flops on $(DEMO_CELLS)
+# cells, the correlation table with 95% intervals, then one zero-cost search result: aging
+# evolution on NB201 CIFAR-100 with and without a synflow warmup, 10 seeds, 50 trained models
+# (synflow of all 15,625 cells from bench/results/synflow_all, made by bench/study_synflow_all.py).
+DEMO_CELLS ?= 200
+DEMO_PROXIES ?= synflow,snip,grad_norm,fisher,jacob_cov,nwot,params,flops
+DEMO_OUT ?= out/demo
+DEMO_SEARCH = $(BIN)/zcfast search --algo ae --seeds 10 --budget 50 --no-progress \
+	--cache-dir out/demo_cache --scores bench/results/synflow_all/synflow_params_flops_cifar100.csv
+
 demo: $(STAMP)
 	mkdir -p out
-	$(BIN)/zcfast score --dataset cifar10 --proxies paper,nwot,params,flops --archs 200 --seed 0 \
-		--out out/demo_scores.csv --resume
-	$(BIN)/zcfast correlate out/demo_scores.csv --plot out/demo_scatter.png
+	$(BIN)/zcfast score --dataset cifar10 --proxies $(DEMO_PROXIES) --archs $(DEMO_CELLS) --seed 0 \
+		--out $(DEMO_OUT)_scores.csv --resume
+	$(BIN)/zcfast correlate $(DEMO_OUT)_scores.csv --plot $(DEMO_OUT)_scatter.png
+	$(DEMO_SEARCH) --out out/demo_search_ae.jsonl --resume
+	$(DEMO_SEARCH) --warmup 1000 --proxy synflow --out out/demo_search_ae_warmup.jsonl --resume
+
+demo-full: DEMO_PROXIES = paper,nwot,params,flops
+demo-full: DEMO_OUT = out/demo_full
+demo-full: demo
 
 clean:
 	rm -rf build *.egg-info zcfast/_C*.so out
