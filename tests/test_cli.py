@@ -270,3 +270,28 @@ def test_help_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch imported'\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["score", "--proxies", "synflow,snipp", "--out", "x.csv"], "'snipp'"),
+    (["score", "--dataset", "cifar1000", "--out", "x.csv"], "'cifar1000'"),
+    (["score", "--space", "nb101", "--dataset", "cifar100", "--out", "x.csv"], "'cifar100'"),
+    (["score", "--batch-size", "0", "--out", "x.csv"], "--batch-size 0"),
+    (["score", "--archs", "no_such_file.txt", "--out", "x.csv"], "'no_such_file.txt'"),
+    (["search", "--algo", "zz", "--out", "y.jsonl"], "'zz'"),
+    (["search", "--algo", "ae", "--space", "nb101", "--dataset", "cifar100", "--out", "y.jsonl"],
+     "'cifar100'"),
+])
+def test_bad_input_is_rejected_before_torch(argv, named, tmp_path):
+    """Bad arguments get their error without importing torch (docs/performance.md, start-up):
+    the value is named, the exit code is 2, nothing is written."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom zcfast.cli import main\nrc = main(sys.argv[1:])\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\nsys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert named in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []

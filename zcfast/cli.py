@@ -78,7 +78,30 @@ def _add_score(sub):
     add_cli_options(p)  # --ray [ADDRESS], --ray-workers, ...
 
 
+def _precheck_score(a) -> None:
+    """Reject bad arguments before torch is imported (an answer well under a second); the full
+    checks follow in score_to_file. ValueError names the bad value."""
+    from zcfast.data import dataset_name
+    from zcfast.proxy_names import ALL, unknown
+    from zcfast.spaces import get_space
+
+    sp = get_space(a.space)
+    if a.dataset is not None and dataset_name(a.dataset) not in sp.datasets:
+        raise ValueError(f"--dataset {a.dataset!r}: the {sp.name} networks are scored on "
+                         f"{', '.join(sp.datasets)}")
+    for flag, v in (("--batch-size", a.batch_size), ("--chunk", a.chunk)):
+        if v is not None and v < 1:
+            raise ValueError(f"{flag} {v}: expected a positive integer")
+    bad = unknown(a.proxies)
+    if bad:
+        raise ValueError(f"unknown proxy {bad[0]!r}: available are {', '.join(ALL)} (and the "
+                         "groups paper, modern, all; ensembles; econas; see --help)")
+    if a.archs is not None:
+        sp.check_archs_spec(a.archs)
+
+
 def _cmd_score(a) -> int:
+    _precheck_score(a)
     from zcfast.executors import executor_from_args
     from zcfast.runtime import set_threads
     from zcfast.scoring import score_summary, score_to_file

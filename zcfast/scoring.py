@@ -171,19 +171,12 @@ def parse_archs(spec, seed: int, *, space="nb201", dataset: str = "cifar10", dat
     if isinstance(spec, (list, tuple, np.ndarray)):
         return [sp.parse(a.item() if isinstance(a, np.generic) else a) for a in spec]
     s = str(spec).strip()
+    sp.check_archs_spec(s)
     if s.lower() == "all":
         return sp.all_archs(dataset, data)
     if s.isdigit():
-        n = int(s)
-        if sp.size is not None and not 1 <= n <= sp.size:
-            raise ValueError(f"--archs {n}: expected between 1 and {sp.size} {sp.name} networks")
-        if n < 1:
-            raise ValueError(f"--archs {n}: expected at least 1 network")
-        return [int(c) for c in sp.sample(n, seed)]
-    p = Path(s)
-    if not p.is_file():
-        raise ValueError(f"--archs {s!r} is neither 'all', a number of networks, nor an existing file")
-    return [int(c) for c in sp.parse_file(p)]
+        return [int(c) for c in sp.sample(int(s), seed)]
+    return [int(c) for c in sp.parse_file(Path(s))]
 
 
 class ScoreWriter:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zcfast import proxy_names as _names
 from zcfast.proxies import az_nas as _az
 from zcfast.proxies import gradstats as _gs
 from zcfast.proxies import measures as _m
@@ -97,9 +98,10 @@ for _n, _d in (("vkdnw", "entropy of the Fisher eigenvalue deciles (VKDNW)"),
     _register(_n, _vk.vkdnw_components, _d, ctx=True, group="vkdnw")
 
 PAPER_PROXIES = tuple(p for p in PROXIES if PROXIES[p].paper)
-MODERN_PROXIES = ("zico", "epe_nas", "zen", "meco", "swap", "swap_reg", "az_expressivity",
-                  "az_progressivity", "az_trainability", "az_complexity", "vkdnw", "vkdnw_dim",
-                  "vkdnw_single")
+MODERN_PROXIES = _names.MODERN
+if tuple(PROXIES) != _names.ALL or PAPER_PROXIES != _names.PAPER:  # the torch-free name list
+    raise RuntimeError("zcfast.proxy_names lists other proxies than the registry registers: "
+                       f"{sorted(set(PROXIES) ^ set(_names.ALL))} (or another order)")
 
 
 def check_names(names) -> list:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from zcfast.proxy_names import FIXED_ENSEMBLES as _FIXED_NAMES
+
 RULES = ("logrank", "meanrank", "vote")
 DEFAULT_RULE = "logrank"
 PREFIX = "ensemble"
@@ -56,6 +58,10 @@ FIXED = {
 }
 
 _SPEC = re.compile(r"^ensemble(?:\[(?P<rule>[^\]]*)\])?:(?P<members>.*)$")
+
+
+if tuple(FIXED) != _FIXED_NAMES:  # the torch-free list the command line checks input against
+    raise RuntimeError(f"zcfast.proxy_names.FIXED_ENSEMBLES {_FIXED_NAMES} != {tuple(FIXED)}")
 
 
 def is_ensemble(name: str) -> bool:

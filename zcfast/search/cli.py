@@ -74,10 +74,19 @@ def _add_common(p):
 
 def _resolve(a) -> None:
     """Defaults that depend on the space, and the checks argparse cannot make."""
+    from zcfast.data import dataset_name
+    from zcfast.search.driver import ALGOS
     from zcfast.spaces import get_space
 
+    sp = get_space(a.space)
+    if getattr(a, "algo", None) is not None and a.algo not in ALGOS:
+        raise ValueError(f"unknown search algorithm {a.algo!r}: expected one of "
+                         f"{', '.join(ALGOS)}")
     if a.dataset is None:
-        a.dataset = get_space(a.space).default_dataset()
+        a.dataset = sp.default_dataset()
+    elif dataset_name(a.dataset) not in sp.datasets:
+        raise ValueError(f"--dataset {a.dataset!r}: the {sp.name} benchmark has "
+                         f"{', '.join(sp.datasets)}")
     if a.score_seed < 0:
         raise ValueError(f"--score-seed {a.score_seed}: must be a non-negative integer")
     if a.engine == "packed":  # score's name for the packed engine
@@ -131,9 +140,9 @@ def _cmd_search(a) -> int:
         summarize,
     )
 
-    _resolve(a)
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
+    _resolve(a)
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
     spec = hw.spec_from_args(a)
@@ -212,9 +221,9 @@ def _cmd_figure(a) -> int:
         run_variants,
     )
 
-    _resolve(a)
     if a.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
+    _resolve(a)
     variants = [parse_variant(t) for t in a.variants.split(",")] if a.variants else list(FIGURE_VARIANTS)
     for v in variants:
         if v.baseline not in variants:

@@ -175,6 +175,26 @@ class Space:
         """The code of a network given by its key (for files keyed by key)."""
         raise NotImplementedError
 
+    def check_archs_spec(self, spec: str) -> None:
+        """ValueError naming a bad ``--archs`` string: neither 'all', a number of networks within
+        the space's size, nor an existing file (torch-free: the command line checks it first)."""
+        import os
+
+        s = str(spec).strip()
+        if s.lower() == "all":
+            return
+        if s.isdigit():
+            n = int(s)
+            if self.size is not None and not 1 <= n <= self.size:
+                raise ValueError(f"--archs {n}: expected between 1 and {self.size} {self.name} "
+                                 "networks")
+            if n < 1:
+                raise ValueError(f"--archs {n}: expected at least 1 network")
+            return
+        if not os.path.isfile(s):
+            raise ValueError(f"--archs {s!r} is neither 'all', a number of networks, nor an "
+                             "existing file")
+
     # ---- sampling --------------------------------------------------------------------------
     def sample(self, n: int, seed: int = 0) -> list:
         """``n`` architectures with distinct keys, drawn with ``seed`` by the space's rule."""
