@@ -453,18 +453,9 @@ class PackedModel:
                                max_len=self._max_len_w)
         return _Deferred([sal], lambda h: self._per_candidate(h[0][:, 0], t.cand[:nw])).result(defer)
 
-    def nwot_from(self, relus: list, batch: int, defer: bool = False):
-        K = self.K
-        kmat = torch.zeros(K, batch, batch, dtype=torch.float32, device=self.device)
-        # the number of ReLU units of each candidate, summed on the device (integers: exact)
-        feats = torch.zeros(K, dtype=torch.float64, device=self.device)
-        for h, cand, C in relus:
-            cand_dev = self._index_tables().get(cand)
-            naswot_kernel(h.detach(), cand_dev, C, kmat, backend=self.backend, check_values=False)
-            per_group = C * h.shape[2] * h.shape[3]
-            feats.index_add_(0, cand_dev, torch.full((len(cand),), float(per_group),
-                                                     dtype=torch.float64, device=self.device))
-        k64 = (kmat.double() + feats.view(K, 1, 1)) * 0.5
+    def nwot_from(self, codes: "_NwotCodes", defer: bool = False):
+        """NASWOT's log|det K| per candidate from the kernel the forward accumulated."""
+        k64 = (codes.kmat.double() + codes.feats.view(self.K, 1, 1)) * 0.5
         return _Deferred([torch.linalg.slogdet(k64).logabsdet], lambda h: h[0]).result(defer)
 
     def _mixed(self):
@@ -516,7 +507,7 @@ class PackedModel:
                 _Deferred([], lambda h, r=res: r)
         modern_want = want & set(modern.PACKED)
         want -= set(modern.PACKED)
-        relus = [] if "nwot" in want else None
+        relus = _NwotCodes(self, x.shape[0]) if "nwot" in want else None
         relus_done = False
         if want & set(LOSS_PROXIES):
             pending["loss"] = self.loss_pass(x, y, want, relus=relus, defer=True)
@@ -530,7 +521,7 @@ class PackedModel:
                 _, ws, bs = self.params(requires_grad=False)
                 with torch.no_grad(), self._mixed():
                     self.forward(x, ws, bs, relus=relus)
-            pending["nwot"] = self.nwot_from(relus, x.shape[0], defer=True)
+            pending["nwot"] = self.nwot_from(relus, defer=True)
         if "synflow" in want:
             pending["synflow"] = self.synflow_pass(defer=True)
         if "l2_norm" in want and "loss" not in pending:
@@ -643,3 +634,26 @@ def _tf32(device: torch.device):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = m, c
+
+
+class _NwotCodes:
+    """The ``relus`` sink of the forward when NASWOT is asked: each ReLU input is folded into
+    the candidates' Hamming kernels as the forward reaches it (the same kernel calls in the same
+    order as over a list of them afterwards, so the same bits), instead of keeping every ReLU
+    input of the network alive until the pass ends (autograd keeps the ReLU's output, not its
+    input: the list held a whole extra set of activations)."""
+
+    def __init__(self, model, batch: int):
+        self.model = model
+        self.kmat = torch.zeros(model.K, batch, batch, dtype=torch.float32, device=model.device)
+        # the number of ReLU units of each candidate, summed on the device (integers: exact)
+        self.feats = torch.zeros(model.K, dtype=torch.float64, device=model.device)
+
+    def append(self, item) -> None:
+        h, cand, C = item
+        m = self.model
+        cand_dev = m._index_tables().get(cand)
+        naswot_kernel(h.detach(), cand_dev, C, self.kmat, backend=m.backend, check_values=False)
+        per_group = C * h.shape[2] * h.shape[3]
+        self.feats.index_add_(0, cand_dev, torch.full((len(cand),), float(per_group),
+                                                      dtype=torch.float64, device=m.device))
