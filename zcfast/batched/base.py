@@ -453,7 +453,7 @@ class PackedModel:
                                max_len=self._max_len_w)
         return _Deferred([sal], lambda h: self._per_candidate(h[0][:, 0], t.cand[:nw])).result(defer)
 
-    def nwot_from(self, codes: "_NwotCodes", defer: bool = False):
+    def nwot_from(self, codes: _NwotCodes, defer: bool = False):
         """NASWOT's log|det K| per candidate from the kernel the forward accumulated."""
         k64 = (codes.kmat.double() + codes.feats.view(self.K, 1, 1)) * 0.5
         return _Deferred([torch.linalg.slogdet(k64).logabsdet], lambda h: h[0]).result(defer)
