@@ -16,7 +16,7 @@ random ones) at two batch sizes, and chunks of the first K of nb201.sample(8, se
 coefficients are fitted (non-negative least squares on relative error) to the fit rows of the
 single-pass groups; check rows (other batch / image / chunk sizes, proxy combinations, and
 chunks of nb201.sample(8, seed=123), cells no fit row contains) are only predicted. Writes bench/results/memory_model.{json,md} (git SHA, CPU model, date), saving after
-every measurement; prints the COEFFS / RETAINED_NWOT literals for zcfast/batched/memory.py.
+every measurement; prints the COEFFS literal for zcfast/batched/memory.py.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ FIT_GROUPS = {
     "synflow": ["synflow"],
     "l2": ["l2_norm"],
 }
+# NASWOT read during a gradient pass (nothing kept beyond that pass's own tensors: only checked)
 RETAIN_GROUPS = {"loss, nwot": ["snip", "nwot"], "jacobian, nwot": ["jacob_cov", "nwot"]}
 CHECK_GROUPS = {"six (paper)": SIX, "nwot, synflow": ["nwot", "synflow"], "all": ALL,
                 "snip, grad_norm, jacob_cov": ["snip", "grad_norm", "jacob_cov"]}
@@ -113,8 +114,8 @@ def _xsum(r) -> np.ndarray:
     return mm.features(codes_of(r["cells"])).sum(0)
 
 
-def fit(rows) -> tuple[dict, list]:
-    """Non-negative least squares on relative residuals: (coeffs, retained)."""
+def fit(rows) -> dict:
+    """Non-negative least squares on relative residuals: the coefficients per pass."""
     from scipy.optimize import nnls
 
     coeffs = {}
@@ -128,18 +129,7 @@ def fit(rows) -> tuple[dict, list]:
         sol, _ = nnls(np.array(a_mat), np.ones(len(a_mat)))
         n = len(mm.FEATURES)
         coeffs[g] = ([float(v) for v in sol[:n]], [float(v) for v in sol[n : 2 * n]], float(sol[-1]))
-    # r: the extra of the combined groups over their own pass
-    a_mat, rhs = [], []
-    zero = np.zeros(len(mm.FEATURES))
-    for g, proxies in RETAIN_GROUPS.items():
-        for r in (r for r in rows if r["group"] == g and r["role"] == "fit"):
-            base = mm.peak_bytes(proxies, r["batch"], r["size"], codes=_codes(r), coeffs=coeffs,
-                                 retained=zero)
-            s = (r["size"] / 32.0) ** 2
-            a_mat.append(_xsum(r) * r["batch"] * s / r["measured"])
-            rhs.append(1.0 - base / r["measured"])
-    sol, _ = nnls(np.array(a_mat), np.array(rhs))
-    return coeffs, [float(v) for v in sol]
+    return coeffs
 
 
 def _codes(r):
@@ -168,17 +158,15 @@ def markdown(res: dict) -> str:
          f"`nb201.sample({N_SINGLE}, seed={SINGLE_SEED})`), `chunk` = the first K of "
          f"`nb201.sample({N_CELLS}, seed={CELL_SEED})`, `held-out` = the first K of "
          f"`nb201.sample({N_CELLS}, seed={HELD_SEED})` (no fit row contains them). Model: "
-         "`zcfast/batched/memory.py`, fitted to the `fit` rows of the single-pass groups (and the "
-         "retained NASWOT inputs to the `loss, nwot` / `jacobian, nwot` fit rows); every `check` "
-         "row is only predicted.", "",
+         "`zcfast/batched/memory.py`, fitted to the `fit` rows of the single-pass groups; every "
+         "`check` row is only predicted (NASWOT read during a gradient pass keeps nothing "
+         "beyond it: the `loss, nwot` and `jacobian, nwot` rows check that).", "",
          "## Fitted coefficients (MB, over the features " + " / ".join(mm.FEATURES) + ")", "",
          "| pass | a: per sample per candidate at 32x32 | c: per candidate | f: per pass |",
          "|---|---|---|---:|"]
     for g, (a, c, f) in res["coeffs"].items():
         L.append(f"| {g} | {_vec(a)} | {_vec(c)} | {f / 1e6:.2f} |")
-    L += ["", f"Retained NASWOT inputs r: {_vec(res['retained_nwot'])} MB per sample per candidate "
-          "at 32x32.", "",
-          "At the GPU benchmark's setting (batch 64, 32x32), predicted bytes per candidate for the "
+    L += ["", "At the GPU benchmark's setting (batch 64, 32x32), predicted bytes per candidate for the "
           "search space's mean cell (slope in K):", ""]
     for name, v in res["per_candidate_b64"].items():
         L.append(f"- {name}: {v / 1e9:.3f} GB")
@@ -234,7 +222,9 @@ def main(argv=None) -> int:
     single, every = single_cells(), {**FIT_GROUPS, **RETAIN_GROUPS, **CHECK_GROUPS}
     plan = ([(g, p, b, sz, [c], "fit", "single") for g, p in FIT_GROUPS.items()
              for b, sz in SINGLE_CONFIGS for c in single]
-            + [(g, p, b, sz, cells(k), "fit", "chunk") for g, p in {**FIT_GROUPS, **RETAIN_GROUPS}.items()
+            + [(g, p, b, sz, cells(k), "fit", "chunk") for g, p in FIT_GROUPS.items()
+               for b, sz, k in FIT_CONFIGS]
+            + [(g, p, b, sz, cells(k), "check", "chunk") for g, p in RETAIN_GROUPS.items()
                for b, sz, k in FIT_CONFIGS]
             + [(g, p, b, sz, cells(k), "check", "chunk") for g, p in every.items()
                for b, sz, k in CHECK_CONFIGS]
@@ -261,15 +251,16 @@ def main(argv=None) -> int:
         print(f"{g:28s} {role:5s} {src:8s} B={b:3d} S={size} K={len(idx)}: {peak / 1e6:9.1f} MB "
               f"({time.perf_counter() - t:.1f} s)", flush=True)
         save()
-    coeffs, retained = fit(res["rows"])
-    res["coeffs"], res["retained_nwot"] = coeffs, retained
+    coeffs = fit(res["rows"])
+    res["coeffs"] = coeffs
+    res.pop("retained_nwot", None)
     for r in res["rows"]:
         r["predicted"] = mm.peak_bytes(r["proxies"], r["batch"], r["size"], codes=_codes(r),
-                                       coeffs=coeffs, retained=retained)
+                                       coeffs=coeffs)
         r["ratio"] = r["predicted"] / r["measured"]
     res["per_candidate_b64"] = {
-        name: (mm.peak_bytes(p, 64, 32, 2, coeffs=coeffs, retained=retained)
-               - mm.peak_bytes(p, 64, 32, 1, coeffs=coeffs, retained=retained))
+        name: (mm.peak_bytes(p, 64, 32, 2, coeffs=coeffs)
+               - mm.peak_bytes(p, 64, 32, 1, coeffs=coeffs))
         for name, p in {"six (paper)": SIX, "all": ALL, "synflow": ["synflow"],
                         "loss (grad_norm, snip)": ["grad_norm", "snip"]}.items()}
     if measured:  # the load while measuring (a pure refit keeps the measuring run's)
@@ -282,7 +273,6 @@ def main(argv=None) -> int:
     for g, (a, c, f) in coeffs.items():
         print(f'    "{g}": ({[float(f"{v:.6g}") for v in a]}, {[float(f"{v:.6g}") for v in c]}, {f:.6g}),')
     print("}")
-    print(f"RETAINED_NWOT = np.array({[float(f'{v:.6g}') for v in retained]})")
     for r in res["rows"]:
         if abs(r["ratio"] - 1) > 0.3:
             print(f"outside 30%: {r['group']} {r['role']} {r['cells_from']} B={r['batch']} "

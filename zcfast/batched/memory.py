@@ -14,12 +14,12 @@ convolution adds a gathered input, a ReLU output, a convolution output and a Bat
 (and their gradients), a pooling edge fewer tensors, a skip edge one copy. With x_k = (1, number
 of 1x1 convolutions, 3x3 convolutions, poolings, skips among the cell's six edges)::
 
-    peak = sum_k [ (a_p . x_k) * B * s + (c_p . x_k) (+ (r . x_k) * B * s if NASWOT inputs are kept) ] + f_p
+    peak = sum_k [ (a_p . x_k) * B * s + (c_p . x_k) ] + f_p
 
 B the batch, s = (input size / 32)^2 (activations scale with the image area), a_p the activation
 bytes per sample of pass p, c_p the bytes that do not scale with the batch (weights, gradients,
-their float64 copies), f_p a per-pass constant, r the bytes per sample of pre-ReLU tensors that
-the NASWOT codes keep alive (they are read from the first forward and kept to the end). Synflow
+their float64 copies), f_p a per-pass constant. The NASWOT codes are folded into their kernels as
+the forward reaches each ReLU, so they keep nothing alive beyond the pass that reads them. Synflow
 runs at batch 1 (float64): its term is (a . x_k) * s + (c . x_k) whatever B is. Without the
 cells, x is the mean over the search space (every edge takes each of the 5 operations with
 probability 1/5). The coefficients are fitted to CPU measurements of single cells and packed
@@ -53,14 +53,12 @@ COEFFS: dict = {
     "loss+grasp": ([72946.8, 3915420.0, 4071870.0, 1347740.0, 1379840.0], [1548650.0, 339045.0, 3978810.0, 0.0, 0.0], 0),
     "loss+fisher+grasp": ([409728.0, 4019440.0, 4002630.0, 1284400.0, 1307980.0], [1582830.0, 323727.0, 4563070.0, 0.0, 0.0], 0),
     "jacobian": ([341376.0, 1906570.0, 2020160.0, 650083.0, 671014.0], [317428.0, 88246.6, 1091730.0, 0.0, 0.0], 0),
-    "nwot": ([247875.0, 632611.0, 736399.0, 157013.0, 98388.4], [367666.0, 111597.0, 1113140.0, 0.0, 0.0], 0),
+    "nwot": ([287057.0, 184690.0, 197723.0, 152137.0, 84300.0], [293801.0, 109752.0, 987754.0, 0.0, 0.0], 24841),
     "synflow": ([2292340.0, 3571950.0, 10407300.0, 0.0, 0.0], [1663120.0, 0.0, 3989140.0, 168745.0, 146434.0], 0),
     "l2": ([0.0, 0.0, 0.0, 0.0, 0.0], [307752.0, 110343.0, 970423.0, 11.6383, 7.18158], 12198.7),
 }
 # r over FEATURES: bytes per sample at 32x32 that NASWOT inputs collected during a gradient pass
 # keep alive beyond what that pass holds anyway (they are views of its activations)
-RETAINED_NWOT = np.array([0.0, 649282.0, 33517.5, 653315.0, 0.0])
-
 LOSS = {"grad_norm", "snip", "plain", "fisher", "grasp"}
 
 
@@ -76,26 +74,22 @@ def features(codes) -> np.ndarray:
 
 
 def passes(proxies) -> list[str]:
-    """The engine's passes for ``proxies``, in the order PackedNB201.compute runs them. A pass
-    that runs while the NASWOT inputs are kept ends in ``+nwot`` when a gradient pass collected
-    them (they cost r per sample) and in ``+nwot_fwd`` when the NASWOT-only forward did (then
-    they are all that forward allocated: its activation term a)."""
+    """The engine's passes for ``proxies``, in the order PackedNB201.compute runs them (NASWOT
+    has a forward of its own only when no gradient pass runs)."""
     want = set(proxies)
     loss, jac, nw = bool(want & LOSS), "jacob_cov" in want, "nwot" in want
-    keep = "+nwot" if nw and (loss or jac) else ""
     out = []
     if loss:
         out.append("loss" + ("+fisher" if "fisher" in want else "")
-                   + ("+grasp" if "grasp" in want else "") + keep)
+                   + ("+grasp" if "grasp" in want else ""))
     if jac:
-        out.append("jacobian" + keep)
+        out.append("jacobian")
     if nw and not (loss or jac):
         out.append("nwot")
-        keep = "+nwot_fwd"
     if "synflow" in want:
-        out.append("synflow" + keep)
+        out.append("synflow")
     if "l2_norm" in want and not loss:
-        out.append("l2" + keep)
+        out.append("l2")
     return out
 
 
@@ -107,26 +101,19 @@ def mean_features(codes, limit: int = 512) -> np.ndarray:
     return features(codes).mean(0)
 
 
-def pass_bytes(name: str, batch: int, input_size: int, xsum, coeffs=None, retained=None) -> float:
+def pass_bytes(name: str, batch: int, input_size: int, xsum, coeffs=None) -> float:
     """Predicted peak bytes of one pass (``name`` from ``passes``) of candidates whose feature
     vectors sum to ``xsum``."""
     coeffs = COEFFS if coeffs is None else coeffs
-    retained = RETAINED_NWOT if retained is None else np.asarray(retained)
     x = np.asarray(xsum, dtype=np.float64)
     s = (input_size / 32.0) ** 2
-    base, _, keep = name.partition("+nwot")
-    a, c, f = np.asarray(coeffs[base][0]), np.asarray(coeffs[base][1]), float(coeffs[base][2])
-    per_sample = 1.0 if base == "synflow" else float(batch)
-    total = float(a @ x) * per_sample * s + float(c @ x)
-    if keep == "_fwd":  # everything the NASWOT-only forward allocated per sample is kept
-        total += float(np.asarray(coeffs["nwot"][0]) @ x) * batch * s
-    elif name.endswith("+nwot"):
-        total += float(retained @ x) * batch * s
-    return total + f
+    a, c, f = (np.asarray(coeffs[name][0]), np.asarray(coeffs[name][1]), float(coeffs[name][2]))
+    per_sample = 1.0 if name == "synflow" else float(batch)
+    return float(a @ x) * per_sample * s + float(c @ x) + f
 
 
 def peak_bytes(proxies, batch: int, input_size: int, k: int | None = None, codes=None, *,
-               mean_x=None, coeffs=None, retained=None) -> float:
+               mean_x=None, coeffs=None) -> float:
     """Predicted peak bytes of one PackedNB201(candidates).compute(proxies): of the cells
     ``codes`` when given, else of ``k`` cells with mean features ``mean_x`` (default: the search
     space's mean). 0 when no pass runs."""
@@ -134,7 +121,7 @@ def peak_bytes(proxies, batch: int, input_size: int, k: int | None = None, codes
         xsum = features(codes).sum(0)
     else:
         xsum = (MEAN_X if mean_x is None else np.asarray(mean_x)) * float(k)
-    return max((pass_bytes(p, batch, input_size, xsum, coeffs, retained) for p in passes(proxies)),
+    return max((pass_bytes(p, batch, input_size, xsum, coeffs) for p in passes(proxies)),
                default=0.0)
 
 
