@@ -38,12 +38,12 @@ check-install: $(STAMP)
 # (synflow of all 15,625 cells from bench/results/synflow_all, made by bench/study_synflow_all.py).
 DEMO_CELLS ?= 200
 DEMO_PROXIES ?= synflow,snip,grad_norm,fisher,jacob_cov,nwot,params,flops
-DEMO_OUT ?= out/demo
+DEMO_OUT ?= out/demo_nograsp
 DEMO_SEARCH = $(BIN)/zcfast search --algo ae --seeds 10 --budget 50 --no-progress \
 	--cache-dir out/demo_cache --scores bench/results/synflow_all/synflow_params_flops_cifar100.csv
 
 demo: $(STAMP)
-	mkdir -p out
+	mkdir -p $(dir $(DEMO_OUT)) out
 	$(BIN)/zcfast score --dataset cifar10 --proxies $(DEMO_PROXIES) --archs $(DEMO_CELLS) --seed 0 \
 		--out $(DEMO_OUT)_scores.csv --resume
 	$(BIN)/zcfast correlate $(DEMO_OUT)_scores.csv --plot $(DEMO_OUT)_scatter.png

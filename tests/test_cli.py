@@ -295,3 +295,11 @@ def test_bad_input_is_rejected_before_torch(argv, named, tmp_path):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert named in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_search_accepts_algorithm_aliases(tmp_path):
+    """The early check keeps the driver's spellings: any case and its aliases."""
+    out = tmp_path / "r.jsonl"
+    assert cli.main(["search", "--algo", "Evolution", "--budget", "5", "--seeds", "1",
+                     "--no-progress", "--out", str(out)]) == 0
+    assert json.loads(out.read_text().splitlines()[0])["algo"] == "ae"

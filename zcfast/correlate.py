@@ -143,7 +143,8 @@ def correlation_table(scores, dataset: str, target: str | None = None, space=Non
         n, rho, tau = _corr(vb, acc)
         lo, hi = spearman_interval(rho, n)
         rows.append({"proxy": label, "n": n, "dropped": len(idx) - n, "spearman": rho,
-                     "spearman_lo": lo, "spearman_hi": hi, "kendall": tau, "abs_spearman": abs(rho), "paper_abs_spearman": math.nan,
+                     "spearman_lo": lo, "spearman_hi": hi, "kendall": tau,
+                     "abs_spearman": abs(rho), "paper_abs_spearman": math.nan,
                      **_rank_metrics(vb, acc, None), "paper_pair_agree": math.nan})
     tab = pd.DataFrame(rows).set_index("proxy")
     tab.attrs["hit_sizes"] = hit_sizes(len(idx))
@@ -200,7 +201,9 @@ def format_table(tab, title: str = "") -> str:
 
 METRICS_NOTE = (
     "Spearman/Kendall: NaN scores left out. 95% interval: Spearman's over the sampling of the "
-    "cells (Fisher z, Bonett-Wright standard error), not the proxy's seed noise. top-10% Spearman: over the ceil(n/10) cells with the "
+    "cells (Fisher z, Bonett-Wright standard error; meaningless when the file holds every cell "
+    "of the space, approximate for heavily tied scores such as params), not the proxy's seed "
+    "noise. top-10% Spearman: over the ceil(n/10) cells with the "
     "highest target. hit k_t/k_p: expected fraction of the true top k_t cells among the proxy's "
     "top k_p (50/500 of 15,625 scaled to n; NaN ranks lowest). pair agree: fraction of ordered "
     "pairs with distinct target ordered as the target (the zero-cost paper's vote statistic; "

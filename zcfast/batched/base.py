@@ -203,7 +203,7 @@ class PackedModel:
         return sizes
 
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
-                acts: list | None = None, relus: list | None = None) -> torch.Tensor:
+                acts: list | None = None, relus=None) -> torch.Tensor:
         raise NotImplementedError
 
     def counts(self) -> dict:
@@ -327,7 +327,7 @@ class PackedModel:
     # the host and the host step that turns them into scores. compute() fetches the tensors of
     # every pass in one device-to-host copy at the end of the chunk (docs/performance.md);
     # called on its own (defer=False), a pass fetches its own.
-    def loss_pass(self, x, y, want: set, relus: list | None = None, defer: bool = False):
+    def loss_pass(self, x, y, want: set, relus=None, defer: bool = False):
         flat_w, ws, bs = self.params()
         names = [lay.name for lay in self.plan.layers]
         acts = [] if "fisher" in want else None
@@ -406,14 +406,14 @@ class PackedModel:
         return _Deferred([sal], lambda h: self._per_candidate(np.sqrt(h[0][:, 4]), t.cand[:nw])
                          ).result(defer)
 
-    def jacobian_pass(self, x, relus: list | None = None, defer: bool = False):
+    def jacobian_pass(self, x, relus=None, defer: bool = False):
         from zcfast.proxies.measures import jacob_cov_corr, jacob_cov_finish
 
         c, finite = jacob_cov_corr(self.input_jacobian(x, relus))
         # batched: one eigvalsh for the K candidates, run last (it checks on the host)
         return _Deferred([lambda: jacob_cov_finish(c, finite)], lambda h: h[0]).result(defer)
 
-    def input_jacobian(self, x, relus: list | None = None) -> torch.Tensor:
+    def input_jacobian(self, x, relus=None) -> torch.Tensor:
         """(K, B, input size) d(sum of each candidate's outputs)/dx per sample (jacob_cov's and
         epe_nas's Jacobian). Kept for the rest of one ``compute`` call, so both proxies share one
         pass (a pass that must also collect NASWOT's ReLU inputs always runs)."""
@@ -653,7 +653,12 @@ class _NwotCodes:
         h, cand, C = item
         m = self.model
         cand_dev = m._index_tables().get(cand)
-        naswot_kernel(h.detach(), cand_dev, C, self.kmat, backend=m.backend, check_values=False)
+        dev = h.device.type
+        # the forward may run under autocast (--precision bf16); the codes' Gram matrices are
+        # exact integers in float32, as when they were built after the pass
+        with torch.autocast(dev, enabled=False) if dev in ("cpu", "cuda") else nullcontext():
+            naswot_kernel(h.detach(), cand_dev, C, self.kmat, backend=m.backend,
+                          check_values=False)
         per_group = C * h.shape[2] * h.shape[3]
         self.feats.index_add_(0, cand_dev, torch.full((len(cand),), float(per_group),
                                                       dtype=torch.float64, device=m.device))

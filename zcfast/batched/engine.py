@@ -253,7 +253,7 @@ class PackedNB201(PackedModel):
         return _bn(h, twice=getattr(self, "double_backward", False))
 
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
-                acts: list | None = None, relus: list | None = None,
+                acts: list | None = None, relus=None,
                 taps: dict | None = None) -> torch.Tensor:
         """Logits (B, K, classes). ``bn=False``: synflow rule (BN only in reduction blocks).
         ``acts`` collects (pre-BN conv/linear output, layer); ``relus`` collects (ReLU input,

@@ -57,8 +57,7 @@ COEFFS: dict = {
     "synflow": ([2292340.0, 3571950.0, 10407300.0, 0.0, 0.0], [1663120.0, 0.0, 3989140.0, 168745.0, 146434.0], 0),
     "l2": ([0.0, 0.0, 0.0, 0.0, 0.0], [307752.0, 110343.0, 970423.0, 11.6383, 7.18158], 12198.7),
 }
-# r over FEATURES: bytes per sample at 32x32 that NASWOT inputs collected during a gradient pass
-# keep alive beyond what that pass holds anyway (they are views of its activations)
+
 LOSS = {"grad_norm", "snip", "plain", "fisher", "grasp"}
 
 

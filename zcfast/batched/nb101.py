@@ -240,7 +240,7 @@ class PackedNB101(PackedModel):
 
     # ---- forward ---------------------------------------------------------------------------
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
-                acts: list | None = None, relus: list | None = None) -> torch.Tensor:
+                acts: list | None = None, relus=None) -> torch.Tensor:
         """Logits (B, K, classes). ``bn=False``: synflow (no BatchNorm anywhere). ``acts``
         collects (pre-BN conv/linear output, layer); ``relus`` (ReLU input, group -> candidate,
         channels per group)."""

@@ -75,13 +75,12 @@ def _add_common(p):
 def _resolve(a) -> None:
     """Defaults that depend on the space, and the checks argparse cannot make."""
     from zcfast.data import dataset_name
-    from zcfast.search.driver import ALGOS
+    from zcfast.search.driver import check_algo
     from zcfast.spaces import get_space
 
     sp = get_space(a.space)
-    if getattr(a, "algo", None) is not None and a.algo not in ALGOS:
-        raise ValueError(f"unknown search algorithm {a.algo!r}: expected one of "
-                         f"{', '.join(ALGOS)}")
+    if getattr(a, "algo", None) is not None:
+        a.algo = check_algo(a.algo)  # its aliases and any case; ValueError names a bad one
     if a.dataset is None:
         a.dataset = sp.default_dataset()
     elif dataset_name(a.dataset) not in sp.datasets:
