@@ -2,8 +2,8 @@
 
     python bench/check_headlines.py
 
-1. The out-of-sample Spearman of ``ensemble:az_nas+meco`` on the NB201 CIFAR-10 cells of
-   bench/results/modern_3000 outside the 200-cell pilot (the first 200 of ``nb201.sample(., 0)``),
+1. The out-of-sample Spearman of ``ensemble:az_nas+meco`` on the NB201 cells of
+   bench/results/modern_3000 (CIFAR-10, CIFAR-100, ImageNet16-120) outside the 200-cell pilot (the first 200 of ``nb201.sample(., 0)``),
    with a 95% percentile bootstrap interval over cells (seeded, ranks of the ensemble taken over
    those cells once).
 2. zcfast's synflow over the 292-cell NB101 pool (bench/results/nb101_c10_subset/pool_synflow.csv)
@@ -23,27 +23,27 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 
-def ensemble_out_of_sample(boot: int = 1000, seed: int = 0) -> None:
+def ensemble_out_of_sample(dataset: str = "cifar10", boot: int = 1000, seed: int = 0) -> None:
     from zcfast.data import groundtruth
     from zcfast.proxies.ensemble import is_ensemble
     from zcfast.scoring import add_ensembles, read_scores
     from zcfast.spaces import nb201
 
-    df, _ = read_scores(HERE / "results/modern_3000/cifar10/scores.csv")
+    df, _ = read_scores(HERE / f"results/modern_3000/{dataset}/scores.csv")
     pilot = {int(i) for i in nb201.sample(200, 0)}
     ens = [c for c in df.columns if is_ensemble(c)]
     d = df.drop(columns=ens)[[int(i) not in pilot for i in df.index]]
     col = "ensemble:az_nas+meco"
     d = add_ensembles(d, [col])
     x = d[col].to_numpy(float)
-    y = groundtruth("cifar10")["test_acc"].to_numpy()[d.index]
+    y = groundtruth(dataset)["test_acc"].to_numpy()[d.index]
     ok = np.isfinite(x)
     x, y = x[ok], y[ok]
     g = np.random.default_rng(seed)
     bs = [spearmanr(x[k], y[k]).correlation for k in (g.integers(0, len(x), len(x))
                                                       for _ in range(boot))]
     lo, hi = np.percentile(bs, [2.5, 97.5])
-    print(f"{col} on the {len(x)} cells outside the pilot: Spearman "
+    print(f"{dataset}: {col} on the {len(x)} cells outside the pilot: Spearman "
           f"{spearmanr(x, y).correlation:.3f}, 95% bootstrap [{lo:.3f}, {hi:.3f}] ({boot} draws)")
 
 
@@ -62,5 +62,6 @@ def nb101_synflow_agreement() -> None:
 
 
 if __name__ == "__main__":
-    ensemble_out_of_sample()
+    for ds in ("cifar10", "cifar100", "ImageNet16-120"):
+        ensemble_out_of_sample(ds)
     nb101_synflow_agreement()
