@@ -217,9 +217,14 @@ def report(rows: list, meta: dict, timing: dict) -> str:
                      f"| {nl} | {ag} |")
     all_acc = gt["val_acc_mean"]
     lines += ["", "95% interval: percentile bootstrap of Spearman over the proxy's cells (1,000 "
-              "resamples, seed 0; blank under 10 cells). A proxy scored on fewer than all 292 "
-              "cells was scored on the first cells of a seeded shuffle of the pool (the cells "
-              "are a random sample; the score files' meta names them)."]
+              "resamples, seed 0; blank under 10 cells); it covers the sampling of the cells, not "
+              "the proxy's seed noise or the repeats' noise in the target, and a percentile "
+              "interval under-covers at small n. Which cells: `scores.csv` (per-model loop, "
+              "every proxy) holds the first cells in the order of NASLib's file; the "
+              "`pool_*.csv` files (packed engine) hold cells taken in the seeded order of "
+              "`bench/nb101_pool_lanes.py` (random.Random(101)), each file listing its cells "
+              "(column `hash`). So a proxy on fewer than 292 cells is scored on those first "
+              "cells plus a random sample of the rest."]
     lines += ["", "NASLib's released scores over **all 292 cells** of the pool (NAS-Bench-Suite-Zero, "
               "Krishnakumar et al., NeurIPS 2022 Datasets and Benchmarks; the bundled subset, mean "
               "over a cell's records), Spearman against the same target: "
