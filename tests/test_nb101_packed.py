@@ -171,7 +171,7 @@ def test_equivalence_check_detects_defects(monkeypatch, defect):
     x, y = batch(b=4)
     codes = [nb101.encode(EXTREMES["seven_nine"]), nb101.encode(EXTREMES["two_vertex"])]
     if defect == "bn_eps":
-        monkeypatch.setattr(packed_mod, "_bn", lambda h, twice=False: F.batch_norm(
+        monkeypatch.setattr(packed_mod, "_bn", lambda h: F.batch_norm(
             h, None, None, training=True, momentum=0.0, eps=1e-3))
     elif defect == "stream_key":
         monkeypatch.setattr(packed_mod, "stream_code", lambda key: (int(key) + 1) & 0xFFFFFFFF)

@@ -29,78 +29,10 @@ SUPPORTED = SUPPORTED + modern.names()
 _BN_EPS = 1e-5  # nn.BatchNorm2d's default
 
 
-def _bn(h: torch.Tensor, twice: bool = False) -> torch.Tensor:
-    """Train-mode BatchNorm with batch statistics. The affine BNs of the per-model network start
-    at weight 1, bias 0, and x*1+0 is exact, so one non-affine call covers both flavours.
-    ``twice``: the pass will be differentiated twice (grasp), so use _BatchNormTrain, whose
-    double backward is a few fused passes instead of PyTorch's generic one (docs/performance.md);
-    not under autocast, where F.batch_norm's own precision rules apply."""
-    dev = h.device.type
-    if twice and not (dev in ("cpu", "cuda") and torch.is_autocast_enabled(dev)):
-        return _BatchNormTrain.apply(h)
+def _bn(h: torch.Tensor) -> torch.Tensor:
+    # train-mode BatchNorm with batch statistics. The affine BNs of the per-model network start
+    # at weight 1, bias 0, and x*1+0 is exact, so one non-affine call covers both flavours.
     return F.batch_norm(h, None, None, training=True, momentum=0.0, eps=_BN_EPS)
-
-
-def _per_channel(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t.view([1, -1] + [1] * (like.dim() - 2))
-
-
-class _BatchNormTrain(torch.autograd.Function):
-    """Train-mode BatchNorm without affine or running statistics, whose forward and first
-    backward are PyTorch's own kernels (bit for bit F.batch_norm's: degenerate cells, whose
-    constant channels BatchNorm amplifies by 1/sqrt(eps) per layer, depend on the last bit of the
-    statistics) and whose backward is _BatchNormTrainBackward, with its own backward written out
-    (docs/performance.md, "BatchNorm's double backward"): grasp's Hessian-gradient product then
-    meets a dozen elementwise passes and reductions per BatchNorm instead of PyTorch's ~68
-    generic operators."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y, mean, invstd = torch.native_batch_norm(x, None, None, None, None, True, 0.0, _BN_EPS)
-        ctx.save_for_backward(x, mean, invstd)
-        return y
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, mean, invstd = ctx.saved_tensors
-        return _BatchNormTrainBackward.apply(gy, x, mean, invstd)
-
-
-class _BatchNormTrainBackward(torch.autograd.Function):
-    """gx = r * (gy - mean(gy) - y * mean(gy * y)) for y = (x - mean) * r, r = invstd (means
-    per channel over the batch and positions), computed by PyTorch's BatchNorm backward kernel.
-    Differentiated once more (v = the gradient arriving at gx), with a = mean(v),
-    b = mean(v y), c = mean(gy), d = mean(gy y), e = mean(v gy):
-    d<v, gx>/dgy = r * (v - a - y b) (gx uses gy through a symmetric projection),
-    d<v, gx>/dx = -r^2 * (y (e - a c - 3 b d) + d (v - a) + b (gy - c)).
-    Not differentiable a third time."""
-
-    @staticmethod
-    def forward(ctx, gy, x, mean, invstd):
-        ctx.save_for_backward(gy, x, mean, invstd)
-        return torch.ops.aten.native_batch_norm_backward(
-            gy, x, None, None, None, mean, invstd, True, _BN_EPS, [True, False, False])[0]
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, v):
-        gy, x, mean, invstd = ctx.saved_tensors
-        dims = [0] + list(range(2, x.dim()))
-        r = _per_channel(invstd, x)
-        y = (x - _per_channel(mean, x)) * r
-        a = v.mean(dim=dims, keepdim=True)
-        b = (v * y).mean(dim=dims, keepdim=True)
-        c = gy.mean(dim=dims, keepdim=True)
-        d = (gy * y).mean(dim=dims, keepdim=True)
-        va = v - a
-        ggy = ggx = None
-        if ctx.needs_input_grad[0]:
-            ggy = (va - y * b) * r
-        if ctx.needs_input_grad[1]:
-            e = (v * gy).mean(dim=dims, keepdim=True)
-            s = e - a * c - 3.0 * b * d
-            ggx = (y * s + va * d + (gy - c) * b) * (-(r * r))
-        return ggy, ggx, None, None
 
 
 def _conv2d(x, w, b, stride: int, padding: int, groups: int) -> torch.Tensor:
@@ -250,7 +182,7 @@ class PackedNB201(PackedModel):
         follows). Here train-mode batch statistics, no affine transform (the initial state of
         every BatchNorm); a subclass that trains the networks keeps their affine parameters
         and running statistics (zcfast/batched/train.py)."""
-        return _bn(h, twice=getattr(self, "double_backward", False))
+        return _bn(h)
 
     def forward(self, x, ws, bs, *, bn: bool = True, per_candidate_input: bool = False,
                 acts: list | None = None, relus=None,

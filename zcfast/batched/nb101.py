@@ -245,14 +245,13 @@ class PackedNB101(PackedModel):
         collects (pre-BN conv/linear output, layer); ``relus`` (ReLU input, group -> candidate,
         channels per group)."""
         plan, K = self.plan, self.plan.K
-        twice = getattr(self, "double_backward", False)  # grasp's pass (engine._bn)
 
         def conv_bn_relu(h, lay):
             y = _conv2d(h, ws[lay.name], None, lay.stride, lay.padding, lay.groups)
             if acts is not None:
                 acts.append((y, lay))
             if bn:
-                y = _bn(y, twice)
+                y = _bn(y)
             if relus is not None:
                 relus.append((y, lay.cand, lay.c_out))
             return F.relu(y)
@@ -265,7 +264,7 @@ class PackedNB101(PackedModel):
         if acts is not None:
             acts.append((y, stem))
         if bn:
-            y = _bn(y, twice)
+            y = _bn(y)
         if relus is not None:
             relus.append((y, stem.cand, stem.c_out))
         h = F.relu(y)
