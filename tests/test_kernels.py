@@ -279,3 +279,31 @@ def test_naswot_reads_channel_slices_in_place():
     assert xb.is_contiguous() and xb.data_ptr() != bcast.data_ptr()
     assert torch.equal(naswot_kernel(bcast, cand, 2, torch.zeros(2, 5, 5), backend="triton"),
                        naswot_kernel_reference(bcast.contiguous(), cand, 2, torch.zeros(2, 5, 5)))
+
+
+def _naswot_by_counting(x, cand, gsize, k):
+    """S S^T per candidate from its definition: +1 per feature where two samples' codes agree
+    (both > 0 or both not), -1 where they differ, summed over the candidate's groups."""
+    b = x.shape[0]
+    xs = x.reshape(b, x.shape[1] // gsize, -1)  # (B, G, group features)
+    out = torch.zeros(k, b, b, dtype=torch.float64)
+    for g in range(xs.shape[1]):
+        code = xs[:, g] > 0
+        agree = (code[:, None, :] == code[None, :, :]).sum(-1).double()
+        out[int(cand[g])] += 2 * agree - code.shape[1]
+    return out.float()
+
+
+@pytest.mark.parametrize("b,groups,gsize,hw", [(6, 5, 3, 7), (11, 3, 1, 40), (1, 2, 2, 1)])
+def test_naswot_reference_counts_agreements(b, groups, gsize, hw):
+    """The reference's 0/1-code product with its count correction equals counting agreements
+    feature by feature (exact zeros and negative zeros code as off)."""
+    gen = torch.Generator().manual_seed(b * 31 + hw)
+    x = torch.randn(b, groups * gsize, hw, generator=gen)
+    x[:, :, 0] = 0.0
+    x[0, :, -1] = -0.0
+    cand = torch.randint(0, 3, (groups,), generator=gen)
+    out = naswot_kernel_reference(x, cand, gsize, torch.zeros(4, b, b))
+    assert torch.equal(out, _naswot_by_counting(x, cand, gsize, 4))
+    assert torch.equal(out[3], torch.zeros(b, b))  # candidate 3 owns no group
+

@@ -73,8 +73,16 @@ def _reference(xs, group_cand, group_size: int, out: torch.Tensor) -> torch.Tens
     b, c, hw = xs.shape
     if b == 0 or c == 0:
         return out
-    s = torch.where(xs > 0, 1.0, -1.0).to(torch.float32).reshape(b, c // group_size, group_size * hw)
-    gram = torch.einsum("bgf,cgf->gbc", s, s)  # (G, B, B), exact integers
+    # With 0/1 codes C and F features per group, S S^T = 4 C C^T - 2 n_a - 2 n_b + F, where
+    # n_a = |c_a| is the diagonal of C C^T: one conversion pass and one product, instead of
+    # building the +-1 codes (torch.where with scalars ran at a third of this speed on CPU).
+    # The same float32 bits as the +-1 product while F < 2^24: C C^T is an exact count, 4 C C^T
+    # a multiple of 4 below 2^26, and each partial sum an even integer of magnitude <= 2F.
+    f = group_size * hw
+    codes = xs.gt(0).to(torch.float32).reshape(b, c // group_size, f)
+    gram = torch.einsum("bgf,cgf->gbc", codes, codes)  # (G, B, B) exact integers
+    n2 = 2 * torch.diagonal(gram, dim1=1, dim2=2)  # (G, B): twice each sample's active units
+    gram = gram.mul_(4).sub_(n2.unsqueeze(2)).sub_(n2.unsqueeze(1)).add_(f)
     out.index_add_(0, group_cand, gram)
     return out
 
