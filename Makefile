@@ -1,5 +1,5 @@
 # One-command entry points for a fresh machine (Python 3.9+, a C++17 compiler, cmake >= 3.18).
-#   make demo   score 200 NB201 cells on the bundled CIFAR-10 images, print the correlation table,
+#   make demo   score 500 NB201 cells on the bundled CIFAR-10 images, print the correlation table,
 #               then a zero-cost search result (aging evolution with and without synflow warmup)
 #   make test   run the test suite (CPU; Triton kernels through its interpreter)
 #   make check-install   build an sdist and a wheel and run the wheel from a clean venv
@@ -31,14 +31,18 @@ test: $(STAMP)
 check-install: $(STAMP)
 	bash scripts/check_install.sh
 
-# The main job, a few minutes on a 2-core CPU (README): the paper's proxies but grasp (over half
-# of the scoring time on a CPU; demo-full adds it), nwot, params and flops on $(DEMO_CELLS)
-# cells, the correlation table with 95% intervals, then one zero-cost search result: aging
-# evolution on NB201 CIFAR-100 with and without a synflow warmup, 10 seeds, 50 trained models
-# (synflow of all 15,625 cells from bench/results/synflow_all, made by bench/study_synflow_all.py).
-DEMO_CELLS ?= 200
-DEMO_PROXIES ?= synflow,snip,grad_norm,fisher,jacob_cov,nwot,params,flops
-DEMO_OUT ?= out/demo_nograsp
+# The main job, under 3 minutes after install on a 2-core CPU (README): synflow (the paper's
+# best single proxy), nwot, meco (with az_nas the strongest single proxy in
+# bench/results/modern_3000; a forward pass, like nwot), params and flops on
+# $(DEMO_CELLS) cells, enough for 95% intervals of about +-0.05 or narrower; the correlation
+# table, then one zero-cost search result: aging evolution on NB201 CIFAR-100 with and without a
+# synflow warmup, 10 seeds, 50 trained models (synflow of all 15,625 cells from
+# bench/results/synflow_all, made by bench/study_synflow_all.py). demo-full adds the paper's other
+# five proxies (a backward pass each, grasp a double backward: several times the demo's cost
+# per cell on a CPU), on 200 cells.
+DEMO_CELLS ?= 500
+DEMO_PROXIES ?= synflow,nwot,meco,params,flops
+DEMO_OUT ?= out/demo
 DEMO_SEARCH = $(BIN)/zcfast search --algo ae --seeds 10 --budget 50 --no-progress \
 	--cache-dir out/demo_cache --scores bench/results/synflow_all/synflow_params_flops_cifar100.csv
 
@@ -50,7 +54,8 @@ demo: $(STAMP)
 	$(DEMO_SEARCH) --out out/demo_search_ae.jsonl --resume
 	$(DEMO_SEARCH) --warmup 1000 --proxy synflow --out out/demo_search_ae_warmup.jsonl --resume
 
-demo-full: DEMO_PROXIES = paper,nwot,params,flops
+demo-full: DEMO_PROXIES = paper,nwot,meco,params,flops
+demo-full: DEMO_CELLS = 200
 demo-full: DEMO_OUT = out/demo_full
 demo-full: demo
 

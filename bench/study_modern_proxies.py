@@ -8,7 +8,9 @@
         --cells 3000 --engine packed --device cuda --out bench/results/modern_study
 
 Scores go row by row to <out>/<dataset>/scores.csv through ``zcfast.scoring.score_to_file``
-(rerunning resumes; ``--report-only`` rebuilds the tables from what is there). The cells are
+(rerunning resumes; ``--report-only`` rebuilds the tables from what is there). Proxies added
+later on the same cells go to a second file, ``--scores-name scores_<name>``, which the report
+joins by cell (load_scores). The cells are
 ``nb201.sample(cells, seed)``: identical across proxies and datasets. The images are the bundled
 ones (zcfast/data/_bundled; each table states which). Ensembles rank the cells of the file.
 <out>/README.md gets one table per dataset: Spearman, Kendall, top-10% Spearman, hit rate and
@@ -88,16 +90,54 @@ def unique_representatives(index) -> np.ndarray:
     return rep[np.asarray(index)]
 
 
+# what must agree between a dataset's score files for their columns to sit in one table
+SAME_SETTINGS = ("space", "dataset", "seed", "weight_seed", "data_seed", "batch_size", "images",
+                 "normalization", "flavour", "precision", "data")
+
+
+def load_scores(folder: Path, ds: str):
+    """<folder>/<ds>/scores.csv with the columns of every scores_<name>.csv beside it (further
+    proxies on the same cells, scored by a later run with ``--scores-name``), joined by cell.
+    The files must share SAME_SETTINGS; a column in both must agree on their common cells (a
+    check of determinism, then one copy is kept). An extra file's ensembles are computed over
+    the cells that file holds (the rows of scores.csv it lacks stay empty)."""
+    from zcfast.proxies.ensemble import is_ensemble
+    from zcfast.scoring import add_ensembles, read_scores
+
+    scores, meta = read_scores(folder / ds / "scores.csv")
+    for path in sorted((folder / ds).glob("scores_*.csv")):
+        more, m2 = read_scores(path)
+        for key in SAME_SETTINGS:
+            if m2.get(key) != meta.get(key):
+                raise ValueError(f"{path}: {key} {m2.get(key)!r} differs from scores.csv's "
+                                 f"{meta.get(key)!r}")
+        ens = [c for c in more.columns if is_ensemble(c)]
+        more = more.drop(columns=ens + [c for c in ("arch",) if c in more.columns])
+        common = scores.index.intersection(more.index)
+        for c in [c for c in more.columns if c in scores.columns]:
+            a = scores.loc[common, c].to_numpy(dtype=np.float64)
+            b = more.loc[common, c].to_numpy(dtype=np.float64)
+            if not np.allclose(a, b, rtol=1e-9, atol=0.0, equal_nan=True):
+                raise ValueError(f"{path}: column {c} differs from scores.csv's on the same cells")
+            more = more.drop(columns=c)
+        held = scores.index.isin(more.index)
+        scores = scores.join(more, how="left")
+        if ens:
+            part = add_ensembles(scores[held].copy(), ens)
+            for e in ens:
+                scores[e] = part[e].reindex(scores.index)
+    return scores, meta
+
+
 def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tuple = ()) -> list:
     """One dataset's table. ``unique``: only one cell per isomorphism class; ``exclude``: (n,
     seed, why): leave out the first n cells of ``nb201.sample(., seed)`` (cells that were used to
     choose the ensembles, so the table is an out-of-sample check)."""
     from zcfast.correlate import correlation_table
     from zcfast.proxies.ensemble import base_members, is_ensemble
-    from zcfast.scoring import add_ensembles, read_scores
+    from zcfast.scoring import add_ensembles
 
-    path = folder / ds / "scores.csv"
-    scores, meta = read_scores(path)
+    scores, meta = load_scores(folder, ds)
     ens_cols = [c for c in scores.columns if is_ensemble(c)]
     if unique:  # compare only the class representatives: the ensembles rank these cells
         scores = scores.drop(columns=ens_cols)[unique_representatives(scores.index)]
@@ -114,10 +154,13 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
     scores = add_ensembles(scores, extra)
     tab = correlation_table(scores, ds, target)
     kt, kp = tab.attrs["hit_sizes"]
-    timing = {}
-    tpath = folder / ds / "timing.json"
-    if tpath.exists() and not unique and not exclude:
-        timing = json.loads(tpath.read_text())
+    timings = []  # (file's proxies, timing), for scores.csv and each scores_<name>.csv
+    if not unique and not exclude:
+        for tpath in sorted((folder / ds).glob("timing*.json")):
+            stem = tpath.stem[len("timing"):]
+            sfile = folder / ds / (f"scores{stem}.csv")
+            what = "the file's proxies" if not stem else f"the proxies of {sfile.name}"
+            timings.append((what, json.loads(tpath.read_text())))
     which = ("the cells of the file that are the lowest NB201 index of their isomorphism class "
              "(one per class of the 6,466)" if unique else "all cells of the file")
     if exclude:
@@ -147,9 +190,9 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
               "the cells that have GRAF features, and its size proxies match the 6,466 "
               "isomorphism-unique cells: see NOTES.md); * the proxy's own paper ("
               + "; ".join(v[2] for v in OTHER_PUBLISHED.values()) + ")."]
-    if timing:
+    for what, timing in timings:
         lines += ["", f"Scoring time: {timing['seconds']:.0f} s for {timing['cells']} cells "
-                  f"({timing['seconds'] / max(timing['cells'], 1):.1f} s/cell wall time, the file's proxies, "
+                  f"({timing['seconds'] / max(timing['cells'], 1):.1f} s/cell wall time, {what}, "
                   f"engine {timing.get('engine')}, {timing.get('threads')} thread(s), "
                   f"{timing.get('cpu')}, git {timing.get('git')}, {timing.get('date')})."]
     return lines
@@ -182,7 +225,14 @@ def main(argv=None) -> int:
                     help="what the --exclude-first table's cells are, for its title")
     ap.add_argument("--proxies", default=PROXIES, help="per-model columns (default: all of them)")
     ap.add_argument("--ensembles", default=ENSEMBLES, help="ensembles recorded with the scores")
+    ap.add_argument("--scores-name", default="scores",
+                    help="score file name without .csv: 'scores', or scores_<name> for further "
+                         "proxies on the same cells (the report joins them, see load_scores)")
     a = ap.parse_args(argv)
+    if a.scores_name != "scores" and not (a.scores_name.startswith("scores_")
+                                          and a.scores_name[7:].isidentifier()):
+        ap.error(f"--scores-name {a.scores_name!r}: use 'scores' or scores_<name> "
+                 "(letters, digits, _)")
     torch.set_num_threads(a.threads)
 
     from zcfast.data import dataset_name
@@ -193,7 +243,7 @@ def main(argv=None) -> int:
     for ds in datasets:
         if a.report_only:
             continue
-        out = folder / ds / "scores.csv"
+        out = folder / ds / f"{a.scores_name}.csv"
         spec = ",".join(t for t in (a.proxies, a.ensembles) if t)
         n0 = _rows(out)
         t0 = time.perf_counter()
@@ -204,7 +254,8 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print(f"{ds}: interrupted, {_rows(out)} rows kept (rerun to resume)", flush=True)
         res = {"seconds": time.perf_counter() - t0, "scored": _rows(out) - n0}
-        tpath = folder / ds / "timing.json"
+        tpath = folder / ds / ("timing.json" if a.scores_name == "scores"
+                               else f"timing_{a.scores_name[len('scores_'):]}.json")
         old = json.loads(tpath.read_text()) if tpath.exists() else {"seconds": 0.0, "cells": 0}
         timing = {"seconds": old["seconds"] + res["seconds"], "cells": old["cells"] + res["scored"],
                   "engine": a.engine, "threads": a.threads, "cpu": cpu_name(), "git": git_sha(),

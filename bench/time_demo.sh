@@ -4,7 +4,7 @@
 # machine. Writes bench/results/demo_timing.md (git SHA, machine, date) and keeps the full log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rm -rf out/demo_nograsp_* out/demo_search_* out/demo_cache
+rm -rf out/demo_scores.csv* out/demo_scatter.png out/demo_search_* out/demo_cache
 log=bench/results/demo_timing.log
 start=$(date +%s.%N)
 make demo > "$log" 2>&1
