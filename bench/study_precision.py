@@ -34,6 +34,27 @@ GROUPS = {
 THRESHOLD = 0.99
 
 
+def _fp32_file(path: str, cells: int, proxies: list):
+    """The first ``cells`` rows of a zcfast score file with the study's settings, as a DataFrame
+    indexed by NB201 index (its meta must say CIFAR-10, batch 64, seed 0, fp32)."""
+    from zcfast.scoring import read_scores
+
+    df, meta = read_scores(path)
+    want = {"dataset": "cifar10", "batch_size": 64, "seed": 0, "images": "cifar10-subset",
+            "flavour": "paper"}
+    for k, v in want.items():
+        if meta.get(k) != v:
+            raise SystemExit(f"{path}: {k} is {meta.get(k)!r}, the study needs {v!r}")
+    if meta.get("precision") not in (None, "fp32"):
+        raise SystemExit(f"{path}: precision {meta.get('precision')!r}, not fp32")
+    missing = [p for p in proxies if p not in df.columns]
+    if missing:
+        raise SystemExit(f"{path} lacks {missing}")
+    if len(df) < cells:
+        raise SystemExit(f"{path} has {len(df)} cells, fewer than --cells {cells}")
+    return df.iloc[:cells]
+
+
 def main(argv=None) -> int:
     import tempfile
 
@@ -58,6 +79,13 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=None, help="candidates per pass (default: auto)")
     ap.add_argument("--groups", default=",".join(GROUPS))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "precision"))
+    ap.add_argument("--fp32-from", default=None, metavar="CSV",
+                    help="take the fp32 scores from this zcfast score file (NB201, CIFAR-10, "
+                         "batch 64, seed 0) instead of scoring them: the cells are its first "
+                         "--cells rows; the first --check cells are rescored in fp32 here and "
+                         "must match the file; fidelity only, no speed column")
+    ap.add_argument("--check", type=int, default=16,
+                    help="with --fp32-from: cells rescored in fp32 to check the file")
     a = ap.parse_args(argv)
     if a.cells < 3:
         ap.error(f"--cells must be at least 3, got {a.cells}")
@@ -69,9 +97,15 @@ def main(argv=None) -> int:
     dev = torch.device(a.device)
     precisions = ["fp32", "bf16"] + (["tf32"] if dev.type == "cuda" else [])
     sp = get_space("nb201")
-    idx = np.sort(nb201.sample_distinct(a.cells, seed=0)) if hasattr(nb201, "sample_distinct") \
-        else np.random.default_rng(0).choice(nb201.NUM_ARCHS, a.cells, replace=False)
-    idx = [int(i) for i in idx]
+    given = None
+    if a.fp32_from:
+        given = _fp32_file(a.fp32_from, a.cells, [p for g in groups for p in GROUPS[g]])
+        idx = [int(i) for i in given.index]
+    else:
+        idx = np.sort(nb201.sample_distinct(a.cells, seed=0)) \
+            if hasattr(nb201, "sample_distinct") \
+            else np.random.default_rng(0).choice(nb201.NUM_ARCHS, a.cells, replace=False)
+        idx = [int(i) for i in idx]
     codes = [nb201.code_of_index(i) for i in idx]
     mb = sp.minibatch("cifar10", 64, 0)
     x, y = mb.x.to(dev), mb.y.to(dev)
@@ -81,9 +115,29 @@ def main(argv=None) -> int:
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True).stdout.strip()
     runs = {}
+    tag = "" if given is None else "_given"
+    if given is not None:  # the file's fp32 scores, after checking a few cells against this engine
+        check = codes[: a.check]
+        got = {p: [] for g in groups for p in GROUPS[g]}
+        for _, res in iter_packed_space("nb201", check, list(got), x, y, dataset="cifar10",
+                                        device=dev, chunk=a.chunk, options={"precision": "fp32"}):
+            for p in got:
+                got[p] += [float(v) for v in res[p]]
+        for p, v in got.items():
+            want = given[p].to_numpy(np.float64)[: len(check)]
+            if not np.allclose(v, want, rtol=1e-4, atol=0.0, equal_nan=True):
+                raise SystemExit(f"{a.fp32_from}: its fp32 {p} differs from this engine's on the "
+                                 f"first {len(check)} cells (max relative difference "
+                                 f"{np.nanmax(np.abs(np.asarray(v) / want - 1)):.2e})")
+        print(f"fp32 scores of {a.fp32_from} reproduced on {len(check)} cells", flush=True)
+        for g in groups:
+            runs[(g, "fp32")] = {"seconds": float("nan"), "git": "file",
+                                 "scores": {p: given[p].tolist() for p in GROUPS[g]}}
     for g in groups:
         for prec in precisions:
-            path = os.path.join(raw_dir, f"{g}_{prec}_{a.cells}_{dev.type}.json")
+            if (g, prec) in runs:
+                continue
+            path = os.path.join(raw_dir, f"{g}_{prec}_{a.cells}_{dev.type}{tag}.json")
             if os.path.exists(path):
                 with open(path) as f:
                     runs[(g, prec)] = json.load(f)
@@ -113,7 +167,7 @@ def main(argv=None) -> int:
         base = runs[(g, "fp32")]
         for prec in precisions[1:]:
             r = runs[(g, prec)]
-            speed = base["seconds"] / r["seconds"]
+            speed = base["seconds"] / r["seconds"]  # NaN with --fp32-from: not timed
             for p in GROUPS[g]:
                 fid = rho(r["scores"][p], base["scores"][p])
                 table.append({"group": g, "proxy": p, "precision": prec, "speedup": speed,
@@ -133,9 +187,14 @@ def main(argv=None) -> int:
         "",
         f"git `{sha}`, {meta['cpu']}, device {dev}, {a.threads} threads, torch {meta['torch']}, "
         f"{meta['date']}, load average at the end {tuple(round(v, 2) for v in meta['load'])}. "
-        f"{a.cells} NB201 cells (seed 0), bundled CIFAR-10 minibatch of 64, packed engine at "
-        "its default chunk. Command: `python bench/study_precision.py --cells "
-        f"{a.cells}` (both compute locks held). Spearman with accuracy: against the 200-epoch "
+        + (f"{a.cells} NB201 cells (seed 0)" if given is None else
+         f"the first {a.cells} NB201 cells of {os.path.relpath(a.fp32_from, ROOT)}, whose fp32 "
+         f"scores are the reference (this engine reproduced them on the first {a.check} cells "
+         "within 1e-4 relative; fidelity only, not timed: the speed column is the smaller "
+         "table's)") +
+        ", bundled CIFAR-10 minibatch of 64, packed engine at its default chunk. Command: "
+        f"`python bench/study_precision.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+        " (both compute locks held). Spearman with accuracy: against the 200-epoch "
         f"CIFAR-10 test accuracy. Recommended: Spearman with fp32 at least {THRESHOLD}.",
         "",
         "| group | proxy | precision | speed vs fp32 | Spearman vs fp32 | Spearman acc. fp32 "
@@ -143,7 +202,8 @@ def main(argv=None) -> int:
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for t in table:
-        lines.append(f"| {t['group']} | {t['proxy']} | {t['precision']} | {t['speedup']:.2f}x | "
+        speed = "not timed" if t["speedup"] != t["speedup"] else f"{t['speedup']:.2f}x"
+        lines.append(f"| {t['group']} | {t['proxy']} | {t['precision']} | {speed} | "
                      f"{t['spearman_vs_fp32']:.4f} | {t['spearman_acc_fp32']:.3f} | "
                      f"{t['spearman_acc_reduced']:.3f} | {'yes' if t['recommended'] else 'no'} |")
     with open(a.out + ".md", "w") as f:
