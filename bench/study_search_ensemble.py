@@ -8,6 +8,11 @@ synflow, flops, and their ensembles ``ensemble:synflow+flops`` (sum of log ranks
 cache). Variants: RAND+warmup(1000), AE+warmup(1000), AE+move(10); RAND and AE without a proxy
 as baselines. Design fixed before any run: these are the only members with full-space CIFAR-100
 scores in this repository (the modern proxies' full-space scores need a GPU or hours of CPU).
+Added later, before any search with it: meco and ``ensemble:synflow+meco``. MeCo is, with
+az_nas, the strongest single proxy of the 3,000-cell table (bench/results/modern_3000) and one
+batch-1 forward per cell, so it was scored over the whole space on a CPU
+(bench/results/meco_all); the strongest ensemble there, az_nas+meco, would need az_nas over all
+cells (about 4 CPU-hours per dataset), which this study does not have.
 
     python bench/study_search_ensemble.py [--seeds 20]
 
@@ -36,7 +41,13 @@ from zcfast.scoring import cpu_name, git_sha  # noqa: E402
 from zcfast.search import curve_matrix, read_runs  # noqa: E402
 
 SCORES = HERE / "results" / "synflow_all" / "synflow_params_flops_cifar100.csv"
-PROXIES = ["synflow", "flops", "ensemble:synflow+flops", "ensemble[meanrank]:synflow+flops"]
+# meco over all 15,625 cells (with synflow and flops, in one file so that an ensemble of them
+# finds every member): bench/results/meco_all, `zcfast score --dataset cifar100 --archs all
+# --proxies synflow,meco,flops --seed 0`
+MECO_SCORES = HERE / "results" / "meco_all" / "synflow_meco_flops_cifar100.csv"
+PROXIES = ["synflow", "flops", "ensemble:synflow+flops", "ensemble[meanrank]:synflow+flops",
+           "meco", "ensemble:synflow+meco"]
+SCORE_FILE = {"meco": MECO_SCORES, "ensemble:synflow+meco": MECO_SCORES}  # else SCORES
 VARIANTS = [("rand", 1000, 0), ("ae", 1000, 0), ("ae", 0, 10)]
 BASELINES = [("rand", 0, 0), ("ae", 0, 0)]
 KS = (10, 25, 50, 100, 300)
@@ -56,7 +67,7 @@ def run(algo, w, m, proxy, seeds, runs_dir: Path, cache: Path) -> list:
     out = runs_dir / f"{vname(algo, w, m)}__{safe}.jsonl"
     cmd = [sys.executable, "-m", "zcfast.cli", "search", "--algo", algo, "--warmup", str(w),
            "--move", str(m), "--budget", "300", "--seeds", str(seeds), "--dataset", "cifar100",
-           "--proxy", proxy, "--scores", str(SCORES), "--cache-dir", str(cache), "--out", str(out),
+           "--proxy", proxy, "--scores", str(SCORE_FILE.get(proxy, SCORES)), "--cache-dir", str(cache), "--out", str(out),
            "--resume", "--no-progress", "--engine", "loop"]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     runs = sorted(read_runs(out), key=lambda r: r["seed"])[:seeds]
@@ -65,6 +76,16 @@ def run(algo, w, m, proxy, seeds, runs_dir: Path, cache: Path) -> list:
     if any(int(r.get("scored_live", 0)) for r in runs):
         raise RuntimeError(f"{out}: cells scored live: the cache should hold every score")
     return runs
+
+
+def check_same_synflow(a: Path, b: Path) -> None:
+    """The two score files' synflow columns must be the same numbers for the same cells (one
+    definition of synflow in the cache, whichever file imported it)."""
+    from zcfast.scoring import read_scores
+
+    sa, sb = read_scores(a)[0]["synflow"], read_scores(b)[0]["synflow"]
+    if len(sa) != len(sb) or not sa.sort_index().equals(sb.sort_index()):
+        raise RuntimeError(f"{a} and {b} hold different synflow scores")
 
 
 def boot_ci(d: np.ndarray, n: int = 10000, seed: int = 0) -> tuple:
@@ -81,6 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "search_ensemble.md"))
     a = ap.parse_args(argv)
     runs_dir, cache = Path(a.runs_dir), Path(a.cache_dir)
+    check_same_synflow(SCORES, MECO_SCORES)
     runs_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     curves = {}
@@ -100,13 +122,16 @@ def main(argv=None) -> int:
              "comparison compares (the warmup pool; the move's candidates), docs/search.md. "
              "Members scored over all 15,625 cells: synflow (CIFAR-100 network, weight seed 0, "
              "float64) and flops (conv/linear multiply-accumulates), "
-             "bench/results/synflow_all/synflow_params_flops_cifar100.csv.", "",
+             "bench/results/synflow_all/synflow_params_flops_cifar100.csv; meco (one bundled "
+             "image, batch 1, weight seed 0; the file's synflow equals the other's), "
+             "bench/results/meco_all/synflow_meco_flops_cifar100.csv.", "",
              "| variant | proxy | " + " | ".join(f"@{k}" for k in KS) + " |",
              "|---|---|" + "---:|" * len(KS)]
     for (v, p), c in curves.items():
         lines.append(f"| {v} | {p} | " + " | ".join(f"{c[:, k - 1].mean():.2f}" for k in KS) + " |")
     lines += ["", "Paired difference (proxy minus synflow, same variant and seeds), mean with a "
-              "95% bootstrap interval over seeds (per cell, not corrected for the 45 comparisons):", "",
+              "95% bootstrap interval over seeds (per cell, not corrected for the "
+              f"{len(VARIANTS) * (len(PROXIES) - 1) * len(KS)} comparisons):", "",
               "| variant | proxy | " + " | ".join(f"@{k}" for k in KS) + " |",
               "|---|---|" + "---|" * len(KS)]
     for algo, w, m in VARIANTS:
