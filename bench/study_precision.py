@@ -206,7 +206,8 @@ def main(argv=None) -> int:
          + "; fidelity only, not timed: the speed column is the smaller table's)") +
         ", bundled CIFAR-10 minibatch of 64, packed engine at its default chunk. Command: "
         f"`python bench/study_precision.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
-        " (both compute locks held). Spearman with accuracy: against the 200-epoch "
+        + (" (both compute locks held)" if given is None else "")
+        + ". Spearman with accuracy: against the 200-epoch "
         f"CIFAR-10 test accuracy. Recommended: Spearman with fp32 at least {THRESHOLD}.",
         "",
         "| group | proxy | precision | speed vs fp32 | Spearman vs fp32 | Spearman acc. fp32 "
