@@ -103,3 +103,24 @@ def test_native_double_backward_grows_with_k(monkeypatch):
                         staticmethod(lambda h, w, s, p, g: F.conv2d(h, w, None, s, p, 1, g)))
     assert _grasp_ops(4) > _grasp_ops(2)
     assert _grasp_ops(4, PAPER, 8) > _grasp_ops(2, PAPER, 8)
+
+
+# NB201 cells whose float32 grasp a written-out weight gradient (x convolved with the output
+# gradient as a dilated kernel) lost in a chunk: correct first derivative, but the float32
+# Hessian-gradient product through it gave 1.61 for cell 11224 (-0.27 in float64 and alone)
+FRAGILE = [11224, 3064, 15236, 6612]
+
+
+def test_float32_grasp_of_a_chunk_equals_pytorchs_double_backward(monkeypatch):
+    """On the CPU in float32 with the bundled images (where the engine uses _GroupedConv), a
+    chunk's grasp equals the same chunk through PyTorch's own double backward."""
+    from zcfast.spaces import get_space
+
+    torch.set_num_threads(1)
+    mb = get_space("nb201").minibatch("cifar10", 64, 0)
+    codes = [nb201.code_of_index(i) for i in FRAGILE]
+    ours = PackedNB201(codes, 10).compute(mb.x, mb.y, ["grasp"])["grasp"]
+    monkeypatch.setattr(_GroupedConv, "apply",
+                        staticmethod(lambda h, w, s, p, g: F.conv2d(h, w, None, s, p, 1, g)))
+    ref = PackedNB201(codes, 10).compute(mb.x, mb.y, ["grasp"])["grasp"]
+    torch.testing.assert_close(torch.as_tensor(ours), torch.as_tensor(ref), rtol=1e-2, atol=1e-3)

@@ -112,19 +112,12 @@ def _conv_input_grad(go, w, xshape, s: int, p: int, G: int) -> torch.Tensor:
 
 
 def _conv_weight_grad(x, go, wshape, s: int, p: int, G: int) -> torch.Tensor:
-    """d<go, conv(x, w)>/dw as one grouped convolution: gw[(g,o), i, u, v] = sum over samples b
-    and output positions (y, x) of go[b, (g,o), y, x] * x[b, (g,i), s*y + u - p, s*x + v - p],
-    i.e. x with samples as channels (Ci, G*B, H, W) convolved with go as a (G*Co, B, Ho, Wo)
-    kernel dilated by s, in G groups; the output is cropped to the kernel size."""
-    B, cin, H, W = x.shape
-    ci = cin // G
-    cout, _, kh, kw = wshape
-    co = cout // G
-    ho, wo = go.shape[2], go.shape[3]
-    xi = x.reshape(B, G, ci, H, W).permute(2, 1, 0, 3, 4).reshape(ci, G * B, H, W)
-    gi = go.reshape(B, G, co, ho, wo).permute(1, 2, 0, 3, 4).reshape(G * co, B, ho, wo)
-    o = F.conv2d(xi, gi, None, 1, p, s, G)  # (Ci, G*Co, >= kh, >= kw)
-    return o[:, :, :kh, :kw].transpose(0, 1).contiguous()
+    """d<go, conv(x, w)>/dw: ATen's convolution backward for the weight alone, one call for all
+    groups, itself twice differentiable without a per-group loop. (Written out as a convolution
+    of x, samples as channels, with go as a dilated kernel, it gave the same first derivative,
+    but its float32 derivative lost grasp's Hessian-gradient product on CPU: measured, 1.61
+    instead of -0.27 for NB201 cell 11224 in a chunk of two; docs/performance.md.)"""
+    return torch.nn.grad.conv2d_weight(x, wshape, go, stride=s, padding=p, groups=G)
 
 
 class _BoxSum3(torch.autograd.Function):
