@@ -70,14 +70,14 @@ def _bn_eval_fresh(h: torch.Tensor) -> torch.Tensor:
 
 
 class _GroupedConv(torch.autograd.Function):
-    """Grouped convolution (no bias) whose backward is written with two convolutions that are
-    themselves differentiable and grouped: the input gradient a transposed convolution, the
-    weight gradient a convolution of the input (samples as channels) with the output gradient
-    (as weights, dilated by the stride). PyTorch's own double backward of a grouped convolution
-    (what grasp's Hessian-gradient product needs) runs one convolution per group, K*edges calls
-    per layer on every device; through this backward, the second differentiation meets only
-    first-order backwards of grouped convolutions, which the libraries run as one call
-    (docs/performance.md). Used by the loss pass when grasp is asked (``double_backward``)."""
+    """Grouped convolution (no bias) whose backward is written with two calls that are
+    themselves differentiable without a per-group loop: the input gradient a transposed
+    convolution, the weight gradient ATen's convolution backward asked for the weight alone.
+    PyTorch's own double backward of a grouped convolution (what grasp's Hessian-gradient
+    product needs) runs one convolution per group, K*edges calls per layer on every device.
+    Differentiating these two calls instead does not grow with the groups
+    (tests/test_grouped_conv.py counts the operators of chunks of 4 and 8 cells). Used by the
+    loss pass when grasp is asked (``double_backward``); docs/performance.md."""
 
     @staticmethod
     def forward(ctx, x, w, stride: int, padding: int, groups: int):
