@@ -120,6 +120,10 @@ def load_scores(folder: Path, ds: str):
             if not np.allclose(a, b, rtol=1e-9, atol=0.0, equal_nan=True):
                 raise ValueError(f"{path}: column {c} differs from scores.csv's on the same cells")
             more = more.drop(columns=c)
+        extra_rows = more.index.difference(scores.index)
+        if len(extra_rows):
+            raise ValueError(f"{path}: {len(extra_rows)} cells not in scores.csv (e.g. "
+                             f"{extra_rows[0]}); an extra file adds proxies to its cells only")
         held = scores.index.isin(more.index)
         scores = scores.join(more, how="left")
         if ens:
