@@ -1,5 +1,5 @@
 # One-command entry points for a fresh machine (Python 3.9+, a C++17 compiler, cmake >= 3.18).
-#   make demo   score 500 NB201 cells on the bundled CIFAR-10 images, print the correlation table,
+#   make demo   score 350 NB201 cells on the bundled CIFAR-10 images, print the correlation table,
 #               then a zero-cost search result (aging evolution with and without synflow warmup)
 #   make test   run the test suite (CPU; Triton kernels through its interpreter)
 #   make check-install   build an sdist and a wheel and run the wheel from a clean venv
@@ -31,16 +31,16 @@ test: $(STAMP)
 check-install: $(STAMP)
 	bash scripts/check_install.sh
 
-# The main job, under 3 minutes after install on a 2-core CPU (README): synflow (the paper's
+# The main job, under 3 minutes after install on a 2-core CPU (README: 169 s measured): synflow (the paper's
 # best single proxy), nwot, meco (with az_nas the strongest single proxy in
 # bench/results/modern_3000; a forward pass, like nwot), params and flops on
-# $(DEMO_CELLS) cells, enough for 95% intervals of about +-0.05 or narrower; the correlation
+# $(DEMO_CELLS) cells, enough for 95% intervals of about +-0.05; the correlation
 # table, then one zero-cost search result: aging evolution on NB201 CIFAR-100 with and without a
 # synflow warmup, 10 seeds, 50 trained models (synflow of all 15,625 cells from
 # bench/results/synflow_all, made by bench/study_synflow_all.py). demo-full adds the paper's other
 # five proxies (a backward pass each, grasp a double backward: several times the demo's cost
 # per cell on a CPU), on 200 cells.
-DEMO_CELLS ?= 500
+DEMO_CELLS ?= 350
 DEMO_PROXIES ?= synflow,nwot,meco,params,flops
 DEMO_OUT ?= out/demo
 DEMO_SEARCH = $(BIN)/zcfast search --algo ae --seeds 10 --budget 50 --no-progress \

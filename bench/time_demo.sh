@@ -12,7 +12,7 @@ end=$(date +%s.%N)
 {
   echo "# make demo: wall time after install"
   echo
-  echo "git \`$(git rev-parse --short HEAD)\`, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`bash bench/time_demo.sh\` (out/ emptied first; install already done)."
+  echo "git \`$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Makefile zcfast bench/time_demo.sh || echo -dirty)\`, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`bash bench/time_demo.sh\` (out/ emptied first; install already done)."
   echo
   echo "Wall time: $(python3 -c "print(round($end - $start, 1))") s. The demo's own output: demo_timing.log."
 } > bench/results/demo_timing.md
