@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import subprocess
 import sys
@@ -121,15 +122,20 @@ def main(argv=None) -> int:
     os.makedirs(raw_dir, exist_ok=True)
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True).stdout.strip()
+    def score(cells, proxies, prec) -> dict:
+        """{proxy: [score per cell]} by the packed engine at precision ``prec``."""
+        out = {p: [] for p in proxies}
+        for _, res in iter_packed_space("nb201", cells, list(proxies), x, y, dataset="cifar10",
+                                        device=dev, chunk=a.chunk, options={"precision": prec}):
+            for p in proxies:
+                out[p] += [float(v) for v in res[p]]
+        return out
+
     runs = {}
     tag = "" if given is None else "_given"
     if given is not None:  # the file's fp32 scores, after checking a few cells against this engine
         check = codes[: a.check]
-        got = {p: [] for g in groups for p in GROUPS[g]}
-        for _, res in iter_packed_space("nb201", check, list(got), x, y, dataset="cifar10",
-                                        device=dev, chunk=a.chunk, options={"precision": "fp32"}):
-            for p in got:
-                got[p] += [float(v) for v in res[p]]
+        got = score(check, [p for g in groups for p in GROUPS[g]], "fp32")
         drift = {}  # the file's fp32 against this engine's: largest relative difference
         for p, v in got.items():
             want = given[p].to_numpy(np.float64)[: len(check)]
@@ -153,13 +159,8 @@ def main(argv=None) -> int:
                 with open(path) as f:
                     runs[(g, prec)] = json.load(f)
                 continue
-            scores = {p: [] for p in GROUPS[g]}
             t0 = time.perf_counter()
-            for _, res in iter_packed_space("nb201", codes, list(GROUPS[g]), x, y,
-                                            dataset="cifar10", device=dev, chunk=a.chunk,
-                                            options={"precision": prec}):
-                for p in GROUPS[g]:
-                    scores[p] += [float(v) for v in res[p]]
+            scores = score(codes, GROUPS[g], prec)
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
         "|---|---|---|---:|---:|---:|---:|---|",
     ]
     for t in table:
-        speed = "not timed" if t["speedup"] != t["speedup"] else f"{t['speedup']:.2f}x"
+        speed = "not timed" if math.isnan(t["speedup"]) else f"{t['speedup']:.2f}x"
         lines.append(f"| {t['group']} | {t['proxy']} | {t['precision']} | {speed} | "
                      f"{t['spearman_vs_fp32']:.4f} | {t['spearman_acc_fp32']:.3f} | "
                      f"{t['spearman_acc_reduced']:.3f} | {'yes' if t['recommended'] else 'no'} |")
