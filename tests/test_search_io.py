@@ -318,3 +318,66 @@ def test_live_scorer_packs_each_ask_and_keeps_the_minibatch(monkeypatch, tmp_pat
     assert len(calls) == 3 and len(calls[2]) == 20 == r["scored_live"]  # (calls[1]: zcfast.score)
     assert len(batches) == runners  # the search's asks reused the scorer's runner
     assert default_scorer("synflow", "c100", 3, engine="loop").engine == "loop"
+
+
+def test_search_scores_with_the_given_minibatch_settings(tmp_path, monkeypatch, capsys):
+    """`zcfast search` takes `zcfast score`'s minibatch options: they select the cached and
+    imported scores (a file made with batch 32 is refused without --batch-size 32), reach the
+    live scorer, are recorded with each run, and a resume with other settings is refused."""
+    import zcfast.search.scorer as scorer_mod
+
+    acc = groundtruth("cifar100")["test_acc"].to_numpy()
+    csv = tmp_path / "snip32.csv"
+    _score_csv(csv, acc + (np.arange(N) % 7) * 0.3, "snip", batch_size=32)
+    cache = str(tmp_path / "cache")
+    out = tmp_path / "runs.jsonl"
+    base = ["search", "--algo", "rand", "--warmup", "300", "--budget", "20", "--proxy", "snip",
+            "--out", str(out), "--cache-dir", cache, "--no-progress"]
+    assert main(base + ["--seeds", "1", "--scores", str(csv)]) == 2
+    assert "batch_size file 32 vs needed 64" in capsys.readouterr().err
+    assert main(base + ["--seeds", "1", "--scores", str(csv), "--batch-size", "32"]) == 0
+    want = {"flavour": "paper", "images": "cifar10-subset", "batch_size": 32, "data_seed": 0,
+            "normalization": "paper"}
+    runs = read_runs(out)
+    assert runs[0]["score_settings"] == want and runs[0]["scored_live"] == 0
+    assert list((tmp_path / "cache").rglob("*-b32-d0-paper.csv"))
+    # resuming with the default batch is refused, naming the settings
+    assert main(base + ["--seeds", "2", "--resume"]) == 2
+    assert "score_settings" in capsys.readouterr().err
+    # a runs file written before runs recorded their score settings still resumes
+    lines = [json.loads(t) for t in out.read_text().splitlines()]
+    for r in lines:
+        del r["score_settings"]
+    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert main(base + ["--seeds", "2", "--resume", "--batch-size", "32"]) == 0
+    assert read_runs(out)[1]["score_settings"] == want
+    # the live scorer is built with the options (cells missing from the cache)
+    seen = {}
+
+    def fake_scorer(proxy, dataset, seed=0, **kw):
+        seen.update(kw, proxy=proxy, seed=seed)
+        return CountingScorer()
+
+    monkeypatch.setattr(scorer_mod, "default_scorer", fake_scorer)
+    out2 = tmp_path / "runs2.jsonl"
+    assert main(["search", "--algo", "rand", "--warmup", "50", "--budget", "10", "--proxy",
+                 "snip", "--seeds", "1", "--out", str(out2), "--cache-dir", cache,
+                 "--no-progress", "--batch-size", "16", "--data-seed", "5", "--images",
+                 "cifar10-subset", "--score-seed", "2"]) == 0
+    assert seen["proxy"] == "snip" and seen["seed"] == 2
+    assert {k: seen[k] for k in ("batch_size", "data_seed", "images")} == {
+        "batch_size": 16, "data_seed": 5, "images": "cifar10-subset"}
+    r = read_runs(out2)[0]
+    assert r["score_settings"]["batch_size"] == 16 and r["score_settings"]["data_seed"] == 5
+    assert r["scored_live"] == 50
+    assert list((tmp_path / "cache").rglob("*-w2-fp32-cifar10-subset-b16-d5-paper.csv"))
+    # bad values are named before anything runs
+    assert main(base + ["--seeds", "1", "--batch-size", "0"]) == 2
+    assert "--batch-size 0" in capsys.readouterr().err
+
+
+def test_score_key_must_match_the_search(tmp_path):
+    key = ScoreKey.of("snip", "cifar100", 1)
+    with pytest.raises(ValueError, match="weight seed 1, the search's score_seed is 0"):
+        run_search("rand", "cifar100", 5, 20, 0, 0, "snip", score_seed=0, cache=tmp_path,
+                   score_key=key, scorer=CountingScorer())

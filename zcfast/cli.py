@@ -48,11 +48,9 @@ def _add_score(sub):
                    help="seed of the cells drawn by --archs N (default: --seed)")
     p.add_argument("--weight-seed", type=int, default=None,
                    help="seed of every cell's initial weights (default: --seed)")
-    p.add_argument("--data-seed", type=int, default=None,
-                   help="seed of the minibatch: images drawn and their augmentation (default: --seed)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="minibatch size (default: 64 images; nbnlp: the logs' 20 sequences of "
-                        "70 tokens)")
+    from zcfast.cli_common import add_minibatch_arguments
+
+    add_minibatch_arguments(p)
     p.add_argument("--out", required=True, help="CSV written chunk by chunk (+ .meta.json)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted --out file")
     p.add_argument("--engine", default="packed", choices=["packed", "loop"],
@@ -60,12 +58,6 @@ def _add_score(sub):
     p.add_argument("--chunk", type=int, default=None, help="cells per packed pass (default: auto)")
     p.add_argument("--data-root", default=None,
                    help="folder with a standard CIFAR download (python pickle batches)")
-    p.add_argument("--images", default="default",
-                   help="bundled image source: default | cifar10-subset | cifar100-real25 | imagenet16-standin")
-    p.add_argument("--normalization", default="paper", choices=["paper", "dataset"],
-                   help="paper: CIFAR-10's mean/std for both CIFARs, as the paper's loader "
-                        "(default); dataset: CIFAR-100's own for CIFAR-100")
-    p.add_argument("--flavour", default="paper", choices=["paper", "official"])
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"],
@@ -89,9 +81,11 @@ def _precheck_score(a) -> None:
     if a.dataset is not None and dataset_name(a.dataset) not in sp.datasets:
         raise ValueError(f"--dataset {a.dataset!r}: the {sp.name} networks are scored on "
                          f"{', '.join(sp.datasets)}")
-    for flag, v in (("--batch-size", a.batch_size), ("--chunk", a.chunk)):
-        if v is not None and v < 1:
-            raise ValueError(f"{flag} {v}: expected a positive integer")
+    from zcfast.cli_common import check_minibatch_arguments
+
+    check_minibatch_arguments(a)
+    if a.chunk is not None and a.chunk < 1:
+        raise ValueError(f"--chunk {a.chunk}: expected a positive integer")
     bad = unknown(a.proxies)
     if bad:
         raise ValueError(f"unknown proxy {bad[0]!r}: available are {', '.join(ALL)} (and the "

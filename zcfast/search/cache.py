@@ -166,6 +166,16 @@ class ScoreKey:
         a, b = asdict(self), asdict(other)
         return {f.name: (a[f.name], b[f.name]) for f in fields(self) if a[f.name] != b[f.name]}
 
+    def settings(self) -> dict:
+        """What the score depends on besides the network, the proxy and the weight seed: the
+        network flavour and, for a proxy that reads images, the minibatch (a search records it
+        with each run, docs/search.md)."""
+        out = {"flavour": self.flavour}
+        if self.images is not None:
+            out.update(images=self.images, batch_size=self.batch_size, data_seed=self.data_seed,
+                       normalization=self.normalization)
+        return out
+
     def relpath(self) -> Path:
         name = f"{self.dataset}-{self.flavour}-w{self.seed}-{self.precision}"
         if self.images is not None:

@@ -52,6 +52,9 @@ def _add_common(p):
                         "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
                         "cells each comparison compares; docs/search.md)")
     p.add_argument("--score-seed", type=int, default=0, help="weight seed of the proxy scores")
+    from zcfast.cli_common import add_minibatch_arguments
+
+    add_minibatch_arguments(p, seed_flag="--score-seed")  # what the proxy scores are made on
     p.add_argument("--cache-dir", default=None,
                    help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
     p.add_argument("--scores", default=None,
@@ -88,6 +91,9 @@ def _resolve(a) -> None:
                          f"{', '.join(sp.datasets)}")
     if a.score_seed < 0:
         raise ValueError(f"--score-seed {a.score_seed}: must be a non-negative integer")
+    from zcfast.cli_common import check_minibatch_arguments
+
+    check_minibatch_arguments(a)
     if a.engine == "packed":  # score's name for the packed engine
         a.engine = "batched"
     if a.budget is None:
@@ -102,7 +108,7 @@ def _resolve(a) -> None:
 def _search_kwargs(a) -> dict:
     from zcfast.executors import executor_from_args
     from zcfast.runtime import set_threads
-    from zcfast.search.cache import ScoreCache, ScoreKey
+    from zcfast.search.cache import DATA_FREE_PROXIES, ScoreCache, ScoreKey
     from zcfast.search.scorer import default_scorer
 
     set_threads(a.threads)
@@ -111,15 +117,19 @@ def _search_kwargs(a) -> dict:
 
     cache = ScoreCache(a.cache_dir)
     members, _ = proxy_members(a.proxy)
+    data = {"images": a.images, "batch_size": a.batch_size, "data_seed": a.data_seed,
+            "normalization": a.normalization, "flavour": a.flavour}
+    # the scores' settings: the cache's key, the import's check and the live scorer agree
+    reads = [m for m in members if m not in DATA_FREE_PROXIES]  # whose key holds the minibatch
+    key = ScoreKey.of((reads or members)[0], a.dataset, a.score_seed, space=a.space, **data)
     if a.scores:  # one score file holding every member's column
         for m in members:
-            key = ScoreKey.of(m, a.dataset, a.score_seed, space=a.space)
-            n = cache.import_scores(key, a.scores)
-            print(f"imported {n} {m} scores from {a.scores} into {cache.path(key)}")
+            n = cache.import_scores(key.for_proxy(m), a.scores)
+            print(f"imported {n} {m} scores from {a.scores} into {cache.path(key.for_proxy(m))}")
     ex = executor_from_args(a, a.device)
     scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
-                            space=a.space, executor=None if a.ray is None else ex)
-    return {"cache": cache, "scorer": scorer}
+                            space=a.space, executor=None if a.ray is None else ex, **data)
+    return {"cache": cache, "scorer": scorer, "score_key": key}
 
 
 def _close(kw: dict) -> None:

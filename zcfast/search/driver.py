@@ -195,6 +195,27 @@ def _member_scorers(scorer, members: list) -> list:
     return [column(j) for j in range(len(members))]
 
 
+def score_keys(members, dataset: str, score_seed: int, space: str,
+               score_key: ScoreKey | None = None) -> list:
+    """The cache key of each member's scores: ``score_key``'s settings (a key of any member,
+    e.g. built by ``zcfast search`` from its minibatch options), or the defaults of
+    ``zcfast score`` with weight seed ``score_seed``."""
+    if score_key is None:
+        return [ScoreKey.of(m, dataset, score_seed, space=space) for m in members]
+    if score_key.space != space:
+        raise ValueError(f"the score key is for space {score_key.space!r}, the search runs on {space!r}")
+    if score_key.seed != score_seed:
+        raise ValueError(f"the score key has weight seed {score_key.seed}, the search's score_seed "
+                         f"is {score_seed}")
+    return [score_key.for_proxy(m) for m in members]
+
+
+def score_settings(keys) -> dict:
+    """The settings of a proxy's (an ensemble's) scores: the flavour, and the minibatch of the
+    first member that reads images (ScoreKey.settings)."""
+    return next((k for k in keys if k.images is not None), keys[0]).settings()
+
+
 def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: int = 0,
                move: int = 0, seed: int = 0, proxy: str = "synflow", *, space: str = "nb201",
                data=None, score_seed: int = 0, scores=None, scorer: Callable | None = None,
@@ -243,10 +264,7 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
     uni, gt, ids = _universe(sp.name, ds, data)
     needs_scores = cfg.warmup > 0 or cfg.move > 0
     members, expression = proxy_members(proxy)
-    if score_key is not None and score_key.space != sp.name:
-        raise ValueError(f"the score key is for space {score_key.space!r}, the search runs on {sp.name!r}")
-    keys = [score_key.for_proxy(m) if score_key is not None
-            else ScoreKey.of(m, ds, score_seed, space=sp.name) for m in members]
+    keys = score_keys(members, ds, score_seed, sp.name, score_key)
     if expression:
         cfg.score_members = len(members)
         cfg.ensemble = expression
@@ -302,7 +320,7 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
     if needs_scores and full is None and scorer is None:  # the CLI's live scorer, built lazily
         from zcfast.search.scorer import default_scorer
 
-        scorer = default_scorer(proxy, ds, score_seed, space=sp.name)
+        scorer = default_scorer(proxy, ds, score_seed, space=sp.name, **score_settings(keys))
     member_scorers = _member_scorers(scorer, members)
     while True:
         need = s.ask()  # rows of the universe
@@ -319,6 +337,8 @@ def run_search(algo: str, dataset: str = "cifar100", budget: int = 300, warmup: 
         "algo": cfg.algo, "budget": cfg.budget,
         "warmup": cfg.warmup, "move": cfg.move, "seed": cfg.seed,
         "proxy": proxy if needs_scores else None, "score_seed": score_seed if needs_scores else None,
+        # the minibatch and flavour the scores were made with (None: a table given by the caller)
+        "score_settings": score_settings(keys) if needs_scores and scores is None else None,
         **({"ensemble": {"members": members, "expression": expression,
                          "ranks_over": ENSEMBLE_SCOPE}} if expression and needs_scores else {}),
         "options": {k: v for k, v in opts.items()},

@@ -21,11 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from zcfast.search.driver import PROTOCOL, check_algo, make_config, run_search
+from zcfast.search.driver import (
+    PROTOCOL,
+    check_algo,
+    make_config,
+    proxy_members,
+    run_search,
+    score_keys,
+    score_settings,
+)
 
 # settings that identify a runs file (must match to resume or to append)
 SETTING_KEYS = ("protocol", "space", "dataset", "data", "algo", "budget", "warmup", "move",
-                "proxy", "score_seed", "options", "hardware")
+                "proxy", "score_seed", "score_settings", "options", "hardware")
 CURVES = ("test_curve", "best_val_curve", "oracle_test_curve", "hv_curve", "hv_val_curve")
 HEADLINE = "test_curve"
 
@@ -76,15 +84,26 @@ def read_runs(path: str | os.PathLike, *, repair: bool = False) -> list:
 
 
 def expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options,
-                      space="nb201", data=None, hardware=None) -> dict:
+                      space="nb201", data=None, hardware=None, score_key=None,
+                      scores_given: bool = False) -> dict:
+    """The settings a run of these arguments records (run_search's result keys SETTING_KEYS).
+    ``score_key``: as run_search's; ``scores_given``: the scores come as a table (run_search's
+    ``scores``), whose settings the run cannot know (recorded as None)."""
     from zcfast.data import dataset_name
     from zcfast.search.hw import HardwareSpec
+    from zcfast.spaces import get_space
 
     uses = int(warmup) > 0 or int(move) > 0
-    return {"protocol": PROTOCOL, "space": space, "dataset": dataset_name(dataset),
+    ds = dataset_name(dataset)
+    settings = None
+    if uses and not scores_given:
+        settings = score_settings(score_keys(proxy_members(proxy)[0], ds, int(score_seed),
+                                             get_space(space).name, score_key))
+    return {"protocol": PROTOCOL, "space": space, "dataset": ds,
             "data": None if data is None else str(data), "algo": check_algo(algo),
             "budget": int(budget), "warmup": int(warmup), "move": int(move),
             "proxy": proxy if uses else None, "score_seed": int(score_seed) if uses else None,
+            "score_settings": settings,
             "options": dict(options or {}),
             "hardware": None if hardware is None else HardwareSpec.of(hardware).settings()}
 
@@ -106,7 +125,8 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
     if any(s < 0 for s in seed_list) or len(set(seed_list)) != len(seed_list):
         raise ValueError(f"seeds must be distinct non-negative integers, got {seed_list}")
     want = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed, options, space,
-                             data, hardware)
+                             data, hardware, search_kwargs.get("score_key"),
+                             search_kwargs.get("scores") is not None)
     make_config(algo, budget, warmup, move, seed_list[0], **(options or {}))  # fail before any I/O
     p = Path(out)
     existing = []
@@ -115,8 +135,11 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
             raise FileExistsError(f"{p} exists; pass --resume to continue it or choose another --out")
         existing = read_runs(p, repair=True)
         for r in existing:
-            if _settings(r) != want:
-                diff = {k: (r.get(k), want[k]) for k in SETTING_KEYS if r.get(k) != want[k]}
+            got = _settings(r)
+            if "score_settings" not in r:  # written before runs recorded them: not compared
+                got["score_settings"] = want["score_settings"]
+            if got != want:
+                diff = {k: (got[k], want[k]) for k in SETTING_KEYS if got[k] != want[k]}
                 raise ValueError(f"cannot resume {p}: settings differ from the file's "
                                  + ", ".join(f"{k}: file {a!r} vs now {b!r}" for k, (a, b) in diff.items()))
     done = {int(r["seed"]) for r in existing}

@@ -1,0 +1,36 @@
+"""Command-line arguments shared by zcfast's subcommands (no torch import: help and bad input
+are answered before the heavy imports)."""
+
+from __future__ import annotations
+
+# what a data-reading proxy's score depends on besides the network and its weight seed: the
+# minibatch (docs/search.md, score settings); `zcfast score` and `zcfast search` take the same
+MINIBATCH_FIELDS = ("images", "batch_size", "data_seed", "normalization", "flavour")
+
+
+def add_minibatch_arguments(p, *, seed_flag: str = "--seed") -> None:
+    """The minibatch and network-flavour options of a scoring run: ``--data-seed``,
+    ``--batch-size``, ``--images``, ``--normalization``, ``--flavour`` (``seed_flag``: the option
+    whose value the minibatch seed defaults to)."""
+    p.add_argument("--data-seed", type=int, default=None,
+                   help=f"seed of the minibatch: images drawn and their augmentation (default: "
+                        f"{seed_flag})")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="minibatch size (default: 64 images; nbnlp: the logs' 20 sequences of 70 "
+                        "tokens)")
+    p.add_argument("--images", default="default",
+                   help="bundled image source: default | cifar10-subset | cifar100-real25 | "
+                        "imagenet16-standin")
+    p.add_argument("--normalization", default="paper", choices=["paper", "dataset"],
+                   help="paper: CIFAR-10's mean/std for both CIFARs, as the paper's loader "
+                        "(default); dataset: CIFAR-100's own for CIFAR-100")
+    p.add_argument("--flavour", default="paper", choices=["paper", "official"],
+                   help="network flavour (docs/nb201.md): paper (default) or official")
+
+
+def check_minibatch_arguments(a) -> None:
+    """The checks argparse cannot make; ValueError names the bad value."""
+    if a.batch_size is not None and a.batch_size < 1:
+        raise ValueError(f"--batch-size {a.batch_size}: expected a positive integer")
+    if a.data_seed is not None and a.data_seed < 0:
+        raise ValueError(f"--data-seed {a.data_seed}: must be a non-negative integer")
