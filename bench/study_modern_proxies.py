@@ -13,7 +13,7 @@ later on the same cells go to a second file, ``--scores-name scores_<name>``, wh
 joins by cell (load_scores). The cells are
 ``nb201.sample(cells, seed)``: identical across proxies and datasets. The images are the bundled
 ones (zcfast/data/_bundled; each table states which). Ensembles rank the cells of the file.
-<out>/README.md gets one table per dataset: Spearman, Kendall, top-10% Spearman, hit rate and
+<out>/README.md gets one table per dataset scored in <out> (whichever --datasets this run has): Spearman, Kendall, top-10% Spearman, hit rate and
 the paper's pair agreement for every proxy and ensemble, next to the published values below,
 plus the measured seconds per cell. Git SHA, CPU and date are recorded.
 """
@@ -265,18 +265,21 @@ def main(argv=None) -> int:
                   "engine": a.engine, "threads": a.threads, "cpu": cpu_name(), "git": git_sha(),
                   "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average": list(os.getloadavg())}
         tpath.write_text(json.dumps(timing, indent=1))
+    # the report covers every dataset scored in the folder, not only this run's (a run that
+    # extends one dataset must not drop the others' tables)
+    shown = [d for d in ("cifar10", "cifar100", "ImageNet16-120")
+             if (folder / d / "scores.csv").exists()]
     lines = ["# Modern proxies and label-free ensembles on NAS-Bench-201", "",
-             f"`bench/study_modern_proxies.py --datasets {a.datasets} --cells {a.cells} --engine "
+             f"`bench/study_modern_proxies.py --datasets {','.join(shown) or a.datasets} --cells {a.cells} --engine "
              f"{a.engine} --flavour {a.flavour}`; report written at git {git_sha()}, "
              f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {cpu_name()}. Definitions: "
              "docs/proxies_modern.md.", ""]
-    for ds in datasets:
-        if (folder / ds / "scores.csv").exists():
-            lines += report(folder, ds, a.target) + [""]
-            lines += report(folder, ds, a.target, unique=True) + [""]
-            if a.exclude_first:
-                lines += report(folder, ds, a.target, exclude=(
-                    a.exclude_first, a.seed, a.exclude_why)) + [""]
+    for ds in shown:
+        lines += report(folder, ds, a.target) + [""]
+        lines += report(folder, ds, a.target, unique=True) + [""]
+        if a.exclude_first:
+            lines += report(folder, ds, a.target, exclude=(
+                a.exclude_first, a.seed, a.exclude_why)) + [""]
     if (folder / "NOTES.md").exists():
         lines += ["Findings, comparisons with the literature and their explanations: NOTES.md.", ""]
     (folder / "README.md").write_text("\n".join(lines))
