@@ -202,6 +202,14 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
     return lines
 
 
+def _shown_path(folder: Path) -> str:
+    """``folder`` relative to the repository when inside it (as the README names it)."""
+    try:
+        return str(folder.resolve().relative_to(HERE.parent))
+    except ValueError:
+        return str(folder)
+
+
 def _rows(path: Path) -> int:
     """Complete data rows of a score file (0 if absent; a torn last line does not count)."""
     if not path.exists():
@@ -270,8 +278,9 @@ def main(argv=None) -> int:
     shown = [d for d in ("cifar10", "cifar100", "ImageNet16-120")
              if (folder / d / "scores.csv").exists()]
     lines = ["# Modern proxies and label-free ensembles on NAS-Bench-201", "",
-             f"`bench/study_modern_proxies.py --datasets {','.join(shown) or a.datasets} --cells {a.cells} --engine "
-             f"{a.engine} --flavour {a.flavour}`; report written at git {git_sha()}, "
+             f"Report of `bench/study_modern_proxies.py --out {_shown_path(folder)}` over the datasets scored "
+             f"there ({', '.join(shown)}; each table states its files' images, engine and "
+             f"scoring time); report written at git {git_sha()}, "
              f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {cpu_name()}. Definitions: "
              "docs/proxies_modern.md.", ""]
     for ds in shown:

@@ -344,13 +344,22 @@ def test_search_scores_with_the_given_minibatch_settings(tmp_path, monkeypatch, 
     # resuming with the default batch is refused, naming the settings
     assert main(base + ["--seeds", "2", "--resume"]) == 2
     assert "score_settings" in capsys.readouterr().err
-    # a runs file written before runs recorded their score settings still resumes
-    lines = [json.loads(t) for t in out.read_text().splitlines()]
-    for r in lines:
-        del r["score_settings"]
-    out.write_text("".join(json.dumps(r) + "\n" for r in lines))
     assert main(base + ["--seeds", "2", "--resume", "--batch-size", "32"]) == 0
     assert read_runs(out)[1]["score_settings"] == want
+    # a runs file written before runs recorded their score settings was made with the
+    # defaults: it resumes with them, not with other settings
+    csv64 = tmp_path / "snip64.csv"
+    _score_csv(csv64, acc, "snip")
+    old = tmp_path / "old.jsonl"
+    olds = base[:-5] + ["--out", str(old), "--cache-dir", cache, "--no-progress"]
+    assert main(olds + ["--seeds", "1", "--scores", str(csv64)]) == 0
+    lines = [json.loads(t) for t in old.read_text().splitlines()]
+    for r in lines:
+        del r["score_settings"]
+    old.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert main(olds + ["--seeds", "2", "--resume", "--batch-size", "32"]) == 2
+    assert "score_settings" in capsys.readouterr().err
+    assert main(olds + ["--seeds", "2", "--resume"]) == 0 and len(read_runs(old)) == 2
     # the live scorer is built with the options (cells missing from the cache)
     seen = {}
 
@@ -363,21 +372,42 @@ def test_search_scores_with_the_given_minibatch_settings(tmp_path, monkeypatch, 
     assert main(["search", "--algo", "rand", "--warmup", "50", "--budget", "10", "--proxy",
                  "snip", "--seeds", "1", "--out", str(out2), "--cache-dir", cache,
                  "--no-progress", "--batch-size", "16", "--data-seed", "5", "--images",
-                 "cifar10-subset", "--score-seed", "2"]) == 0
+                 "cifar10-subset", "--score-seed", "2", "--normalization", "dataset",
+                 "--flavour", "official"]) == 0
+    given = {"batch_size": 16, "data_seed": 5, "images": "cifar10-subset",
+             "normalization": "dataset", "flavour": "official"}
     assert seen["proxy"] == "snip" and seen["seed"] == 2
-    assert {k: seen[k] for k in ("batch_size", "data_seed", "images")} == {
-        "batch_size": 16, "data_seed": 5, "images": "cifar10-subset"}
+    assert {k: seen[k] for k in given} == given
     r = read_runs(out2)[0]
-    assert r["score_settings"]["batch_size"] == 16 and r["score_settings"]["data_seed"] == 5
-    assert r["scored_live"] == 50
-    assert list((tmp_path / "cache").rglob("*-w2-fp32-cifar10-subset-b16-d5-paper.csv"))
+    assert r["score_settings"] == given and r["scored_live"] == 50
+    assert list((tmp_path / "cache").rglob("*-official-w2-fp32-cifar10-subset-b16-d5-dataset.csv"))
     # bad values are named before anything runs
     assert main(base + ["--seeds", "1", "--batch-size", "0"]) == 2
     assert "--batch-size 0" in capsys.readouterr().err
 
 
-def test_score_key_must_match_the_search(tmp_path):
-    key = ScoreKey.of("snip", "cifar100", 1)
-    with pytest.raises(ValueError, match="weight seed 1, the search's score_seed is 0"):
-        run_search("rand", "cifar100", 5, 20, 0, 0, "snip", score_seed=0, cache=tmp_path,
-                   score_key=key, scorer=CountingScorer())
+def test_score_key_reaches_the_default_scorer_and_must_match_the_search(tmp_path, monkeypatch):
+    import zcfast.search.scorer as scorer_mod
+
+    seen = {}
+
+    def fake_scorer(proxy, dataset, seed=0, **kw):
+        seen.update(kw)
+        one = CountingScorer()
+        return lambda codes: np.column_stack([one(codes), one(codes)])  # the two members
+
+    monkeypatch.setattr(scorer_mod, "default_scorer", fake_scorer)
+    key = ScoreKey.of("snip", "cifar100", 0, batch_size=8, data_seed=3, normalization="dataset")
+    r = run_search("rand", "cifar100", 5, 20, 0, 0, "ensemble:synflow+snip", cache=tmp_path,
+                   score_key=key)  # no scorer: run_search builds the default one
+    assert {k: seen[k] for k in ("batch_size", "data_seed", "normalization")} == {
+        "batch_size": 8, "data_seed": 3, "normalization": "dataset"}
+    assert r["score_settings"]["batch_size"] == 8
+    for bad, msg in [(ScoreKey.of("snip", "cifar100", 1), "weight seed 1, the search's is 0"),
+                     (ScoreKey.of("snip", "cifar10", 0), "dataset 'cifar10', the search's is "
+                                                          "'cifar100'"),
+                     (ScoreKey.of("snip", "cifar100", 0, precision="bf16"),
+                      "snip in bf16; the search scores it in fp32")]:
+        with pytest.raises(ValueError, match=msg):
+            run_search("rand", "cifar100", 5, 20, 0, 0, "snip", score_seed=0, cache=tmp_path,
+                       score_key=bad, scorer=CountingScorer())

@@ -197,17 +197,25 @@ def _member_scorers(scorer, members: list) -> list:
 
 def score_keys(members, dataset: str, score_seed: int, space: str,
                score_key: ScoreKey | None = None) -> list:
-    """The cache key of each member's scores: ``score_key``'s settings (a key of any member,
-    e.g. built by ``zcfast search`` from its minibatch options), or the defaults of
-    ``zcfast score`` with weight seed ``score_seed``."""
+    """The cache key of each member's scores: ``score_key``'s settings (the key of a member that
+    reads images, or of any member when none does; ``zcfast search`` builds it from its
+    minibatch options), or the defaults of ``zcfast score`` with weight seed ``score_seed``.
+    The key must be for this space, dataset and weight seed, in the precision the search's live
+    scorer computes (float32; synflow float64)."""
     if score_key is None:
         return [ScoreKey.of(m, dataset, score_seed, space=space) for m in members]
-    if score_key.space != space:
-        raise ValueError(f"the score key is for space {score_key.space!r}, the search runs on {space!r}")
-    if score_key.seed != score_seed:
-        raise ValueError(f"the score key has weight seed {score_key.seed}, the search's score_seed "
-                         f"is {score_seed}")
-    return [score_key.for_proxy(m) for m in members]
+    for what, have, want in (("space", score_key.space, space),
+                             ("dataset", score_key.dataset, dataset_name(dataset)),
+                             ("weight seed", score_key.seed, score_seed)):
+        if have != want:
+            raise ValueError(f"the score key is for {what} {have!r}, the search's is {want!r}")
+    keys = [score_key.for_proxy(m) for m in members]
+    default = [ScoreKey.of(m, dataset, score_seed, space=space).precision for m in members]
+    for k, p in zip(keys, default):
+        if k.precision != p:
+            raise ValueError(f"the score key asks for {k.proxy} in {k.precision}; the search scores "
+                             f"it in {p}")
+    return keys
 
 
 def score_settings(keys) -> dict:
