@@ -81,8 +81,13 @@ def main() -> None:
     gt = groundtruth("cifar10")
     test = gt["test_acc"].to_numpy()[idx]
     val = gt["val_acc"].to_numpy()[idx]
+    import time
+
+    from zcfast.scoring import cpu_name, git_sha
+
     lines = [
         "# Batch and target effects on the NB201 CIFAR-10 correlations", "",
+        f"git `{git_sha()}`, {cpu_name()}, {time.strftime('%Y-%m-%d %H:%M')}.", "",
         f"Produced by `python bench/study_batch_effect.py --cells {a.cells}`: the first "
         f"{len(idx)} cells of the 1,000-cell study (seed 0), scored twice with the packed engine "
         "and the same weights: once on the study's single seeded batch, once on a fresh batch per "
