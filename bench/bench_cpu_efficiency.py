@@ -8,6 +8,10 @@ Ceilings, measured first in the same process and with the same threads:
 - dense float32 convolutions of NB201's shapes at batch 64 (3x3 and 1x1, 16 channels at 32x32,
   32 at 16x16, 64 at 8x8), forward only and forward+backward; the conv ceiling is the best of
   them.
+Before and after in one run: ``--before REV`` (default 9c0b1b6, the engine before the host-cost
+and compute work of docs/performance.md) times that revision's engine too, in a child process
+on an export of it (with this commit's zcfast/ops and compiled core), after the ceilings and
+before this commit's engine; the table gives both.
 Engine: chunks of K candidates (the CPU default K of zcfast.batched.auto_chunk) of random NB201
 cells, batch 64 at 32x32 (synflow: batch 1, float64), timed from building the packed model to
 the scores. Useful FLOPs of a chunk: F = 2 x batch x (multiply-adds of every convolution and the
@@ -225,6 +229,11 @@ def main(argv=None) -> int:
     ap.add_argument("--groups", default=",".join(GROUPS))
     ap.add_argument("--no-profile", action="store_true", help="skip the profiled chunk per group")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "cpu_efficiency"))
+    ap.add_argument("--before", default="9c0b1b6",
+                    help="git revision of the 'before' engine, timed in the same run by a child "
+                         "process on an export of it (with this commit's zcfast/ops and compiled "
+                         "core, as bench/host_overhead.py does); '' to skip")
+    ap.add_argument("--engine-only", default=None, help=argparse.SUPPRESS)  # child: JSON path
     a = ap.parse_args(argv)
     groups = [g for g in a.groups.split(",") if g]
     bad = [g for g in groups if g not in GROUPS]
@@ -235,6 +244,11 @@ def main(argv=None) -> int:
 
     from host_overhead import cpu_model, export
 
+    if a.engine_only:  # child: the engine found first on sys.path (PYTHONPATH), timed only
+        res = {g: engine(g, a.synflow_k if g == "synflow" else a.k, a.chunks) for g in groups}
+        with open(a.engine_only, "w") as f:
+            json.dump(res, f)
+        return 0
     sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                          text=True).stdout.strip()
     # the engine of the commit, exported: edits made while this runs do not leak in
@@ -245,6 +259,20 @@ def main(argv=None) -> int:
         del sys.modules[m]
     ceil = ceilings(a.repeat)
     print(json.dumps(ceil, indent=1), flush=True)
+    before, before_sha = {}, None
+    if a.before:
+        before_sha = subprocess.run(["git", "rev-parse", "--short", a.before], cwd=ROOT,
+                                    capture_output=True, text=True, check=True).stdout.strip()
+        export(before_sha, os.path.join(tmp, "before"), overlay=sha)
+        out_json = os.path.join(tmp, "before.json")
+        env = dict(os.environ, PYTHONPATH=os.path.join(tmp, "before"))
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--engine-only", out_json,
+                        "--threads", str(a.threads), "--k", str(a.k), "--synflow-k",
+                        str(a.synflow_k), "--chunks", str(a.chunks), "--groups", ",".join(groups)],
+                       env=env, check=True, cwd=tmp)
+        with open(out_json) as f:
+            before = json.load(f)
+        print("before", before, flush=True)
     res = {}
     for g in groups:
         res[g] = engine(g, a.synflow_k if g == "synflow" else a.k, a.chunks)
@@ -254,11 +282,13 @@ def main(argv=None) -> int:
         for g in groups:
             prof[g] = profile(g, a.synflow_k if g == "synflow" else a.k)
             print("profile", g, prof[g], flush=True)
-    meta = {"git": sha, "cpu": cpu_model(), "threads": a.threads, "torch": torch.__version__,
+    meta = {"git": sha, "before": before_sha, "cpu": cpu_model(), "threads": a.threads,
+            "torch": torch.__version__,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "load": os.getloadavg()}
     with open(a.out + ".json", "w") as f:
-        json.dump({"meta": meta, "ceilings": ceil, "engine": res, "profile": prof}, f, indent=1)
+        json.dump({"meta": meta, "ceilings": ceil, "engine": res, "engine_before": before,
+                   "profile": prof}, f, indent=1)
     G = 1e9
     lines = [
         "# CPU compute efficiency of the packed engine",
@@ -283,15 +313,23 @@ def main(argv=None) -> int:
     ]
     for name, v in ceil["conv"].items():
         lines.append(f"| {name} | {v['forward'] / G:.1f} | {v['fwd_bwd'] / G:.1f} |")
-    lines += ["", "## Engine", "",
-              "| group | K | cells/s | achieved GFLOP/s | of conv fwd+bwd ceiling | of GEMM ceiling |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["", "## Engine", ""]
+    if before:
+        lines += [f"before = the engine of git `{before_sha}` (with this commit's zcfast/ops and "
+                  "compiled core), timed in a child process of this run after the ceilings; "
+                  f"after = `{sha}`. Same cells, K and batch.", ""]
+    lines += ["| group | K | engine | cells/s | achieved GFLOP/s | of conv fwd+bwd ceiling "
+              "| of GEMM ceiling |", "|---|---:|---|---:|---:|---:|---:|"]
     for g, r in res.items():
         gemm = ceil["gemm_float64"] if g == "synflow" else ceil["gemm_float32"]
         conv = ceil["conv_fwd_bwd_best"]
-        conv_s = "n/a (float64)" if g == "synflow" else f"{r['flop_per_s'] / conv:.0%}"
-        lines.append(f"| {g} | {r['k']} | {r['cells_per_s']:.2f} | {r['flop_per_s'] / G:.1f} | "
-                     f"{conv_s} | {r['flop_per_s'] / gemm:.0%} |")
+        for which, rr in (("before", before.get(g)), ("after", r)):
+            if rr is None:
+                continue
+            conv_s = "n/a (float64)" if g == "synflow" else f"{rr['flop_per_s'] / conv:.0%}"
+            lines.append(f"| {g} | {rr['k']} | {which if before else sha} | "
+                         f"{rr['cells_per_s']:.2f} | {rr['flop_per_s'] / G:.1f} | {conv_s} | "
+                         f"{rr['flop_per_s'] / gemm:.0%} |")
     if prof:
         lines += _limits(prof, ceil)
     with open(a.out + ".md", "w") as f:
