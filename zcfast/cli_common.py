@@ -4,7 +4,8 @@ are answered before the heavy imports)."""
 from __future__ import annotations
 
 # what a data-reading proxy's score depends on besides the network and its weight seed: the
-# minibatch (docs/search.md, score settings); `zcfast score` and `zcfast search` take the same
+# minibatch and the flavour (docs/search.md, score settings), as argparse destinations and as
+# keyword arguments of ScoreKey.of and default_scorer; `zcfast score` and `zcfast search` take them
 MINIBATCH_FIELDS = ("images", "batch_size", "data_seed", "normalization", "flavour")
 
 

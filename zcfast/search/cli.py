@@ -117,8 +117,9 @@ def _search_kwargs(a) -> dict:
 
     cache = ScoreCache(a.cache_dir)
     members, _ = proxy_members(a.proxy)
-    data = {"images": a.images, "batch_size": a.batch_size, "data_seed": a.data_seed,
-            "normalization": a.normalization, "flavour": a.flavour}
+    from zcfast.cli_common import MINIBATCH_FIELDS
+
+    data = {f: getattr(a, f) for f in MINIBATCH_FIELDS}
     # the scores' settings: the cache's key, the import's check and the live scorer agree
     reads = [m for m in members if m not in DATA_FREE_PROXIES]  # whose key holds the minibatch
     key = ScoreKey.of((reads or members)[0], a.dataset, a.score_seed, space=a.space, **data)
