@@ -337,7 +337,7 @@ def test_search_scores_with_the_given_minibatch_settings(tmp_path, monkeypatch, 
     assert "batch_size file 32 vs needed 64" in capsys.readouterr().err
     assert main(base + ["--seeds", "1", "--scores", str(csv), "--batch-size", "32"]) == 0
     want = {"flavour": "paper", "images": "cifar10-subset", "batch_size": 32, "data_seed": 0,
-            "normalization": "paper"}
+            "normalization": "paper", "precision": "fp32"}
     runs = read_runs(out)
     assert runs[0]["score_settings"] == want and runs[0]["scored_live"] == 0
     assert list((tmp_path / "cache").rglob("*-b32-d0-paper.csv"))
@@ -373,14 +373,14 @@ def test_search_scores_with_the_given_minibatch_settings(tmp_path, monkeypatch, 
                  "snip", "--seeds", "1", "--out", str(out2), "--cache-dir", cache,
                  "--no-progress", "--batch-size", "16", "--data-seed", "5", "--images",
                  "cifar10-subset", "--score-seed", "2", "--normalization", "dataset",
-                 "--flavour", "official"]) == 0
+                 "--flavour", "official", "--precision", "bf16"]) == 0
     given = {"batch_size": 16, "data_seed": 5, "images": "cifar10-subset",
-             "normalization": "dataset", "flavour": "official"}
+             "normalization": "dataset", "flavour": "official", "precision": "bf16"}
     assert seen["proxy"] == "snip" and seen["seed"] == 2
     assert {k: seen[k] for k in given} == given
     r = read_runs(out2)[0]
     assert r["score_settings"] == given and r["scored_live"] == 50
-    assert list((tmp_path / "cache").rglob("*-official-w2-fp32-cifar10-subset-b16-d5-dataset.csv"))
+    assert list((tmp_path / "cache").rglob("*-official-w2-bf16-cifar10-subset-b16-d5-dataset.csv"))
     # bad values are named before anything runs
     assert main(base + ["--seeds", "1", "--batch-size", "0"]) == 2
     assert "--batch-size 0" in capsys.readouterr().err
@@ -403,11 +403,33 @@ def test_score_key_reaches_the_default_scorer_and_must_match_the_search(tmp_path
     assert {k: seen[k] for k in ("batch_size", "data_seed", "normalization")} == {
         "batch_size": 8, "data_seed": 3, "normalization": "dataset"}
     assert r["score_settings"]["batch_size"] == 8
+    # a key's precision reaches the default scorer too (and the recorded settings)
+    seen.clear()
+    r = run_search("rand", "cifar100", 5, 20, 0, 0, "ensemble:synflow+snip", cache=tmp_path,
+                   score_key=ScoreKey.of("snip", "cifar100", 0, precision="bf16"))
+    assert seen["precision"] == "bf16" and r["score_settings"]["precision"] == "bf16"
     for bad, msg in [(ScoreKey.of("snip", "cifar100", 1), "weight seed 1, the search's is 0"),
                      (ScoreKey.of("snip", "cifar10", 0), "dataset 'cifar10', the search's is "
-                                                          "'cifar100'"),
-                     (ScoreKey.of("snip", "cifar100", 0, precision="bf16"),
-                      "snip in bf16; the search scores it in fp32")]:
+                                                          "'cifar100'")]:
         with pytest.raises(ValueError, match=msg):
             run_search("rand", "cifar100", 5, 20, 0, 0, "snip", score_seed=0, cache=tmp_path,
                        score_key=bad, scorer=CountingScorer())
+
+
+def test_live_scorer_in_bf16_gives_zcfast_scores_bf16():
+    """The search's live scorer with precision bf16 gives `zcfast score --precision bf16`'s
+    values (and not fp32's); the loop engine and tf32 on a CPU are refused."""
+    import zcfast
+
+    codes = np.array([nb201.code_of_index(i) for i in (11, 4000)], dtype=np.uint64)
+    got = default_scorer("grad_norm", "cifar100", 0, precision="bf16", chunk=2, device="cpu")(codes)
+    ref = zcfast.score([11, 4000], ["grad_norm"], dataset="cifar100", seed=0, chunk=2,
+                       device="cpu", precision="bf16")["grad_norm"].to_numpy()
+    fp32 = zcfast.score([11, 4000], ["grad_norm"], dataset="cifar100", seed=0, chunk=2,
+                        device="cpu")["grad_norm"].to_numpy()
+    np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(got, fp32)
+    with pytest.raises(ValueError, match="applies to the packed engine"):
+        default_scorer("grad_norm", "cifar100", 0, precision="bf16", engine="loop")
+    with pytest.raises(ValueError, match="tf32' needs a CUDA device"):
+        default_scorer("grad_norm", "cifar100", 0, precision="tf32", device="cpu")

@@ -60,9 +60,9 @@ def _add_score(sub):
                    help="folder with a standard CIFAR download (python pickle batches)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"],
-                   help="packed engine's float32 passes: fp32 (default), bf16 (CPU/CUDA) or tf32 "
-                        "(CUDA); synflow stays float64 (docs/performance.md: fidelity per proxy)")
+    from zcfast.cli_common import add_precision_argument
+
+    add_precision_argument(p)
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
     from zcfast.executors import add_cli_options

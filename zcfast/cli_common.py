@@ -29,6 +29,13 @@ def add_minibatch_arguments(p, *, seed_flag: str = "--seed") -> None:
                    help="network flavour (docs/nb201.md): paper (default) or official")
 
 
+def add_precision_argument(p) -> None:
+    """``--precision``: the packed engine's float32 passes in fp32, bf16 or tf32."""
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "tf32"],
+                   help="packed engine's float32 passes: fp32 (default), bf16 (CPU/CUDA) or tf32 "
+                        "(CUDA); synflow stays float64 (docs/performance.md: fidelity per proxy)")
+
+
 def check_minibatch_arguments(a) -> None:
     """The checks argparse cannot make; ValueError names the bad value."""
     if a.batch_size is not None and a.batch_size < 1:

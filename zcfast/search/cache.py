@@ -168,12 +168,12 @@ class ScoreKey:
 
     def settings(self) -> dict:
         """What the score depends on besides the network, the proxy and the weight seed: the
-        network flavour and, for a proxy that reads images, the minibatch (a search records it
-        with each run, docs/search.md)."""
+        network flavour and, for a proxy that reads images, the minibatch and the precision of
+        its passes (a search records it with each run, docs/search.md)."""
         out = {"flavour": self.flavour}
         if self.images is not None:
             out.update(images=self.images, batch_size=self.batch_size, data_seed=self.data_seed,
-                       normalization=self.normalization)
+                       normalization=self.normalization, precision=self.precision)
         return out
 
     def relpath(self) -> Path:

@@ -52,9 +52,10 @@ def _add_common(p):
                         "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
                         "cells each comparison compares; docs/search.md)")
     p.add_argument("--score-seed", type=int, default=0, help="weight seed of the proxy scores")
-    from zcfast.cli_common import add_minibatch_arguments
+    from zcfast.cli_common import add_minibatch_arguments, add_precision_argument
 
     add_minibatch_arguments(p, seed_flag="--score-seed")  # what the proxy scores are made on
+    add_precision_argument(p)
     p.add_argument("--cache-dir", default=None,
                    help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
     p.add_argument("--scores", default=None,
@@ -122,14 +123,16 @@ def _search_kwargs(a) -> dict:
     data = {f: getattr(a, f) for f in MINIBATCH_FIELDS}
     # the scores' settings: the cache's key, the import's check and the live scorer agree
     reads = [m for m in members if m not in DATA_FREE_PROXIES]  # whose key holds the minibatch
-    key = ScoreKey.of((reads or members)[0], a.dataset, a.score_seed, space=a.space, **data)
+    key = ScoreKey.of((reads or members)[0], a.dataset, a.score_seed, space=a.space,
+                      precision=a.precision, **data)
     if a.scores:  # one score file holding every member's column
         for m in members:
             n = cache.import_scores(key.for_proxy(m), a.scores)
             print(f"imported {n} {m} scores from {a.scores} into {cache.path(key.for_proxy(m))}")
     ex = executor_from_args(a, a.device)
     scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
-                            space=a.space, executor=None if a.ray is None else ex, **data)
+                            space=a.space, executor=None if a.ray is None else ex,
+                            precision=a.precision, **data)
     return {"cache": cache, "scorer": scorer, "score_key": key}
 
 

@@ -200,8 +200,8 @@ def score_keys(members, dataset: str, score_seed: int, space: str,
     """The cache key of each member's scores: ``score_key``'s settings (the key of a member that
     reads images, or of any member when none does; ``zcfast search`` builds it from its
     minibatch options), or the defaults of ``zcfast score`` with weight seed ``score_seed``.
-    The key must be for this space, dataset and weight seed, in the precision the search's live
-    scorer computes (float32; synflow float64)."""
+    The key must be for this space, dataset and weight seed; its precision is the one the
+    search's default live scorer computes in (a scorer passed in must compute in it too)."""
     if score_key is None:
         return [ScoreKey.of(m, dataset, score_seed, space=space) for m in members]
     for what, have, want in (("space", score_key.space, space),
@@ -209,13 +209,7 @@ def score_keys(members, dataset: str, score_seed: int, space: str,
                              ("weight seed", score_key.seed, score_seed)):
         if have != want:
             raise ValueError(f"the score key is for {what} {have!r}, the search's is {want!r}")
-    keys = [score_key.for_proxy(m) for m in members]
-    default = [ScoreKey.of(m, dataset, score_seed, space=space).precision for m in members]
-    for k, p in zip(keys, default):
-        if k.precision != p:
-            raise ValueError(f"the score key asks for {k.proxy} in {k.precision}; the search scores "
-                             f"it in {p}")
-    return keys
+    return [score_key.for_proxy(m) for m in members]
 
 
 def score_settings(keys) -> dict:

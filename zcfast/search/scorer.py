@@ -31,8 +31,8 @@ def batched_available() -> bool:
 def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "auto",
                    batch_size: int | None = None, images: str = "default", flavour: str = "paper",
                    device=None, chunk=None, space: str = "nb201", executor=None,
-                   normalization: str = "paper", data_seed: int | None = None
-                   ) -> Callable[[np.ndarray], np.ndarray]:
+                   normalization: str = "paper", data_seed: int | None = None,
+                   precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
     """A callable ``f(codes) -> (n,) float64`` scoring networks of ``space`` (given by their
     codes) with ``proxy``, weight seed ``seed`` and the seeded minibatch of ``zcfast score``
     (minibatch seed ``data_seed``, default ``seed``), so cached values agree with score files.
@@ -40,6 +40,8 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     returns an (n, members) matrix, columns in ``proxy_members`` order.
 
     ``engine``: ``batched`` / ``auto`` (the packed engine) or ``loop`` (one model at a time).
+    ``precision``: the packed passes' precision, as ``zcfast score --precision`` (fp32, bf16;
+    tf32 on CUDA only).
     ``executor``: a ``zcfast.executors`` Executor (e.g. a RayExecutor: each request is split
     into chunks scored on the cluster); default: this process on ``device``, with the minibatch
     built once and kept on the device for every later request.
@@ -62,6 +64,10 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     from zcfast.scoring import resolve_device
 
     dev = str(resolve_device(device))
+    if precision != "fp32" and not use_batched:
+        raise ValueError(f"precision {precision!r} applies to the packed engine, not the loop")
+    if precision == "tf32" and not dev.startswith("cuda"):
+        raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
     ex = executor if executor is not None else get_executor(None, device=dev)
     task = ScoreTask(sp.name, {
         "dataset": ds, "proxies": members, "weight_seed": int(seed),
@@ -69,6 +75,7 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
         "images": images, "normalization": normalization, "data_root": None,
         "options": sp.model_options(flavour=flavour),
         "engine": "packed" if use_batched else "loop", "chunk": chunk,
+        **({"precision": precision} if precision != "fp32" else {}),
     })
 
     def score_codes(codes: np.ndarray) -> np.ndarray:
