@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The studies that wait for a GPU, for the device time left after bench/device.sh (bench/DEVICE.md).
+# Each step is one resumable `zcfast score` run into $OUT (device tool) or bench/results/gpu_backlog,
+# under `timeout`, in order of value per device second; a step cut by the limit keeps its rows
+# (rerun with the same OUT contents to continue: --resume). Needs the zcfast that device.sh built.
+#
+#   bash bench/gpu_backlog.sh                                  # on the GPU machine
+#   ZCFAST_BACKLOG_LIMIT_S=240 bash bench/gpu_backlog.sh       # whole-script limit (default 240 s)
+#   ZCFAST_BACKLOG_REHEARSAL=1 bash bench/gpu_backlog.sh       # CPU: 2 cells a step, small batches
+#   ZCFAST_BACKLOG_FROM=DIR bash bench/gpu_backlog.sh          # continue the partial files in DIR
+#
+# Steps (what each result completes is in bench/DEVICE.md, "Backlog"):
+#   1. nb101_pool: NAS-Bench-101's bundled pool, the paper's gradient proxies with grasp, batch 256
+#   2. az_nas_c100: AZ-NAS over all 15,625 NB201 cells, CIFAR-100 network (the search study's
+#      best ensemble, ensemble:az_nas+meco, needs it)
+#   3. modern_3000: the modern proxies not yet scored on the 3,000 CIFAR-10 cells of
+#      bench/results/modern_3000 (same cells: --archs 3000 --seed 0)
+set -uo pipefail
+
+START=$(date +%s)
+LIMIT=${ZCFAST_BACKLOG_LIMIT_S:-240}
+REHEARSAL=${ZCFAST_BACKLOG_REHEARSAL:-0}
+cd "$(dirname "$0")/.." || exit 1
+# the zcfast of this tree, with the extension bench/device.sh built in place
+export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
+OUT_DIR=${OUT:-$(pwd)/bench/results/gpu_backlog}
+mkdir -p "$OUT_DIR"
+# a previous call's partial files (copied back into the tree), continued with --resume
+FROM=${ZCFAST_BACKLOG_FROM:-}
+if [ -n "$FROM" ] && [ "$(cd "$FROM" && pwd)" != "$(cd "$OUT_DIR" && pwd)" ]; then
+  cp -n "$FROM"/*.csv "$FROM"/*.csv.meta.json "$OUT_DIR"/ 2>/dev/null || true
+fi
+PY=${PYTHON:-python3}
+STATUS="$OUT_DIR/backlog_status.txt"
+left() { echo $(( LIMIT - ($(date +%s) - START) )); }
+say() { echo "[gpu_backlog $(date +%H:%M:%S) +$(( $(date +%s) - START ))s] $*" | tee -a "$STATUS"; }
+
+if [ "$REHEARSAL" = 1 ]; then
+  DEV=cpu; NB101_ARCHS=2; NB201_ALL=2; MODERN=2; NB101_BATCH=8
+  EXTRA=(--threads 1)
+else
+  DEV=cuda; NB101_ARCHS=all; NB201_ALL=all; MODERN=3000; NB101_BATCH=256
+  EXTRA=()
+fi
+say "start: limit ${LIMIT}s, device ${DEV}, git ${ZCFAST_GIT_SHA:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" >> "$STATUS" 2>&1
+
+step() {  # step NAME ARGS...: one zcfast score run, resumable, under what is left of the limit
+  local name=$1; shift
+  local t; t=$(left)
+  if (( t < 20 )); then say "$name: skipped (${t}s left)"; return; fi
+  say "$name: up to ${t}s"
+  timeout -s INT "$t" "$PY" -m zcfast.cli score "$@" --device "$DEV" --no-progress --resume \
+    "${EXTRA[@]}" --out "$OUT_DIR/$name.csv" >> "$OUT_DIR/$name.log" 2>&1
+  local rc=$?
+  local rows=0
+  [ -f "$OUT_DIR/$name.csv" ] && rows=$(( $(wc -l < "$OUT_DIR/$name.csv") - 1 ))
+  say "$name: rc $rc, $rows rows"
+}
+
+# 1. the NB101 pool: grasp (17 GB a cell at batch 256 on the CPU) and the five other gradient
+#    proxies, the settings of bench/results/nb101_c10_subset/pool_*.csv
+step nb101_pool --space nb101 --archs "$NB101_ARCHS" --proxies grasp,grad_norm,snip,fisher,plain,jacob_cov \
+  --batch-size "$NB101_BATCH" --images cifar10-subset --engine packed
+# 2. AZ-NAS over the whole NB201 space, CIFAR-100 network, the settings of bench/results/meco_all
+step az_nas_c100 --dataset cifar100 --archs "$NB201_ALL" --proxies az_nas --seed 0
+# 3. the modern proxies still missing from the 3,000-cell CIFAR-10 study
+step modern_3000 --dataset cifar10 --archs "$MODERN" --seed 0 --proxies swap,swap_reg,vkdnw,vkdnw_dim,vkdnw_single,zen,epe_nas,zico
+say "done"
