@@ -429,7 +429,28 @@ def test_live_scorer_in_bf16_gives_zcfast_scores_bf16():
                         device="cpu")["grad_norm"].to_numpy()
     np.testing.assert_array_equal(got, ref)
     assert not np.array_equal(got, fp32)
+    # refused when the scorer first scores, not when it is built (a search from cached scores
+    # may name the precision they were made in, on any device)
+    loop = default_scorer("grad_norm", "cifar100", 0, precision="bf16", engine="loop")
     with pytest.raises(ValueError, match="applies to the packed engine"):
-        default_scorer("grad_norm", "cifar100", 0, precision="bf16", engine="loop")
+        loop(codes)
+    tf32 = default_scorer("grad_norm", "cifar100", 0, precision="tf32", device="cpu")
     with pytest.raises(ValueError, match="tf32' needs a CUDA device"):
-        default_scorer("grad_norm", "cifar100", 0, precision="tf32", device="cpu")
+        tf32(codes)
+
+
+def test_runs_recorded_before_search_precision_resume(tmp_path):
+    """A run line whose score_settings predate --precision (no 'precision' key) counts as fp32:
+    it resumes with the default precision and is refused with bf16."""
+    cache = ScoreCache(tmp_path / "cache")
+    out = tmp_path / "runs.jsonl"
+    kw = dict(warmup=50, budget=10, proxy="snip", cache=cache, scorer=CountingScorer(),
+              progress=False)
+    run_seeds(out, "rand", dataset="cifar100", seeds=[0], **kw)
+    lines = [json.loads(t) for t in out.read_text().splitlines()]
+    del lines[0]["score_settings"]["precision"]
+    out.write_text(json.dumps(lines[0]) + "\n")
+    assert len(run_seeds(out, "rand", dataset="cifar100", seeds=[0, 1], resume=True, **kw)) == 2
+    with pytest.raises(ValueError, match="score_settings"):
+        run_seeds(out, "rand", dataset="cifar100", seeds=[0, 1, 2], resume=True,
+                  score_key=ScoreKey.of("snip", "cifar100", 0, precision="bf16"), **kw)

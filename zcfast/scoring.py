@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -131,6 +132,11 @@ def split_columns(columns) -> tuple:
 
 
 def git_sha(default: str = "unknown") -> str:
+    """The short SHA of the checkout zcfast runs from; ``$ZCFAST_GIT_SHA`` when set (a copied
+    tree without .git, e.g. on a lent GPU machine: bench/DEVICE.md)."""
+    env = os.environ.get("ZCFAST_GIT_SHA")
+    if env:
+        return env[:7] if len(env) == 40 else env
     try:
         here = Path(__file__).resolve().parents[1]
         r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,

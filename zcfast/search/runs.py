@@ -39,7 +39,12 @@ HEADLINE = "test_curve"
 
 
 def _settings(run: dict) -> dict:
-    return {k: run.get(k) for k in SETTING_KEYS}
+    out = {k: run.get(k) for k in SETTING_KEYS}
+    ss = out.get("score_settings")
+    if isinstance(ss, dict) and "images" in ss and "precision" not in ss:
+        # recorded before searches had --precision: their scores were float32
+        out["score_settings"] = {**ss, "precision": "fp32"}
+    return out
 
 
 def _compact(run: dict) -> dict:

@@ -10,6 +10,7 @@ minibatch as ``zcfast score`` (so cached values agree with score files).
 
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import numpy as np
@@ -64,10 +65,6 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     from zcfast.scoring import resolve_device
 
     dev = str(resolve_device(device))
-    if precision != "fp32" and not use_batched:
-        raise ValueError(f"precision {precision!r} applies to the packed engine, not the loop")
-    if precision == "tf32" and not dev.startswith("cuda"):
-        raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
     ex = executor if executor is not None else get_executor(None, device=dev)
     task = ScoreTask(sp.name, {
         "dataset": ds, "proxies": members, "weight_seed": int(seed),
@@ -78,7 +75,26 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
         **({"precision": precision} if precision != "fp32" else {}),
     })
 
+    checked = []
+
+    def check_precision() -> None:
+        """On the first call, not when built: a search that scores nothing live (every score
+        cached or imported) may name any precision its score files were made in."""
+        if precision != "fp32" and not use_batched:
+            raise ValueError(f"precision {precision!r} applies to the packed engine, not the loop")
+        if precision == "tf32" and not dev.startswith("cuda"):
+            raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
+        from zcfast.scoring import BF16_POOR
+
+        poor = [p for p in members if p in BF16_POOR]
+        if precision == "bf16" and poor:
+            print(f"warning: under bf16, {', '.join(poor)} rank cells differently from fp32 "
+                  "(bench/results/precision_1000.md): use fp32 for them", file=sys.stderr)
+        checked.append(True)
+
     def score_codes(codes: np.ndarray) -> np.ndarray:
+        if not checked:
+            check_precision()
         archs = [int(c) for c in np.asarray(codes).tolist()]
         got = ex.score(task, archs)
         if len(members) == 1:
