@@ -245,6 +245,12 @@ def main(argv=None) -> int:
     from host_overhead import cpu_model, export
 
     if a.engine_only:  # child: the engine found first on sys.path (PYTHONPATH), timed only
+        import zcfast
+
+        src = os.environ.get("PYTHONPATH", "").split(os.pathsep)[0]
+        if not src or not zcfast.__file__.startswith(src):
+            raise RuntimeError(f"the exported engine {src!r} is not the zcfast imported "
+                               f"({zcfast.__file__})")
         res = {g: engine(g, a.synflow_k if g == "synflow" else a.k, a.chunks) for g in groups}
         with open(a.engine_only, "w") as f:
             json.dump(res, f)

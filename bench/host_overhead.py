@@ -92,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None,
                     help="output path without extension (default bench/results/host_overhead, "
                          "or host_overhead_counts with --counts-only)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the .md from the .json of --out (no measuring)")
     ap.add_argument("--counts-only", action="store_true",
                     help="operators and syncs only (deterministic; no lock needed for short runs): "
                          "no timing columns")
@@ -101,6 +103,14 @@ def main(argv=None) -> int:
                              "host_overhead_counts" if a.counts_only else "host_overhead")
     if a.counts_only:
         a.repeat = 1
+    if a.report_only:
+        with open(a.out + ".json") as f:
+            d = json.load(f)
+        if a.counts_only:
+            write_counts(a, d["meta"], d["before"], d["after"], d["meta"]["before"])
+        else:
+            write_timed(a, d["meta"], d["before"], d["after"], d["meta"]["before"])
+        return 0
     before_sha = git("rev-parse", "--short", a.before)
     after_sha = git("rev-parse", "--short", "HEAD")
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,6 +131,18 @@ def main(argv=None) -> int:
     if a.counts_only:
         write_counts(a, meta, before, after, before_sha)
         return 0
+    write_timed(a, meta, before, after, before_sha)
+    return 0
+
+
+def _work(r: dict) -> str:
+    # work = own time less one probe call per operator, clamped at 0: a 0 means the call cost
+    # estimate exceeded the measured own time (noise), not that the work was nil
+    w = r["work_us_per_candidate"]
+    return f"{w:.1f}" if w > 0 else "n/a"
+
+
+def write_timed(a, meta, before, after, before_sha) -> None:
     lines = [
         "# Host overhead of the packed engine (meta device)",
         "",
@@ -135,7 +157,9 @@ def main(argv=None) -> int:
         f"call per operator ({after['call_us_per_op']:.1f} us before the operator, measured in "
         "the same run); host us/cand = work + ops/cand x "
         f"{after['us_per_op_assumed']:.0f} us, an assumed GPU dispatch+launch cost per operator "
-        "(an estimate, not a measurement). "
+        "(an estimate, not a measurement); `n/a`: the work came out at or below 0 (the "
+        "call-cost estimate exceeded the measured own time: noise, not nil work), and the host "
+        "estimate then counts the operators alone. "
         "syncs/chunk: device-to-host transfers + host-to-device copies (PyTorch synchronises "
         "the stream around both on a GPU); d2h and h2d listed apart. Syncs inside library calls "
         "(eigvalsh's result check) are not visible on the meta device.",
@@ -149,17 +173,17 @@ def main(argv=None) -> int:
         for k in rb:
             b, c = rb[k], ra[k]
             ratio = b["host_us_per_candidate"] / max(c["host_us_per_candidate"], 1e-9)
-            wr = b["work_us_per_candidate"] / max(c["work_us_per_candidate"], 1e-9)
+            wb, wc = b["work_us_per_candidate"], c["work_us_per_candidate"]
+            wr = f"{wb / wc:.1f}x" if wb > 0 and wc > 0 else "n/a"
             lines.append(
-                f"| {g} | {k} | {b['work_us_per_candidate']:.1f} | {c['work_us_per_candidate']:.1f} "
-                f"| {wr:.1f}x | {b['host_us_per_candidate']:.1f} | {c['host_us_per_candidate']:.1f} "
+                f"| {g} | {k} | {_work(b)} | {_work(c)} "
+                f"| {wr} | {b['host_us_per_candidate']:.1f} | {c['host_us_per_candidate']:.1f} "
                 f"| {ratio:.1f}x | {b['ops_per_candidate']:.1f} | {c['ops_per_candidate']:.1f} "
                 f"| {b['syncs_per_chunk']} ({b['d2h_syncs_per_chunk']}+{b['h2d_copies_per_chunk']}) "
                 f"| {c['syncs_per_chunk']} ({c['d2h_syncs_per_chunk']}+{c['h2d_copies_per_chunk']}) |")
     with open(a.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
 
 
 def write_counts(a, meta, before, after, before_sha) -> None:
