@@ -100,11 +100,16 @@ def load_scores(folder: Path, ds: str):
     proxies on the same cells, scored by a later run with ``--scores-name``), joined by cell.
     The files must share SAME_SETTINGS; a column in both must agree on their common cells (a
     check of determinism, then one copy is kept). An extra file's ensembles are computed over
-    the cells that file holds (the rows of scores.csv it lacks stay empty)."""
+    the cells that file holds (the rows of scores.csv it lacks stay empty). An extra file that
+    does not yet hold every cell of scores.csv (a run still under way) is left out of the table:
+    its missing rows would count as failed scores in the hit rate and the pair agreement;
+    ``scores.attrs['partial']`` lists it as (file name, its cells, its proxies, scores.csv's
+    cells)."""
     from zcfast.proxies.ensemble import is_ensemble
     from zcfast.scoring import add_ensembles, read_scores
 
     scores, meta = read_scores(folder / ds / "scores.csv")
+    partial = []
     for path in sorted((folder / ds).glob("scores_*.csv")):
         more, m2 = read_scores(path)
         for key in SAME_SETTINGS:
@@ -125,11 +130,15 @@ def load_scores(folder: Path, ds: str):
             raise ValueError(f"{path}: {len(extra_rows)} cells not in scores.csv (e.g. "
                              f"{extra_rows[0]}); an extra file adds proxies to its cells only")
         held = scores.index.isin(more.index)
+        if not held.all():
+            partial.append((path.name, int(held.sum()), [c for c in more.columns], len(scores)))
+            continue
         scores = scores.join(more, how="left")
         if ens:
             part = add_ensembles(scores[held].copy(), ens)
             for e in ens:
                 scores[e] = part[e].reindex(scores.index)
+    scores.attrs["partial"] = partial
     return scores, meta
 
 
@@ -194,6 +203,9 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
               "the cells that have GRAF features, and its size proxies match the 6,466 "
               "isomorphism-unique cells: see NOTES.md); * the proxy's own paper ("
               + "; ".join(v[2] for v in OTHER_PUBLISHED.values()) + ")."]
+    for name, n_held, cols, n_all in scores.attrs.get("partial", []):
+        lines += ["", f"Not in the table yet: {', '.join(cols)} ({name}: {n_held} of the {n_all} "
+                  "cells scored so far; a run under way, resumed by rerunning the study)."]
     for what, timing in timings:
         lines += ["", f"Scoring time: {timing['seconds']:.0f} s for {timing['cells']} cells "
                   f"({timing['seconds'] / max(timing['cells'], 1):.1f} s/cell wall time, {what}, "
