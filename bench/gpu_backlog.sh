@@ -80,8 +80,8 @@ step nb101_pool --space nb101 --archs "$NB101_ARCHS" --proxies grasp,grad_norm,s
   --batch-size "$NB101_BATCH" --images cifar10-subset --engine packed
 # 2. AZ-NAS over the whole NB201 space, CIFAR-100 network, the settings of bench/results/meco_all
 step az_nas_c100 --dataset cifar100 --archs "$NB201_ALL" --proxies az_nas --seed 0
-# 3. the modern proxies still missing from the 3,000-cell CIFAR-10 study (zico and epe_nas are
-#    scored there on the CPU; zen in part)
+# 3. the modern proxies still missing from the 3,000-cell CIFAR-10 study (zico, epe_nas and zen
+#    are scored there on the CPU)
 step modern_3000 --dataset cifar10 --archs "$MODERN" --seed 0 --proxies swap,swap_reg,vkdnw,vkdnw_dim,vkdnw_single
 say "done (worst exit code $WORST; 124: a step was cut by the limit)"
 exit $(( WORST == 0 ? 0 : 1 ))
