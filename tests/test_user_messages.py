@@ -52,7 +52,7 @@ def test_summary_of_a_finished_run_says_nothing_was_left(tmp_path, capsys):
     out = tmp_path / "s.csv"
     assert _score(out) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert re.fullmatch(rf"scored 2 of 2 cells in [0-9.]+ s \([0-9.]+ s/cell, 1 threads, "
+    assert re.fullmatch(rf"scored 2 of 2 cells in [0-9.]+ s \([0-9.]+ s/cell, [0-9]+ threads, "
                         rf"engine packed, device [^)]*\) -> {re.escape(str(out))}", first), first
     assert _score(out, "--resume") == 0
     again = capsys.readouterr().out.splitlines()[0]
