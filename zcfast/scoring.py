@@ -131,6 +131,25 @@ def split_columns(columns) -> tuple:
     return per_model, ensembles
 
 
+def check_precision(precision: str, engine: str, device, proxies) -> None:
+    """The checks of ``--precision`` for a scoring run (``zcfast score`` and the search's live
+    scorer): a known name, the packed engine for a reduced one, CUDA for tf32; a warning for the
+    proxies whose bf16 ranking departs from fp32's. ValueError names the bad value."""
+    from zcfast.batched.base import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
+    if precision != "fp32" and engine != "packed":
+        raise ValueError(f"precision {precision!r} applies to the packed engine, not engine={engine!r}")
+    if precision == "tf32" and torch.device(device).type != "cuda":
+        raise ValueError(f"precision 'tf32' needs a CUDA device, not {device}")
+    poor = [p for p in proxies if p in BF16_POOR]
+    if precision == "bf16" and poor:
+        print(f"warning: under bf16, {', '.join(poor)} rank cells differently from fp32 "
+              "(Spearman vs fp32 on 50 NB201 cells: plain 0.69, grasp 0.77, jacob_cov 0.987; "
+              "bench/results/precision.md): use fp32 for them", file=sys.stderr)
+
+
 def git_sha(default: str = "unknown") -> str:
     """The short SHA of the checkout zcfast runs from; ``$ZCFAST_GIT_SHA`` when set (a copied
     tree without .git, e.g. on a lent GPU machine: bench/DEVICE.md)."""
@@ -423,19 +442,7 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
         raise ValueError(f"unknown engine {engine!r}: expected 'packed' or 'loop'")
     options = sp.model_options(flavour=flavour)
     dev = resolve_device(device)
-    from zcfast.batched.base import PRECISIONS
-
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: expected one of {PRECISIONS}")
-    if precision != "fp32" and engine != "packed":
-        raise ValueError(f"precision {precision!r} applies to the packed engine, not engine={engine!r}")
-    if precision == "tf32" and dev.type != "cuda":
-        raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
-    poor = [p for p in per_model if p in BF16_POOR]
-    if precision == "bf16" and poor:
-        print(f"warning: under bf16, {', '.join(poor)} rank cells differently from fp32 "
-              "(Spearman vs fp32 on 50 NB201 cells: plain 0.69, grasp 0.77, jacob_cov 0.987; "
-              "bench/results/precision.md): use fp32 for them", file=sys.stderr)
+    check_precision(precision, engine, dev, per_model)
     from zcfast.data import batches
 
     # a bad setting fails before any file; drawn once per process (the runner reuses it)

@@ -139,15 +139,15 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
         if not resume:
             raise FileExistsError(f"{p} exists; pass --resume to continue it or choose another --out")
         existing = read_runs(p, repair=True)
+        # a line written before runs recorded score_settings was scored with the defaults (the
+        # command line had no other) or from a table passed by a caller (recorded as None)
+        base = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed,
+                                 options, space, data, hardware)["score_settings"]
+        old = want["score_settings"] if want["score_settings"] in (None, base) else base
         for r in existing:
             got = _settings(r)
-            if "score_settings" not in r:  # written before runs recorded them: then the
-                # command line could only score with the defaults (a table passed by a caller
-                # is recorded as None), so such a line matches those two only
-                base = expected_settings(algo, dataset, budget, warmup, move, proxy, score_seed,
-                                         options, space, data, hardware)["score_settings"]
-                got["score_settings"] = (want["score_settings"]
-                                         if want["score_settings"] in (None, base) else base)
+            if "score_settings" not in r:
+                got["score_settings"] = old
             if got != want:
                 diff = {k: (got[k], want[k]) for k in SETTING_KEYS if got[k] != want[k]}
                 raise ValueError(f"cannot resume {p}: settings differ from the file's "

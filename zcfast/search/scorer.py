@@ -10,7 +10,6 @@ minibatch as ``zcfast score`` (so cached values agree with score files).
 
 from __future__ import annotations
 
-import sys
 from typing import Callable
 
 import numpy as np
@@ -80,16 +79,9 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     def check_precision() -> None:
         """On the first call, not when built: a search that scores nothing live (every score
         cached or imported) may name any precision its score files were made in."""
-        if precision != "fp32" and not use_batched:
-            raise ValueError(f"precision {precision!r} applies to the packed engine, not the loop")
-        if precision == "tf32" and not dev.startswith("cuda"):
-            raise ValueError(f"precision 'tf32' needs a CUDA device, not {dev}")
-        from zcfast.scoring import BF16_POOR
+        from zcfast.scoring import check_precision as check  # zcfast score's checks
 
-        poor = [p for p in members if p in BF16_POOR]
-        if precision == "bf16" and poor:
-            print(f"warning: under bf16, {', '.join(poor)} rank cells differently from fp32 "
-                  "(bench/results/precision_1000.md): use fp32 for them", file=sys.stderr)
+        check(precision, "packed" if use_batched else "loop", dev, members)
         checked.append(True)
 
     def score_codes(codes: np.ndarray) -> np.ndarray:
