@@ -205,14 +205,17 @@ def test_parse_variant():
 
 
 # ------------------------------------------------------------------------------------ CLI
-def _score_csv(path, values, column="synflow", **meta_over):
-    """A file in the format of 'zcfast score' (with meta) holding a synthetic proxy column."""
+def _score_csv(path, values, column="synflow", rows=None, **meta_over):
+    """A file in the format of 'zcfast score' (with meta) holding a synthetic proxy column (or
+    several: ``values`` a dict {column: values}) for the cells ``rows`` (default: all)."""
 
     archs = nb201.all_arch_strings()
+    cols = values if isinstance(values, dict) else {column: values}
     with open(path, "w") as f:
-        f.write(f"index,arch,{column}\n")
-        f.writelines(f"{i},{archs[i]},{float(values[i])!r}\n" for i in range(N))
-    meta = {"space": "nb201", "dataset": "cifar100", "seed": 0, "proxies": [column],
+        f.write("index,arch," + ",".join(cols) + "\n")
+        f.writelines(f"{i},{archs[i]}," + ",".join(repr(float(v[i])) for v in cols.values()) + "\n"
+                     for i in (range(N) if rows is None else rows))
+    meta = {"space": "nb201", "dataset": "cifar100", "seed": 0, "proxies": list(cols),
             "flavour": "paper", "images": "cifar10-subset", "batch_size": 64, **meta_over}
     (path.parent / (path.name + ".meta.json")).write_text(json.dumps(meta))
 
@@ -280,6 +283,37 @@ def test_cli_search_and_figure(tmp_path, capsys):
     for label in ("RAND", "RAND+warmup(300)", "RL", "RL+move(10)"):
         assert f"| {label} |" in md
     assert len(list((tmp_path / "fig_runs").glob("*.jsonl"))) == 4
+
+
+def test_search_imports_members_and_cells_from_several_score_files(tmp_path, capsys):
+    """`--scores` repeats: an ensemble whose members (and a member's cells) were scored in
+    separate runs searches exactly as from one file holding every column; a member that no file
+    holds is refused, naming it and each file's columns."""
+    acc = groundtruth("cifar100")["test_acc"].to_numpy()
+    snip, gn = acc + (np.arange(N) % 7) * 0.3, acc[::-1].copy()
+    one = tmp_path / "both.csv"
+    _score_csv(one, {"snip": snip, "grad_norm": gn})
+    even, odd, gfile = tmp_path / "even.csv", tmp_path / "odd.csv", tmp_path / "gn.csv"
+    _score_csv(even, snip, "snip", rows=range(0, N, 2))
+    _score_csv(odd, snip, "snip", rows=range(1, N, 2))
+    _score_csv(gfile, gn, "grad_norm")
+    base = ["search", "--algo", "ae", "--warmup", "400", "--move", "10", "--budget", "30",
+            "--seeds", "2", "--proxy", "ensemble:snip+grad_norm", "--no-progress",
+            "--option", "population=10"]
+    assert main(base + ["--out", str(tmp_path / "one.jsonl"), "--cache-dir",
+                        str(tmp_path / "c1"), "--scores", str(one)]) == 0
+    split = ["--scores", str(even), "--scores", str(gfile), "--scores", str(odd)]
+    assert main(base + ["--out", str(tmp_path / "split.jsonl"), "--cache-dir",
+                        str(tmp_path / "c2")] + split) == 0
+    a, b = read_runs(tmp_path / "one.jsonl"), read_runs(tmp_path / "split.jsonl")
+    assert [r["trained"] for r in a] == [r["trained"] for r in b]
+    assert all(r["scored_live"] == 0 for r in a + b)
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "x.jsonl"), "--cache-dir", str(tmp_path / "c3"),
+                        "--scores", str(even), "--scores", str(odd)]) == 2
+    err = capsys.readouterr().err
+    assert "no --scores file has a 'grad_norm' column" in err and "even.csv: snip" in err
+    assert not (tmp_path / "c3").exists()  # nothing imported before the refusal
 
 
 def test_live_scorer_packs_each_ask_and_keeps_the_minibatch(monkeypatch, tmp_path):

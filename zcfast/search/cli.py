@@ -58,8 +58,10 @@ def _add_common(p):
     add_precision_argument(p)
     p.add_argument("--cache-dir", default=None,
                    help="score cache root (default $ZCFAST_CACHE or ~/.cache/zcfast)")
-    p.add_argument("--scores", default=None,
-                   help="a 'zcfast score' CSV with the proxy column: imported into the cache first")
+    p.add_argument("--scores", action="append", default=None, metavar="FILE",
+                   help="a 'zcfast score' CSV with the proxy's column (an ensemble: its members' "
+                        "columns), imported into the cache first; repeat it for members or cells "
+                        "scored in separate runs (each file's settings are checked)")
     p.add_argument("--engine", default="auto", choices=["auto", "packed", "batched", "loop"],
                    help="live scorer for cells missing from the cache: packed (= batched, "
                         "= auto: many cells per pass, as `zcfast score --engine packed`) or loop")
@@ -125,15 +127,32 @@ def _search_kwargs(a) -> dict:
     reads = [m for m in members if m not in DATA_FREE_PROXIES]  # whose key holds the minibatch
     key = ScoreKey.of((reads or members)[0], a.dataset, a.score_seed, space=a.space,
                       precision=a.precision, **data)
-    if a.scores:  # one score file holding every member's column
-        for m in members:
-            n = cache.import_scores(key.for_proxy(m), a.scores)
-            print(f"imported {n} {m} scores from {a.scores} into {cache.path(key.for_proxy(m))}")
+    if a.scores:
+        _import_score_files(cache, key, members, a.scores)
     ex = executor_from_args(a, a.device)
     scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
                             space=a.space, executor=None if a.ray is None else ex,
                             precision=a.precision, **data)
     return {"cache": cache, "scorer": scorer, "score_key": key}
+
+
+def _import_score_files(cache, key, members: list, files: list) -> None:
+    """Import every member's column from each of ``files`` that has it (a member may be split
+    over files that hold different cells; a cell already cached keeps its first score). A member
+    that no file holds is an error naming the files' columns, before anything is imported."""
+    from zcfast.scoring import read_scores
+
+    columns = {f: list(read_scores(f)[0].columns) for f in files}
+    for m in members:
+        if not any(m in cols for cols in columns.values()):
+            raise ValueError(f"no --scores file has a {m!r} column (" + "; ".join(
+                f"{f}: {', '.join(c for c in cols if c not in ('index', 'arch'))}"
+                for f, cols in columns.items()) + ")")
+    for m in members:
+        for f, cols in columns.items():
+            if m in cols:
+                n = cache.import_scores(key.for_proxy(m), f)
+                print(f"imported {n} {m} scores from {f} into {cache.path(key.for_proxy(m))}")
 
 
 def _close(kw: dict) -> None:
