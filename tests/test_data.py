@@ -228,7 +228,14 @@ def test_cifar10_pickles(tmp_path):
     np.testing.assert_array_equal(x2, x)
     # image_source / minibatch through data_root
     src = data.image_source("cifar10", data_root=str(tmp_path))
-    assert src.name == "cifar10-download" and str(tmp_path) in src.description
+    assert src.name == data.download_name("cifar10", x, y) and str(tmp_path) in src.description
+    assert data.is_download_name("cifar10", src.name)
+    assert not data.is_download_name("cifar100", src.name)
+    # the name follows the content: the batches folder alone gives it; one changed label does not
+    assert data.image_source("cifar10", data_root=str(folder)).name == src.name
+    y2 = y.copy()
+    y2[3] = (y2[3] + 1) % 10
+    assert data.download_name("cifar10", x, y2) != src.name
     xb, yb = src.minibatch(10, seed=0, augment=False)
     assert sorted(yb.tolist()) == sorted(labels[0] + labels[1])
     mean = np.asarray(src.mean, np.float32)[:, None, None]

@@ -316,6 +316,61 @@ def test_search_imports_members_and_cells_from_several_score_files(tmp_path, cap
     assert not (tmp_path / "c3").exists()  # nothing imported before the refusal
 
 
+def test_search_scores_on_a_cifar_download(tmp_path, capsys):
+    """`zcfast search --data-root` scores on a CIFAR download as `zcfast score --data-root` does:
+    the key names the download by its content, so a file scored on it is imported only with the
+    same download, the live scorer reads it (its scores equal zcfast.score's on that folder), and
+    the run records it; --images with --data-root, or a dataset without a download, is refused."""
+    import pickle
+
+    import zcfast
+    from zcfast.data import download_name, load_cifar_pickles
+    from zcfast.spaces import get_space
+
+    g = np.random.default_rng(7)
+    img = g.integers(0, 256, size=(16, 3, 32, 32), dtype=np.uint8)
+    root = tmp_path / "dl"
+    (root / "cifar-100-python").mkdir(parents=True)
+    with open(root / "cifar-100-python" / "train", "wb") as f:
+        pickle.dump({b"data": img.reshape(16, 3072),
+                     b"fine_labels": g.integers(0, 100, 16).tolist()}, f, protocol=2)
+    name = download_name("cifar100", *load_cifar_pickles(root, "cifar100"))
+    arch_file = tmp_path / "archs.txt"
+    arch_file.write_text("0\n1\n2\n")
+    csv = tmp_path / "snip_dl.csv"
+    assert main(["score", "--dataset", "cifar100", "--data-root", str(root), "--proxies", "snip",
+                 "--archs", str(arch_file), "--batch-size", "8", "--out", str(csv),
+                 "--no-progress", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "snip_dl.csv.meta.json").read_text())["images"] == name
+    cache = tmp_path / "cache"
+    base = ["search", "--algo", "rand", "--warmup", "6", "--budget", "3", "--seeds", "1",
+            "--dataset", "cifar100", "--proxy", "snip", "--batch-size", "8", "--cache-dir",
+            str(cache), "--no-progress", "--device", "cpu", "--scores", str(csv)]
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "x.jsonl")]) == 2  # bundled images: refused
+    assert f"images file '{name}' vs needed 'cifar10-subset'" in capsys.readouterr().err
+    out = tmp_path / "runs.jsonl"
+    assert main(base + ["--out", str(out), "--data-root", str(root)]) == 0
+    run = read_runs(out)[0]
+    assert run["score_settings"]["images"] == name and run["scored_live"] > 0
+    key = ScoreKey.of("snip", "cifar100", 0, images=name, batch_size=8)
+    cached = ScoreCache(cache).load(key)
+    sp = get_space("nb201")
+    index = {nb201.index_of_code(sp.from_key(k)): k for k in cached}
+    live = sorted(set(index) - {0, 1, 2})
+    assert len(index) == 3 + len(live) and live
+    ref = zcfast.score(live, ["snip"], dataset="cifar100", seed=0, batch_size=8,
+                       data_root=str(root), device="cpu")["snip"].to_numpy()
+    got = np.array([cached[index[i]] for i in live])
+    np.testing.assert_allclose(got, ref, rtol=1e-5)  # float32 passes, other chunk sizes
+    assert main(base + ["--out", str(tmp_path / "y.jsonl"), "--data-root", str(root),
+                        "--images", "cifar100-real25"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert main(["search", "--algo", "rand", "--dataset", "ImageNet16-120", "--data-root",
+                 str(root), "--out", str(tmp_path / "z.jsonl"), "--no-progress"]) == 2
+    assert "reads a CIFAR download" in capsys.readouterr().err
+
+
 def test_live_scorer_packs_each_ask_and_keeps_the_minibatch(monkeypatch, tmp_path):
     """The live scorer takes codes, scores each of the driver's asks in packed passes through a
     local executor whose runner builds the minibatch once, and gives zcfast.score's values."""

@@ -56,8 +56,6 @@ def _add_score(sub):
     p.add_argument("--engine", default="packed", choices=["packed", "loop"],
                    help="packed: many cells per pass (default); loop: one model at a time")
     p.add_argument("--chunk", type=int, default=None, help="cells per packed pass (default: auto)")
-    p.add_argument("--data-root", default=None,
-                   help="folder with a standard CIFAR download (python pickle batches)")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when available, else CPU; default) | cpu | cuda | cuda:N")
     from zcfast.cli_common import add_precision_argument

@@ -11,8 +11,8 @@ MINIBATCH_FIELDS = ("images", "batch_size", "data_seed", "normalization", "flavo
 
 def add_minibatch_arguments(p, *, seed_flag: str = "--seed") -> None:
     """The minibatch and network-flavour options of a scoring run: ``--data-seed``,
-    ``--batch-size``, ``--images``, ``--normalization``, ``--flavour`` (``seed_flag``: the option
-    whose value the minibatch seed defaults to)."""
+    ``--batch-size``, ``--images``, ``--data-root``, ``--normalization``, ``--flavour``
+    (``seed_flag``: the option whose value the minibatch seed defaults to)."""
     p.add_argument("--data-seed", type=int, default=None,
                    help=f"seed of the minibatch: images drawn and their augmentation (default: "
                         f"{seed_flag})")
@@ -22,6 +22,9 @@ def add_minibatch_arguments(p, *, seed_flag: str = "--seed") -> None:
     p.add_argument("--images", default="default",
                    help="bundled image source: default | cifar10-subset | cifar100-real25 | "
                         "imagenet16-standin")
+    p.add_argument("--data-root", default=None,
+                   help="folder with a standard CIFAR download (python pickle batches), read "
+                        "instead of the bundled images")
     p.add_argument("--normalization", default="paper", choices=["paper", "dataset"],
                    help="paper: CIFAR-10's mean/std for both CIFARs, as the paper's loader "
                         "(default); dataset: CIFAR-100's own for CIFAR-100")
@@ -42,3 +45,6 @@ def check_minibatch_arguments(a) -> None:
         raise ValueError(f"--batch-size {a.batch_size}: expected a positive integer")
     if a.data_seed is not None and a.data_seed < 0:
         raise ValueError(f"--data-seed {a.data_seed}: must be a non-negative integer")
+    if a.data_root is not None and a.images != "default":
+        raise ValueError(f"--images {a.images!r} and --data-root {a.data_root!r}: the download is "
+                         "the image source; give one of them")

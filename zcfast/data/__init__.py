@@ -7,8 +7,10 @@ licences); nothing needs the network or the team's shared folder.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,6 +259,23 @@ DEFAULT_IMAGES = {"cifar10": "cifar10-subset", "cifar100": "cifar10-subset",
 TEXT_SOURCES = {"wikitext2": "wikitext2-valid"}
 
 
+def download_name(dataset: str, x: np.ndarray, y: np.ndarray) -> str:
+    """The image-source name of a CIFAR download read by :func:`load_cifar_pickles`:
+    ``<dataset>-download-<digest>``, the digest (8 hex digits, BLAKE2b) of its images and labels
+    in file order. Two folders holding the same download share the name (and so score files and
+    score-cache entries made from either match); a partial or altered download does not."""
+    h = hashlib.blake2b(digest_size=4)
+    h.update(np.ascontiguousarray(x, dtype=np.uint8).data)
+    h.update(np.ascontiguousarray(y, dtype=np.int64).data)
+    return f"{dataset_name(dataset)}-download-{h.hexdigest()}"
+
+
+def is_download_name(dataset: str, images) -> bool:
+    """Whether ``images`` is a name :func:`download_name` gives for ``dataset``."""
+    return isinstance(images, str) and re.fullmatch(
+        re.escape(dataset_name(dataset)) + r"-download-[0-9a-f]{8}", images) is not None
+
+
 def resolve_images(dataset: str, images: str = "default") -> str:
     """The name of the image source ``images`` means for ``dataset`` ('default' resolved; a
     text dataset has one source, its bundled text)."""
@@ -294,7 +313,8 @@ def image_source(dataset: str, data_root: str | None = None, images: str = "defa
 
     if data_root is not None:
         x, y = load_cifar_pickles(data_root, ds)
-        return source(f"{ds}-download", f"{len(x)} {ds} training images read from {data_root}", x, y)
+        return source(download_name(ds, x, y),
+                      f"{len(x)} {ds} training images read from {data_root}", x, y)
     if images not in IMAGE_CHOICES:
         raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
     images = resolve_images(ds, images)

@@ -113,7 +113,7 @@ class ScoreKey:
            precision: str = "fp32") -> ScoreKey:
         """The key of ``proxy`` scores with weight seed ``seed`` (the minibatch seed defaults to
         it, as ``zcfast score --seed`` does; the batch size to the space's default)."""
-        from zcfast.data import resolve_images
+        from zcfast.data import is_download_name, resolve_images
         from zcfast.spaces import get_space
 
         if batch_size is None:
@@ -126,7 +126,8 @@ class ScoreKey:
         if proxy in DATA_FREE_PROXIES:
             return cls(space, proxy, _proxy_version(proxy), ds, flavour, _int("seed", seed), prec)
         return cls(space, proxy, _proxy_version(proxy), ds, flavour, _int("seed", seed), prec,
-                   resolve_images(ds, images), _int("batch_size", batch_size),
+                   images if is_download_name(ds, images) else resolve_images(ds, images),
+                   _int("batch_size", batch_size),
                    _int("data_seed", seed if data_seed is None else data_seed), normalization)
 
     @classmethod

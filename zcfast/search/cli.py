@@ -97,6 +97,9 @@ def _resolve(a) -> None:
     from zcfast.cli_common import check_minibatch_arguments
 
     check_minibatch_arguments(a)
+    if a.data_root is not None and dataset_name(a.dataset) not in ("cifar10", "cifar100"):
+        raise ValueError(f"--data-root {a.data_root!r} reads a CIFAR download; --dataset "
+                         f"{a.dataset!r} has none")
     if a.engine == "packed":  # score's name for the packed engine
         a.engine = "batched"
     if a.budget is None:
@@ -125,14 +128,19 @@ def _search_kwargs(a) -> dict:
     data = {f: getattr(a, f) for f in MINIBATCH_FIELDS}
     # the scores' settings: the cache's key, the import's check and the live scorer agree
     reads = [m for m in members if m not in DATA_FREE_PROXIES]  # whose key holds the minibatch
+    key_data = dict(data)
+    if a.data_root is not None:  # the key names the download by its content (docs/data.md)
+        from zcfast.data import image_source
+
+        key_data["images"] = image_source(a.dataset, data_root=a.data_root).name
     key = ScoreKey.of((reads or members)[0], a.dataset, a.score_seed, space=a.space,
-                      precision=a.precision, **data)
+                      precision=a.precision, **key_data)
     if a.scores:
         _import_score_files(cache, key, members, a.scores)
     ex = executor_from_args(a, a.device)
     scorer = default_scorer(a.proxy, a.dataset, a.score_seed, engine=a.engine, device=a.device,
                             space=a.space, executor=None if a.ray is None else ex,
-                            precision=a.precision, **data)
+                            precision=a.precision, data_root=a.data_root, **data)
     return {"cache": cache, "scorer": scorer, "score_key": key}
 
 

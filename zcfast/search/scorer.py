@@ -32,7 +32,7 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
                    batch_size: int | None = None, images: str = "default", flavour: str = "paper",
                    device=None, chunk=None, space: str = "nb201", executor=None,
                    normalization: str = "paper", data_seed: int | None = None,
-                   precision: str = "fp32") -> Callable[[np.ndarray], np.ndarray]:
+                   precision: str = "fp32", data_root=None) -> Callable[[np.ndarray], np.ndarray]:
     """A callable ``f(codes) -> (n,) float64`` scoring networks of ``space`` (given by their
     codes) with ``proxy``, weight seed ``seed`` and the seeded minibatch of ``zcfast score``
     (minibatch seed ``data_seed``, default ``seed``), so cached values agree with score files.
@@ -42,6 +42,8 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     ``engine``: ``batched`` / ``auto`` (the packed engine) or ``loop`` (one model at a time).
     ``precision``: the packed passes' precision, as ``zcfast score --precision`` (fp32, bf16;
     tf32 on CUDA only).
+    ``data_root``: a standard CIFAR download read instead of the bundled images, as
+    ``zcfast score --data-root`` (on a Ray cluster every worker must see the folder).
     ``executor``: a ``zcfast.executors`` Executor (e.g. a RayExecutor: each request is split
     into chunks scored on the cluster); default: this process on ``device``, with the minibatch
     built once and kept on the device for every later request.
@@ -68,7 +70,8 @@ def default_scorer(proxy: str, dataset: str, seed: int = 0, *, engine: str = "au
     task = ScoreTask(sp.name, {
         "dataset": ds, "proxies": members, "weight_seed": int(seed),
         "data_seed": int(seed if data_seed is None else data_seed), "batch_size": int(batch_size),
-        "images": images, "normalization": normalization, "data_root": None,
+        "images": images, "normalization": normalization,
+        "data_root": None if data_root is None else str(data_root),
         "options": sp.model_options(flavour=flavour),
         "engine": "packed" if use_batched else "loop", "chunk": chunk,
         **({"precision": precision} if precision != "fp32" else {}),
