@@ -217,6 +217,68 @@ def test_correlate_table_and_plot(tmp_path, capsys):
     assert "--dataset" in capsys.readouterr().err
 
 
+def _scores_with_meta(path, idx, cols: dict, **meta):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "arch", *cols])
+        for k, i in enumerate(idx):
+            w.writerow([i, nb201.arch_at(int(i)), *(repr(float(v[k])) for v in cols.values())])
+    m = {"space": "nb201", "dataset": "cifar10", "seed": 0, "weight_seed": 0, "data_seed": 0,
+         "batch_size": 64, "images": "cifar10-subset", "flavour": "paper", **meta}
+    Path(str(path) + ".meta.json").write_text(json.dumps(m))
+
+
+def test_correlate_joins_score_files(tmp_path, capsys):
+    """Several files are joined by cell: a proxy split over two files (different cells) is one
+    column, proxies from different runs sit side by side, and an ensemble ranks the joined
+    cells; files that disagree on a cell, hold one proxy made with other settings, or are of
+    another dataset are refused, naming them."""
+    from zcfast.proxies import ensemble
+
+    gt = groundtruth("cifar10")
+    idx = nb201.sample(300, seed=4)
+    acc = gt.test_acc.to_numpy()[idx]
+    rng = np.random.default_rng(1)
+    p, r = acc + rng.normal(0, 2, 300), acc + rng.normal(0, 4, 300)
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    g = acc + rng.normal(0, 3, 300)
+    pair = {"ensemble:snip+grad_norm": {"rule": "logrank", "members": ["snip", "grad_norm"]}}
+    _scores_with_meta(a, idx[:120], {"snip": p[:120], "grad_norm": g[:120]}, ensembles=pair)
+    _scores_with_meta(b, idx[120:], {"snip": p[120:], "grad_norm": g[120:]}, ensembles=pair)
+    _scores_with_meta(c, idx, {"synflow": r}, batch_size=1)  # synflow alone: its own settings are fine
+    js = tmp_path / "t.json"
+    assert cli.main(["correlate", str(a), str(b), str(c), "--ensembles", "ensemble:snip+synflow",
+                     "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    tab = _table_rows(out)
+    assert tab["snip"] == (300, pytest.approx(stats.spearmanr(p, acc).statistic, abs=5e-4),
+                        tab["snip"][2])
+    for name, cols in (("ensemble:snip+synflow", {"snip": p, "synflow": r}),  # asked for
+                       ("ensemble:snip+grad_norm", {"snip": p, "grad_norm": g})):  # in the metas
+        rho = stats.spearmanr(ensemble.evaluate(name, cols), acc).statistic
+        assert tab[name][1] == pytest.approx(rho, abs=5e-4)  # ranks over all 300 cells
+    assert "300 cells" in out and "joined from" in out and "batch differs by file" in out
+    from zcfast.scoring import read_score_files
+
+    df, meta = read_score_files([a, b, c])  # the ensemble in the files' metas: over all cells
+    want = ensemble.evaluate("ensemble:snip+grad_norm", {"snip": p, "grad_norm": g})
+    np.testing.assert_allclose(df.loc[idx, "ensemble:snip+grad_norm"].to_numpy(), want)
+    assert meta["column_files"]["snip"] == [str(a), str(b)] and "batch_size" not in meta
+    # refusals
+    d = tmp_path / "d.csv"
+    q = p[100:140].copy()
+    q[5] += 1.0  # cell idx[105] disagrees with a.csv
+    _scores_with_meta(d, idx[100:140], {"snip": q})
+    assert cli.main(["correlate", str(a), str(d)]) == 2
+    assert f"disagree on 'snip' for network {idx[105]}" in capsys.readouterr().err
+    _scores_with_meta(d, idx[120:], {"snip": p[120:]}, batch_size=32)
+    assert cli.main(["correlate", str(a), str(d)]) == 2
+    assert "column 'snip' is in files made with different batch_size" in capsys.readouterr().err
+    _scores_with_meta(d, idx[120:], {"snip": p[120:]}, dataset="cifar100")
+    assert cli.main(["correlate", str(a), str(d)]) == 2
+    assert "different datasets" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("index, what", [("20000", "20000"), ("-1", "-1"), ("1.5", "1.5"),
                                          ("x", "x"), ("7", "more than once")])
 def test_correlate_bad_score_file(tmp_path, capsys, index, what):

@@ -132,7 +132,9 @@ def _cmd_score(a) -> int:
 def _add_correlate(sub):
     p = sub.add_parser("correlate",
                        help="Spearman/Kendall of a score file vs its search space's ground truth")
-    p.add_argument("scores", help="CSV written by 'zcfast score'")
+    p.add_argument("scores", nargs="+",
+                   help="CSV written by 'zcfast score'; several are joined by network (proxies "
+                        "or cells scored in separate runs; docs/proxies_modern.md)")
     p.add_argument("--dataset", default=None, help="default: the dataset recorded in the file")
     p.add_argument("--target", default=None,
                    help="ground-truth column (nb201: test_acc (default) | val_acc; nb101: val_acc; "
@@ -153,28 +155,35 @@ MIN_CELLS = 20  # below this, correlate warns that its numbers are noise
 def _cmd_correlate(a) -> int:
     from zcfast.correlate import METRICS_NOTE, correlation_table, format_table, plot_scatter
     from zcfast.gaps import explain, format_gaps
-    from zcfast.scoring import add_ensembles, parse_proxies, read_scores
+    from zcfast.scoring import add_ensembles, parse_proxies, read_score_files
 
-    scores, meta = read_scores(a.scores)
+    scores, meta = read_score_files(a.scores)
     ds = a.dataset or meta.get("dataset")
     if ds is None:
-        raise ValueError(f"{a.scores} has no meta file: pass --dataset")
+        raise ValueError(f"{a.scores[0]} has no meta file: pass --dataset")
     extra = [c for c in parse_proxies(a.ensembles) if c not in scores.columns] if a.ensembles else []
     scores = add_ensembles(scores, extra)
     space = meta.get("space", "nb201")
     data = a.data or meta.get("data")
     tab = correlation_table(scores, ds, a.target, space, data)
+    varies = "differs by file" if len(a.scores) > 1 else "?"
+    images = meta.get("images_description", "unknown (no meta file)" if varies == "?" else varies)
     title = (f"{space.upper()} {ds}: {len(scores)} cells, target {tab.attrs['target']} "
-             f"({tab.attrs['targets']}); "
-             f"images: {meta.get('images_description', 'unknown (no meta file)')}; "
-             f"batch {meta.get('batch_size', '?')}, seed {meta.get('seed', '?')}, "
-             f"engine {meta.get('engine', '?')}, device {meta.get('device', '?')}")
+             f"({tab.attrs['targets']}); images: {images}; "
+             f"batch {meta.get('batch_size', varies)}, seed {meta.get('seed', varies)}, "
+             f"engine {meta.get('engine', varies)}, device {meta.get('device', varies)}")
     settings = [f"{k} {meta[k]}" for k in ("precision", "flavour", "normalization")
                 if meta.get(k) is not None]
     if settings:
         title += "; " + ", ".join(settings)
+    if len(a.scores) > 1:
+        cols = meta["column_files"]
+        title += "; joined from " + "; ".join(
+            f"{f} ({', '.join(c for c, fs in cols.items() if f in fs and c != 'arch')})"
+            for f in meta["files"])
     if meta.get("ensembles") or extra:
-        title += f"; ensembles rank the {len(scores)} cells of the file"
+        title += (f"; ensembles rank the {len(scores)} cells of the "
+                  + ("joined files" if len(a.scores) > 1 else "file"))
     print(format_table(tab, title))
     print(METRICS_NOTE)
     if len(scores) < MIN_CELLS:

@@ -349,6 +349,81 @@ def read_scores(path):
     return add_ensembles(df, meta.get("ensembles", {})), meta
 
 
+# meta fields a proxy column's values depend on besides the network (docs/proxies_modern.md,
+# joining score files): a column split over several files must have them equal in each
+_COLUMN_SETTINGS = ("weight_seed", "data_seed", "batch_size", "images", "normalization", "flavour",
+                    "precision", "data")
+
+
+def read_score_files(paths):
+    """(DataFrame, meta) of one or several ``zcfast score`` files joined by network: the cells
+    of all files, each proxy column from every file that has it (a proxy may be split over files
+    holding different cells). All files must be of one space and dataset; a column held by
+    several files must have been made with the same settings in each, and where two files hold
+    the same cell their values must agree to 1e-6 (relative), else ValueError naming them.
+    Ensemble columns are recomputed over the joined cells. The meta keeps the fields every file
+    agrees on, ``files`` the paths and ``column_files`` {column: [paths]}."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if len(paths) == 1:
+        return read_scores(paths[0])
+    parts = []
+    for p in paths:
+        df, meta = read_scores(p)
+        if not meta:
+            raise ValueError(f"{p} has no meta file ({p}.meta.json): which space, dataset and "
+                             "settings its scores have is unknown, so it cannot be joined")
+        ens = meta.get("ensembles", {})
+        parts.append((str(p), df.drop(columns=[c for c in ens if c in df.columns]), meta))
+    for field_ in ("space", "dataset"):
+        vals = {p: m.get(field_) for p, _, m in parts}
+        if len(set(vals.values())) > 1:
+            raise ValueError(f"score files of different {field_}s cannot be joined: "
+                             + ", ".join(f"{p} {v!r}" for p, v in vals.items()))
+    column_files: dict = {}
+    for p, df, _ in parts:
+        for c in df.columns:
+            column_files.setdefault(c, []).append(p)
+    metas = {p: m for p, _, m in parts}
+    for c, files in column_files.items():
+        if c == "arch" or len(files) < 2:
+            continue
+        for f in _COLUMN_SETTINGS:
+            vals = {p: metas[p].get(f) for p in files}
+            if len(set(map(json.dumps, vals.values()))) > 1:
+                raise ValueError(f"column {c!r} is in files made with different {f}: "
+                                 + ", ".join(f"{p} {v!r}" for p, v in vals.items()))
+    joined, held = None, {}  # held: column -> the cells some earlier file gave it for
+    for p, df, _ in parts:
+        for c in df.columns:
+            if c == "arch" or c not in held:
+                continue
+            both = held[c].intersection(df.index)
+            a = joined.loc[both, c].to_numpy(dtype=np.float64)
+            b = df.loc[both, c].to_numpy(dtype=np.float64)
+            bad = ~((a == b) | (np.isnan(a) & np.isnan(b))
+                    | (np.abs(a - b) <= 1e-6 * np.maximum(np.abs(a), np.abs(b))))
+            if bad.any():
+                k = int(np.argmax(bad))
+                raise ValueError(f"{p} and an earlier file disagree on {c!r} for network "
+                                 f"{both[k]}: {float(b[k])!r} vs {float(a[k])!r}")
+        for c in df.columns:
+            held[c] = df.index if c not in held else held[c].union(df.index)
+        joined = df.copy() if joined is None else joined.combine_first(df)
+    first = parts[0][2]
+    meta = {k: v for k, v in first.items()
+            if k not in ("ensembles", "gaps") and all(json.dumps(m.get(k), sort_keys=True)
+                                                       == json.dumps(v, sort_keys=True)
+                                                       for m in metas.values())}
+    ensembles: dict = {}
+    for m in metas.values():
+        ensembles.update(m.get("ensembles", {}))
+    meta.update(files=[p for p, _, _ in parts], column_files=column_files, ensembles=ensembles)
+    cols = ["arch"] if "arch" in joined.columns else []
+    joined = joined[cols + [c for c in column_files if c != "arch"]]
+    joined.attrs["space"] = first.get("space", "nb201")
+    return add_ensembles(joined, ensembles), meta
+
+
 def add_ensembles(df, ensembles):
     """``df`` with each ensemble column computed over all of its rows (the cells compared), from
     the member columns it holds; the columns named exactly as the ensembles are written."""

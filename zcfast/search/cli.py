@@ -146,11 +146,17 @@ def _search_kwargs(a) -> dict:
 
 def _import_score_files(cache, key, members: list, files: list) -> None:
     """Import every member's column from each of ``files`` that has it (a member may be split
-    over files that hold different cells; a cell already cached keeps its first score). A member
-    that no file holds is an error naming the files' columns, before anything is imported."""
-    from zcfast.scoring import read_scores
+    over files that hold different cells). The files are first joined as ``zcfast correlate``
+    joins them (zcfast.scoring.read_score_files: one column's files agree on its settings and on
+    every cell they share), and a member that no file holds is an error naming the files'
+    columns; both before anything is imported."""
+    from zcfast.scoring import read_score_files
 
-    columns = {f: list(read_scores(f)[0].columns) for f in files}
+    if len(files) > 1:
+        held = read_score_files(files)[1]["column_files"]
+        columns = {f: [c for c, fs in held.items() if f in fs] for f in files}
+    else:
+        columns = {files[0]: list(read_score_files(files)[0].columns)}
     for m in members:
         if not any(m in cols for cols in columns.values()):
             raise ValueError(f"no --scores file has a {m!r} column (" + "; ".join(
