@@ -264,6 +264,11 @@ def test_correlate_joins_score_files(tmp_path, capsys):
     want = ensemble.evaluate("ensemble:snip+grad_norm", {"snip": p, "grad_norm": g})
     np.testing.assert_allclose(df.loc[idx, "ensemble:snip+grad_norm"].to_numpy(), want)
     assert meta["column_files"]["snip"] == [str(a), str(b)] and "batch_size" not in meta
+    # a partial join: cells no file holds a column for are counted apart, not as proxy gaps
+    assert cli.main(["correlate", str(a), str(c)]) == 0
+    out = capsys.readouterr().out
+    assert "- snip: 180 of 300 joined cells are in no file holding it, dropped" in out
+    assert "not explained" not in out
     # refusals
     d = tmp_path / "d.csv"
     q = p[100:140].copy()

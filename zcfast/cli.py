@@ -189,8 +189,15 @@ def _cmd_correlate(a) -> int:
     if len(scores) < MIN_CELLS:
         print(f"\nWARNING: only {len(scores)} cells: rank correlations over fewer than "
               f"{MIN_CELLS} cells are too noisy to compare proxies (or with published values).")
+    held = scores.attrs.get("held", {})
+    absent = {c: len(scores) - len(h) for c, h in held.items() if len(h) < len(scores)}
     gaps = explain(scores)
+    for c, k in absent.items():  # NaN because no joined file holds the cell: not a proxy gap
+        gaps[c] = {**explain(scores.loc[held[c], [c]])[c], "not_in_files": k}
     notes = format_gaps(gaps)
+    if absent:
+        notes = "\n".join([f"- {c}: {k} of {len(scores)} joined cells are in no file holding "
+                           "it, dropped" for c, k in absent.items()] + ([notes] if notes else []))
     print(f"\n{notes}" if notes else "\nEvery cell has a finite score for every proxy.")
     if a.json:
         with open(a.json, "w") as f:

@@ -362,7 +362,8 @@ def read_score_files(paths):
     several files must have been made with the same settings in each, and where two files hold
     the same cell their values must agree to 1e-6 (relative), else ValueError naming them.
     Ensemble columns are recomputed over the joined cells. The meta keeps the fields every file
-    agrees on, ``files`` the paths and ``column_files`` {column: [paths]}."""
+    agrees on, ``files`` the paths and ``column_files`` {column: [paths]}; the frame's
+    ``attrs["held"]`` {column: index of the cells some file holds it for}."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if len(paths) == 1:
         return read_scores(paths[0])
@@ -421,6 +422,7 @@ def read_score_files(paths):
     cols = ["arch"] if "arch" in joined.columns else []
     joined = joined[cols + [c for c in column_files if c != "arch"]]
     joined.attrs["space"] = first.get("space", "nb201")
+    joined.attrs["held"] = {c: held[c] for c in column_files if c != "arch"}  # cells per column
     return add_ensembles(joined, ensembles), meta
 
 
