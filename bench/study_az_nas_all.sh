@@ -25,5 +25,6 @@ half b & B=$!
 wait $A; wait $B
 "$ZC" correlate bench/results/meco_all/synflow_meco_flops_cifar100.csv \
   "$OUT/az_nas_cifar100_a.csv" "$OUT/az_nas_cifar100_b.csv" \
-  --ensembles az_nas,ensemble:az_nas+meco,ensemble:synflow+meco --json "$OUT/correlate_cifar100.json" \
+  --ensembles az_nas,ensemble:az_nas+meco,ensemble:synflow+meco \
+  --json "$OUT/correlate_cifar100.json" \
   | tee "$OUT/correlate_cifar100.txt"

@@ -11,8 +11,10 @@ scores in this repository (the modern proxies' full-space scores need a GPU or h
 Added later, before any search with it: meco and ``ensemble:synflow+meco``. MeCo is, with
 az_nas, the strongest single proxy of the 3,000-cell table (bench/results/modern_3000) and one
 batch-1 forward per cell, so it was scored over the whole space on a CPU
-(bench/results/meco_all); the strongest ensemble there, az_nas+meco, would need az_nas over all
-cells (about 4 CPU-hours per dataset), which this study does not have.
+(bench/results/meco_all). Added last, again before any search with them: az_nas and the
+strongest ensemble of the 3,000-cell table, ``ensemble:az_nas+meco``, once az_nas had been
+scored over all cells on two CPU lanes (about 0.75 s per cell; bench/results/az_nas_all, two
+files of half the cells each, both imported with repeated ``--scores``).
 
     python bench/study_search_ensemble.py [--seeds 20]
 
@@ -45,9 +47,14 @@ SCORES = HERE / "results" / "synflow_all" / "synflow_params_flops_cifar100.csv"
 # finds every member): bench/results/meco_all, `zcfast score --dataset cifar100 --archs all
 # --proxies synflow,meco,flops --seed 0`
 MECO_SCORES = HERE / "results" / "meco_all" / "synflow_meco_flops_cifar100.csv"
+# az_nas's four components over all 15,625 cells, in two halves scored side by side:
+# bench/results/az_nas_all, `zcfast score --dataset cifar100 --archs <half> --proxies az_nas
+# --seed 0` (same minibatch settings as the meco file)
+AZ_SCORES = [HERE / "results" / "az_nas_all" / f"az_nas_cifar100_{h}.csv" for h in ("a", "b")]
 PROXIES = ["synflow", "flops", "ensemble:synflow+flops", "ensemble[meanrank]:synflow+flops",
-           "meco", "ensemble:synflow+meco"]
-SCORE_FILE = {"meco": MECO_SCORES, "ensemble:synflow+meco": MECO_SCORES}  # else SCORES
+           "meco", "ensemble:synflow+meco", "az_nas", "ensemble:az_nas+meco"]
+SCORE_FILES = {"meco": [MECO_SCORES], "ensemble:synflow+meco": [MECO_SCORES],  # else [SCORES]
+               "az_nas": AZ_SCORES, "ensemble:az_nas+meco": [MECO_SCORES] + AZ_SCORES}
 VARIANTS = [("rand", 1000, 0), ("ae", 1000, 0), ("ae", 0, 10)]
 BASELINES = [("rand", 0, 0), ("ae", 0, 0)]
 KS = (10, 25, 50, 100, 300)
@@ -67,8 +74,10 @@ def run(algo, w, m, proxy, seeds, runs_dir: Path, cache: Path) -> list:
     out = runs_dir / f"{vname(algo, w, m)}__{safe}.jsonl"
     cmd = [sys.executable, "-m", "zcfast.cli", "search", "--algo", algo, "--warmup", str(w),
            "--move", str(m), "--budget", "300", "--seeds", str(seeds), "--dataset", "cifar100",
-           "--proxy", proxy, "--scores", str(SCORE_FILE.get(proxy, SCORES)), "--cache-dir", str(cache), "--out", str(out),
+           "--proxy", proxy, "--cache-dir", str(cache), "--out", str(out),
            "--resume", "--no-progress", "--engine", "loop"]
+    for f in SCORE_FILES.get(proxy, [SCORES]):
+        cmd += ["--scores", str(f)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     runs = sorted(read_runs(out), key=lambda r: r["seed"])[:seeds]
     if len(runs) != seeds or any(int(r["queries"]) != 300 for r in runs):
@@ -91,6 +100,19 @@ def check_same_synflow(a: Path, b: Path) -> None:
         raise RuntimeError(f"{a} and {b} hold different synflow scores")
 
 
+def check_complete(files) -> None:
+    """The files must together hold every cell of the space for every column: a cell missing
+    would be scored live (by another engine) and cached before the files are complete."""
+    from zcfast.scoring import read_score_files
+
+    df = read_score_files(files)[0]
+    held = df.attrs.get("held", {})
+    short = {c: 15625 - len(h) for c, h in held.items() if len(h) < 15625}
+    if len(df) < 15625 or short:
+        raise RuntimeError(f"{', '.join(map(str, files))}: not every cell is scored yet "
+                           f"({len(df)} cells; missing per column {short})")
+
+
 def boot_ci(d: np.ndarray, n: int = 10000, seed: int = 0) -> tuple:
     rng = np.random.default_rng(seed)
     means = d[rng.integers(0, len(d), (n, len(d)))].mean(1)
@@ -106,6 +128,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     runs_dir, cache = Path(a.runs_dir), Path(a.cache_dir)
     check_same_synflow(SCORES, MECO_SCORES)
+    check_complete(AZ_SCORES)
     runs_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     curves = {}
@@ -127,7 +150,10 @@ def main(argv=None) -> int:
              "float64) and flops (conv/linear multiply-accumulates), "
              "bench/results/synflow_all/synflow_params_flops_cifar100.csv; meco (one bundled "
              "image, batch 1, weight seed 0; the file's synflow equals the other's to 1e-12), "
-             "bench/results/meco_all/synflow_meco_flops_cifar100.csv.", "",
+             "bench/results/meco_all/synflow_meco_flops_cifar100.csv; az_nas's four components "
+             "(batch 64 of the same bundled images, weight seed 0; az_nas is their sum of log "
+             "ranks, ranked like any ensemble over the cells compared), "
+             "bench/results/az_nas_all/az_nas_cifar100_{a,b}.csv.", "",
              "| variant | proxy | " + " | ".join(f"@{k}" for k in KS) + " |",
              "|---|---|" + "---:|" * len(KS)]
     for (v, p), c in curves.items():

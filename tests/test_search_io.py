@@ -314,6 +314,19 @@ def test_search_imports_members_and_cells_from_several_score_files(tmp_path, cap
     err = capsys.readouterr().err
     assert "no --scores file has a 'grad_norm' column" in err and "even.csv: snip" in err
     assert not (tmp_path / "c3").exists()  # nothing imported before the refusal
+    # a file made with other settings is refused before any member is imported
+    g32 = tmp_path / "gn32.csv"
+    _score_csv(g32, gn, "grad_norm", batch_size=32)
+    assert main(base + ["--out", str(tmp_path / "x.jsonl"), "--cache-dir", str(tmp_path / "c3"),
+                        "--scores", str(one), "--scores", str(g32)]) == 2
+    assert "grad_norm" in capsys.readouterr().err and not (tmp_path / "c3").exists()
+    # a file whose scores disagree with the cache is refused, naming both
+    other = tmp_path / "other.csv"
+    _score_csv(other, {"snip": snip * 1.01, "grad_norm": gn})
+    assert main(base + ["--out", str(tmp_path / "x.jsonl"), "--cache-dir", str(tmp_path / "c1"),
+                        "--scores", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "but the cache" in err and "other.csv" in err
 
 
 def test_search_scores_on_a_cifar_download(tmp_path, capsys):
@@ -363,12 +376,24 @@ def test_search_scores_on_a_cifar_download(tmp_path, capsys):
                        data_root=str(root), device="cpu")["snip"].to_numpy()
     got = np.array([cached[index[i]] for i in live])
     np.testing.assert_allclose(got, ref, rtol=1e-5)  # float32 passes, other chunk sizes
+    # the name is checked where the images are read (a Ray worker, a folder changed since)
+    from zcfast.data import image_source
+
+    with pytest.raises(ValueError, match=f"is {name}, not cifar100-download-00000000"):
+        image_source("cifar100", data_root=str(root), images="cifar100-download-00000000")
+    assert image_source("cifar100", data_root=str(root), images=name).name == name
+    # a file from before download names named the download is refused with its reason
+    old_meta = json.loads((tmp_path / "snip_dl.csv.meta.json").read_text())
+    (tmp_path / "snip_dl.csv.meta.json").write_text(json.dumps({**old_meta,
+                                                                "images": "cifar100-download"}))
+    assert main(base + ["--out", str(tmp_path / "w.jsonl"), "--data-root", str(root)]) == 2
+    assert "rescore it with this zcfast" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "y.jsonl"), "--data-root", str(root),
                         "--images", "cifar100-real25"]) == 2
     assert "give one of them" in capsys.readouterr().err
     assert main(["search", "--algo", "rand", "--dataset", "ImageNet16-120", "--data-root",
                  str(root), "--out", str(tmp_path / "z.jsonl"), "--no-progress"]) == 2
-    assert "reads a CIFAR download" in capsys.readouterr().err
+    assert "reads a CIFAR-10 or CIFAR-100 download" in capsys.readouterr().err
 
 
 def test_live_scorer_packs_each_ask_and_keeps_the_minibatch(monkeypatch, tmp_path):

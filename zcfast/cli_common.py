@@ -23,8 +23,8 @@ def add_minibatch_arguments(p, *, seed_flag: str = "--seed") -> None:
                    help="bundled image source: default | cifar10-subset | cifar100-real25 | "
                         "imagenet16-standin")
     p.add_argument("--data-root", default=None,
-                   help="folder with a standard CIFAR download (python pickle batches), read "
-                        "instead of the bundled images")
+                   help="folder with a standard CIFAR-10 or CIFAR-100 download (python pickle "
+                        "batches), read instead of the bundled images (not with --images)")
     p.add_argument("--normalization", default="paper", choices=["paper", "dataset"],
                    help="paper: CIFAR-10's mean/std for both CIFARs, as the paper's loader "
                         "(default); dataset: CIFAR-100's own for CIFAR-100")

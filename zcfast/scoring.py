@@ -349,23 +349,51 @@ def read_scores(path):
     return add_ensembles(df, meta.get("ensembles", {})), meta
 
 
-# meta fields a proxy column's values depend on besides the network (docs/proxies_modern.md,
-# joining score files): a column split over several files must have them equal in each
+# meta fields a column's values depend on besides the network, for columns that are not registry
+# proxies (whose settings zcfast.search.cache.ScoreKey knows: docs/proxies_modern.md, joining
+# score files): a column split over several files must have them equal in each
 _COLUMN_SETTINGS = ("weight_seed", "data_seed", "batch_size", "images", "normalization", "flavour",
                     "precision", "data")
+# how far two scores of one cell may differ (relative) and still count as the same score: packed
+# and per-model passes, or other chunk sizes, sum in other orders (fp32: up to ~3e-5 measured)
+AGREE_RTOL = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2}
 
 
-def read_score_files(paths):
+def agree_rtol(*precisions) -> float:
+    """The relative tolerance two scores made in these precisions must agree to."""
+    return max(AGREE_RTOL.get(p or "fp32", 1e-4) for p in precisions)
+
+
+def column_settings(meta: dict, column: str, where: str):
+    """What ``column``'s scores in a file with ``meta`` depend on besides the network: the score
+    cache key of a registry proxy (knows which proxies read no image and the old files'
+    defaults), else the raw meta fields of ``_COLUMN_SETTINGS``."""
+    from zcfast.proxy_names import ALL
+    from zcfast.search.cache import ScoreKey
+
+    if column in ALL:
+        return ScoreKey.from_meta(meta, column, where=where)
+    return {f: meta.get(f) for f in _COLUMN_SETTINGS}
+
+
+def _settings_differences(a, b) -> dict:
+    if isinstance(a, dict):
+        return {k: (a[k], b[k]) for k in a if json.dumps(a[k]) != json.dumps(b[k])}
+    return a.differences(b)
+
+
+def read_score_files(paths, columns=None):
     """(DataFrame, meta) of one or several ``zcfast score`` files joined by network: the cells
     of all files, each proxy column from every file that has it (a proxy may be split over files
     holding different cells). All files must be of one space and dataset; a column held by
     several files must have been made with the same settings in each, and where two files hold
-    the same cell their values must agree to 1e-6 (relative), else ValueError naming them.
-    Ensemble columns are recomputed over the joined cells. The meta keeps the fields every file
+    the same cell their values must agree (``agree_rtol`` of their precisions), else ValueError
+    naming them. ``columns``: join only these proxy columns (and ``arch``). Ensemble columns
+    are recomputed over the joined cells. The meta keeps the fields every file
     agrees on, ``files`` the paths and ``column_files`` {column: [paths]}; the frame's
     ``attrs["held"]`` {column: index of the cells some file holds it for}."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    if len(paths) == 1:
+    if len(paths) == 1 and columns is None:
         return read_scores(paths[0])
     parts = []
     for p in paths:
@@ -374,7 +402,11 @@ def read_score_files(paths):
             raise ValueError(f"{p} has no meta file ({p}.meta.json): which space, dataset and "
                              "settings its scores have is unknown, so it cannot be joined")
         ens = meta.get("ensembles", {})
-        parts.append((str(p), df.drop(columns=[c for c in ens if c in df.columns]), meta))
+        df = df.drop(columns=[c for c in ens if c in df.columns])
+        if columns is not None:
+            df = df[[c for c in df.columns if c == "arch" or c in columns]]
+            meta = {**meta, "ensembles": {}}
+        parts.append((str(p), df, meta))
     for field_ in ("space", "dataset"):
         vals = {p: m.get(field_) for p, _, m in parts}
         if len(set(vals.values())) > 1:
@@ -388,11 +420,13 @@ def read_score_files(paths):
     for c, files in column_files.items():
         if c == "arch" or len(files) < 2:
             continue
-        for f in _COLUMN_SETTINGS:
-            vals = {p: metas[p].get(f) for p in files}
-            if len(set(map(json.dumps, vals.values()))) > 1:
-                raise ValueError(f"column {c!r} is in files made with different {f}: "
-                                 + ", ".join(f"{p} {v!r}" for p, v in vals.items()))
+        ref = column_settings(metas[files[0]], c, files[0])
+        for p in files[1:]:
+            diff = _settings_differences(ref, column_settings(metas[p], c, p))
+            if diff:
+                raise ValueError(f"column {c!r} is in files made with different settings: "
+                                 + ", ".join(f"{k} {files[0]} {a!r} vs {p} {b!r}"
+                                             for k, (a, b) in diff.items()))
     joined, held = None, {}  # held: column -> the cells some earlier file gave it for
     for p, df, _ in parts:
         for c in df.columns:
@@ -401,12 +435,15 @@ def read_score_files(paths):
             both = held[c].intersection(df.index)
             a = joined.loc[both, c].to_numpy(dtype=np.float64)
             b = df.loc[both, c].to_numpy(dtype=np.float64)
+            rtol = agree_rtol(*(metas[f].get("precision") for f in column_files[c]))
             bad = ~((a == b) | (np.isnan(a) & np.isnan(b))
-                    | (np.abs(a - b) <= 1e-6 * np.maximum(np.abs(a), np.abs(b))))
+                    | (np.abs(a - b) <= rtol * np.maximum(np.abs(a), np.abs(b))))
             if bad.any():
                 k = int(np.argmax(bad))
                 raise ValueError(f"{p} and an earlier file disagree on {c!r} for network "
-                                 f"{both[k]}: {float(b[k])!r} vs {float(a[k])!r}")
+                                 f"{both[k]}: {float(b[k])!r} vs {float(a[k])!r} (more than "
+                                 f"{rtol:g} relative): were they scored with other code or "
+                                 "settings? Join only files of one scoring")
         for c in df.columns:
             held[c] = df.index if c not in held else held[c].union(df.index)
         joined = df.copy() if joined is None else joined.combine_first(df)

@@ -297,7 +297,8 @@ def image_source(dataset: str, data_root: str | None = None, images: str = "defa
     Defaults (the most faithful data available offline, see ``_bundled/README.md`` and
     docs/data.md): CIFAR-10 -> 1,000 real CIFAR-10 training images; CIFAR-100 -> the same images
     with labels drawn uniformly over 100 classes; ImageNet16-120 -> 120 real ImageNet photos (one
-    per class) box-downsampled to 16x16. ``data_root`` reads a standard CIFAR download instead.
+    per class) box-downsampled to 16x16. ``data_root`` reads a standard CIFAR download instead
+    (``images`` then 'default' or the download's name, :func:`download_name`, checked).
     ``normalization``: 'paper' (default; CIFAR-10's mean and std for both CIFARs, as the paper's
     loader) or 'dataset' (CIFAR-100's own for CIFAR-100).
     """
@@ -313,8 +314,14 @@ def image_source(dataset: str, data_root: str | None = None, images: str = "defa
 
     if data_root is not None:
         x, y = load_cifar_pickles(data_root, ds)
-        return source(download_name(ds, x, y),
-                      f"{len(x)} {ds} training images read from {data_root}", x, y)
+        name = download_name(ds, x, y)
+        if images not in ("default", name):  # a name is a check: the download it must be
+            if is_download_name(ds, images):
+                raise ValueError(f"the {ds} download under {data_root} is {name}, not {images}: "
+                                 "its files changed, or this machine reads another download")
+            raise ValueError(f"images {images!r} and data_root {str(data_root)!r}: the download "
+                             "is the image source; give one of them")
+        return source(name, f"{len(x)} {ds} training images read from {data_root}", x, y)
     if images not in IMAGE_CHOICES:
         raise ValueError(f"unknown image source {images!r}: expected one of {IMAGE_CHOICES}")
     images = resolve_images(ds, images)

@@ -141,6 +141,11 @@ class ScoreKey:
         if missing:
             raise ValueError(f"{where} does not record {', '.join(missing)} in its meta file, so "
                              "what its scores depend on is unknown: rescore it with this zcfast")
+        images = meta.get("images", "default")
+        if proxy not in DATA_FREE_PROXIES and images == f"{dataset_name(meta['dataset'])}-download":
+            raise ValueError(f"{where} was scored on a CIFAR download under the name {images!r}, "
+                             "which zcfast used before download names said which download "
+                             "(docs/data.md): rescore it with this zcfast")
         seed = meta.get("weight_seed", meta["seed"])
         return cls.of(proxy, meta["dataset"], int(seed), space=meta["space"],
                       images=meta.get("images", "default"),
@@ -275,9 +280,16 @@ class ScoreCache:
 
     def import_scores(self, key: ScoreKey, path: str | os.PathLike, column: str | None = None) -> int:
         """Add the scores of a ``zcfast score`` CSV to the cache. The file's meta must record
-        every field of ``key`` and agree with it (ValueError naming the fields otherwise).
-        Returns the number of networks read."""
-        from zcfast.scoring import read_scores
+        every field of ``key`` and agree with it, and networks already cached must have the
+        same scores, within ``zcfast.scoring.agree_rtol`` (ValueError naming them otherwise;
+        nothing is added then). Returns the number of networks read."""
+        keys, values = self.check_import(key, path, column)
+        self.add(key, keys, values)
+        return len(keys)
+
+    def check_import(self, key: ScoreKey, path: str | os.PathLike, column: str | None = None):
+        """(network keys, scores) that :meth:`import_scores` would add, after its checks."""
+        from zcfast.scoring import agree_rtol, read_scores
         from zcfast.spaces import get_space
 
         df, meta = read_scores(path)
@@ -295,5 +307,16 @@ class ScoreCache:
                                          for k, (a, b) in diff.items()))
         sp = get_space(key.space)
         keys = [sp.key_from_row(v) for v in df.index]
-        self.add(key, keys, df[col].to_numpy())
-        return len(df)
+        values = df[col].to_numpy(dtype=np.float64)
+        mem = self.load(key)
+        rtol = agree_rtol(key.precision)
+        for k, v in zip(keys, values):
+            c = mem.get(k)
+            if c is None or c == v or (np.isnan(c) and np.isnan(v)) or \
+                    abs(c - v) <= rtol * max(abs(c), abs(v)):
+                continue
+            raise ValueError(f"{path}: network {k} has {col} {float(v)!r}, but the cache "
+                             f"({self.path(key)}) holds {c!r} (more than {rtol:g} relative "
+                             "apart): one of them was made with other code; move that cache "
+                             "file away or use another --cache-dir")
+        return keys, values

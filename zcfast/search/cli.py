@@ -98,8 +98,8 @@ def _resolve(a) -> None:
 
     check_minibatch_arguments(a)
     if a.data_root is not None and dataset_name(a.dataset) not in ("cifar10", "cifar100"):
-        raise ValueError(f"--data-root {a.data_root!r} reads a CIFAR download; --dataset "
-                         f"{a.dataset!r} has none")
+        raise ValueError(f"--data-root {a.data_root!r} reads a CIFAR-10 or CIFAR-100 download; "
+                         f"the search's dataset {a.dataset!r} has none")
     if a.engine == "packed":  # score's name for the packed engine
         a.engine = "batched"
     if a.budget is None:
@@ -128,13 +128,12 @@ def _search_kwargs(a) -> dict:
     data = {f: getattr(a, f) for f in MINIBATCH_FIELDS}
     # the scores' settings: the cache's key, the import's check and the live scorer agree
     reads = [m for m in members if m not in DATA_FREE_PROXIES]  # whose key holds the minibatch
-    key_data = dict(data)
-    if a.data_root is not None:  # the key names the download by its content (docs/data.md)
-        from zcfast.data import image_source
+    if a.data_root is not None:  # the key names the download by its content (docs/data.md);
+        from zcfast.data import image_source  # the scorer checks it reads that download
 
-        key_data["images"] = image_source(a.dataset, data_root=a.data_root).name
+        data["images"] = image_source(a.dataset, data_root=a.data_root).name
     key = ScoreKey.of((reads or members)[0], a.dataset, a.score_seed, space=a.space,
-                      precision=a.precision, **key_data)
+                      precision=a.precision, **data)
     if a.scores:
         _import_score_files(cache, key, members, a.scores)
     ex = executor_from_args(a, a.device)
@@ -146,27 +145,27 @@ def _search_kwargs(a) -> dict:
 
 def _import_score_files(cache, key, members: list, files: list) -> None:
     """Import every member's column from each of ``files`` that has it (a member may be split
-    over files that hold different cells). The files are first joined as ``zcfast correlate``
-    joins them (zcfast.scoring.read_score_files: one column's files agree on its settings and on
-    every cell they share), and a member that no file holds is an error naming the files'
-    columns; both before anything is imported."""
+    over files that hold different cells). Before anything is imported: the member columns are
+    joined as ``zcfast correlate`` joins files (zcfast.scoring.read_score_files: one column's
+    files agree on its settings and on every cell they share), a member that no file holds is
+    an error naming the files' columns, and every file is checked against the search's settings
+    and the scores already cached."""
     from zcfast.scoring import read_score_files
 
-    if len(files) > 1:
-        held = read_score_files(files)[1]["column_files"]
-        columns = {f: [c for c, fs in held.items() if f in fs] for f in files}
-    else:
-        columns = {files[0]: list(read_score_files(files)[0].columns)}
-    for m in members:
-        if not any(m in cols for cols in columns.values()):
-            raise ValueError(f"no --scores file has a {m!r} column (" + "; ".join(
-                f"{f}: {', '.join(c for c in cols if c not in ('index', 'arch'))}"
-                for f, cols in columns.items()) + ")")
-    for m in members:
-        for f, cols in columns.items():
-            if m in cols:
-                n = cache.import_scores(key.for_proxy(m), f)
-                print(f"imported {n} {m} scores from {f} into {cache.path(key.for_proxy(m))}")
+    df, meta = read_score_files(files, columns=members)
+    held = meta.get("column_files") or {m: [files[0]] for m in df.columns}
+    missing = [m for m in members if m not in held]
+    if missing:
+        from zcfast.scoring import read_scores
+
+        cols = {f: [c for c in read_scores(f)[0].columns if c != "arch"] for f in files}
+        raise ValueError(f"no --scores file has a {missing[0]!r} column (the search's proxy "
+                         f"needs {', '.join(members)}; "
+                         + "; ".join(f"{f}: {', '.join(c)}" for f, c in cols.items()) + ")")
+    todo = [(m, f, cache.check_import(key.for_proxy(m), f)) for m in members for f in held[m]]
+    for m, f, (keys, values) in todo:
+        cache.add(key.for_proxy(m), keys, values)
+        print(f"imported {len(keys)} {m} scores from {f} into {cache.path(key.for_proxy(m))}")
 
 
 def _close(kw: dict) -> None:
