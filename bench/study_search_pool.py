@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--space", default="nb101", choices=sorted(SPACES))
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--scores", nargs="+", help="zcfast score CSV file(s) with the proxy column "
-                     "(joined: each pool member must be in exactly one)")
+                     "(joined by network: zcfast.scoring.read_score_files)")
     src.add_argument("--naslib", action="store_true",
                      help="nb101: NASLib's released synflow of the pool cells (bundled)")
     ap.add_argument("--proxy", default="synflow", help="the score column used by warmup and move")
@@ -115,13 +115,11 @@ def main(argv=None) -> int:
                       "cell's records, each a new random network; log of the sum, same ranking)")
         source = "naslib_synflow"
     else:
-        import pandas as pd
+        from zcfast.scoring import read_score_files
 
-        parts = [read_scores(f) for f in a.scores]
-        syn = pd.concat([df[a.proxy] for df, _ in parts])
-        if not syn.index.is_unique:
-            raise SystemExit(f"{a.proxy}: a network is in more than one of {a.scores}")
-        gits = sorted({m.get("git", "?") for _, m in parts})
+        # joined as zcfast correlate joins files (same settings; shared cells must agree)
+        syn = read_score_files(a.scores, columns=[a.proxy])[0][a.proxy]
+        gits = sorted({read_scores(f)[1].get("git", "?") for f in a.scores})
         proxy_what = (f"zcfast's {a.proxy}, weight seed 0 "
                       f"({', '.join(f'`{Path(f).name}`' for f in a.scores)}, git {', '.join(gits)})")
         source = f"zcfast_{a.proxy}"
