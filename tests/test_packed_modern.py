@@ -125,6 +125,17 @@ def test_batch_invariance():
     assert not _mismatches({target: packed[target]}, alone)
 
 
+def test_pack_whose_every_cell_output_is_zero():
+    """A pack in which no candidate's cell output depends on anything (every edge into node 3
+    is 'none': the packed stage outputs are fresh zero tensors, outside the autograd graph)
+    equals the reference, where they are x * 0 inside it. AZ-NAS's trainability needs the next
+    stage's vjp at them (an error before the fix)."""
+    cells = [i for i in range(2040, 2060) if nb201.arch_at(i).endswith("|none~0|none~1|none~2|")]
+    assert len(cells) >= 2
+    got = _packed(cells, torch.float64)
+    assert not _mismatches(got, _reference(cells, torch.float64))
+
+
 def test_epe_small_head():
     """epe_nas's <= 100 outputs form (CIFAR-10 networks) and zico with 10 classes."""
     cells = CELLS[2:4]

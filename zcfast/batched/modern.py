@@ -273,8 +273,16 @@ def az_nas(model, x, y, extra) -> dict:
     K = model.K
     _, ws, bs = model.params(flat=model.reinit_flat("kaiming_normal"))  # weights need grad: graph
     feats: list = []
-    model.forward(model.noise_input(x, _random.NOISE_AZ), ws, bs,
-                  taps={"feature": feats.append})
+
+    def feature(t):
+        # a stage output that no candidate computes from a parameter (every candidate's cell
+        # output is a 'none' sum: a fresh zero tensor) is still the next stage's input, whose
+        # vjp trainability needs: make it a graph input, as the per-model network's x * 0 is
+        if not t.requires_grad:
+            t.requires_grad_(True)
+        feats.append(t)
+
+    model.forward(model.noise_input(x, _random.NOISE_AZ), ws, bs, taps={"feature": feature})
     ents = [_entropies(f, K) for f in feats]  # L+1 callables, run at the fetch
     L = len(feats) - 1
     tensors: list = []  # per block, last first: (K,) identity flags and svdvals maxima
