@@ -341,6 +341,15 @@ def vk_ref64():
 
 
 @pytest.mark.parametrize("flavour", ["paper", "official"])
+def test_vkdnw_pack_whose_every_cell_output_is_zero(flavour):
+    """As test_pack_whose_every_cell_output_is_zero for VKDNW: the last BatchNorm's output is
+    computed from no parameter there, and the logits' gradient must still reach it."""
+    cells = [i for i in range(2040, 2060) if nb201.arch_at(i).endswith("|none~0|none~1|none~2|")]
+    ref = _vk(cells, torch.float64, flavour, False)
+    assert not _mismatches(_vk(cells, torch.float64, flavour, True), ref)
+
+
+@pytest.mark.parametrize("flavour", ["paper", "official"])
 def test_vkdnw_float64_equals_reference(vk_ref64, flavour):
     """Both flavours (paper: conv biases; official: affine cell BatchNorms) select different
     parameter tensors; the best cell has more than 128 of them (the selection's cut)."""

@@ -431,10 +431,17 @@ def vkdnw(model, x, y, extra) -> dict:
     bns: dict = {}
     pooled: list = []
 
+    # an output computed from no parameter (in a pack whose every cell output is a 'none' sum,
+    # the last BatchNorm's) is made a graph input, so that the logits' gradient reaches it, as
+    # it reaches the per-model network's (see az_nas)
     def conv_tap(h, out, lay):
+        if not out.requires_grad:
+            out.requires_grad_(True)
         convs[lay.name] = (h.detach(), out, lay)
 
     def bn_tap(out, lay):
+        if not out.requires_grad:
+            out.requires_grad_(True)
         bns["last" if lay is None else lay.name] = (out, lay)
 
     xn = model.noise_input(x, _random.NOISE_VKDNW)
