@@ -364,6 +364,24 @@ def agree_rtol(*precisions) -> float:
     return max(AGREE_RTOL.get(p or "fp32", 1e-4) for p in precisions)
 
 
+def scores_agree(a, b, rtol: float, scale: float) -> np.ndarray:
+    """Elementwise: ``a`` and ``b`` are the same score (equal, both NaN, or within ``rtol`` of
+    the larger of |a|, |b| and ``scale``, the column's typical magnitude: a score that is a
+    small difference of large terms, e.g. AZ-NAS's trainability near 0, keeps the absolute
+    rounding of its terms)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(invalid="ignore"):
+        close = np.abs(a - b) <= rtol * np.maximum(np.maximum(np.abs(a), np.abs(b)), scale)
+    return (a == b) | (np.isnan(a) & np.isnan(b)) | close
+
+
+def typical_magnitude(*arrays) -> float:
+    """The median |value| of the finite entries (0 when there are none)."""
+    v = np.abs(np.concatenate([np.asarray(x, np.float64).ravel() for x in arrays]))
+    v = v[np.isfinite(v)]
+    return float(np.median(v)) if v.size else 0.0
+
+
 def column_settings(meta: dict, column: str, where: str):
     """What ``column``'s scores in a file with ``meta`` depend on besides the network: the score
     cache key of a registry proxy (knows which proxies read no image and the old files'
@@ -436,13 +454,14 @@ def read_score_files(paths, columns=None):
             a = joined.loc[both, c].to_numpy(dtype=np.float64)
             b = df.loc[both, c].to_numpy(dtype=np.float64)
             rtol = agree_rtol(*(metas[f].get("precision") for f in column_files[c]))
-            bad = ~((a == b) | (np.isnan(a) & np.isnan(b))
-                    | (np.abs(a - b) <= rtol * np.maximum(np.abs(a), np.abs(b))))
+            scale = typical_magnitude(joined.loc[held[c], c].to_numpy(), df[c].to_numpy())
+            bad = ~scores_agree(a, b, rtol, scale)
             if bad.any():
                 k = int(np.argmax(bad))
                 raise ValueError(f"{p} and an earlier file disagree on {c!r} for network "
                                  f"{both[k]}: {float(b[k])!r} vs {float(a[k])!r} (more than "
-                                 f"{rtol:g} relative): were they scored with other code or "
+                                 f"{rtol:g} relative to the larger of them and the column's "
+                                 f"typical magnitude {scale:.3g}): were they scored with other code or "
                                  "settings? Join only files of one scoring")
         for c in df.columns:
             held[c] = df.index if c not in held else held[c].union(df.index)

@@ -272,9 +272,9 @@ def az_nas(model, x, y, extra) -> dict:
 
     K = model.K
     _, ws, bs = model.params(flat=model.reinit_flat("kaiming_normal"))  # weights need grad: graph
-    feats: list = []
+    feats = []  # the stem's output and each stage's, in order
 
-    def feature(t):
+    def feature(t, feats=feats):  # (bound now: the name is deleted below)
         # a stage output that no candidate computes from a parameter (every candidate's cell
         # output is a 'none' sum: a fresh zero tensor) is still the next stage's input, whose
         # vjp trainability needs: make it a graph input, as the per-model network's x * 0 is

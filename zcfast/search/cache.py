@@ -289,7 +289,7 @@ class ScoreCache:
 
     def check_import(self, key: ScoreKey, path: str | os.PathLike, column: str | None = None):
         """(network keys, scores) that :meth:`import_scores` would add, after its checks."""
-        from zcfast.scoring import agree_rtol, read_scores
+        from zcfast.scoring import agree_rtol, read_scores, scores_agree, typical_magnitude
         from zcfast.spaces import get_space
 
         df, meta = read_scores(path)
@@ -310,11 +310,12 @@ class ScoreCache:
         values = df[col].to_numpy(dtype=np.float64)
         mem = self.load(key)
         rtol = agree_rtol(key.precision)
-        for k, v in zip(keys, values):
-            c = mem.get(k)
-            if c is None or c == v or (np.isnan(c) and np.isnan(v)) or \
-                    abs(c - v) <= rtol * max(abs(c), abs(v)):
-                continue
+        shared = [(k, v, mem[k]) for k, v in zip(keys, values) if k in mem]
+        if shared:
+            new_v = np.array([v for _, v, _ in shared])
+            old_v = np.array([c for _, _, c in shared])
+            bad = ~scores_agree(new_v, old_v, rtol, typical_magnitude(values, old_v))
+        for k, v, c in ([] if not shared else [t for t, b in zip(shared, bad) if b][:1]):
             raise ValueError(f"{path}: network {k} has {col} {float(v)!r}, but the cache "
                              f"({self.path(key)}) holds {c!r} (more than {rtol:g} relative "
                              "apart): one of them was made with other code; move that cache "
