@@ -287,12 +287,14 @@ class ScoreCache:
         self.add(key, keys, values)
         return len(keys)
 
-    def check_import(self, key: ScoreKey, path: str | os.PathLike, column: str | None = None):
-        """(network keys, scores) that :meth:`import_scores` would add, after its checks."""
+    def check_import(self, key: ScoreKey, path: str | os.PathLike, column: str | None = None,
+                     table: tuple | None = None):
+        """(network keys, scores) that :meth:`import_scores` would add, after its checks
+        (``table``: the file's ``read_scores`` result, when the caller has read it already)."""
         from zcfast.scoring import agree_rtol, read_scores, scores_agree, typical_magnitude
         from zcfast.spaces import get_space
 
-        df, meta = read_scores(path)
+        df, meta = read_scores(path) if table is None else table
         col = column or key.proxy
         if col not in df.columns:
             raise ValueError(f"{path} has no column {col!r} (columns: {list(df.columns)})")
@@ -311,11 +313,11 @@ class ScoreCache:
         mem = self.load(key)
         rtol = agree_rtol(key.precision)
         shared = [(k, v, mem[k]) for k, v in zip(keys, values) if k in mem]
-        if shared:
-            new_v = np.array([v for _, v, _ in shared])
-            old_v = np.array([c for _, _, c in shared])
-            bad = ~scores_agree(new_v, old_v, rtol, typical_magnitude(values, old_v))
-        for k, v, c in ([] if not shared else [t for t, b in zip(shared, bad) if b][:1]):
+        new_v = np.array([v for _, v, _ in shared], dtype=np.float64)
+        old_v = np.array([c for _, _, c in shared], dtype=np.float64)
+        bad = ~scores_agree(new_v, old_v, rtol, typical_magnitude(values, old_v))
+        if bad.any():
+            k, v, c = shared[int(np.argmax(bad))]
             raise ValueError(f"{path}: network {k} has {col} {float(v)!r}, but the cache "
                              f"({self.path(key)}) holds {c!r} (more than {rtol:g} relative "
                              "apart): one of them was made with other code; move that cache "

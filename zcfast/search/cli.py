@@ -150,19 +150,18 @@ def _import_score_files(cache, key, members: list, files: list) -> None:
     files agree on its settings and on every cell they share), a member that no file holds is
     an error naming the files' columns, and every file is checked against the search's settings
     and the scores already cached."""
-    from zcfast.scoring import read_score_files
+    from zcfast.scoring import read_score_files, read_scores
 
-    df, meta = read_score_files(files, columns=members)
-    held = meta.get("column_files") or {m: [files[0]] for m in df.columns}
+    held = read_score_files(files, columns=members)[1]["column_files"]
+    tables = {f: read_scores(f) for f in files}  # read once for every member's checks
     missing = [m for m in members if m not in held]
     if missing:
-        from zcfast.scoring import read_scores
-
-        cols = {f: [c for c in read_scores(f)[0].columns if c != "arch"] for f in files}
+        cols = {f: [c for c in t[0].columns if c != "arch"] for f, t in tables.items()}
         raise ValueError(f"no --scores file has a {missing[0]!r} column (the search's proxy "
                          f"needs {', '.join(members)}; "
                          + "; ".join(f"{f}: {', '.join(c)}" for f, c in cols.items()) + ")")
-    todo = [(m, f, cache.check_import(key.for_proxy(m), f)) for m in members for f in held[m]]
+    todo = [(m, f, cache.check_import(key.for_proxy(m), f, table=tables[f]))
+            for m in members for f in held[m]]
     for m, f, (keys, values) in todo:
         cache.add(key.for_proxy(m), keys, values)
         print(f"imported {len(keys)} {m} scores from {f} into {cache.path(key.for_proxy(m))}")
