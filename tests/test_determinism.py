@@ -147,3 +147,31 @@ def test_gpu_engine_uses_no_op_without_a_deterministic_implementation():
     if out:
         Path(out, "determinism_alerts.json").write_text(json.dumps(found, indent=1))
     assert not found, found
+
+
+def _rounds_by_definition(t) -> list:
+    """Round r: the entries that are the r-th occurrence of their target, in index order."""
+    occ, seen = [], {}
+    for k in t:
+        occ.append(seen.get(k, 0))
+        seen[k] = occ[-1] + 1
+    return [[i for i, q in enumerate(occ) if q == r] for r in range(max(occ, default=0) + 1)]
+
+
+def test_rounds_of_matches_its_definition_on_random_ragged_indices():
+    """The vectorised rounds (a stable sort) equal the definition on fresh random indices of
+    ragged lengths and repeat counts, including the empty index and one without repeats."""
+    from zcfast.batched.ordered import rounds_of
+
+    rng = np.random.default_rng()
+    cases = [[], [5], [3, 1, 2], [7, 7, 7], [0, 1, 0, 2, 1, 0]]
+    cases += [rng.integers(0, int(rng.integers(1, 40)), size=int(rng.integers(1, 300))).tolist()
+              for _ in range(50)]
+    for t in cases:
+        want = _rounds_by_definition(t)
+        got = rounds_of(t)
+        if len(want) == 1:  # no repeats: one round over every entry
+            assert len(got) == 1 and got[0][0] is None and list(got[0][1]) == list(t), t
+            continue
+        assert [list(p) for p, _ in got] == want, t
+        assert all(list(tt) == [t[i] for i in p] for p, tt in got), t

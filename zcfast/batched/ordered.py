@@ -14,25 +14,28 @@ that order, so the values are reproducible, and equal to the CPU's, to every ord
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
 def rounds_of(t) -> list:
     """[(positions or None, targets)] per round for the 1-D index ``t`` (a host sequence), as
-    lists; ``None`` positions mean "every entry" (no target repeats: one round). Round r holds
-    the entries that are the r-th occurrence of their target, in index order."""
-    t = [int(k) for k in t]
-    rank, seen = [], {}
-    for k in t:
-        rank.append(seen.get(k, 0))
-        seen[k] = rank[-1] + 1
-    if max(rank, default=0) == 0:
+    int64 numpy arrays; ``None`` positions mean "every entry" (no target repeats: one round).
+    Round r holds the entries that are the r-th occurrence of their target, in index order.
+    Vectorised: a stable sort groups equal targets with their entries in index order, and an
+    entry's occurrence number is its place in its group."""
+    t = np.asarray(t, dtype=np.int64).reshape(-1)
+    n = len(t)
+    order = np.argsort(t, kind="stable")
+    st = t[order]
+    starts = np.flatnonzero(np.r_[True, st[1:] != st[:-1]]) if n else np.zeros(0, np.int64)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    top = int(rank.max()) if n else 0
+    if top == 0:
         return [(None, t)]
-    rounds = []
-    for r in range(max(rank) + 1):
-        pos = [i for i, q in enumerate(rank) if q == r]
-        rounds.append((pos, [t[i] for i in pos]))
-    return rounds
+    pos = [np.flatnonzero(rank == r) for r in range(top + 1)]
+    return [(p, t[p]) for p in pos]
 
 
 def index_rounds(tgt: torch.Tensor) -> list:
@@ -42,7 +45,7 @@ def index_rounds(tgt: torch.Tensor) -> list:
     rounds = rounds_of(tgt.tolist())
     if rounds[0][0] is None:
         return [(None, tgt)]
-    return [(torch.tensor(pos, device=tgt.device), torch.tensor(t, device=tgt.device))
+    return [(torch.as_tensor(pos, device=tgt.device), torch.as_tensor(t, device=tgt.device))
             for pos, t in rounds]
 
 
