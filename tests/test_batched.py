@@ -83,3 +83,69 @@ def test_bad_input():
 
 def test_nan_reported_not_replaced():
     check_nan_reported()
+
+
+def _segments_by_definition(plan, value_w, value_b, slot_w, slot_b):
+    """Rows (offset, length, candidate, slot, value) of the flat buffer's segments, one layer
+    and one copy at a time: every layer's weight copies, then every biased layer's bias copies."""
+    rows = []
+    for lay in plan.layers:
+        for g in range(lay.groups):
+            rows.append((lay.w_off + g * lay.seg_len, lay.seg_len, lay.cand[g],
+                         slot_w(lay.slots[g]), value_w(lay)))
+    for lay in plan.layers:
+        for g in range(lay.groups if lay.has_bias else 0):
+            rows.append((plan.n_weights + lay.b_off + g * lay.c_out, lay.c_out, lay.cand[g],
+                         slot_b(lay.slots[g]), value_b(lay)))
+    return rows
+
+
+def _check_segments(table, plan, rows):
+    import numpy as np
+
+    n_w = sum(lay.groups for lay in plan.layers)
+    assert table.n_weight_segments == n_w
+    assert table.offsets[-1] == plan.n_weights + plan.n_biases
+    lens = np.diff(table.offsets)
+    got = list(zip(table.offsets[:-1].tolist(), lens.tolist(), table.cand.tolist(),
+                   table.slot.tolist(), table.bound.tolist()))
+    assert got == [(int(o), int(n), int(c), int(s), float(v)) for o, n, c, s, v in rows]
+    assert table.weight_numel.tolist() == lens[:n_w].tolist()
+    assert table.weight_hw_out.tolist() == [lay.hw_out for lay in plan.layers
+                                            for _ in range(lay.groups)]
+
+
+def test_segment_table_matches_its_definition_nb201():
+    """The vectorised segment table (plan.layer_segments) equals the one built layer by layer
+    and copy by copy, for fresh random chunks of ragged sizes, with and without biases."""
+    import numpy as np
+
+    from zcfast.batched.plan import build_plan, segment_table
+    from zcfast.spaces.nb201_model import bound_of
+
+    rng = np.random.default_rng()
+    for k in (1, 3, int(rng.integers(4, 40))):
+        codes = [nb201.code_of_index(int(i)) for i in rng.integers(0, nb201.NUM_ARCHS, size=k)]
+        for flavour in ("paper", "nobias"):
+            plan = build_plan(codes, 10, flavour=flavour, device="meta")
+            bound = lambda lay: float(bound_of(lay.fan_in))  # noqa: E731
+            rows = _segments_by_definition(plan, bound, bound, lambda s: 2 * s,
+                                           lambda s: 2 * s + 1)
+            _check_segments(segment_table(plan), plan, rows)
+
+
+def test_segment_table_matches_its_definition_nb101():
+    import math
+
+    from zcfast.batched import nb101 as packed101
+    from zcfast.spaces import nb101
+    from zcfast.spaces.nb101_model import CLASSIFIER_STD
+
+    codes = nb101.sample(3, seed=int(torch.randint(0, 1000, ()).item()))
+    plan = packed101.build_plan(codes, 10, input_size=8, device="meta")
+
+    def std(lay):  # the per-model network's (spaces.nb101_model.std_of): He fan-out, 0.01
+        return CLASSIFIER_STD if lay.k == 0 else math.sqrt(2.0 / (lay.k * lay.k * lay.c_out))
+
+    rows = _segments_by_definition(plan, std, lambda lay: 0.0, int, int)
+    _check_segments(packed101.segment_table(plan), plan, rows)

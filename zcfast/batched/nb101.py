@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from zcfast.batched.base import PackedModel
 from zcfast.batched.engine import _bn, _conv2d
-from zcfast.batched.plan import PackedLayer, SegmentTable
+from zcfast.batched.plan import PackedLayer, SegmentTable, layer_segments
 from zcfast.batched.upload import DeviceTables
 from zcfast.spaces import nb101
 from zcfast.spaces.nb101_model import (
@@ -173,26 +173,16 @@ def build_plan(codes, num_classes: int = 10, *, stem_channels: int = STEM_CHANNE
 
 def segment_table(plan: NB101Plan) -> SegmentTable:
     """Segments [weights | biases] of the flat buffer; ``bound`` holds each weight's init std
-    (NB101 draws normal weights, zcfast.spaces.nb101_model.std_of) and 0 for the biases."""
-    offs, cand, slot, std, hw = [], [], [], [], []
-    for lay in plan.layers:
-        offs.append(lay.w_off + np.arange(lay.groups, dtype=np.int64) * lay.seg_len)
-        cand.append(lay.cand)
-        slot.append(lay.slots)
-        s = CLASSIFIER_STD if lay.k == 0 else (2.0 / (lay.k * lay.k * lay.c_out)) ** 0.5
-        std.append(np.full(lay.groups, s))
-        hw.append(np.full(lay.groups, lay.hw_out, dtype=np.int64))
-    n_w = sum(len(o) for o in offs)
-    for lay in plan.layers:
-        if lay.has_bias:
-            offs.append(plan.n_weights + lay.b_off + np.arange(lay.groups, dtype=np.int64) * lay.c_out)
-            cand.append(lay.cand)
-            slot.append(lay.slots)
-            std.append(np.zeros(lay.groups))
-    o = np.concatenate(offs + [np.array([plan.n_weights + plan.n_biases], dtype=np.int64)])
-    return SegmentTable(o, np.concatenate(cand).astype(np.int64),
-                        np.concatenate(slot).astype(np.int64), np.concatenate(std),
-                        n_w, np.diff(o)[:n_w], np.concatenate(hw))
+    (NB101 draws normal weights, zcfast.spaces.nb101_model.std_of) and 0 for the biases; a
+    layer's weight and bias share its stream slot."""
+    def std(lay):
+        return CLASSIFIER_STD if lay.k == 0 else (2.0 / (lay.k * lay.k * lay.c_out)) ** 0.5
+
+    def same(slots):
+        return np.asarray(slots, np.int64)
+
+    return layer_segments(plan.layers, plan.n_weights, plan.n_biases, std, lambda lay: 0.0,
+                          same, same)
 
 
 class PackedNB101(PackedModel):
