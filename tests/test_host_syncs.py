@@ -203,16 +203,23 @@ def test_probe_sees_an_added_copy(monkeypatch):
 
 def test_device_tables_packing():
     rng = np.random.default_rng(0)
+    # dtypes interleaved, ragged lengths (odd byte counts between 8-byte blocks), 2-D tables
     arrays = [rng.integers(-5, 5, size=n).astype(np.int64) for n in (0, 1, 7)]
-    arrays += [rng.standard_normal(3).astype(np.float32), np.arange(5, dtype=np.int32)]
+    arrays += [rng.standard_normal(3).astype(np.float32), np.arange(5, dtype=np.int32),
+               rng.integers(0, 9, size=(2, 3)).astype(np.int64),
+               rng.standard_normal((3, 1)).astype(np.float32), np.arange(3, dtype=np.int32),
+               rng.standard_normal(2), rng.integers(-5, 5, size=4).astype(np.int64)]
     tb = DeviceTables("cpu", pack=True)
     for a in arrays:
         tb.add(a)
-    with HostProbe(device="cpu"):
+    with HostProbe(device="cpu") as probe:
         tb.upload()
+    # a view and a split per dtype block, a view per 2-D table: not three per table
+    assert probe.ops < 2 * len(arrays), probe.ops  # per table, 3 each: 31 here
     for a in arrays:
         t = tb.get(a)
-        assert t.dtype == torch.from_numpy(a).dtype and np.array_equal(t.numpy(), a)
+        assert t.dtype == torch.from_numpy(a).dtype and t.shape == a.shape
+        assert np.array_equal(t.numpy(), a)
     late = np.array([3, 1], dtype=np.int64)
     assert np.array_equal(tb.get(late).numpy(), late)  # not registered: copied on its own
     with pytest.raises(ValueError, match="unsupported dtype"):
