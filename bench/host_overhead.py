@@ -135,6 +135,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def _ops(r: dict) -> str:
+    """Operators per candidate, with the view operators among them (no kernel on a GPU) where
+    the run counted them."""
+    v = r.get("view_ops_per_candidate")
+    return f"{r['ops_per_candidate']:.1f}" + ("" if v is None else f" ({v:.1f} v)")
+
+
 def _work(r: dict) -> str:
     # work = own time less one probe call per operator, clamped at 0: a 0 means the call cost
     # estimate exceeded the measured own time (noise), not that the work was nil
@@ -159,7 +166,9 @@ def write_timed(a, meta, before, after, before_sha) -> None:
         f"{after['us_per_op_assumed']:.0f} us, an assumed GPU dispatch+launch cost per operator "
         "(an estimate, not a measurement); `n/a`: the work came out at or below 0 (the "
         "call-cost estimate exceeded the measured own time: noise, not nil work), and the host "
-        "estimate then counts the operators alone. "
+        "estimate then counts the operators alone. ops/cand: ATen operators per candidate, "
+        "`(x v)`: of which x are views (no kernel launched on a GPU; the host estimate still "
+        "charges them the full assumed cost). "
         "syncs/chunk: device-to-host transfers + host-to-device copies (PyTorch synchronises "
         "the stream around both on a GPU); d2h and h2d listed apart. Syncs inside library calls "
         "(eigvalsh's result check) are not visible on the meta device.",
@@ -178,7 +187,7 @@ def write_timed(a, meta, before, after, before_sha) -> None:
             lines.append(
                 f"| {g} | {k} | {_work(b)} | {_work(c)} "
                 f"| {wr} | {b['host_us_per_candidate']:.1f} | {c['host_us_per_candidate']:.1f} "
-                f"| {ratio:.1f}x | {b['ops_per_candidate']:.1f} | {c['ops_per_candidate']:.1f} "
+                f"| {ratio:.1f}x | {_ops(b)} | {_ops(c)} "
                 f"| {b['syncs_per_chunk']} ({b['d2h_syncs_per_chunk']}+{b['h2d_copies_per_chunk']}) "
                 f"| {c['syncs_per_chunk']} ({c['d2h_syncs_per_chunk']}+{c['h2d_copies_per_chunk']}) |")
     with open(a.out + ".md", "w") as f:
@@ -196,7 +205,8 @@ def write_counts(a, meta, before, after, before_sha) -> None:
         f"{after['input_size']} inputs, one chunk of random NB201 cells per (group, K). Counts "
         "are deterministic for given cells; no timing here (bench/results/host_overhead.md has "
         "the timed run). ops/cand: ATen operators dispatched per candidate (plan, weight init, "
-        "every pass of the group); syncs/chunk: device-to-host transfers + host-to-device "
+        "every pass of the group; `(x v)`: of which x are views, which launch no kernel on a "
+        "GPU); syncs/chunk: device-to-host transfers + host-to-device "
         "copies. Method: docs/performance.md.",
         "",
         "| group | K | ops/cand before | after | ratio | syncs/chunk before (d2h+h2d) "
@@ -208,7 +218,7 @@ def write_counts(a, meta, before, after, before_sha) -> None:
         for k in rb:
             b, c = rb[k], ra[k]
             lines.append(
-                f"| {g} | {k} | {b['ops_per_candidate']:.1f} | {c['ops_per_candidate']:.1f} | "
+                f"| {g} | {k} | {_ops(b)} | {_ops(c)} | "
                 f"{b['ops_per_candidate'] / c['ops_per_candidate']:.1f}x "
                 f"| {b['syncs_per_chunk']} ({b['d2h_syncs_per_chunk']}+{b['h2d_copies_per_chunk']}) "
                 f"| {c['syncs_per_chunk']} ({c['d2h_syncs_per_chunk']}+{c['h2d_copies_per_chunk']}) |")

@@ -279,3 +279,14 @@ def test_gpu_syncs(group):
     assert probe.h2d == 1
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message)]
     assert len(syncs) <= 2 + ("jacob_cov" in GROUPS[group]), syncs
+
+
+def test_probe_counts_views_apart():
+    """Views (no kernel on a GPU) are counted among the operators and on their own."""
+    a = torch.empty(4, 6, device="meta")
+    with HostProbe() as probe:
+        b = a.view(6, 4).t()[1:]  # three views
+        c = (b + 1).sum()  # two kernels
+        a.split([2, 2])  # one view operator
+    assert c.device.type == "meta"
+    assert (probe.ops, probe.views) == (6, 4)

@@ -9,7 +9,10 @@ time of a pass is its host time alone. While active it counts
 - ``ops``: every ATen operator dispatched;
 - ``d2h``: device-to-host transfers, i.e. synchronisations (a copy of a device tensor to the
   CPU, ``.item()``/``int()``/``.tolist()`` of a device tensor);
-- ``h2d``: host-to-device copies (a CPU tensor copied to the device).
+- ``h2d``: host-to-device copies (a CPU tensor copied to the device);
+- ``views``: the dispatched operators whose output is a view of an input (``view``, ``slice``,
+  ``expand``, ``detach``, ``split``...: ``OpOverload.is_view``). They are dispatched like any
+  operator but launch no kernel on a GPU; the rest of ``ops`` compute (or allocate).
 
 A meta tensor has no values, so a device-to-host transfer would fail; the probe answers it with
 zeros of the right shape (or 0 for a scalar) and counts it, which lets a pass run to its end.
@@ -55,11 +58,12 @@ class HostProbe(TorchDispatchMode):
         self.ops = 0
         self.d2h = 0
         self.h2d = 0
+        self.views = 0
         self.d2h_sites: list = []
         self.inside_s = 0.0  # seconds spent inside the dispatched operators (and the probe)
 
     def reset(self) -> None:
-        self.ops = self.d2h = self.h2d = 0
+        self.ops = self.d2h = self.h2d = self.views = 0
         self.d2h_sites = []
         self.inside_s = 0.0
 
@@ -72,6 +76,8 @@ class HostProbe(TorchDispatchMode):
 
     def _dispatch(self, func, args, kwargs):
         self.ops += 1
+        if func.is_view:
+            self.views += 1
         if func is _aten._local_scalar_dense.default and args[0].device.type == self.device:
             self._sync(func)
             if args[0].device.type == "meta":
