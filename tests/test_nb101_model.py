@@ -186,6 +186,26 @@ def test_init_is_deterministic_and_keyed():
     assert torch.equal(alone.view_as(conv.weight), conv.weight)
 
 
+def test_fill_normal_in_runs_draws_the_same_numbers():
+    """Drawn in runs of whole segments (small ``block``: runs of one to a few segments, a
+    segment longer than the block on its own) the numbers equal those drawn in one run, bit for
+    bit, on fresh random ragged segments (empty ones included)."""
+    g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()).item()))
+    lens = torch.randint(0, 40, (int(torch.randint(1, 30, (), generator=g)),), generator=g)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lens.cumsum(0)])
+    code = torch.randint(0, 2**40, (len(lens),), generator=g)
+    slot = torch.randint(0, 500, (len(lens),), generator=g)
+    std = torch.rand(len(lens), generator=g, dtype=torch.float64) + 0.01
+    whole = torch.empty(int(offsets[-1]))
+    M.fill_normal(whole, offsets, code, slot, std, 7, block=1 << 30)
+    for block in (1, 5, 37, 100):
+        runs = torch.full_like(whole, float("nan"))
+        M.fill_normal(runs, offsets, code, slot, std, 7, block=block)
+        assert torch.equal(runs, whole), block
+    with pytest.raises(ValueError, match="block must be positive, got 0"):
+        M.fill_normal(whole, offsets, code, slot, std, 7, block=0)
+
+
 def test_init_statistics_are_the_papers():
     net = M.build_model(INCEPTION, stem_channels=32, seed=0)
     for m in net.modules():
