@@ -403,7 +403,7 @@ def _cifar10_download(root, n_train, n_test, seed=5):
     return train, dump("test_batch", n_test)
 
 
-def test_reduced_training_on_a_cifar_download(tmp_path):
+def test_reduced_training_on_a_cifar_download(tmp_path, capsys):
     """--data-root: reduced training trains on the download's training set and scores on its
     test set, and the file's record says so (the bundled images are not used)."""
     from zcfast.cli import main as cli
@@ -426,6 +426,18 @@ def test_reduced_training_on_a_cifar_download(tmp_path):
     b = rt.Batches(data, rt.parse_spec(spec), seed=0)
     direct = [rt.train_loop(i, spec, b, seed=0)[0] for i in idx]
     np.testing.assert_allclose(df[spec].to_numpy(), direct, atol=1e-9)
+    # the test set is part of the setting: changed under the same folder (same training set,
+    # so the same image-source name), --resume refuses to continue the file
+    _cifar10_download(tmp_path / "dl2", n_train=80, n_test=20, seed=6)
+    batches = "cifar-10-batches-py/test_batch"
+    (tmp_path / "dl" / batches).write_bytes((tmp_path / "dl2" / batches).read_bytes())
+    assert rt.training_data("cifar10", data_root=tmp_path / "dl").val_description != \
+        data.val_description
+    capsys.readouterr()
+    assert cli(["score", "--archs", "2", "--proxies", spec, "--data-root", str(tmp_path / "dl"),
+                "--out", str(out), "--no-progress", "--threads", "1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume" in err and "reduced_training" in err and "archs_spec" not in err
 
 
 def test_score_api(data):

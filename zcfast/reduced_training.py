@@ -159,7 +159,13 @@ def training_data(dataset: str = "cifar10", data_root=None, normalization: str =
     ``data_root``: a standard CIFAR download, its training set and its test set (the released
     pipeline validated on the test set). CIFAR-100 needs ``data_root``; ImageNet16-120 is not
     supported (no real labelled set is bundled)."""
-    from zcfast.data import _load_npz, dataset_name, load_cifar_pickles, normalization_stats
+    from zcfast.data import (
+        _load_npz,
+        dataset_name,
+        images_digest,
+        load_cifar_pickles,
+        normalization_stats,
+    )
 
     ds = dataset_name(dataset)
     if ds == "ImageNet16-120":
@@ -171,7 +177,10 @@ def training_data(dataset: str = "cifar10", data_root=None, normalization: str =
         vx, vy = load_cifar_pickles(data_root, ds, "test")
         return TrainingData(ds, tx, ty, vx, vy,
                             f"{len(tx)} {ds} training images read from {data_root}",
-                            f"{len(vx)} {ds} test images read from {data_root}", mean, std)
+                            # the digest makes a changed test set a changed setting (--resume
+                            # refuses it); the training set's is in the image-source name
+                            f"{len(vx)} {ds} test images read from {data_root} (digest "
+                            f"{images_digest(vx, vy)})", mean, std)
     if ds != "cifar10":
         raise ValueError(f"reduced training on {ds} needs real labelled {ds} images: pass "
                          "data_root (--data-root) with a standard download")

@@ -264,10 +264,17 @@ def download_name(dataset: str, x: np.ndarray, y: np.ndarray) -> str:
     ``<dataset>-download-<digest>``, the digest (8 hex digits, BLAKE2b) of its images and labels
     in file order. Two folders holding the same download share the name (and so score files and
     score-cache entries made from either match); a partial or altered download does not."""
+    return f"{dataset_name(dataset)}-download-{images_digest(x, y)}"
+
+
+def images_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """8 hex digits (BLAKE2b) of uint8 images and int64 labels, in order: the identity of a
+    set of images read from files (a download's training set, :func:`download_name`, or its
+    test set, which reduced training validates on)."""
     h = hashlib.blake2b(digest_size=4)
     h.update(np.ascontiguousarray(x, dtype=np.uint8).data)
     h.update(np.ascontiguousarray(y, dtype=np.int64).data)
-    return f"{dataset_name(dataset)}-download-{h.hexdigest()}"
+    return h.hexdigest()
 
 
 def is_download_name(dataset: str, images) -> bool:
