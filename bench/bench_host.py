@@ -18,13 +18,13 @@ call, measured in the same run on a loop of small meta operators. The host time 
 see adds one dispatch and launch per operator instead; ``host_us`` = work_us + ops per
 candidate x ``--us-per-op`` (default 5 us, an assumed eager CUDA dispatch+launch cost, not
 measured here: ``--device cuda`` on a GPU runs the chunks for real, with wall time, the real
-transfers and ``torch.cuda.set_sync_debug_mode`` warnings). ``view_ops_per_candidate``: of the operators, those
-whose output is a view (HostProbe.views): they launch no kernel on a GPU, so ``host_us``, which
-charges every operator the assumed cost, overstates a GPU's host time by up to that many
-launches. ``wall_us`` is the plain wall time
-(on the meta device, or on the GPU with ``--device cuda``). All per candidate, the median of ``--repeat`` chunks. The last line printed with
-``--json`` is one JSON object: {group: {"host_us_per_candidate", "syncs_per_chunk", ...}} at
-the largest K.
+transfers and ``torch.cuda.set_sync_debug_mode`` warnings). ``view_ops_per_candidate``: of the
+operators, those whose output is a view (HostProbe.views): they launch no kernel on a GPU, so
+``host_us``, which charges every operator the assumed cost, overstates a GPU's host time by up
+to that many launches. ``wall_us`` is the plain wall time (on the meta device, or on the GPU
+with ``--device cuda``). All per candidate, the median of ``--repeat`` chunks. The last line
+printed with ``--json`` is one JSON object: {group: {"host_us_per_candidate",
+"syncs_per_chunk", ...}} at the largest K.
 """
 
 from __future__ import annotations
@@ -153,7 +153,8 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
                   f"(own {res[k]['own_us_per_candidate']:8.1f}, wall "
                   f"{res[k]['wall_us_per_candidate']:8.1f}), "
                   f"{res[k]['ops_per_candidate']:7.1f} ops/cand "
-                  f"({res[k]['view_ops_per_candidate']:.1f} views), d2h {probe.d2h}, h2d {probe.h2d}",
+                  f"({res[k]['view_ops_per_candidate']:.1f} views), "
+                  f"d2h {probe.d2h}, h2d {probe.h2d}",
                   flush=True)
         out["groups"][g] = res
     return out

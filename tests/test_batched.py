@@ -100,11 +100,14 @@ def _segments_by_definition(plan, value_w, value_b, slot_w, slot_b):
     return rows
 
 
-def _check_segments(table, plan, rows):
+def _check_segments(table, plan, rows, value_dtype):
     import numpy as np
 
     n_w = sum(lay.groups for lay in plan.layers)
-    assert table.n_weight_segments == n_w
+    assert type(table.n_weight_segments) is int and table.n_weight_segments == n_w
+    for name in ("offsets", "cand", "slot", "weight_numel", "weight_hw_out"):
+        assert getattr(table, name).dtype == np.int64, name
+    assert table.bound.dtype == value_dtype
     assert table.offsets[-1] == plan.n_weights + plan.n_biases
     lens = np.diff(table.offsets)
     got = list(zip(table.offsets[:-1].tolist(), lens.tolist(), table.cand.tolist(),
@@ -131,11 +134,13 @@ def test_segment_table_matches_its_definition_nb201():
             bound = lambda lay: float(bound_of(lay.fan_in))  # noqa: E731
             rows = _segments_by_definition(plan, bound, bound, lambda s: 2 * s,
                                            lambda s: 2 * s + 1)
-            _check_segments(segment_table(plan), plan, rows)
+            _check_segments(segment_table(plan), plan, rows, np.float32)
 
 
 def test_segment_table_matches_its_definition_nb101():
     import math
+
+    import numpy as np
 
     from zcfast.batched import nb101 as packed101
     from zcfast.spaces import nb101
@@ -148,4 +153,4 @@ def test_segment_table_matches_its_definition_nb101():
         return CLASSIFIER_STD if lay.k == 0 else math.sqrt(2.0 / (lay.k * lay.k * lay.c_out))
 
     rows = _segments_by_definition(plan, std, lambda lay: 0.0, int, int)
-    _check_segments(packed101.segment_table(plan), plan, rows)
+    _check_segments(packed101.segment_table(plan), plan, rows, np.float64)

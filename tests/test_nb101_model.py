@@ -186,24 +186,44 @@ def test_init_is_deterministic_and_keyed():
     assert torch.equal(alone.view_as(conv.weight), conv.weight)
 
 
-def test_fill_normal_in_runs_draws_the_same_numbers():
+def test_fill_normal_in_runs_draws_the_same_numbers(monkeypatch):
     """Drawn in runs of whole segments (small ``block``: runs of one to a few segments, a
     segment longer than the block on its own) the numbers equal those drawn in one run, bit for
-    bit, on fresh random ragged segments (empty ones included)."""
+    bit, on fresh random ragged segments with empty ones among them; every run holds at most
+    ``block`` numbers unless it is one segment."""
     g = torch.Generator().manual_seed(int(torch.randint(0, 2**31, ()).item()))
-    lens = torch.randint(0, 40, (int(torch.randint(1, 30, (), generator=g)),), generator=g)
+    lens = torch.randint(0, 40, (int(torch.randint(8, 30, (), generator=g)),), generator=g)
+    lens[::4] = 0
     offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lens.cumsum(0)])
     code = torch.randint(0, 2**40, (len(lens),), generator=g)
     slot = torch.randint(0, 500, (len(lens),), generator=g)
     std = torch.rand(len(lens), generator=g, dtype=torch.float64) + 0.01
     whole = torch.empty(int(offsets[-1]))
     M.fill_normal(whole, offsets, code, slot, std, 7, block=1 << 30)
+    runs_seen = []
+    one_run = M._fill_normal_run
+
+    def spy(out, offs, *a):
+        runs_seen.append((out.numel(), len(offs) - 1))
+        one_run(out, offs, *a)
+
+    monkeypatch.setattr(M, "_fill_normal_run", spy)
     for block in (1, 5, 37, 100):
+        runs_seen.clear()
         runs = torch.full_like(whole, float("nan"))
         M.fill_normal(runs, offsets, code, slot, std, 7, block=block)
         assert torch.equal(runs, whole), block
+        assert all(n <= block or segs == 1 for n, segs in runs_seen), (block, runs_seen)
+        # every non-empty segment drawn once
+        assert sum(segs for n, segs in runs_seen if n) <= len(lens)
+        assert sum(n for n, _ in runs_seen) == len(whole)
+    # no segment, and empty segments only
+    M.fill_normal(torch.empty(0), torch.zeros(1, dtype=torch.int64), code[:0], slot[:0], std[:0], 7)
+    M.fill_normal(torch.empty(0), torch.zeros(3, dtype=torch.int64), code[:2], slot[:2], std[:2], 7)
     with pytest.raises(ValueError, match="block must be positive, got 0"):
         M.fill_normal(whole, offsets, code, slot, std, 7, block=0)
+    with pytest.raises(ValueError, match="offsets must run from 0"):  # does not cover out
+        M.fill_normal(torch.empty(len(whole) + 1), offsets, code, slot, std, 7)
 
 
 def test_init_statistics_are_the_papers():

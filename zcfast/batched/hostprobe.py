@@ -12,7 +12,8 @@ time of a pass is its host time alone. While active it counts
 - ``h2d``: host-to-device copies (a CPU tensor copied to the device);
 - ``views``: the dispatched operators whose output is a view of an input (``view``, ``slice``,
   ``expand``, ``detach``, ``split``...: ``OpOverload.is_view``). They are dispatched like any
-  operator but launch no kernel on a GPU; the rest of ``ops`` compute (or allocate).
+  operator but launch no kernel on a GPU. The rest of ``ops`` mostly launch one; a few do not
+  either (``empty``, ``_unsafe_view``), so ``views`` undercounts the operators without a launch.
 
 A meta tensor has no values, so a device-to-host transfer would fail; the probe answers it with
 zeros of the right shape (or 0 for a scalar) and counts it, which lets a pass run to its end.

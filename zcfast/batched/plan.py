@@ -254,10 +254,10 @@ class SegmentTable:
 def _runs(starts, counts, steps) -> np.ndarray:
     """Concatenation of start[i] + step[i] * arange(count[i]) over i, without a loop."""
     counts = np.asarray(counts, dtype=np.int64)
-    n = int(counts.sum())
-    first = np.repeat(np.cumsum(counts) - counts, counts)
+    first = np.repeat(np.cumsum(counts) - counts, counts)  # where each run begins
+    within = np.arange(int(counts.sum()), dtype=np.int64) - first
     return (np.repeat(np.asarray(starts, dtype=np.int64), counts)
-            + (np.arange(n, dtype=np.int64) - first) * np.repeat(np.asarray(steps, np.int64), counts))
+            + within * np.repeat(np.asarray(steps, dtype=np.int64), counts))
 
 
 def layer_segments(layers, n_weights: int, n_biases: int, w_value, b_value, w_slot, b_slot
@@ -268,26 +268,24 @@ def layer_segments(layers, n_weights: int, n_biases: int, w_value, b_value, w_sl
     NB101: the normal std, 0 for a bias); ``w_slot`` / ``b_slot`` map a layer's structural
     slots to the init-stream slots of its weight and bias. Built with one pass over the layers
     for their scalars and numpy over the copies (a chunk of 1,024 NB201 candidates has 90
-    layers and 80,000 segments)."""
+    layers and about 45,000 weight segments)."""
     groups = np.array([lay.groups for lay in layers], dtype=np.int64)
     biased = [lay for lay in layers if lay.has_bias]
     bgroups = np.array([lay.groups for lay in biased], dtype=np.int64)
-    total = n_weights + n_biases
     offs = np.concatenate([
         _runs([lay.w_off for lay in layers], groups, [lay.seg_len for lay in layers]),
         _runs([n_weights + lay.b_off for lay in biased], bgroups, [lay.c_out for lay in biased]),
-        np.array([total], dtype=np.int64)])
+        np.array([n_weights + n_biases], dtype=np.int64)])
     n_w = int(groups.sum())
-    wv = np.array([w_value(lay) for lay in layers])
-    value = np.concatenate([np.repeat(wv, groups),
-                            np.repeat(np.array([b_value(lay) for lay in biased], wv.dtype), bgroups)])
-    return SegmentTable(
-        offs,
-        np.concatenate([lay.cand for lay in layers] + [lay.cand for lay in biased]).astype(np.int64, copy=False),
-        np.concatenate([w_slot(lay.slots) for lay in layers]
-                       + [b_slot(lay.slots) for lay in biased]).astype(np.int64, copy=False),
-        value, n_w, np.diff(offs[: n_w + 1]),
-        np.repeat(np.array([lay.hw_out for lay in layers], dtype=np.int64), groups))
+    wv = np.array([w_value(lay) for lay in layers])  # float32 (NB201) or float64 (NB101)
+    bv = np.array([b_value(lay) for lay in biased], dtype=wv.dtype)
+    cand = np.concatenate([lay.cand for lay in layers] + [lay.cand for lay in biased])
+    slot = np.concatenate([w_slot(lay.slots) for lay in layers]
+                          + [b_slot(lay.slots) for lay in biased])
+    hw = np.array([lay.hw_out for lay in layers], dtype=np.int64)
+    return SegmentTable(offs, cand.astype(np.int64, copy=False), slot.astype(np.int64, copy=False),
+                        np.concatenate([np.repeat(wv, groups), np.repeat(bv, bgroups)]), n_w,
+                        np.diff(offs[: n_w + 1]), np.repeat(hw, groups))
 
 
 def segment_table(plan: Plan) -> SegmentTable:

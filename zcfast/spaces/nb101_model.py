@@ -251,22 +251,29 @@ def fill_normal(out: torch.Tensor, offsets: torch.Tensor, code: torch.Tensor, sl
     slot (S,) int64, std (S,) float64. Deterministic for a given backend of fill_uniform (all give
     the same uniforms); the float64 log/cos run in torch on ``out``'s device.
 
-    Runs of whole segments of about ``block`` numbers at a time (a segment longer than that on
-    its own): the float64 temporaries then take about 70 bytes x ``block`` instead of 70 bytes
-    per number drawn (a packed NB101 chunk draws millions per candidate). A number depends on
-    its (seed, code, slot, position in its segment) only, so the runs draw the same numbers.
+    The segments must cover ``out`` exactly (offsets from 0 to its length). They are drawn in
+    runs of whole segments of at most ``block`` numbers (a longer segment alone): the float64
+    temporaries take about 70 bytes x max(``block``, the longest segment) instead of 70 bytes
+    per number drawn (a packed NB101 chunk draws millions per candidate; its longest segment, a
+    512-channel 3x3 convolution, has 2.4 million). A number depends on its (seed, code, slot,
+    position in its segment) only, so the runs draw the same numbers. ``offsets`` is read on
+    the host (the NB101 engines draw there).
     """
     if block < 1:
         raise ValueError(f"fill_normal: block must be positive, got {block}")
     off = [int(v) for v in offsets.tolist()]
+    if not off or off[0] != 0 or off[-1] != out.numel():
+        raise ValueError(f"fill_normal: offsets must run from 0 to out's {out.numel()} numbers, "
+                         f"got {off[:1]} ... {off[-1:]}")
     n_seg = len(off) - 1
     s0 = 0
     while s0 < n_seg:
         s1 = s0 + 1  # whole segments [s0, s1) of at most `block` numbers (at least one)
         while s1 < n_seg and off[s1 + 1] - off[s0] <= block:
             s1 += 1
-        _fill_normal_run(out[off[s0] : off[s1]], offsets[s0 : s1 + 1] - off[s0], code[s0:s1],
-                         slot[s0:s1], std[s0:s1], seed)
+        if off[s1] > off[s0]:  # empty segments draw nothing
+            _fill_normal_run(out[off[s0] : off[s1]], offsets[s0 : s1 + 1] - off[s0],
+                             code[s0:s1], slot[s0:s1], std[s0:s1], seed)
         s0 = s1
     return out
 
