@@ -20,7 +20,7 @@ case "$DS" in
             JOIN=(bench/results/synflow_all/synflow_params_flops_cifar10.csv) ;;
   *) echo "ZCFAST_DATASET must be cifar100 or cifar10, got '$DS'" >&2; exit 2 ;;
 esac
-ENS=az_nas,ensemble:az_nas+meco,ensemble:synflow+meco
+ENS=az_nas,ensemble:az_nas+meco,ensemble:synflow+meco,ensemble:az_nas+meco+synflow
 mkdir -p "$OUT"
 # NB201 indices of each half (written once: a running half reads its list)
 [ -s "$OUT/half_a.txt" ] || seq 0 7812 > "$OUT/half_a.txt"
