@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.zcfast-installed
 SOURCES := $(shell find csrc zcfast kernels -name '*.cpp' -o -name '*.hpp' -o -name '*.cu' 2>/dev/null) \
            setup.py pyproject.toml CMakeLists.txt
 
-.PHONY: setup test demo demo-full bench clean check-install
+.PHONY: setup test demo demo-full clean check-install
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
