@@ -400,7 +400,7 @@ def _settings_differences(a, b) -> dict:
     return a.differences(b)
 
 
-def read_score_files(paths, columns=None):
+def read_score_files(paths, columns=None, tables: dict | None = None):
     """(DataFrame, meta) of one or several ``zcfast score`` files joined by network: the cells
     of all files, each proxy column from every file that has it (a proxy may be split over files
     holding different cells). All files must be of one space and dataset; a column held by
@@ -409,13 +409,19 @@ def read_score_files(paths, columns=None):
     naming them. ``columns``: join only these proxy columns (and ``arch``). Ensemble columns
     are recomputed over the joined cells. The meta keeps the fields every file
     agrees on, ``files`` the paths and ``column_files`` {column: [paths]}; the frame's
-    ``attrs["held"]`` {column: index of the cells some file holds it for}."""
+    ``attrs["held"]`` {column: index of the cells some file holds it for}. ``tables``: {path:
+    ``read_scores(path)``} for files the caller has read already (not read again)."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    tables = tables or {}
+
+    def read(p):
+        return tables[p] if p in tables else read_scores(p)
+
     if len(paths) == 1 and columns is None:
-        return read_scores(paths[0])
+        return read(paths[0])
     parts = []
     for p in paths:
-        df, meta = read_scores(p)
+        df, meta = read(p)
         if not meta:
             raise ValueError(f"{p} has no meta file ({p}.meta.json): which space, dataset and "
                              "settings its scores have is unknown, so it cannot be joined")

@@ -152,8 +152,8 @@ def _import_score_files(cache, key, members: list, files: list) -> None:
     and the scores already cached."""
     from zcfast.scoring import read_score_files, read_scores
 
-    held = read_score_files(files, columns=members)[1]["column_files"]
-    tables = {f: read_scores(f) for f in files}  # read once for every member's checks
+    tables = {f: read_scores(f) for f in files}  # read once: the join and every member's checks
+    held = read_score_files(files, columns=members, tables=tables)[1]["column_files"]
     missing = [m for m in members if m not in held]
     if missing:
         cols = {f: [c for c in t[0].columns if c != "arch"] for f, t in tables.items()}
