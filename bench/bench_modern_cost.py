@@ -1,14 +1,22 @@
-"""Per-model cost of the modern proxies: seconds per NB201 cell on this CPU.
+"""Cost of the modern proxies, per-model and packed in one run: seconds per NB201 cell on this CPU.
 
-    flock /work/.compute.lock nice -n 5 python bench/bench_modern_cost.py [--cells 8] [--threads 1]
+    flock /work/.compute.lock flock /work/.compute2.lock nice -n 5 \
+        python bench/bench_modern_cost.py [--cells 8] [--threads 1]
 
 NB201 networks of ``--dataset`` (default CIFAR-10; paper flavour, seed 0), batch 64 of the
-dataset's bundled real images
-(ZiCo: plus its second batch), the per-model reference path of ``zcfast.compute_measures``
-(network copy included). Each proxy group (one computation shared by the names in it) is timed
-on the same cells, in a rotating order; snip (one forward/backward) and synflow are timed next to
-them as the scale. Every value is checked finite or -inf before its time counts. Writes
-bench/results/modern_cost{,_<dataset>}.{md,json} with the git SHA, CPU, threads, load average and date.
+dataset's bundled real images (ZiCo: plus its second batch), float32.
+- Per-model: the reference path of ``zcfast.compute_measures``, network build and copy included.
+  Each proxy group (one computation shared by the names in it) is timed on the same cells, in a
+  rotating order; snip (one forward/backward) and synflow are timed next to them as the scale.
+  Every value is checked finite or -inf before its time counts.
+- Packed (``--packed-repeat`` > 0, the default): the same cells as one chunk of the packed engine
+  (``iter_packed``, plan and weights included), each group timed ``--packed-repeat`` times after
+  the per-model loop; seconds per cell = chunk seconds / cells. Its values are checked against the
+  per-model ones on the same cells (equal within ``--rtol``; NaN with NaN, inf with inf), and the
+  largest relative difference is written next to the time: a time whose values disagree is
+  marked, not hidden.
+Writes bench/results/modern_cost{,_<dataset>}.{md,json} with the git SHA, CPU, threads, load
+average and date.
 """
 
 from __future__ import annotations
@@ -41,6 +49,38 @@ GROUPS = {
 }
 
 
+def packed_cost(cells, proxies, x, y, ncls, a, extra, ref) -> dict:
+    """Best of ``a.packed_repeat`` timings of ``cells`` as one packed chunk (seconds per cell),
+    with the largest relative difference of its values from ``ref`` (per-model, {cell: {proxy:
+    value}}) and whether they agree within ``a.rtol``."""
+    if not a.packed_repeat:
+        return {"packed_s": None}
+    from zcfast.batched import iter_packed
+
+    best, got = math.inf, {}
+    for _ in range(a.packed_repeat):
+        t = time.perf_counter()
+        for part, res in iter_packed(cells, proxies, x, y, ncls=ncls, seed=a.seed,
+                                     chunk=len(cells), extra_batches=extra):
+            for k, i in enumerate(part):
+                got[i] = {p: float(res[p][k]) for p in proxies}
+        best = min(best, time.perf_counter() - t)
+    worst, bad = 0.0, []
+    for i, vals in ref.items():
+        for p, r in vals.items():
+            g = got[i][p]
+            if r == g or (math.isnan(r) and math.isnan(g)):
+                continue
+            d = abs(g - r) / max(abs(r), 1e-12)
+            worst = max(worst, d if math.isfinite(d) else math.inf)
+            if not d <= a.rtol:
+                bad.append(f"{p} cell {i}: {r:.6g} vs {g:.6g}")
+    if bad:
+        print("packed disagrees with per-model:", "; ".join(bad), flush=True)
+    return {"packed_s": best / len(cells), "max_rel_diff": worst, "agree": not bad,
+            "disagree": "; ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=8)
@@ -48,7 +88,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dataset", default="cifar10")
     ap.add_argument("--out", default=None, help="default bench/results/modern_cost[_<dataset>]")
+    ap.add_argument("--packed-repeat", type=int, default=2,
+                    help="packed timings of each group's chunk (0: per-model only)")
+    ap.add_argument("--rtol", type=float, default=1e-2,
+                    help="packed vs per-model agreement required of the timed values (float32)")
     a = ap.parse_args(argv)
+    if a.cells < 1 or a.threads < 1 or a.packed_repeat < 0 or not a.rtol > 0:
+        ap.error(f"--cells {a.cells} and --threads {a.threads} must be >= 1, --packed-repeat "
+                 f"{a.packed_repeat} >= 0 and --rtol {a.rtol} > 0")
     torch.set_num_threads(a.threads)
 
     from zcfast.data import dataset_name, image_source, num_classes
@@ -66,27 +113,31 @@ def main(argv=None) -> int:
     extra = [src.minibatch(64, extra_batch_seed(a.seed, 1))]
     cells = [int(i) for i in nb201.sample(a.cells, seed=a.seed + 101)]
     times = {g: [] for g in GROUPS}
+    ref = {g: {} for g in GROUPS}  # per-model values, the packed check's reference
     names = list(GROUPS)
     t_all = time.perf_counter()
     for k, i in enumerate(cells):
         order = names[k % len(names):] + names[:k % len(names)]  # rotate: no group always first
         for g in order:
-            net = build_model(i, ncls, seed=a.seed)
             t = time.perf_counter()
+            net = build_model(i, ncls, seed=a.seed)
             vals = compute_measures(net, x, y, GROUPS[g], seed=a.seed, extra_batches=extra)
             dt = time.perf_counter() - t
+            ref[g][i] = vals
             bad = {p: v for p, v in vals.items() if math.isnan(v) or v == math.inf}
             if bad:
                 print(f"cell {i}: {g} gave {bad} (time not counted)", flush=True)
                 continue
             times[g].append(dt)
         print(f"cell {k + 1}/{len(cells)} ({i}) done, {time.perf_counter() - t_all:.0f} s", flush=True)
+    packed = {g: packed_cost(cells, GROUPS[g], x, y, ncls, a, extra, ref[g]) for g in names}
     rows = []
     for g in names:
         ts = times[g]
         rows.append({"group": g, "proxies": GROUPS[g], "n": len(ts),
                      "median_s": statistics.median(ts) if ts else math.nan,
-                     "min_s": min(ts) if ts else math.nan, "max_s": max(ts) if ts else math.nan})
+                     "min_s": min(ts) if ts else math.nan, "max_s": max(ts) if ts else math.nan,
+                     **packed[g]})
     snip = rows[0]["median_s"]
     info = {"git": git_sha(), "cpu": cpu_name(), "threads": a.threads, "cells": cells,
             "date": time.strftime("%Y-%m-%d %H:%M:%S"), "torch": torch.__version__,
@@ -96,25 +147,39 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(str(out) + ".json").write_text(json.dumps(info, indent=1))
     lines = [
-        f"# Per-model cost of the modern proxies (NB201, {ds}, batch 64)", "",
+        f"# Cost of the modern proxies, per-model and packed (NB201, {ds}, batch 64)", "",
         f"`bench/bench_modern_cost.py`, git {info['git']}, {info['cpu']}, {a.threads} thread(s), "
         f"torch {torch.__version__}, {info['date']}, run under the compute lock; load average at "
         f"the end {', '.join(f'{v:.2f}' for v in info['load_average_end'])}.", "",
         f"Images: {src.description}.", "",
-        f"{len(cells)} random cells (seed {a.seed + 101}), the per-model reference path "
-        "(`compute_measures`, network copy included), seconds per cell:", "",
-        "| proxy group | cells | median s/cell | min | max | x snip |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"{len(cells)} random cells (seed {a.seed + 101}); per-model: the reference path "
+        "(`compute_measures`, network build and copy included); seconds per cell:", "",
+        "| proxy group | cells | per-model median s/cell | min | max | x snip | packed s/cell "
+        f"(K={len(cells)}) | per-model / packed | packed vs per-model: largest rel. diff |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
+        if r.get("packed_s") is None:
+            pk = ["not run", "", ""]
+        else:
+            ratio = sum(times[r["group"]]) / len(times[r["group"]]) / r["packed_s"] \
+                if times[r["group"]] else math.nan
+            pk = [f"{r['packed_s']:.3f}", f"{ratio:.1f}x",
+                  f"{r['max_rel_diff']:.1e}" + ("" if r["agree"] else
+                                                f" **DISAGREE** ({r['disagree']})")]
         lines.append(f"| {r['group']} | {r['n']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
-                     f"{r['max_s']:.2f} | {r['median_s'] / snip:.1f} |")
+                     f"{r['max_s']:.2f} | {r['median_s'] / snip:.1f} | " + " | ".join(pk) + " |")
+    if a.packed_repeat:
+        lines += ["", f"Packed: the {len(cells)} cells as one chunk, float32, best of "
+                  f"{a.packed_repeat} timings per group, plan and weight init included; the ratio "
+                  "divides the per-model mean (not the median) by it, so both sides count every "
+                  f"cell. Values checked against the per-model ones within {a.rtol:g} relative."]
     lines += ["", "A group's names share one computation (e.g. swap_reg costs nothing beyond swap). "
               "az_complexity is flops (no pass). vkdnw does one backward pass per class, so its cost "
               "grows with the number of classes (measured per dataset: modern_cost_<dataset>.md)."]
     Path(str(out) + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
+    return 0 if all(r.get("agree", True) for r in rows) else 1
 
 
 if __name__ == "__main__":
