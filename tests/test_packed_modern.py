@@ -103,7 +103,7 @@ def test_float32_within_reference_resolution(ref64):
     proxy that needs it: where a weight's two gradients agree to a few ulps its ratio is rounding
     noise, and the reference's own float32 value moves by 1e-4 to 1e-2 relative."""
     cells = CELLS[1:3] + CELLS[-1:]
-    names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: exact in float64 (above), costly
+    names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: its own test below
     got = _packed(cells, torch.float32, names=names)
     ref32 = _reference(cells, torch.float32, names=names)
     u = 2.0**-24
@@ -116,10 +116,27 @@ def test_float32_within_reference_resolution(ref64):
             assert abs(g - r64) <= bound, (nb201.arch_at(i), p, r64, r32, g)
 
 
+def test_swap_float32_within_reference_resolution(ref64):
+    """swap and swap_reg in float32 (the studies' precision), packed against the per-model
+    reference on two cells, by the criterion above: swap counts distinct activation patterns, so
+    where float32 flips no sign the packed count must equal the reference's exactly."""
+    cells = CELLS[1:3]
+    names = ["swap", "swap_reg"]
+    got = _packed(cells, torch.float32, names=names)
+    ref32 = _reference(cells, torch.float32, names=names)
+    u = 2.0**-24
+    for i in cells:
+        for p in names:
+            r64, r32, g = ref64[i][p], ref32[i][p], got[i][p]
+            bound = 32 * abs(r32 - r64) + 16 * u * abs(r64) + 1e-12
+            assert abs(g - r64) <= bound, (nb201.arch_at(i), p, r64, r32, g)
+
+
 def test_batch_invariance():
     """A candidate's scores do not depend on its pack (K = 1 and 5, float64)."""
     target = CELLS[-1]
-    names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: its per-draw forward is zen's
+    # swap: its per-draw forward is zen's; az_complexity: the flops of the plan
+    names = ["zico", "epe_nas", "zen", "meco", "az_complexity"] + AZ
     alone = _packed([target], torch.float64, names=names)
     packed = _packed(CELLS, torch.float64, names=names)
     assert not _mismatches({target: packed[target]}, alone)
