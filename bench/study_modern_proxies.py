@@ -191,8 +191,8 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
              f"{kt} found in the proxy's top {kp} (the full-space 50-in-500 scaled to "
              f"{len(scores)} cells).", "",
              "| proxy | n | Spearman | Kendall | top-10% Spearman | hit | pair agree | "
-             "published abs Spearman |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "published abs Spearman | zero-cost paper abs Spearman |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def f(v, fmt):
         return "" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
@@ -203,11 +203,13 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
             pub = f"pairs {r.paper_pair_agree:.3f} (the paper's vote statistic)"
         lines.append(f"| {p} | {int(r.n)} | {r.spearman:+.3f} | {r.kendall:+.3f} | "
                      f"{f(r.top10_spearman, '+.3f')} | {f(r.hit_rate, '.2f')} | "
-                     f"{f(r.pair_agree, '.3f')} | {pub} |")
+                     f"{f(r.pair_agree, '.3f')} | {pub} | {f(r.paper_abs_spearman, '.3f')} |")
     lines += ["", "Published: VKDNW (CVPR 2025) Table 1 (stated as all 15,625 cells; its code keeps "
               "the cells that have GRAF features, and its size proxies match the 6,466 "
               "isomorphism-unique cells: see NOTES.md); * the proxy's own paper ("
-              + "; ".join(v[2] for v in OTHER_PUBLISHED.values()) + ")."]
+              + "; ".join(v[2] for v in OTHER_PUBLISHED.values()) + "). Zero-cost paper: "
+              "Abdelfattah et al. (ICLR 2021), the outputs stored in its NB201 notebook, all "
+              "15,625 cells (zcfast/correlate.py)."]
     for name, n_held, cols, n_all in scores.attrs.get("partial", []):
         lines += ["", f"Not in the table yet: {', '.join(cols)} ({name}: {n_held} of the {n_all} "
                   "cells scored so far; a run under way, resumed by rerunning the study)."]
