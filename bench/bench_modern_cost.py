@@ -9,12 +9,18 @@ dataset's bundled real images (ZiCo: plus its second batch), float32.
   Each proxy group (one computation shared by the names in it) is timed on the same cells, in a
   rotating order; snip (one forward/backward) and synflow are timed next to them as the scale.
   Every value is checked finite or -inf before its time counts.
+  One untimed call per group first (on the first cell) warms up PyTorch's kernels.
 - Packed (``--packed-repeat`` > 0, the default): the same cells as one chunk of the packed engine
   (``iter_packed``, plan and weights included), each group timed ``--packed-repeat`` times after
-  the per-model loop; seconds per cell = chunk seconds / cells. Its values are checked against the
-  per-model ones on the same cells (equal within ``--rtol``; NaN with NaN, inf with inf), and the
-  largest relative difference is written next to the time: a time whose values disagree is
-  marked, not hidden.
+  the per-model loop; seconds per cell = the mean chunk time / cells. The ratio per-model /
+  packed divides the per-model time of every cell (those with a NaN or +inf value included) by
+  it. K is the number of cells (8 by default), far below the studies' chunks, so the ratio is
+  the small-K one. The packed values are checked against the per-model ones on the same cells
+  (equal within ``--rtol``, zico within ``--rtol-zico``: its float32 value is a ratio of two
+  gradients that agree to a few ulps where a weight barely matters, so rounding moves it by up
+  to 1e-2 relative, docs/engine.md; NaN with NaN, inf with inf), and the largest relative
+  difference is written next to the time: a time whose values disagree is marked, not hidden,
+  and the exit status is 1.
 Writes bench/results/modern_cost{,_<dataset>}.{md,json} with the git SHA, CPU, threads, load
 average and date.
 """
@@ -57,14 +63,14 @@ def packed_cost(cells, proxies, x, y, ncls, a, extra, ref) -> dict:
         return {"packed_s": None}
     from zcfast.batched import iter_packed
 
-    best, got = math.inf, {}
+    spent, got = [], {}
     for _ in range(a.packed_repeat):
         t = time.perf_counter()
         for part, res in iter_packed(cells, proxies, x, y, ncls=ncls, seed=a.seed,
                                      chunk=len(cells), extra_batches=extra):
             for k, i in enumerate(part):
                 got[i] = {p: float(res[p][k]) for p in proxies}
-        best = min(best, time.perf_counter() - t)
+        spent.append(time.perf_counter() - t)
     worst, bad = 0.0, []
     for i, vals in ref.items():
         for p, r in vals.items():
@@ -73,11 +79,12 @@ def packed_cost(cells, proxies, x, y, ncls, a, extra, ref) -> dict:
                 continue
             d = abs(g - r) / max(abs(r), 1e-12)
             worst = max(worst, d if math.isfinite(d) else math.inf)
-            if not d <= a.rtol:
+            if not d <= (a.rtol_zico if p == "zico" else a.rtol):
                 bad.append(f"{p} cell {i}: {r:.6g} vs {g:.6g}")
     if bad:
         print("packed disagrees with per-model:", "; ".join(bad), flush=True)
-    return {"packed_s": best / len(cells), "max_rel_diff": worst, "agree": not bad,
+    return {"packed_s": sum(spent) / len(spent) / len(cells), "packed_runs_s": spent,
+            "max_rel_diff": worst if math.isfinite(worst) else "inf", "agree": not bad,
             "disagree": "; ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")}
 
 
@@ -92,8 +99,9 @@ def main(argv=None) -> int:
                     help="packed timings of each group's chunk (0: per-model only)")
     ap.add_argument("--rtol", type=float, default=1e-2,
                     help="packed vs per-model agreement required of the timed values (float32)")
+    ap.add_argument("--rtol-zico", type=float, default=5e-2, help="the same for zico")
     a = ap.parse_args(argv)
-    if a.cells < 1 or a.threads < 1 or a.packed_repeat < 0 or not a.rtol > 0:
+    if a.cells < 1 or a.threads < 1 or a.packed_repeat < 0 or not (a.rtol > 0 and a.rtol_zico > 0):
         ap.error(f"--cells {a.cells} and --threads {a.threads} must be >= 1, --packed-repeat "
                  f"{a.packed_repeat} >= 0 and --rtol {a.rtol} > 0")
     torch.set_num_threads(a.threads)
@@ -113,8 +121,12 @@ def main(argv=None) -> int:
     extra = [src.minibatch(64, extra_batch_seed(a.seed, 1))]
     cells = [int(i) for i in nb201.sample(a.cells, seed=a.seed + 101)]
     times = {g: [] for g in GROUPS}
+    every = {g: [] for g in GROUPS}  # every cell's per-model time (the packed ratio's numerator)
     ref = {g: {} for g in GROUPS}  # per-model values, the packed check's reference
     names = list(GROUPS)
+    for g in names:  # warm-up, untimed
+        compute_measures(build_model(cells[0], ncls, seed=a.seed), x, y, GROUPS[g], seed=a.seed,
+                         extra_batches=extra)
     t_all = time.perf_counter()
     for k, i in enumerate(cells):
         order = names[k % len(names):] + names[:k % len(names)]  # rotate: no group always first
@@ -124,6 +136,7 @@ def main(argv=None) -> int:
             vals = compute_measures(net, x, y, GROUPS[g], seed=a.seed, extra_batches=extra)
             dt = time.perf_counter() - t
             ref[g][i] = vals
+            every[g].append(dt)
             bad = {p: v for p, v in vals.items() if math.isnan(v) or v == math.inf}
             if bad:
                 print(f"cell {i}: {g} gave {bad} (time not counted)", flush=True)
@@ -149,8 +162,10 @@ def main(argv=None) -> int:
     lines = [
         f"# Cost of the modern proxies, per-model and packed (NB201, {ds}, batch 64)", "",
         f"`bench/bench_modern_cost.py`, git {info['git']}, {info['cpu']}, {a.threads} thread(s), "
-        f"torch {torch.__version__}, {info['date']}, run under the compute lock; load average at "
+        f"torch {torch.__version__}, {info['date']}, run under both compute locks; load average at "
         f"the end {', '.join(f'{v:.2f}' for v in info['load_average_end'])}.", "",
+        "Per-model times include building the network (from git 2b845db on; earlier files of "
+        "this name did not), after one untimed warm-up call per group.", "",
         f"Images: {src.description}.", "",
         f"{len(cells)} random cells (seed {a.seed + 101}); per-model: the reference path "
         "(`compute_measures`, network build and copy included); seconds per cell:", "",
@@ -162,18 +177,19 @@ def main(argv=None) -> int:
         if r.get("packed_s") is None:
             pk = ["not run", "", ""]
         else:
-            ratio = sum(times[r["group"]]) / len(times[r["group"]]) / r["packed_s"] \
-                if times[r["group"]] else math.nan
+            ratio = sum(every[r["group"]]) / len(every[r["group"]]) / r["packed_s"]
             pk = [f"{r['packed_s']:.3f}", f"{ratio:.1f}x",
-                  f"{r['max_rel_diff']:.1e}" + ("" if r["agree"] else
+                  (f"{r['max_rel_diff']:.1e}" if isinstance(r["max_rel_diff"], float)
+                   else str(r["max_rel_diff"])) + ("" if r["agree"] else
                                                 f" **DISAGREE** ({r['disagree']})")]
         lines.append(f"| {r['group']} | {r['n']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
                      f"{r['max_s']:.2f} | {r['median_s'] / snip:.1f} | " + " | ".join(pk) + " |")
     if a.packed_repeat:
-        lines += ["", f"Packed: the {len(cells)} cells as one chunk, float32, best of "
-                  f"{a.packed_repeat} timings per group, plan and weight init included; the ratio "
-                  "divides the per-model mean (not the median) by it, so both sides count every "
-                  f"cell. Values checked against the per-model ones within {a.rtol:g} relative."]
+        lines += ["", f"Packed: the {len(cells)} cells as one chunk (K={len(cells)}, far below "
+                  f"the studies' chunks), float32, the mean of {a.packed_repeat} timings per "
+                  "group, plan and weight init included; the ratio divides the mean per-model "
+                  "time of every cell (NaN or +inf ones included) by it. Values checked against "
+                  f"the per-model ones within {a.rtol:g} relative ({a.rtol_zico:g} for zico)."]
     lines += ["", "A group's names share one computation (e.g. swap_reg costs nothing beyond swap). "
               "az_complexity is flops (no pass). vkdnw does one backward pass per class, so its cost "
               "grows with the number of classes (measured per dataset: modern_cost_<dataset>.md)."]

@@ -210,6 +210,13 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
               + "; ".join(v[2] for v in OTHER_PUBLISHED.values()) + "). Zero-cost paper: "
               "Abdelfattah et al. (ICLR 2021), the outputs stored in its NB201 notebook, all "
               "15,625 cells (zcfast/correlate.py)."]
+    if any(c.startswith("ensemble") for c in tab.index):
+        lines += ["", "Where the ensembles were chosen: vote, az_nas and vkdnw_agg are their papers' "
+                  "definitions; the other `ensemble:` rows were tried on the 200-cell CIFAR-10 "
+                  "pilot (bench/results/modern_pilot: the first 200 cells of this sample), except "
+                  "ensemble:az_nas+meco+synflow, chosen on the whole-space CIFAR-100 table "
+                  "(bench/results/az_nas_all): in sample on every CIFAR-100 table, the 2,800-cell "
+                  "one included."]
     for name, n_held, cols, n_all in scores.attrs.get("partial", []):
         lines += ["", f"Not in the table yet: {', '.join(cols)} ({name}: {n_held} of the {n_all} "
                   "cells scored so far; a run under way, resumed by rerunning the study)."]
