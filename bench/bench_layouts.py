@@ -37,24 +37,12 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_cpu_efficiency import _time  # noqa: E402  (best of repeat runs of >= 0.3 s each)
 
 SHAPES = ((16, 32), (32, 16), (64, 8))  # NB201 stages: channels, spatial size
 KERNELS = (3, 1)
-
-
-def _time(fn, repeat: int, min_s: float = 0.3) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            dt = time.perf_counter() - t0
-            if dt >= min_s:
-                break
-        best = min(best, dt / n)
-    return best
 
 
 def block(x, w, groups: int, pad: int):
