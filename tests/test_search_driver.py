@@ -443,6 +443,27 @@ def test_ensemble_proxy_ranks_over_the_compared_cells(gt):
         assert [int(pool[i]) for i in order] == r["trained"], name
 
 
+def test_ensemble_proxy_drives_move_proposal():
+    """AE+move with an ensemble proxy picks, among each step's proposals, the ensemble's best
+    over those proposals. Made checkable with a first member that ties on every cell: the
+    log-rank ensemble then orders any set of cells as its second member alone, so the run must
+    train exactly the cells the second member's own run trains. (A driver that reads only the
+    first member, seen by handing it the expression of member 0 alone, fails it.)"""
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    syn = pd.Series(rng.standard_normal(N), index=np.arange(N))
+    flat = pd.Series(np.ones(N), index=np.arange(N))
+    o = {"population": 16, "tournament": 5}  # reach the move phase within the budget
+    for seed in range(2):
+        alone = run_search("ae", "cifar100", 40, 0, 10, seed, "synflow", scores=syn,
+                           options=o)
+        both = run_search("ae", "cifar100", 40, 0, 10, seed, "ensemble:nwot+synflow",
+                          scores={"nwot": flat, "synflow": syn}, options=o)
+        assert both["trained"] == alone["trained"], seed
+        assert len(set(both["trained"][16:])) > 10  # the move phase ran and proposed many cells
+
+
 def test_ensemble_expression_errors():
     cfg = make_config("rand", 5)
     cfg.score_members, cfg.ensemble = 2, "logrank(0,2)"
