@@ -415,8 +415,12 @@ def test_reduced_training_on_a_cifar_download(tmp_path, capsys):
     np.testing.assert_array_equal(data.val_y, test_lab)
     spec = "econas:epochs=1+batch=40"
     out = tmp_path / "s.csv"
+    # the per-model engine, whose training is rt.train_loop's below: the packed one equals it in
+    # float64 and at the first float32 step (tests above), but after two float32 steps one of
+    # these 20 near-random predictions can flip with the CPU's rounding (seen on an AMD EPYC:
+    # 10% packed, 15% per model), and this test is about the images, not the engine
     assert cli(["score", "--archs", "2", "--proxies", spec, "--data-root", str(tmp_path / "dl"),
-                "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+                "--out", str(out), "--no-progress", "--threads", "1", "--engine", "loop"]) == 0
     df, meta = read_scores(out)
     rec = meta["reduced_training"][spec]
     assert rec["n_val_images"] == 20 and rec["steps"] == 2  # 80 images, batch 40, one epoch
