@@ -267,8 +267,16 @@ def test_correlate_joins_score_files(tmp_path, capsys):
     # a partial join: cells no file holds a column for are counted apart, not as proxy gaps
     assert cli.main(["correlate", str(a), str(c)]) == 0
     out = capsys.readouterr().out
-    assert "- snip: 180 of 300 joined cells are in no file holding it, dropped" in out
+    assert ("- snip: 180 of 300 joined cells are in no file holding it, left out of every "
+            "metric of its row (hit over its 120 cells: 1/4)") in out
     assert "not explained" not in out
+    # ... and every metric of the snip row is the one of the 120 cells that hold it
+    from zcfast.correlate import correlation_table
+
+    joined = correlation_table(read_score_files([a, c])[0], "cifar10").loc["snip"]
+    alone = correlation_table(read_score_files([a])[0], "cifar10").loc["snip"]
+    for m in ("n", "dropped", "spearman", "kendall", "top10_spearman", "hit_rate", "pair_agree"):
+        assert joined[m] == pytest.approx(alone[m], abs=1e-12), m
     # refusals
     d = tmp_path / "d.csv"
     q = p[100:140].copy()
@@ -356,6 +364,12 @@ def test_help_does_not_import_torch():
     (["search", "--algo", "zz", "--out", "y.jsonl"], "'zz'"),
     (["search", "--algo", "ae", "--space", "nb101", "--dataset", "cifar100", "--out", "y.jsonl"],
      "'cifar100'"),
+    (["search", "--algo", "ae", "--budget", "0", "--out", "y.jsonl"], "budget 0"),
+    (["search", "--algo", "ae", "--seeds", "0", "--out", "y.jsonl"], "got 0"),
+    (["search", "--algo", "ae", "--warmup", "5", "--proxy", "synflw", "--out", "y.jsonl"],
+     "'synflw'"),
+    (["figure", "--move", "-1", "--out", "f"], "move -1"),
+    (["correlate", "no_such_scores.csv"], "'no_such_scores.csv'"),
 ])
 def test_bad_input_is_rejected_before_torch(argv, named, tmp_path):
     """Bad arguments get their error without importing torch (docs/performance.md, start-up):
@@ -370,6 +384,22 @@ def test_bad_input_is_rejected_before_torch(argv, named, tmp_path):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert named in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_out_is_refused_before_torch(tmp_path):
+    """`zcfast score` onto a file that has rows, without --resume: refused before torch is
+    imported, naming the file, which is left as it was."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "x.csv"
+    out.write_text("index,arch,params\n")
+    code = ("import sys\nfrom zcfast.cli import main\nrc = main(sys.argv[1:])\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\nsys.exit(rc)\n")
+    r = subprocess.run([sys.executable, "-c", code, "score", "--proxies", "params", "--out",
+                        str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and f"{out} exists; pass --resume" in r.stderr, r.stderr[-2000:]
+    assert out.read_text() == "index,arch,params\n"
 
 
 def test_search_accepts_algorithm_aliases(tmp_path):

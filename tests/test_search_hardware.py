@@ -377,7 +377,7 @@ def test_cli_constrained_and_two_objective_search(tmp_path, capsys):
     assert "| truly within budget | @10 | @25 | @30 |" in text
     assert main(["search", "--algo", "rand", "--budget", "5", "--out", str(tmp_path / "x.jsonl"),
                  "--no-progress", "--max-latency", "3"]) == 2
-    assert "--max-latency need --hw-device" in capsys.readouterr().err
+    assert "--max-latency needs --hw-device" in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------- ensembles as the proxy

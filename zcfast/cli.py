@@ -90,6 +90,11 @@ def _precheck_score(a) -> None:
                          "groups paper, modern, all; ensembles; econas; see --help)")
     if a.archs is not None:
         sp.check_archs_spec(a.archs)
+    from pathlib import Path
+
+    out = Path(a.out)
+    if not a.resume and out.is_file() and out.stat().st_size > 0:  # as ScoreWriter refuses it
+        raise FileExistsError(f"{out} exists; pass --resume to continue it or choose another --out")
 
 
 def _cmd_score(a) -> int:
@@ -153,6 +158,11 @@ MIN_CELLS = 20  # below this, correlate warns that its numbers are noise
 
 
 def _cmd_correlate(a) -> int:
+    import os
+
+    for f in a.scores:  # a missing file is named before the heavy imports
+        if not os.path.exists(f):
+            raise FileNotFoundError(2, "No such file or directory", f)
     from zcfast.correlate import METRICS_NOTE, correlation_table, format_table, plot_scatter
     from zcfast.gaps import explain, format_gaps
     from zcfast.scoring import add_ensembles, parse_proxies, read_score_files
@@ -196,8 +206,12 @@ def _cmd_correlate(a) -> int:
         gaps[c] = {**explain(scores.loc[held[c], [c]])[c], "not_in_files": k}
     notes = format_gaps(gaps)
     if absent:
+        from zcfast.correlate import hit_sizes
+
         notes = "\n".join([f"- {c}: {k} of {len(scores)} joined cells are in no file holding "
-                           "it, dropped" for c, k in absent.items()] + ([notes] if notes else []))
+                           f"it, left out of every metric of its row (hit over its "
+                           f"{len(held[c])} cells: {'/'.join(map(str, hit_sizes(len(held[c]))))})"
+                           for c, k in absent.items()] + ([notes] if notes else []))
     print(f"\n{notes}" if notes else "\nEvery cell has a finite score for every proxy.")
     if a.json:
         with open(a.json, "w") as f:
@@ -233,10 +247,19 @@ def main(argv=None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
     handlers = {"score": _cmd_score, "correlate": _cmd_correlate, "info": _cmd_info}
+    import warnings
+
+    # a warning reads like the errors below, without the source line it was raised on
+    warnings.formatwarning = lambda msg, *_, **__: f"zcfast {a.cmd}: warning: {msg}\n"
     try:
         if a.cmd in handlers:
             return handlers[a.cmd](a)
         return a.func(a)
+    except BrokenPipeError:  # the reader stopped early (`| head`): nothing is wrong here
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
     except (ValueError, OSError) as e:  # bad input, and files: missing, existing, a folder...
         print(f"zcfast {a.cmd}: error: {e}", file=sys.stderr)
         return 2

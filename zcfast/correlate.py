@@ -105,9 +105,12 @@ def target_values(scores, dataset: str, target: str | None = None, space=None, d
     ground truth; ValueError names a target the space lacks or a network it does not know."""
     sp, tg = _targets(scores, dataset, space, data)
     target = target or tg.default
-    if target not in tg.table.columns:
+    from pandas.api.types import is_numeric_dtype
+
+    numeric = [c for c in tg.table.columns if is_numeric_dtype(tg.table[c])]
+    if target not in numeric:  # accuracies; not the arch strings
         raise ValueError(f"unknown target {target!r} for {sp.name}: expected one of "
-                         f"{', '.join(tg.table.columns)}")
+                         f"{', '.join(numeric)}")
     missing = scores.index[~scores.index.isin(tg.table.index)]
     if len(missing):
         raise ValueError(f"{len(missing)} networks of the scores have no {sp.name} ground truth, "
@@ -129,14 +132,19 @@ def correlation_table(scores, dataset: str, target: str | None = None, space=Non
     idx = scores.index
     rows = []
     proxies = [c for c in scores.columns if c not in sp.id_columns]
+    # joined files (scoring.read_score_files): a column only counts the cells some file holds it
+    # for; the others have no score at all, so every metric of its row leaves them out
+    held = scores.attrs.get("held", {})
     for p in proxies:
-        v = scores[p].to_numpy(dtype=np.float64)
-        n, rho, tau = _corr(v, acc)
+        keep = idx.isin(held[p]) if p in held else np.ones(len(idx), bool)
+        v = scores[p].to_numpy(dtype=np.float64)[keep]
+        members = _vote_members(scores, p)
+        n, rho, tau = _corr(v, acc[keep])
         lo, hi = spearman_interval(rho, n)
-        rows.append({"proxy": p, "n": n, "dropped": len(idx) - n, "spearman": rho,
+        rows.append({"proxy": p, "n": n, "dropped": len(v) - n, "spearman": rho,
                      "spearman_lo": lo, "spearman_hi": hi, "kendall": tau,
                      "abs_spearman": abs(rho), "paper_abs_spearman": tg.paper.get(p, math.nan),
-                     **_rank_metrics(v, acc, _vote_members(scores, p)),
+                     **_rank_metrics(v, acc[keep], None if members is None else members[keep]),
                      "paper_pair_agree": tg.paper_pairs.get(p, math.nan)})
     for label, col in tg.baselines.items():
         vb = tg.table[col].reindex(idx).to_numpy(dtype=np.float64)

@@ -87,6 +87,20 @@ def _resolve(a) -> None:
     sp = get_space(a.space)
     if getattr(a, "algo", None) is not None:
         a.algo = check_algo(a.algo)  # its aliases and any case; ValueError names a bad one
+    # the driver's own checks, made here before torch is imported (same messages)
+    if a.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
+    if a.budget is not None and a.budget < 1:
+        raise ValueError(f"budget {a.budget} is out of range: expected >= 1 trained models")
+    for opt, what in (("warmup", "cells"), ("move", "proposals")):
+        if getattr(a, opt, 0) < 0:
+            raise ValueError(f"{opt} {getattr(a, opt)} is out of range: expected 0 (off) or more "
+                             f"{what}")
+    from zcfast.proxy_names import ALL, unknown
+
+    bad = unknown(getattr(a, "proxy", None) or "")
+    if bad:
+        raise ValueError(f"unknown proxy {bad[0]!r}: available are {', '.join(ALL)}")
     if a.dataset is None:
         a.dataset = sp.default_dataset()
     elif dataset_name(a.dataset) not in sp.datasets:
@@ -174,6 +188,7 @@ def _close(kw: dict) -> None:
 
 
 def _cmd_search(a) -> int:
+    _resolve(a)  # before the heavy imports below
     from zcfast.search import hw
     from zcfast.search.runs import (
         Variant,
@@ -184,9 +199,6 @@ def _cmd_search(a) -> int:
         summarize,
     )
 
-    if a.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
-    _resolve(a)
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
     spec = hw.spec_from_args(a)
@@ -222,7 +234,7 @@ def _cmd_search(a) -> int:
               f"{[r['seed'] for r in failed]}); they are left out of every number above")
     if ok:
         s = summarize(ok)
-        print(f"{v.label}: {s.n} complete runs, mean {what} of the selected model after "
+        print(f"{v.label}: {s.n} complete run{'s' if s.n != 1 else ''}, mean {what} of the selected model after "
               f"{a.budget} trained models {s.mean[-1]:.2f}{unit} -> {a.out}")
         for line in hw.summary_lines(ok):
             print(line)
@@ -265,8 +277,6 @@ def _cmd_figure(a) -> int:
         run_variants,
     )
 
-    if a.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {a.seeds}")
     _resolve(a)
     variants = [parse_variant(t) for t in a.variants.split(",")] if a.variants else list(FIGURE_VARIANTS)
     for v in variants:

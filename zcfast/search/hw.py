@@ -413,7 +413,7 @@ def spec_from_args(a) -> HardwareSpec | None:
         if a.margin != 1.0:
             given.append("--margin")
         if given:
-            raise ValueError(f"{', '.join(given)} need --hw-device (one of "
+            raise ValueError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --hw-device (one of "
                              f"{', '.join(hwdata.DEVICES)})")
         return None
     return HardwareSpec(a.hw_device, a.max_latency, a.max_energy, a.objectives, a.hw_estimate,
