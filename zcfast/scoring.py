@@ -187,6 +187,46 @@ def _fmt(v: float) -> str:
     return repr(float(v))  # round-trips exactly; 'nan', 'inf', '-inf' stay explicit
 
 
+def _number(v: str, path, line: int, column: str) -> float:
+    """A score field as a float; ValueError naming the file, line and column otherwise."""
+    try:
+        return float(v)
+    except ValueError:
+        raise ValueError(f"{path}: line {line}, column {column!r}: {v!r} is not a number") from None
+
+
+def _whole_rows(path) -> str:
+    """A score CSV's text, checked: not empty, every row with the header's number of fields
+    (ValueError naming the first damaged line). A torn last line (a run still writing the file,
+    or one killed mid-write; --resume drops it too) is left out with a warning."""
+    import warnings
+
+    text = Path(path).read_bytes().decode()
+    if not text.strip():
+        raise ValueError(f"{path} is empty: not a zcfast score file")
+    if "\n" not in text:  # a header alone
+        text += "\n"
+    elif not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        warnings.warn(f"{path}: its last line is incomplete (a run still writing the file, or one "
+                      "interrupted mid-write) and is left out", stacklevel=3)
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, [])
+    for line, r in enumerate(rows, start=2):
+        if len(r) != len(header):
+            raise ValueError(f"{path}: line {line} has {len(r)} fields, the header {len(header)} "
+                             "(a damaged row)")
+    return text
+
+
+def read_meta(path) -> dict:
+    """A score file's meta sidecar (JSON); ValueError naming the file when it is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not a valid meta file (JSON): {e}") from None
+
+
 def parse_archs(spec, seed: int, *, space="nb201", dataset: str = "cifar10", data=None) -> list:
     """Codes of the networks to score. ``spec``: ``all`` (every network of the space's
     universe of ``dataset``: NB201's 15,625 cells, NB101's bundled pool or the official file
@@ -221,31 +261,37 @@ class ScoreWriter:
                     f"{self.path} exists; pass --resume to continue it or choose another --out"
                 )
             self._load_existing(meta)
-        else:
+        else:  # a new file: its meta describes this run (a stale one beside no rows is replaced)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow([*self.ids, *self.proxies])
-        if not self.meta_path.exists() or not resume:
             self.meta_path.write_text(json.dumps(meta, indent=1))
         self._f = open(self.path, "a", newline="")
 
     def _load_existing(self, meta: dict):
-        if self.meta_path.exists():
-            old = json.loads(self.meta_path.read_text())
-            keys = [k for k in _RESUME_KEYS
-                    if not (k in _PIXEL_KEYS and set(self.proxies) <= _DATA_FREE)]
-            diff = {k: (old.get(k, _legacy(old, k)), meta.get(k)) for k in keys
-                    if old.get(k, _legacy(old, k)) != meta.get(k)}
-            if diff:
-                raise ValueError(
-                    f"cannot resume {self.path}: settings differ from the file's "
-                    + ", ".join(f"{k}: file {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-                )
-            if old.get("device") and meta.get("device") and meta["device"] not in old["device"].split(" + "):
-                # a run resumed on another device: the file holds rows of both, say so
-                old["device"] = f"{old['device']} + {meta['device']}"
-                old["device_name"] = f"{old.get('device_name', '?')} + {meta.get('device_name', '?')}"
-                self.meta_path.write_text(json.dumps(old, indent=1))
+        if not self.meta_path.exists():  # the rows' settings are unknown: they cannot be checked
+            raise ValueError(f"cannot resume {self.path}: {self.meta_path.name} is missing, so the "
+                             "settings of its rows cannot be checked (remove the file to start again)")
+        old = read_meta(self.meta_path)
+        keys = [k for k in _RESUME_KEYS
+                if not (k in _PIXEL_KEYS and set(self.proxies) <= _DATA_FREE)]
+        diff = {k: (old.get(k, _legacy(old, k)), meta.get(k)) for k in keys
+                if old.get(k, _legacy(old, k)) != meta.get(k)}
+        if diff:
+            raise ValueError(
+                f"cannot resume {self.path}: settings differ from the file's "
+                + ", ".join(f"{k}: file {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            )
+        mixed = False
+        for k, also in (("device", "device_name"), ("engine", None)):
+            if old.get(k) and meta.get(k) and meta[k] not in old[k].split(" + "):
+                # resumed on another device or engine: the file holds rows of both, say so
+                old[k] = f"{old[k]} + {meta[k]}"
+                if also:
+                    old[also] = f"{old.get(also, '?')} + {meta.get(also, '?')}"
+                mixed = True
+        if mixed:
+            self.meta_path.write_text(json.dumps(old, indent=1))
         raw = self.path.read_bytes()
         if not raw.endswith(b"\n"):  # torn last line from an interrupted write: drop it
             cut = raw.rfind(b"\n") + 1
@@ -257,8 +303,12 @@ class ScoreWriter:
         if not rows or rows[0][:n] != self.ids or rows[0][n:] != self.proxies:
             raise ValueError(f"cannot resume {self.path}: its header {rows[:1]} does not match "
                              f"the columns {self.ids + self.proxies}")
-        for r in rows[1:]:
-            self.done[r[0]] = [float(v) for v in r[n:]]
+        for line, r in enumerate(rows[1:], start=2):  # a damaged row is refused, not kept
+            if len(r) != len(rows[0]):
+                raise ValueError(f"cannot resume {self.path}: line {line} has {len(r)} fields, the "
+                                 f"header {len(rows[0])} (a damaged row: remove it to score that "
+                                 "network again)")
+            self.done[r[0]] = [_number(v, self.path, line, c) for v, c in zip(r[n:], self.proxies)]
 
     def row_key(self, code: int) -> str:
         return str(self.space.row_fields(int(code))[self.space.key_column])
@@ -325,12 +375,17 @@ def read_scores(path):
     import pandas as pd
 
     meta_p = Path(str(path) + ".meta.json")
-    meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
+    meta = read_meta(meta_p) if meta_p.exists() else {}
     sp = get_space(meta.get("space", "nb201"))
     col = sp.key_column
-    df = pd.read_csv(path, dtype={c: str for c in sp.id_columns if c != "index"})
+    text = _whole_rows(path)
+    df = pd.read_csv(io.StringIO(text), dtype={c: str for c in sp.id_columns if c != "index"})
     if col not in df.columns:
         raise ValueError(f"{path} is not a zcfast score file of space {sp.name} (no {col!r} column)")
+    for c in df.columns:  # every score column numeric ('nan', 'inf' included), else name the field
+        if c not in sp.id_columns and not pd.api.types.is_numeric_dtype(df[c]):
+            for line, v in enumerate(df[c], start=2):
+                _number(v, path, line, c)
     idx = df[col]
     if col == "index":  # NB201: correlate indexes the ground truth with these
         v = pd.to_numeric(idx, errors="coerce")
@@ -558,6 +613,9 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
     from zcfast.executors import Executor, ScoreTask, get_executor
 
     sp = get_space(space)
+    if data is not None and not sp.reads_data_file:  # recorded in the meta, so refused up front
+        raise ValueError(f"--data {data}: space {sp.name} reads no benchmark file (its ground "
+                         "truth is bundled)")
     ds = dataset_name(sp.score_dataset() if dataset is None else dataset)
     if batch_size is None:
         batch_size = sp.default_batch_size
@@ -623,7 +681,15 @@ def score_to_file(out, *, archs="all", proxies="paper", dataset=None, seed: int 
         if looped:
             meta["per_model_fallback"] = looped
     writer = ScoreWriter(out, meta, per_model, resume=resume, space=sp)
-    todo = [c for c in codes if writer.row_key(c) not in writer.done]
+    keys = [writer.row_key(c) for c in codes]
+    wanted = set(keys)
+    stray = [k for k in writer.done if k not in wanted]
+    if stray:  # rows of networks this run does not ask for: an edited --archs file, say
+        writer.close()
+        raise ValueError(f"cannot resume {out}: it holds {len(stray)} network(s) that this run's "
+                         f"--archs does not ask for ({sp.key_column} {stray[0]}); resuming would "
+                         "mix two sets of networks in one file")
+    todo = [c for c, k in zip(codes, keys) if k not in writer.done]
     t0 = time.perf_counter()
     bar = None
     if progress and todo:
@@ -679,5 +745,5 @@ def score_summary(res: dict) -> str:
     return (f"scored {res['scored']} of {res['total']} cells"
             + (f" ({kept} already in the file)" if kept else "")
             + f" in {res['seconds']:.1f} s ({res['seconds'] / res['scored']:.2f} s/cell, "
-            f"{res['meta']['threads']} threads, engine {res['meta']['engine']}, device "
+            f"{res['meta']['threads']} thread{'s' if res['meta']['threads'] != 1 else ''}, engine {res['meta']['engine']}, device "
             f"{res['meta']['device']}: {res['meta'].get('device_name', '?')}) -> {res['out']}")

@@ -118,6 +118,9 @@ class Space:
     datasets: tuple = ()
     #: the dataset searches run on when none is named (``zcfast search``/``figure``)
     search_dataset: str | None = None
+    #: whether the space reads a benchmark file given as ``--data`` (NB101: the official
+    #: tfrecord); the others bundle their ground truth and refuse one
+    reads_data_file: bool = False
 
     def default_dataset(self) -> str:
         """``search_dataset``, else the first of ``datasets``."""

@@ -573,6 +573,7 @@ class NB101Space(_Space):
     key_column = "hash"
     id_columns = ("hash", "arch")
     datasets = ("cifar10",)
+    reads_data_file = True
     size = NUM_CELLS
 
     def hot(self):

@@ -258,9 +258,12 @@ class NB201Space(_Space):
         return [code_of_index(int(i)) for i in sample(n, seed)]
 
     def num_classes(self, dataset: str) -> int:
-        from zcfast.data import num_classes
+        from zcfast.data import dataset_name, num_classes
 
-        return num_classes(dataset)
+        ds = dataset_name(dataset)
+        if ds not in self.datasets:  # e.g. wikitext2, a dataset of another space
+            raise ValueError(f"NB201 has no {ds} networks: expected one of {', '.join(self.datasets)}")
+        return num_classes(ds)
 
     def build_model(self, code: int, dataset: str, *, seed: int | None = 0, flavour: str = "paper",
                     dtype=None, device=None):
@@ -297,6 +300,7 @@ class NB201Space(_Space):
         if data is not None:
             raise ValueError("the NB201 ground truth is bundled; --data is not used for nb201")
         ds = dataset_name(dataset)
+        self.num_classes(ds)
         return Targets(groundtruth(ds), "test_acc", {BASELINE_12EP: "test_acc_12ep"},
                        PAPER_SPEARMAN[ds], {"vote": PAPER_VOTE_PAIRS[ds]},
                        f"NB201 {ds}, 200 epochs")
