@@ -52,7 +52,7 @@ def test_summary_of_a_finished_run_says_nothing_was_left(tmp_path, capsys):
     out = tmp_path / "s.csv"
     assert _score(out) == 0
     first = capsys.readouterr().out.splitlines()[0]
-    assert re.fullmatch(rf"scored 2 of 2 cells in [0-9.]+ s \([0-9.]+ s/cell, [0-9]+ threads, "
+    assert re.fullmatch(rf"scored 2 of 2 cells in [0-9.]+ s \([0-9.]+ s/cell, [0-9]+ threads?, "
                         rf"engine packed, device [^)]*\) -> {re.escape(str(out))}", first), first
     assert _score(out, "--resume") == 0
     again = capsys.readouterr().out.splitlines()[0]
@@ -209,3 +209,13 @@ def test_bf16_warns_for_the_proxies_it_ranks_poorly(tmp_path, capsys):
     score_to_file(tmp_path / "b.csv", archs=[0, 6111], proxies="synflow,snip",
                   precision="bf16", batch_size=4, progress=False)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_plain_import_gives_the_submodules():
+    """The README's `zcfast.hardware.lookup(...)` after a plain `import zcfast` (a fresh
+    interpreter: here the submodule is imported already); an unknown name still raises."""
+    code = ("import zcfast\nassert callable(zcfast.hardware.lookup)\n"
+            "try:\n    zcfast.no_such_module\nexcept AttributeError as e:\n"
+            "    assert 'no_such_module' in str(e)\nelse:\n    raise SystemExit('no error')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

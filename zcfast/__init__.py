@@ -35,3 +35,17 @@ def score(*args, **kwargs):
     from zcfast.batched import score as _score
 
     return _score(*args, **kwargs)
+
+
+def __getattr__(name: str):
+    """The submodules (``zcfast.hardware``, ``zcfast.spaces``...), imported on first use, so
+    that ``import zcfast`` alone gives them."""
+    import importlib
+
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"zcfast.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"zcfast.{name}":  # the submodule exists but something it needs is missing
+                raise
+    raise AttributeError(f"module 'zcfast' has no attribute {name!r}")
