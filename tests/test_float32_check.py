@@ -101,15 +101,21 @@ def test_injected_float32_defect_is_caught(setup, monkeypatch, eps):
     flagged = {(q.cell, q.proxy) for q in bad}
     assert {(target, "grad_norm"), (target, "snip")} <= flagged <= {(target, p) for p in PROX}, \
         [verify.describe(q) for q in bad]
-    assert all("ReLU branch everywhere" in q.detail for q in bad)  # no branch excuse either
+    # no branch excuse either: re-judged on float32's own ReLU branch, each still fails (the
+    # CPU's rounding decides whether float32 took float64's branch everywhere: it did on the
+    # AVX-512 machines, while on an AVX2 one 2 near-tie mask entries differ)
+    assert all("float64's ReLU branch everywhere" in q.detail
+               or "on float32's ReLU branch (" in q.detail for q in bad), \
+        [verify.describe(q) for q in bad]
     with pytest.raises(AssertionError, match=f"cell {target}"):
         from engine_checks import check_float32
 
         check_float32(cells, refs=refs, names=PROX)
-    # ... while the replaced criteria pass every pair
-    for i in cells:
-        r32, r64 = refs[(i, "ref32")], refs[(i, "ref64")]
-        for p in PROX:
-            assert old_study_rule(got[i][p], r32[p], r64[p], got64[i][p]), (i, p)
-            if eps < 1e-4:
-                assert old_engine_rule(got[i][p], r32[p], r64[p]), (i, p)
+    # ... while the replaced criteria pass the defective pairs (on the clean cells the old
+    # engine rule's fixed 1e-4 may also fail correct values, depending on the CPU's rounding:
+    # packed grad_norm of cell 6111 is 1.7e-4 off the per-model float32 value on an AVX2 CPU)
+    r32, r64 = refs[(target, "ref32")], refs[(target, "ref64")]
+    for p in PROX:
+        assert old_study_rule(got[target][p], r32[p], r64[p], got64[target][p]), p
+        if eps < 1e-4:
+            assert old_engine_rule(got[target][p], r32[p], r64[p]), p

@@ -98,10 +98,14 @@ def test_float64_equals_reference(ref64):
 
 
 def test_float32_within_reference_resolution(ref64):
-    """|packed32 - ref64| <= 32 |ref32 - ref64| + 16 ulp |ref64| (docs/engine.md's criterion,
-    with the per-model float32 result as the measure of float32's resolution). zico is the
-    proxy that needs it: where a weight's two gradients agree to a few ulps its ratio is rounding
-    noise, and the reference's own float32 value moves by 1e-4 to 1e-2 relative."""
+    """|packed32 - ref64| <= 32 max(|ref32 - ref64|, |ref32' - ref64|) + 16 ulp |ref64|
+    (docs/engine.md's criterion: the per-model float32 results with both of PyTorch's
+    convolution implementations measure float32's resolution). zico needs it: where a weight's
+    two gradients agree to a few ulps its ratio is rounding noise, and the reference's own
+    float32 value moves by 1e-4 to 1e-2 relative; so does epe_nas, whose 1/(|c| + 1e-5) terms
+    magnify the rounding of near-zero correlations (cell 6111: 4e-7 relative with oneDNN's
+    convolutions, 1.5e-2 with the native ones, 1.8e-4 packed, on an AVX2 CPU; one reference
+    alone, lucky here, failed the packed value)."""
     cells = CELLS[1:3] + CELLS[-1:]
     names = ["zico", "epe_nas", "zen", "meco"] + AZ  # swap: its own test below
     _assert_float32_close(cells, names, ref64)
@@ -109,16 +113,20 @@ def test_float32_within_reference_resolution(ref64):
 
 def _assert_float32_close(cells, names, ref64):
     """Packed float32 against the float64 reference, by the criterion above."""
+    from zcfast.batched.verify import other_convolutions
+
     got = _packed(cells, torch.float32, names=names)
     ref32 = _reference(cells, torch.float32, names=names)
+    with other_convolutions("cpu"):  # a second, independently rounded float32 reference
+        alt32 = _reference(cells, torch.float32, names=names)
     u = 2.0**-24
     for i in cells:
         for p in names:
-            r64, r32, g = ref64[i][p], ref32[i][p], got[i][p]
+            r64, r32, a32, g = ref64[i][p], ref32[i][p], alt32[i][p], got[i][p]
             if r64 == g or (math.isinf(r64) and r64 == g):
                 continue
-            bound = 32 * abs(r32 - r64) + 16 * u * abs(r64) + 1e-12
-            assert abs(g - r64) <= bound, (nb201.arch_at(i), p, r64, r32, g)
+            bound = 32 * max(abs(r32 - r64), abs(a32 - r64)) + 16 * u * abs(r64) + 1e-12
+            assert abs(g - r64) <= bound, (nb201.arch_at(i), p, r64, r32, a32, g)
 
 
 def test_swap_float32_within_reference_resolution(ref64):
