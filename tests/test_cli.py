@@ -408,3 +408,16 @@ def test_search_accepts_algorithm_aliases(tmp_path):
     assert cli.main(["search", "--algo", "Evolution", "--budget", "5", "--seeds", "1",
                      "--no-progress", "--out", str(out)]) == 0
     assert json.loads(out.read_text().splitlines()[0])["algo"] == "ae"
+
+
+def test_ae_says_when_its_budget_ends_before_evolution(tmp_path, capsys):
+    """AE with a budget no larger than its population trains initial members only (random
+    cells, or the warmup's picks): the search says so; with a smaller population it does not."""
+    out = tmp_path / "r.jsonl"
+    base = ["search", "--algo", "ae", "--budget", "6", "--seeds", "1", "--no-progress",
+            "--cache-dir", str(tmp_path / "c")]
+    assert cli.main([*base, "--out", str(out)]) == 0
+    assert "note: --budget 6 <= AE's population 64" in capsys.readouterr().out
+    assert cli.main([*base, "--option", "population=4", "--option", "tournament=2",
+                     "--out", str(tmp_path / "r2.jsonl")]) == 0
+    assert "note:" not in capsys.readouterr().out

@@ -112,6 +112,11 @@ def test_search_on_the_pool(tiny, tmp_path, capsys):
     assert len(lines) == 2 and all(r["dataset"] == "wikitext2" for r in lines)
     assert main(["verify-runs", str(runs)]) == 0
     assert "all consistent" in capsys.readouterr().out
+    torn = tmp_path / "torn.jsonl"  # a file cut mid-line: the whole runs verify, the cut is said
+    torn.write_text(runs.read_text()[:-40])
+    assert main(["verify-runs", str(torn)]) == 0
+    out = capsys.readouterr().out
+    assert "the last line is incomplete" in out and "verified 1 run in 1 file(s): all consistent" in out
 
 
 @pytest.mark.parametrize("proxy,why", [("epe_nas", "class label"), ("zen", "global average pool")])

@@ -201,6 +201,14 @@ def _cmd_search(a) -> int:
 
     seeds = list(range(a.seed_start, a.seed_start + a.seeds))
     opts = _options(a.option)
+    if a.algo == "ae":
+        from zcfast.search.driver import DEFAULT_OPTIONS
+
+        pop = opts.get("population", DEFAULT_OPTIONS["population"])
+        if a.budget <= pop:  # the budget ends before the first mutation
+            print(f"note: --budget {a.budget} <= AE's population {pop}: every trained model is an "
+                  "initial member (random, or the warmup's picks), none a mutation; a smaller "
+                  "--option population=N lets evolution act")
     spec = hw.spec_from_args(a)
     kw = _search_kwargs(a)
     if spec is not None and spec.estimate and spec.estimate.split(":")[0] in ("params", "flops"):
@@ -323,6 +331,9 @@ def _cmd_verify(a) -> int:
             problems.append(f"{path}: no such file")
             continue
         runs = read_runs(path)
+        if not str(path).endswith(".gz") and not Path(path).read_bytes().endswith(b"\n"):
+            print(f"{path}: the last line is incomplete (a search still writing the file, or one "
+                  "interrupted mid-write): left out, not verified")
         if not runs:
             problems.append(f"{path}: no runs")
         total += len(runs)
@@ -331,7 +342,7 @@ def _cmd_verify(a) -> int:
         print(m)
     if len(problems) > 50:
         print(f"... and {len(problems) - 50} more problems")
-    print(f"verified {total} runs in {len(a.runs)} file(s): "
+    print(f"verified {total} run{'s' if total != 1 else ''} in {len(a.runs)} file(s): "
           + ("all consistent" if not problems else f"{len(problems)} problems"))
     return 1 if problems else 0
 
