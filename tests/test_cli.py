@@ -273,10 +273,14 @@ def test_correlate_joins_score_files(tmp_path, capsys):
     # ... and every metric of the snip row is the one of the 120 cells that hold it
     from zcfast.correlate import correlation_table
 
-    joined = correlation_table(read_score_files([a, c])[0], "cifar10").loc["snip"]
-    alone = correlation_table(read_score_files([a])[0], "cifar10").loc["snip"]
-    for m in ("n", "dropped", "spearman", "kendall", "top10_spearman", "hit_rate", "pair_agree"):
-        assert joined[m] == pytest.approx(alone[m], abs=1e-12), m
+    joined = correlation_table(read_score_files([a, c])[0], "cifar10")
+    alone = correlation_table(read_score_files([a])[0], "cifar10")
+    for p_ in ("snip", "ensemble:snip+grad_norm"):  # an ensemble: the cells holding its members
+        for m in ("n", "dropped", "spearman", "kendall", "top10_spearman", "hit_rate",
+                  "pair_agree"):
+            assert joined.loc[p_, m] == pytest.approx(alone.loc[p_, m], abs=1e-12), (p_, m)
+    assert ("- ensemble:snip+grad_norm: 180 of 300 joined cells are in no file holding it (or "
+            "one of its members), left out of every metric of its row") in out
     # refusals
     d = tmp_path / "d.csv"
     q = p[100:140].copy()

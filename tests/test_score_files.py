@@ -1,12 +1,13 @@
-"""A score file is what its meta says it is (docs/data.md, score files): ``--resume`` refuses
-what would make the file describe rows it does not hold, and the readers (correlate, search
---scores) refuse a damaged file, naming the file, line and field, instead of reading damage as
-a proxy's NaN.
+"""A score file is what its meta says it is (docs/ray.md, "The output file, and `--resume`"):
+``--resume`` refuses what would make the file describe rows it does not hold, and the readers
+(correlate, search --scores) refuse a damaged file, naming the file, line and field, instead of
+reading damage as a proxy's NaN.
 
 Injected defects these tests catch (each run by hand, each made its test fail): a stale meta
 kept beside a new file; a resume without a meta file; a row with a missing field kept by a
 resume or read by correlate; rows of networks the run does not ask for kept; a resume with
-another engine left unrecorded.
+another engine left unrecorded, or recorded by a resume that was refused; pandas' NA words
+read as NaN; a gzipped score file not read.
 """
 
 from __future__ import annotations
@@ -81,8 +82,23 @@ def test_resume_with_another_engine_is_recorded(tmp_path):
     archs.write_text("5\n6\n")
     run(out, archs=str(archs), engine="packed")
     archs.write_text("5\n6\n7\n")
+    archs.write_text("8\n")  # refused (other networks): the meta is left as it was
+    with pytest.raises(ValueError, match="does not ask for"):
+        run(out, archs=str(archs), engine="loop", resume=True)
+    assert meta_of(out)["engine"] == "packed"
+    archs.write_text("5\n6\n7\n")
     run(out, archs=str(archs), engine="loop", resume=True)
     assert meta_of(out)["engine"] == "packed + loop"
+
+
+def test_a_header_alone_is_no_rows(tmp_path):
+    """A run killed before its first chunk leaves the header only: --resume starts afresh, with
+    this run's header and meta (the old meta may be missing or of other settings)."""
+    out = tmp_path / "s.csv"
+    out.write_text("index,arch,grad_norm\n")
+    run(out, resume=True)
+    assert out.read_text().splitlines()[0] == "index,arch,params,synflow"
+    assert meta_of(out)["proxies"] == ["params", "synflow"] and len(read_scores(out)[0]) == 3
 
 
 def test_readers_refuse_a_damaged_file(tmp_path, capsys):
@@ -102,6 +118,8 @@ def test_readers_refuse_a_damaged_file(tmp_path, capsys):
     assert rc == 2 and "d.csv: line 3 has 3 fields, the header 4 (a damaged row)" in r.err
     rc, r = correlate(text.replace(lines[4].rsplit(",", 1)[1], "x1\n"))
     assert rc == 2 and "line 5, column 'synflow': 'x1' is not a number" in r.err
+    rc, r = correlate(text.replace(lines[4].rsplit(",", 1)[1], "NA\n"))  # not the writer's NaN
+    assert rc == 2 and "line 5, column 'synflow': 'NA' is not a number" in r.err
     rc, r = correlate("")
     assert rc == 2 and "d.csv is empty" in r.err
     rc, r = correlate(text, meta_text="{not json")
@@ -125,3 +143,16 @@ def test_bad_dataset_data_and_target_are_named(tmp_path, capsys):
                      "--out", str(bad)]) == 2
     assert "--data x.txt: space nb201 reads no benchmark file" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_a_gzipped_score_file_is_read(tmp_path):
+    """bench/data bundles score files as .csv.gz (with their meta): the readers unpack them."""
+    import gzip
+
+    out = tmp_path / "s.csv"
+    run(out, archs="3")
+    gz = tmp_path / "s.csv.gz"
+    gz.write_bytes(gzip.compress(out.read_bytes()))
+    Path(str(gz) + ".meta.json").write_text(Path(str(out) + ".meta.json").read_text())
+    a, b = read_scores(out)[0], read_scores(gz)[0]
+    assert a.equals(b) and len(a) == 3

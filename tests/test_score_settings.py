@@ -139,12 +139,16 @@ def test_every_report_says_which_device_ran(tmp_path, capsys):
 
 
 def test_resume_on_another_device_is_recorded(tmp_path, monkeypatch):
-    out = tmp_path / "m.csv"
-    run(out, archs="1")
+    """Recorded with the first row the resumed run writes (tests/test_score_files.py: a resume
+    that is refused records nothing)."""
+    out, archs = tmp_path / "m.csv", tmp_path / "a.txt"
+    archs.write_text("3\n")
+    run(out, archs=str(archs))
     m = meta_of(out)
     m["device"], m["device_name"] = "cuda:0", "some GPU"
     Path(str(out) + ".meta.json").write_text(json.dumps(m))
-    run(out, archs="1", resume=True)
+    archs.write_text("3\n4\n")
+    run(out, archs=str(archs), resume=True)
     m2 = meta_of(out)
     assert m2["device"] == f"cuda:0 + {resolve_device('auto')}"
     assert m2["device_name"].startswith("some GPU + ")

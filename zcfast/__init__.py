@@ -42,7 +42,7 @@ def __getattr__(name: str):
     that ``import zcfast`` alone gives them."""
     import importlib
 
-    if not name.startswith("_"):
+    if name.isidentifier() and not name.startswith("_"):
         try:
             return importlib.import_module(f"zcfast.{name}")
         except ModuleNotFoundError as e:

@@ -199,18 +199,19 @@ def _cmd_correlate(a) -> int:
     if len(scores) < MIN_CELLS:
         print(f"\nWARNING: only {len(scores)} cells: rank correlations over fewer than "
               f"{MIN_CELLS} cells are too noisy to compare proxies (or with published values).")
-    held = scores.attrs.get("held", {})
-    absent = {c: len(scores) - len(h) for c, h in held.items() if len(h) < len(scores)}
+    from zcfast.correlate import held_cells, hit_sizes
+
+    kept = {c: held_cells(scores, c) for c in tab.index if c in scores.columns}
+    absent = {c: len(scores) - int(m.sum()) for c, m in kept.items() if m.sum() < len(scores)}
     gaps = explain(scores)
     for c, k in absent.items():  # NaN because no joined file holds the cell: not a proxy gap
-        gaps[c] = {**explain(scores.loc[held[c], [c]])[c], "not_in_files": k}
+        gaps[c] = {**explain(scores.loc[kept[c], [c]])[c], "not_in_files": k}
     notes = format_gaps(gaps)
     if absent:
-        from zcfast.correlate import hit_sizes
-
         notes = "\n".join([f"- {c}: {k} of {len(scores)} joined cells are in no file holding "
-                           f"it, left out of every metric of its row (hit over its "
-                           f"{len(held[c])} cells: {'/'.join(map(str, hit_sizes(len(held[c]))))})"
+                           f"it{' (or one of its members)' if c not in scores.attrs['held'] else ''}"
+                           f", left out of every metric of its row (hit over its {len(scores) - k}"
+                           f" cells: {'/'.join(map(str, hit_sizes(len(scores) - k)))})"
                            for c, k in absent.items()] + ([notes] if notes else []))
     print(f"\n{notes}" if notes else "\nEvery cell has a finite score for every proxy.")
     if a.json:
@@ -250,16 +251,20 @@ def main(argv=None) -> int:
     import warnings
 
     # a warning reads like the errors below, without the source line it was raised on
+    formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda msg, *_, **__: f"zcfast {a.cmd}: warning: {msg}\n"
     try:
         if a.cmd in handlers:
             return handlers[a.cmd](a)
         return a.func(a)
-    except BrokenPipeError:  # the reader stopped early (`| head`): nothing is wrong here
+    except BrokenPipeError as e:  # stdout's reader stopped early (`| head`): exit as SIGPIPE would
+        if not _stdout_broken():
+            print(f"zcfast {a.cmd}: error: {e}", file=sys.stderr)
+            return 2
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return 0
+        return 141
     except (ValueError, OSError) as e:  # bad input, and files: missing, existing, a folder...
         print(f"zcfast {a.cmd}: error: {e}", file=sys.stderr)
         return 2
@@ -267,6 +272,19 @@ def main(argv=None) -> int:
         print(f"\nzcfast {a.cmd}: interrupted (rows written so far are kept; use --resume)",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = formatwarning
+
+
+def _stdout_broken() -> bool:
+    """Whether standard output's reader has gone (a BrokenPipeError from elsewhere, a socket
+    say, is an error like any other)."""
+    try:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    return False
 
 
 if __name__ == "__main__":

@@ -132,11 +132,8 @@ def correlation_table(scores, dataset: str, target: str | None = None, space=Non
     idx = scores.index
     rows = []
     proxies = [c for c in scores.columns if c not in sp.id_columns]
-    # joined files (scoring.read_score_files): a column only counts the cells some file holds it
-    # for; the others have no score at all, so every metric of its row leaves them out
-    held = scores.attrs.get("held", {})
     for p in proxies:
-        keep = idx.isin(held[p]) if p in held else np.ones(len(idx), bool)
+        keep = held_cells(scores, p)
         v = scores[p].to_numpy(dtype=np.float64)[keep]
         members = _vote_members(scores, p)
         n, rho, tau = _corr(v, acc[keep])
@@ -159,6 +156,21 @@ def correlation_table(scores, dataset: str, target: str | None = None, space=Non
     tab.attrs["target"] = target
     tab.attrs["targets"] = tg.description
     return tab
+
+
+def held_cells(scores, col) -> np.ndarray:
+    """Mask of the rows of ``scores`` that have a score for ``col``. Joined files
+    (scoring.read_score_files) record in ``attrs["held"]`` the cells some file holds each column
+    for; the others have no score at all (not a proxy's NaN), so every metric of the column's
+    row leaves them out, and an ensemble's row those of any of its members."""
+    from zcfast.proxies import ensemble as ens
+
+    held = scores.attrs.get("held", {})
+    keep = np.ones(len(scores), bool)
+    for c in ens.base_members(col) if ens.is_ensemble(col) else [col]:
+        if c in held:
+            keep &= scores.index.isin(held[c])
+    return keep
 
 
 def _vote_members(scores, col):

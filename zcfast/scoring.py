@@ -188,7 +188,10 @@ def _fmt(v: float) -> str:
 
 
 def _number(v: str, path, line: int, column: str) -> float:
-    """A score field as a float; ValueError naming the file, line and column otherwise."""
+    """A score field as a float ('nan', 'inf' included; an empty field, which older files hold
+    for a score not computed, is NaN); ValueError naming the file, line and column otherwise."""
+    if v == "":
+        return math.nan
     try:
         return float(v)
     except ValueError:
@@ -201,7 +204,15 @@ def _whole_rows(path) -> str:
     or one killed mid-write; --resume drops it too) is left out with a warning."""
     import warnings
 
-    text = Path(path).read_bytes().decode()
+    raw = Path(path).read_bytes()
+    if str(path).endswith(".gz"):  # a bundled score file (bench/data)
+        import gzip
+
+        raw = gzip.decompress(raw)
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not a text (CSV) score file: {e}") from None
     if not text.strip():
         raise ValueError(f"{path} is empty: not a zcfast score file")
     if "\n" not in text:  # a header alone
@@ -213,7 +224,7 @@ def _whole_rows(path) -> str:
     rows = csv.reader(io.StringIO(text))
     header = next(rows, [])
     for line, r in enumerate(rows, start=2):
-        if len(r) != len(header):
+        if r and len(r) != len(header):  # (a blank line is skipped, as pandas does)
             raise ValueError(f"{path}: line {line} has {len(r)} fields, the header {len(header)} "
                              "(a damaged row)")
     return text
@@ -255,13 +266,14 @@ class ScoreWriter:
         self.meta_path = Path(str(path) + ".meta.json")
         self.proxies = list(proxies)
         self.done: dict = {}  # key column value (as written) -> scores
-        if self.path.exists() and self.path.stat().st_size > 0:
-            if not resume:
-                raise FileExistsError(
-                    f"{self.path} exists; pass --resume to continue it or choose another --out"
-                )
+        self._mixed_meta = None  # the meta with another device/engine, written with the first rows
+        if self.path.exists() and self.path.stat().st_size > 0 and not resume:
+            raise FileExistsError(
+                f"{self.path} exists; pass --resume to continue it or choose another --out"
+            )
+        if self.path.exists() and self.path.read_bytes().count(b"\n") >= 2:  # a header and rows
             self._load_existing(meta)
-        else:  # a new file: its meta describes this run (a stale one beside no rows is replaced)
+        else:  # no rows: a new file, whose meta describes this run (replacing a stale one)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "w", newline="") as f:
                 csv.writer(f).writerow([*self.ids, *self.proxies])
@@ -290,8 +302,8 @@ class ScoreWriter:
                 if also:
                     old[also] = f"{old.get(also, '?')} + {meta.get(also, '?')}"
                 mixed = True
-        if mixed:
-            self.meta_path.write_text(json.dumps(old, indent=1))
+        if mixed:  # recorded once rows of this run are written (a refused resume adds none)
+            self._mixed_meta = old
         raw = self.path.read_bytes()
         if not raw.endswith(b"\n"):  # torn last line from an interrupted write: drop it
             cut = raw.rfind(b"\n") + 1
@@ -339,6 +351,9 @@ class ScoreWriter:
         csv.writer(buf).writerows(lines)
         self._f.write(buf.getvalue())
         self._f.flush()
+        if self._mixed_meta is not None:
+            self.meta_path.write_text(json.dumps(self._mixed_meta, indent=1))
+            self._mixed_meta = None
         for key, (_, values) in zip(keys, rows):
             self.done[key] = [values[p] for p in self.proxies]
 
@@ -379,7 +394,9 @@ def read_scores(path):
     sp = get_space(meta.get("space", "nb201"))
     col = sp.key_column
     text = _whole_rows(path)
-    df = pd.read_csv(io.StringIO(text), dtype={c: str for c in sp.id_columns if c != "index"})
+    # NaN only as the writer writes it ('nan'), or an empty field: not pandas' other NA words
+    df = pd.read_csv(io.StringIO(text), dtype={c: str for c in sp.id_columns if c != "index"},
+                     keep_default_na=False, na_values=["", "nan", "NaN"])
     if col not in df.columns:
         raise ValueError(f"{path} is not a zcfast score file of space {sp.name} (no {col!r} column)")
     for c in df.columns:  # every score column numeric ('nan', 'inf' included), else name the field
@@ -545,13 +562,21 @@ def read_score_files(paths, columns=None, tables: dict | None = None):
 
 def add_ensembles(df, ensembles):
     """``df`` with each ensemble column computed over all of its rows (the cells compared), from
-    the member columns it holds; the columns named exactly as the ensembles are written."""
+    the member columns it holds; the columns named exactly as the ensembles are written. Joined
+    files (:func:`read_score_files`): over the rows that hold every member (the others have no
+    score for some member and get NaN: correlate.held_cells)."""
+    from zcfast.correlate import held_cells
+
     for name in ensembles:
         members = _ens.base_members(name)
         missing = [m for m in members if m not in df.columns]
         if missing:
             raise ValueError(f"ensemble {name!r} needs columns {missing}, which the scores lack")
-        df[name] = _ens.evaluate(name, {m: df[m].to_numpy(dtype=np.float64) for m in members})
+        keep = held_cells(df, name)
+        values = np.full(len(df), np.nan)
+        values[keep] = _ens.evaluate(name, {m: df[m].to_numpy(dtype=np.float64)[keep]
+                                            for m in members})
+        df[name] = values
     return df
 
 

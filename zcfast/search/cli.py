@@ -331,7 +331,8 @@ def _cmd_verify(a) -> int:
             problems.append(f"{path}: no such file")
             continue
         runs = read_runs(path)
-        if not str(path).endswith(".gz") and not Path(path).read_bytes().endswith(b"\n"):
+        tail = b"" if str(path).endswith(".gz") else Path(path).read_bytes()[-1:]
+        if tail not in (b"", b"\n"):
             print(f"{path}: the last line is incomplete (a search still writing the file, or one "
                   "interrupted mid-write): left out, not verified")
         if not runs:
