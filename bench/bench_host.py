@@ -70,12 +70,15 @@ def call_cost_per_op(n: int = 1000) -> float:
     return max(0.0, best)
 
 
-def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: str = "meta"):
+def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: str = "meta",
+              accumulation: str = "gpu"):
     """One chunk as iter_packed_space runs it: build the packed model, compute the proxies.
     Returns (seconds, probe, sync warnings). On ``meta`` nothing is computed; on ``cuda`` the
     chunk really runs (wall time includes the GPU, the stream is synchronised before and after),
     the probe counts the real transfers and ``torch.cuda.set_sync_debug_mode`` counts every
-    synchronising call, including those inside libraries."""
+    synchronising call, including those inside libraries. ``accumulation`` (meta only): the
+    node sums a GPU runs (``gpu``: the ordered rounds, PackedNB201.ordered_accumulation) or the
+    CPU's index_add_ (``cpu``); on ``cuda`` the engine's own default (ordered) runs."""
     import warnings
 
     import torch
@@ -100,6 +103,8 @@ def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: st
             with HostProbe(device=torch.device(device).type) as probe:
                 t0 = time.perf_counter()
                 eng = PackedNB201(codes, ncls, device=device, input_size=input_size)
+                if device == "meta":
+                    eng.ordered_accumulation = accumulation == "gpu"
                 eng.compute(x, y, proxies)
                 if device != "meta":
                     torch.cuda.synchronize()
@@ -112,7 +117,7 @@ def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: st
 
 
 def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int = 0,
-            us_per_op: float = 5.0, device: str = "meta") -> dict:
+            us_per_op: float = 5.0, device: str = "meta", accumulation: str = "gpu") -> dict:
     import numpy as np
     import torch
 
@@ -122,17 +127,19 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
     rng = np.random.default_rng(seed)
     call = call_cost_per_op()
     out = {"device": device, "us_per_op_assumed": us_per_op, "call_us_per_op": call * 1e6,
-           "batch": batch,
-           "input_size": input_size, "groups": {}}
+           "batch": batch, "input_size": input_size,
+           "accumulation": accumulation if device == "meta" else "gpu", "groups": {}}
     for g in groups:
         proxies = GROUPS[g]
         res = {}
         for k in ks:
-            run_chunk([nb201.code_of_index(0)], proxies, batch, input_size, 10, device)  # warm-up
+            run_chunk([nb201.code_of_index(0)], proxies, batch, input_size, 10, device,
+                      accumulation)  # warm-up
             walls, owns, probe = [], [], None
             for _ in range(repeat):
                 codes = [nb201.code_of_index(int(i)) for i in rng.integers(0, 15625, size=k)]
-                dt, probe, n_warn = run_chunk(codes, proxies, batch, input_size, 10, device)
+                dt, probe, n_warn = run_chunk(codes, proxies, batch, input_size, 10, device,
+                                              accumulation)
                 walls.append(dt)
                 owns.append(dt - probe.inside_s)
             own = statistics.median(owns) / k * 1e6
@@ -173,6 +180,9 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="meta",
                     help="meta (host cost without a GPU, default) or cuda[:N] (the chunk really "
                          "runs: wall time per candidate, real transfers, sync-debug warnings)")
+    ap.add_argument("--accumulation", choices=("gpu", "cpu"), default="gpu",
+                    help="node sums on the meta device: as a GPU runs them (ordered rounds, "
+                         "default) or as the CPU does (index_add_)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     ap.add_argument("--out", help="also write the full result as JSON to this file")
     a = ap.parse_args(argv)
@@ -196,7 +206,7 @@ def main(argv=None) -> int:
         if not a.device.startswith("cuda") or not torch.cuda.is_available():
             ap.error(f"--device {a.device!r}: expected meta, or cuda[:N] on a machine with a GPU")
     res = measure(groups, ks, repeat=a.repeat, batch=a.batch, input_size=a.input_size,
-                  us_per_op=a.us_per_op, device=a.device)
+                  us_per_op=a.us_per_op, device=a.device, accumulation=a.accumulation)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)

@@ -66,8 +66,8 @@ def run_bench(pythonpath: str | None, args, out_json: str, script: str) -> dict:
     env["OMP_NUM_THREADS"] = "1"
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    cmd = [sys.executable, script, "--k", args.k,
-           "--groups", args.groups, "--repeat", str(args.repeat), "--out", out_json]
+    cmd = [sys.executable, script, "--k", args.k, "--groups", args.groups,
+           "--repeat", str(args.repeat), "--accumulation", args.accumulation, "--out", out_json]
     # run outside the checkout (python -c puts the working directory first on sys.path)
     cwd = os.path.dirname(out_json)
     where = subprocess.run([sys.executable, "-c", "import zcfast; print(zcfast.__file__)"],
@@ -89,6 +89,9 @@ def main(argv=None) -> int:
     ap.add_argument("--k", default="64,256,1024")
     ap.add_argument("--groups", default="synflow,one_backward,grasp,jacob_cov,nwot,paper,suite")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--accumulation", choices=("gpu", "cpu"), default="gpu",
+                    help="node sums as a GPU runs them (ordered rounds, default) or as the CPU "
+                         "does (index_add_); bench/bench_host.py")
     ap.add_argument("--out", default=None,
                     help="output path without extension (default bench/results/host_overhead, "
                          "or host_overhead_counts with --counts-only)")
@@ -149,6 +152,14 @@ def _work(r: dict) -> str:
     return f"{w:.1f}" if w > 0 else "n/a"
 
 
+def _accumulation(r: dict) -> str:
+    # runs made before the option measured the CPU's index_add_ on the meta device
+    if r.get("accumulation", "cpu") == "gpu":
+        return ("Node sums as a GPU runs them (the ordered rounds of zcfast/batched/ordered.py, "
+                "`--accumulation gpu`).")
+    return "Node sums as the CPU runs them (index_add_, `--accumulation cpu`)."
+
+
 def write_timed(a, meta, before, after, before_sha) -> None:
     lines = [
         "# Host overhead of the packed engine (meta device)",
@@ -157,7 +168,8 @@ def write_timed(a, meta, before, after, before_sha) -> None:
         f"engine of {before_sha} (with this tree's ops, for their meta backend), after = "
         f"{meta['after']}. Command: `{meta['command'].strip()}` (holding both compute locks). "
         f"Batch {after['batch']}, {after['input_size']}x{after['input_size']} inputs, "
-        f"median of {a.repeat} chunks of random NB201 cells. Method: docs/performance.md.",
+        f"median of {a.repeat} chunks of random NB201 cells. {_accumulation(after)} "
+        "Method: docs/performance.md.",
         "",
         "work us/cand: host time per candidate of one chunk outside the operators (plan, weight "
         "init, Python of every pass, the autograd engine, the final fetch), less one operator "
@@ -204,7 +216,8 @@ def write_counts(a, meta, before, after, before_sha) -> None:
         f"`{meta['command'].strip()}`. Batch {after['batch']}, {after['input_size']}x"
         f"{after['input_size']} inputs, one chunk of random NB201 cells per (group, K). Counts "
         "are deterministic for given cells; no timing here (bench/results/host_overhead.md has "
-        "the timed run). ops/cand: ATen operators dispatched per candidate (plan, weight init, "
+        f"the timed run). {_accumulation(after)} "
+        "ops/cand: ATen operators dispatched per candidate (plan, weight init, "
         "every pass of the group; `(x v)`: of which x are views, which launch no kernel on a "
         "GPU); syncs/chunk: device-to-host transfers + host-to-device "
         "copies. Method: docs/performance.md.",
