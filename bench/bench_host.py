@@ -30,6 +30,7 @@ printed with ``--json`` is one JSON object: {group: {"host_us_per_candidate",
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import time
@@ -59,13 +60,18 @@ def call_cost_per_op(n: int = 1000) -> float:
     best = float("inf")
     for _ in range(3):
         a = torch.empty(64, 16, device="meta", requires_grad=True)
-        with HostProbe() as probe:
-            t0 = time.perf_counter()
-            h = a
-            for _ in range(n):
-                h = h * 1.0001
-            torch.autograd.grad(h.sum(), a)
-            dt = time.perf_counter() - t0
+        gc.collect()
+        gc.disable()  # as in run_chunk
+        try:
+            with HostProbe() as probe:
+                t0 = time.perf_counter()
+                h = a
+                for _ in range(n):
+                    h = h * 1.0001
+                torch.autograd.grad(h.sum(), a)
+                dt = time.perf_counter() - t0
+        finally:
+            gc.enable()
         best = min(best, (dt - probe.inside_s) / probe.ops)
     return max(0.0, best)
 
@@ -99,6 +105,11 @@ def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: st
         warnings.simplefilter("always")
         if device != "meta":
             torch.cuda.set_sync_debug_mode("warn")
+        # Python's cyclic garbage collector off while timing (as timeit does): a collection
+        # triggered inside a chunk, of the earlier chunks' graphs, made single chunks 10-50x
+        # slower at random; the previous chunk's garbage is collected before the clock starts
+        gc.collect()
+        gc.disable()
         try:
             with HostProbe(device=torch.device(device).type) as probe:
                 t0 = time.perf_counter()
@@ -110,6 +121,7 @@ def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: st
                     torch.cuda.synchronize()
                 dt = time.perf_counter() - t0
         finally:
+            gc.enable()
             if device != "meta":
                 torch.cuda.set_sync_debug_mode(0)
         n_warn = sum("synchroniz" in str(w.message) for w in caught)
@@ -125,8 +137,8 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
-    call = call_cost_per_op()
-    out = {"device": device, "us_per_op_assumed": us_per_op, "call_us_per_op": call * 1e6,
+    calls = [call_cost_per_op()]
+    out = {"device": device, "us_per_op_assumed": us_per_op,
            "batch": batch, "input_size": input_size,
            "accumulation": accumulation if device == "meta" else "gpu", "groups": {}}
     for g in groups:
@@ -135,15 +147,19 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
         for k in ks:
             run_chunk([nb201.code_of_index(0)], proxies, batch, input_size, 10, device,
                       accumulation)  # warm-up
-            walls, owns, probe = [], [], None
+            walls, owns, works, probe = [], [], [], None
             for _ in range(repeat):
                 codes = [nb201.code_of_index(int(i)) for i in rng.integers(0, 15625, size=k)]
+                # the call cost measured next to each chunk: this machine's speed drifts by
+                # 20-30% within minutes (a shared VM), and the work is a difference of the two
+                calls.append(call_cost_per_op())
                 dt, probe, n_warn = run_chunk(codes, proxies, batch, input_size, 10, device,
                                               accumulation)
                 walls.append(dt)
                 owns.append(dt - probe.inside_s)
+                works.append(owns[-1] - calls[-1] * probe.ops)
             own = statistics.median(owns) / k * 1e6
-            work = max(0.0, own - call * 1e6 * probe.ops / k)  # the engine's own host work
+            work = max(0.0, statistics.median(works) / k * 1e6)  # the engine's own host work
             res[k] = {
                 "host_us_per_candidate": work + us_per_op * probe.ops / k,
                 "work_us_per_candidate": work,
@@ -164,6 +180,7 @@ def measure(groups, ks, *, repeat: int, batch: int, input_size: int, seed: int =
                   f"d2h {probe.d2h}, h2d {probe.h2d}",
                   flush=True)
         out["groups"][g] = res
+    out["call_us_per_op"] = statistics.median(calls) * 1e6
     return out
 
 
@@ -172,7 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--k", default="1024", help="candidates per chunk, comma list (e.g. 64,256,1024)")
     ap.add_argument("--groups", default="synflow,paper",
                     help=f"proxy groups, comma list of {sorted(GROUPS)}")
-    ap.add_argument("--repeat", type=int, default=3, help="chunks timed per (group, K); median")
+    ap.add_argument("--repeat", type=int, default=5, help="chunks timed per (group, K); median")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--input-size", type=int, default=32)
     ap.add_argument("--us-per-op", type=float, default=5.0,

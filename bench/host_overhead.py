@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     ap.add_argument("--before", default="9c0b1b6", help="git revision of the 'before' engine")
     ap.add_argument("--k", default="64,256,1024")
     ap.add_argument("--groups", default="synflow,one_backward,grasp,jacob_cov,nwot,paper,suite")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--accumulation", choices=("gpu", "cpu"), default="gpu",
                     help="node sums as a GPU runs them (ordered rounds, default) or as the CPU "
                          "does (index_add_); bench/bench_host.py")
