@@ -127,7 +127,7 @@ def main(argv=None) -> int:
         after = run_bench(os.path.join(tmp, "after"), a, os.path.join(tmp, "after.json"), script)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "cpu": cpu_model(), "torch": __import__("torch").__version__,
-            "before": before_sha, "after": after_sha,
+            "before": before_sha, "after": after_sha, "repeat": a.repeat,
             "command": "python bench/host_overhead.py " + " ".join(argv or sys.argv[1:])}
     with open(a.out + ".json", "w") as f:
         json.dump({"meta": meta, "before": before, "after": after}, f, indent=1)
@@ -168,7 +168,7 @@ def write_timed(a, meta, before, after, before_sha) -> None:
         f"engine of {before_sha} (with this tree's ops, for their meta backend), after = "
         f"{meta['after']}. Command: `{meta['command'].strip()}` (holding both compute locks). "
         f"Batch {after['batch']}, {after['input_size']}x{after['input_size']} inputs, "
-        f"median of {a.repeat} chunks of random NB201 cells. {_accumulation(after)} "
+        f"median of {meta.get('repeat', 3)} chunks of random NB201 cells. {_accumulation(after)} "
         "Method: docs/performance.md.",
         "",
         "work us/cand: host time per candidate of one chunk outside the operators (plan, weight "
