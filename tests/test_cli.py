@@ -425,3 +425,20 @@ def test_ae_says_when_its_budget_ends_before_evolution(tmp_path, capsys):
     assert cli.main([*base, "--option", "population=4", "--option", "tournament=2",
                      "--out", str(tmp_path / "r2.jsonl")]) == 0
     assert "note:" not in capsys.readouterr().out
+
+
+def test_search_says_when_its_proxy_is_not_used(tmp_path, capsys):
+    """A --proxy without warmup or move scores nothing (the search asks for scores only to warm
+    up or to propose moves): the search says so; with a warmup, or with the default proxy left
+    alone, it does not."""
+    base = ["search", "--algo", "rand", "--budget", "5", "--seeds", "1", "--no-progress",
+            "--cache-dir", str(tmp_path / "c")]
+    assert cli.main([*base, "--proxy", "params", "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert "note: --proxy params is not used" in capsys.readouterr().out
+    assert cli.main([*base, "--out", str(tmp_path / "b.jsonl")]) == 0
+    assert "note:" not in capsys.readouterr().out
+    assert cli.main([*base, "--proxy", "params", "--warmup", "10",
+                     "--out", str(tmp_path / "c.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "note:" not in out
+    assert json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])["proxy"] == "params"

@@ -47,10 +47,10 @@ def _add_common(p):
                    help="oracle queries per search: trained models, repeats included "
                         "(docs/search.md, budget accounting; default 300, or the pool's size "
                         "when the space's table is a smaller pool)")
-    p.add_argument("--proxy", default="synflow",
-                   help="zero-cost proxy used by warmup and move: a proxy, or a label-free "
-                        "ensemble such as vote or ensemble:synflow+jacob_cov+snip (ranks over the "
-                        "cells each comparison compares; docs/search.md)")
+    p.add_argument("--proxy", default=None,
+                   help="zero-cost proxy used by warmup and move (default synflow): a proxy, or "
+                        "a label-free ensemble such as vote or ensemble:synflow+jacob_cov+snip "
+                        "(ranks over the cells each comparison compares; docs/search.md)")
     p.add_argument("--score-seed", type=int, default=0, help="weight seed of the proxy scores")
     from zcfast.cli_common import add_minibatch_arguments, add_precision_argument
 
@@ -101,6 +101,12 @@ def _resolve(a) -> None:
     bad = unknown(getattr(a, "proxy", None) or "")
     if bad:
         raise ValueError(f"unknown proxy {bad[0]!r}: available are {', '.join(ALL)}")
+    if a.proxy is None:
+        a.proxy = "synflow"
+    elif getattr(a, "warmup", None) == 0 and getattr(a, "move", None) == 0:
+        # the search asks for scores only to warm up or to propose moves
+        print(f"note: --proxy {a.proxy} is not used: zero-cost warmup and move are off "
+              "(--warmup W, --move M)" + ("; nor are the --scores files" if a.scores else ""))
     if a.dataset is None:
         a.dataset = sp.default_dataset()
     elif dataset_name(a.dataset) not in sp.datasets:
@@ -373,7 +379,7 @@ def add_parsers(sub) -> None:
     v.set_defaults(func=_cmd_verify)
 
     f = sub.add_parser("figure", help="all variants of the paper's NB201 search figure + tables")
-    f.add_argument("--seeds", type=int, default=20)
+    f.add_argument("--seeds", type=int, default=20, help="searches (seeds) per variant")
     f.add_argument("--out", required=True, help="figure PNG; the tables go to the same name .md")
     f.add_argument("--runs-dir", default=None, help="JSONL runs folder (default <out>_runs/), resumed")
     f.add_argument("--variants", default=None,
