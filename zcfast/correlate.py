@@ -206,14 +206,15 @@ def format_table(tab, title: str = "") -> str:
                  "paper pair agree |")
     lines.append("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 
-    def f(v, fmt):
-        return "" if math.isnan(v) else format(v, fmt)
+    def f(v, fmt, nan=""):
+        return nan if math.isnan(v) else format(v, fmt)
 
     for p, r in tab.iterrows():
         ci = "" if math.isnan(r.spearman_lo) else f"[{r.spearman_lo:+.2f}, {r.spearman_hi:+.2f}]"
-        lines.append(f"| {p} | {int(r.n)} | {int(r.dropped)} | {r.spearman:+.3f} | {ci} | "
-                     f"{r.kendall:+.3f} | "
-                     f"{r.abs_spearman:.3f} | {f(r.top10_spearman, '+.3f')} | "
+        # an undefined correlation (fewer than two distinct scores) reads nan, not +nan
+        lines.append(f"| {p} | {int(r.n)} | {int(r.dropped)} | {f(r.spearman, '+.3f', 'nan')} | "
+                     f"{ci} | {f(r.kendall, '+.3f', 'nan')} | "
+                     f"{f(r.abs_spearman, '.3f', 'nan')} | {f(r.top10_spearman, '+.3f')} | "
                      f"{f(r.hit_rate, '.2f')} | {f(r.pair_agree, '.3f')} | "
                      f"{f(r.paper_abs_spearman, '.3f')} | {f(r.paper_pair_agree, '.3f')} |")
     return "\n".join(lines)
