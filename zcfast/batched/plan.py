@@ -10,8 +10,7 @@ candidate, its parameter slot (-> counter-based init stream) and its fan-in.
 Inside a cell, the edges into node j are processed together: one gather (index_select) picks
 from cat(node_0..node_{j-1}) the channel groups of every (edge, candidate) pair that uses a
 non-zero op, ordered [skip | conv1x1 | conv3x3 | pool]; conv pairs share one ReLU and one
-BatchNorm call, and one index_add sums all results, concatenated in that order, into node j
-per candidate.
+BatchNorm call, and one index_add sums all results into node j per candidate.
 """
 
 from __future__ import annotations
@@ -85,10 +84,9 @@ class NodePlan:
     conv_cand: np.ndarray  # candidate of each conv pair (ReLU groups, for NASWOT)
     conv1: PackedLayer | None
     conv3: PackedLayer | None
-    target_np: np.ndarray | None = None  # the sections' targets concatenated (one index_add)
-    rounds_np: tuple = ()  # ordered-accumulation rounds of target_np (ordered.py)
+    rounds_np: tuple = ()  # per target section: ordered-accumulation rounds (ordered.py)
     gather: torch.Tensor | None = None  # gather_np on the device (Plan.bind)
-    target: torch.Tensor | None = None  # target_np on the device (Plan.bind)
+    targets: tuple = ()  # targets_np on the device (Plan.bind)
     rounds: tuple = ()  # rounds_np on the device (Plan.bind)
 
     @property
@@ -125,11 +123,10 @@ class Plan:
                 key = id(nd.gather_np)
                 if key not in seen:  # the 15 cells share their node templates
                     get = self.tables.get
-                    seen[key] = (get(nd.gather_np),
-                                 None if nd.target_np is None else get(nd.target_np),
-                                 tuple((None if pos is None else get(pos), get(tt))
-                                       for pos, tt in nd.rounds_np))
-                nd.gather, nd.target, nd.rounds = seen[key]
+                    seen[key] = (get(nd.gather_np), tuple(get(t) for t in nd.targets_np),
+                                 tuple(tuple((None if pos is None else get(pos), get(tt))
+                                             for pos, tt in r) for r in nd.rounds_np))
+                nd.gather, nd.targets, nd.rounds = seen[key]
 
 
 def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int = 32,
@@ -176,19 +173,14 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
         # C*H*W floats instead of single channels
         gidx = np.concatenate([src[pairs[o][0]] * K + pairs[o][1] for o in order])
         conv_cand = np.concatenate([pairs[nb201.CONV1][1], pairs[nb201.CONV3][1]])
-        sections = tuple(t for t in (pairs[nb201.SKIP][1], conv_cand, pairs[nb201.POOL][1])
-                         if len(t))
-        # one index for the node's sum: the sections' results are concatenated in this order,
-        # and index_add_ adds in index order, so each candidate receives the same additions in
-        # the same order as with one index_add_ per section
-        target = tables.add(np.concatenate(sections)) if sections else None
+        sections = (pairs[nb201.SKIP][1], conv_cand, pairs[nb201.POOL][1])
+        targets = tuple(tables.add(np.ascontiguousarray(t)) for t in sections if len(t))
         # the rounds of the ordered accumulation (CUDA), built here on the host and uploaded
         # with the rest: computed from the device index they would cost syncs and copies
-        rounds = () if target is None else tuple(
-            (None if pos is None else tables.add(np.asarray(pos, np.int64)),
-             tables.add(np.asarray(tt, np.int64))) for pos, tt in rounds_of(target))
-        templates[j] = (pairs, tables.add(gidx), sections, target, tables.add(conv_cand),
-                        rounds)
+        rounds = tuple(tuple((None if pos is None else tables.add(np.asarray(pos, np.int64)),
+                              tables.add(np.asarray(tt, np.int64)))
+                             for pos, tt in rounds_of(t)) for t in targets)
+        templates[j] = (pairs, tables.add(gidx), targets, tables.add(conv_cand), rounds)
     cell_id = 0
     for stage, C in enumerate(channels):
         if stage > 0:
@@ -207,7 +199,7 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
         for _ in range(CELLS_PER_STAGE):
             nodes = []
             for j in (1, 2, 3):
-                pairs, gidx, sections, target, conv_cand, rounds = templates[j]
+                pairs, gidx, targets, conv_cand, rounds = templates[j]
 
                 def conv_layer(o, kk, pad):
                     e, cand = pairs[o]
@@ -223,8 +215,7 @@ def build_plan(codes, num_classes: int, flavour: str = "paper", input_size: int 
                 c3 = conv_layer(nb201.CONV3, 3, 1)
                 nodes.append(NodePlan(
                     len(pairs[nb201.SKIP][1]), len(pairs[nb201.CONV1][1]), len(pairs[nb201.CONV3][1]),
-                    len(pairs[nb201.POOL][1]), gidx, sections, conv_cand, c1, c3, target,
-                    rounds,
+                    len(pairs[nb201.POOL][1]), gidx, targets, conv_cand, c1, c3, rounds,
                 ))
             plan.cells.append(nodes)
             plan.stage_of_cell.append(stage)
