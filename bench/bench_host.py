@@ -84,7 +84,10 @@ def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: st
     the probe counts the real transfers and ``torch.cuda.set_sync_debug_mode`` counts every
     synchronising call, including those inside libraries. ``accumulation`` (meta only): the
     node sums a GPU runs (``gpu``: the ordered rounds, PackedNB201.ordered_accumulation) or the
-    CPU's index_add_ (``cpu``); on ``cuda`` the engine's own default (ordered) runs."""
+    CPU's index_add_ (``cpu``); on ``cuda`` the engine's own default (ordered) runs. An engine
+    from before the plan built the rounds on the host (e.g. 9c0b1b6, host_overhead.py's default
+    "before") builds them from the device index under ``gpu``: a sync per round, as it would
+    have done on a GPU; the tables made before 2026-12-01 compared engines with ``cpu``."""
     import warnings
 
     import torch
@@ -115,6 +118,9 @@ def run_chunk(codes, proxies, batch: int, input_size: int, ncls: int, device: st
                 t0 = time.perf_counter()
                 eng = PackedNB201(codes, ncls, device=device, input_size=input_size)
                 if device == "meta":
+                    if not hasattr(eng, "ordered_accumulation"):  # an engine from before it
+                        raise SystemExit("--accumulation: this engine has no ordered node sums; "
+                                         "measure it with --accumulation cpu")
                     eng.ordered_accumulation = accumulation == "gpu"
                 eng.compute(x, y, proxies)
                 if device != "meta":

@@ -284,7 +284,9 @@ def plot_scatter(scores, dataset: str, out, target: str | None = None, title: st
         v = scores[p].to_numpy(dtype=np.float64)
         ok = ~np.isnan(v)
         g = gaps[p]
-        note = [f"Spearman \u03c1 = {tab.loc[p, 'spearman']:+.3f}", f"n = {int(ok.sum())}, NaN {g['NaN']}"]
+        rho = tab.loc[p, "spearman"]
+        note = [f"Spearman \u03c1 = {'nan' if math.isnan(rho) else format(rho, '+.3f')}",
+                f"n = {int(ok.sum())}, NaN {g['NaN']}"]
         inf = ", ".join(f"{g[k]} {k}" for k in ("-inf", "+inf") if g[k])
         if inf:
             note.append(inf)

@@ -10,7 +10,8 @@ candidate, its parameter slot (-> counter-based init stream) and its fan-in.
 Inside a cell, the edges into node j are processed together: one gather (index_select) picks
 from cat(node_0..node_{j-1}) the channel groups of every (edge, candidate) pair that uses a
 non-zero op, ordered [skip | conv1x1 | conv3x3 | pool]; conv pairs share one ReLU and one
-BatchNorm call, and one index_add sums all results into node j per candidate.
+BatchNorm call, and one index_add per section (skip, the convolutions, pool) sums its results
+into node j per candidate.
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ def _resolve(a) -> None:
     elif getattr(a, "warmup", None) == 0 and getattr(a, "move", None) == 0:
         # the search asks for scores only to warm up or to propose moves
         print(f"note: --proxy {a.proxy} is not used: zero-cost warmup and move are off "
-              "(--warmup W, --move M)" + ("; nor are the --scores files" if a.scores else ""))
+              "(--warmup W, --move M)"
+              + ("; the --scores files are only imported into the cache" if a.scores else ""))
     if a.dataset is None:
         a.dataset = sp.default_dataset()
     elif dataset_name(a.dataset) not in sp.datasets:
