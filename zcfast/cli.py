@@ -90,11 +90,9 @@ def _precheck_score(a) -> None:
                          "groups paper, modern, all; ensembles; econas; see --help)")
     if a.archs is not None:
         sp.check_archs_spec(a.archs)
-    from pathlib import Path
+    from zcfast.cli_common import refuse_overwrite
 
-    out = Path(a.out)
-    if not a.resume and out.is_file() and out.stat().st_size > 0:  # as ScoreWriter refuses it
-        raise FileExistsError(f"{out} exists; pass --resume to continue it or choose another --out")
+    refuse_overwrite(a.out, a.resume)  # as ScoreWriter will, before the heavy imports
 
 
 def _cmd_score(a) -> int:

@@ -9,6 +9,17 @@ from __future__ import annotations
 MINIBATCH_FIELDS = ("images", "batch_size", "data_seed", "normalization", "flavour")
 
 
+def refuse_overwrite(path, resume: bool) -> None:
+    """FileExistsError when ``path`` is a non-empty file and ``resume`` is off: every command
+    that writes results (score files, search runs) appends to an existing file only when told
+    to, and never overwrites one."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not resume and p.is_file() and p.stat().st_size > 0:
+        raise FileExistsError(f"{p} exists; pass --resume to continue it or choose another --out")
+
+
 def add_minibatch_arguments(p, *, seed_flag: str = "--seed") -> None:
     """The minibatch and network-flavour options of a scoring run: ``--data-seed``,
     ``--batch-size``, ``--images``, ``--data-root``, ``--normalization``, ``--flavour``

@@ -29,6 +29,7 @@ import torch
 
 from zcfast import __version__
 from zcfast import reduced_training as _reduced
+from zcfast.cli_common import refuse_overwrite
 from zcfast.data import dataset_name
 from zcfast.proxies import MODERN_PROXIES, PAPER_PROXIES, PROXIES, check_names
 from zcfast.proxies import ensemble as _ens
@@ -218,16 +219,31 @@ def _whole_rows(path) -> str:
     if "\n" not in text:  # a header alone
         text += "\n"
     elif not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
+        text = text[: _whole_length(text)]
         warnings.warn(f"{path}: its last line is incomplete (a run still writing the file, or one "
                       "interrupted mid-write) and is left out", stacklevel=3)
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, [])
-    for line, r in enumerate(rows, start=2):
-        if r and len(r) != len(header):  # (a blank line is skipped, as pandas does)
-            raise ValueError(f"{path}: line {line} has {len(r)} fields, the header {len(header)} "
-                             "(a damaged row)")
+    damaged = _damaged_row(list(csv.reader(io.StringIO(text))))
+    if damaged:
+        raise ValueError(f"{path}: {damaged})")
     return text
+
+
+def _whole_length(data) -> int:
+    """Length of the whole lines at the start of a score file's text or bytes: all of it, or up
+    to a torn last line (a run killed mid-write, or one still writing), which readers leave out
+    and a resumed writer cuts off."""
+    nl = "\n" if isinstance(data, str) else b"\n"
+    return len(data) if data.endswith(nl) else data.rfind(nl) + 1
+
+
+def _damaged_row(rows: list) -> str | None:
+    """The first row (rows[0] is the header) whose number of fields is not the header's, as
+    "line N has n fields, the header h (a damaged row"; None when all are whole. A blank line
+    is skipped, as pandas does."""
+    for line, r in enumerate(rows[1:], start=2):
+        if r and len(r) != len(rows[0]):
+            return f"line {line} has {len(r)} fields, the header {len(rows[0])} (a damaged row"
+    return None
 
 
 def read_meta(path) -> dict:
@@ -267,10 +283,7 @@ class ScoreWriter:
         self.proxies = list(proxies)
         self.done: dict = {}  # key column value (as written) -> scores
         self._mixed_meta = None  # the meta with another device/engine, written with the first rows
-        if self.path.exists() and self.path.stat().st_size > 0 and not resume:
-            raise FileExistsError(
-                f"{self.path} exists; pass --resume to continue it or choose another --out"
-            )
+        refuse_overwrite(self.path, resume)
         if self.path.exists() and self.path.read_bytes().count(b"\n") >= 2:  # a header and rows
             self._load_existing(meta)
         else:  # no rows: a new file, whose meta describes this run (replacing a stale one)
@@ -305,8 +318,8 @@ class ScoreWriter:
         if mixed:  # recorded once rows of this run are written (a refused resume adds none)
             self._mixed_meta = old
         raw = self.path.read_bytes()
-        if not raw.endswith(b"\n"):  # torn last line from an interrupted write: drop it
-            cut = raw.rfind(b"\n") + 1
+        cut = _whole_length(raw)
+        if cut < len(raw):  # torn last line from an interrupted write: cut it off
             with open(self.path, "r+b") as f:
                 f.truncate(cut)
             raw = raw[:cut]
@@ -315,12 +328,14 @@ class ScoreWriter:
         if not rows or rows[0][:n] != self.ids or rows[0][n:] != self.proxies:
             raise ValueError(f"cannot resume {self.path}: its header {rows[:1]} does not match "
                              f"the columns {self.ids + self.proxies}")
-        for line, r in enumerate(rows[1:], start=2):  # a damaged row is refused, not kept
-            if len(r) != len(rows[0]):
-                raise ValueError(f"cannot resume {self.path}: line {line} has {len(r)} fields, the "
-                                 f"header {len(rows[0])} (a damaged row: remove it to score that "
-                                 "network again)")
-            self.done[r[0]] = [_number(v, self.path, line, c) for v, c in zip(r[n:], self.proxies)]
+        damaged = _damaged_row(rows)  # a damaged row is refused, not kept
+        if damaged:
+            raise ValueError(f"cannot resume {self.path}: {damaged}: remove it to score that "
+                             "network again)")
+        for line, r in enumerate(rows[1:], start=2):
+            if r:
+                self.done[r[0]] = [_number(v, self.path, line, c)
+                                   for v, c in zip(r[n:], self.proxies)]
 
     def row_key(self, code: int) -> str:
         return str(self.space.row_fields(int(code))[self.space.key_column])

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zcfast.cli_common import refuse_overwrite
 from zcfast.search.driver import (
     PROTOCOL,
     check_algo,
@@ -135,9 +136,8 @@ def run_seeds(out: str | os.PathLike, algo: str, *, dataset: str = "cifar100", b
     make_config(algo, budget, warmup, move, seed_list[0], **(options or {}))  # fail before any I/O
     p = Path(out)
     existing = []
+    refuse_overwrite(p, resume)
     if p.exists() and p.stat().st_size > 0:
-        if not resume:
-            raise FileExistsError(f"{p} exists; pass --resume to continue it or choose another --out")
         existing = read_runs(p, repair=True)
         # a line written before runs recorded score_settings was scored with the defaults (the
         # command line had no other) or from a table passed by a caller (recorded as None)
