@@ -201,7 +201,10 @@ def report(folder: Path, ds: str, target: str, unique: bool = False, exclude: tu
         pub = published(p, ds)
         if p == "vote":
             pub = f"pairs {r.paper_pair_agree:.3f} (the paper's vote statistic)"
-        lines.append(f"| {p} | {int(r.n)} | {r.spearman:+.3f} | {r.kendall:+.3f} | "
+        # a proxy constant over the cells (epe_nas on one image per class) has no rank
+        # correlation: n/a, not "+nan"
+        lines.append(f"| {p} | {int(r.n)} | {f(r.spearman, '+.3f') or 'n/a'} | "
+                     f"{f(r.kendall, '+.3f') or 'n/a'} | "
                      f"{f(r.top10_spearman, '+.3f')} | {f(r.hit_rate, '.2f')} | "
                      f"{f(r.pair_agree, '.3f')} | {pub} | {f(r.paper_abs_spearman, '.3f')} |")
     lines += ["", "Published: VKDNW (CVPR 2025) Table 1 (stated as all 15,625 cells; its code keeps "
