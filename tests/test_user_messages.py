@@ -142,6 +142,10 @@ def test_default_threads(monkeypatch):
     for bad in (0, -2, 1.5, "2", True):
         with pytest.raises(ValueError, match="positive integer"):
             runtime.set_threads(bad)
+    many = runtime.available_cores() + 1
+    with pytest.warns(UserWarning, match=f"{many} threads on {many - 1} available core"):
+        runtime.set_threads(many)
+    runtime.set_threads(None)
 
 
 def test_threads_option_of_every_computing_command(tmp_path, capsys):

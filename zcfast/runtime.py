@@ -105,6 +105,13 @@ def set_threads(n: int | None = None) -> int:
     import torch
 
     n = default_threads() if n is None else check_threads(n)
+    cores = available_cores()
+    if n > cores:  # allowed (a user may mean it), but never silently: docs/threads.md
+        import warnings
+
+        warnings.warn(f"{n} threads on {cores} available core{'s' if cores != 1 else ''}: "
+                      "oversubscribed threads wait for each other and slow the run down "
+                      "(docs/threads.md)", stacklevel=2)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
