@@ -32,7 +32,8 @@ def test_parse_syntax_and_errors():
     assert ens.parse("vote").members == ("synflow", "jacob_cov", "snip")
     for bad, msg in [("ensemble[median]:a+b", "rule"), ("ensemble:a++b", "empty"),
                      ("ensemble:a+a", "duplicate"), ("ensemble:snip+nope", "'nope'"),
-                     ("ensemble:snip+ensemble:a", "nested"), ("ensmble:a", "not an ensemble")]:
+                     ("ensemble:snip+ensemble:a", "nested"), ("ensmble:a", "not an ensemble"),
+                     ("ensemble[vote]:snip", "'ensemble\\[vote\\]:snip' has one member: name 'snip'")]:
         with pytest.raises(ValueError, match=msg):
             ens.parse(bad, known=PROXIES)
     assert ens.base_members("ensemble:zico+az_nas") == [

@@ -85,6 +85,9 @@ def parse(name: str, known=None) -> Ensemble:
         raise ValueError(f"empty member in ensemble {name!r}")
     if len(set(members)) != len(members):
         raise ValueError(f"duplicate member in ensemble {name!r}")
+    if len(members) == 1:  # it would only rank as its member does, under another name
+        raise ValueError(f"ensemble {name!r} has one member: name {members[0]!r} itself, or "
+                         "combine two or more (ensemble:a+b)")
     for t in members:
         if t.startswith(PREFIX):
             raise ValueError(f"ensemble {name!r}: nested ensemble specs are not supported ({t!r})")
