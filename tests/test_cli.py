@@ -442,3 +442,7 @@ def test_search_says_when_its_proxy_is_not_used(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note:" not in out
     assert json.loads((tmp_path / "c.jsonl").read_text().splitlines()[0])["proxy"] == "params"
+    # the summary names the proxy that warmed the search up; a search without one names none
+    assert "\nRAND+warmup(10) [params]: 1 complete run," in out, out
+    assert cli.main([*base, "--out", str(tmp_path / "d.jsonl")]) == 0
+    assert "\nRAND: 1 complete run," in capsys.readouterr().out

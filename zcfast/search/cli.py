@@ -231,6 +231,9 @@ def _cmd_search(a) -> int:
     _close(kw)
     runs = [r for r in runs if int(r["seed"]) in set(seeds)]
     v = Variant(runs[0]["algo"], a.warmup, a.move)
+    # the printed name says which proxy warmed up or moved the search (the stored variant label,
+    # which studies group by, stays as it is)
+    name = v.label + (f" [{runs[0]['proxy']}]" if runs[0].get("proxy") else "")
     ok, failed = complete_runs(runs)
     at = [k for k in (10, 25, 50, 100, 200, a.budget) if k <= a.budget]
     from zcfast.search.driver import universe
@@ -249,17 +252,17 @@ def _cmd_search(a) -> int:
               f"{[r['seed'] for r in failed]}); they are left out of every number above")
     if ok:
         s = summarize(ok)
-        print(f"{v.label}: {s.n} complete run{'s' if s.n != 1 else ''}, mean {what} of the selected model after "
+        print(f"{name}: {s.n} complete run{'s' if s.n != 1 else ''}, mean {what} of the selected model after "
               f"{a.budget} trained models {s.mean[-1]:.2f}{unit} -> {a.out}")
         for line in hw.summary_lines(ok):
             print(line)
         if a.plot:
             if spec is not None and spec.cost_metric:
                 hw.plot_front(ok, a.plot, title=f"{a.space.upper()} {runs[0]['dataset']}: "
-                              f"{v.label}, {hw.describe(spec, runs[0]['dataset'])}, {s.n} seeds")
+                              f"{name}, {hw.describe(spec, runs[0]['dataset'])}, {s.n} seeds")
             else:
                 plot_curves({v: runs}, a.plot,
-                            title=f"{a.space.upper()} {runs[0]['dataset']}: {v.label}, {s.n} seeds")
+                            title=f"{a.space.upper()} {runs[0]['dataset']}: {name}, {s.n} seeds")
             print(f"plot -> {a.plot}")
     return 1 if failed else 0
 
