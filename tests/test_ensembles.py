@@ -36,6 +36,10 @@ def test_parse_syntax_and_errors():
                      ("ensemble[vote]:snip", "'ensemble\\[vote\\]:snip' has one member: name 'snip'")]:
         with pytest.raises(ValueError, match=msg):
             ens.parse(bad, known=PROXIES)
+    with pytest.raises(ValueError, match="unknown proxy 'nope'"):  # named before its count
+        ens.parse("ensemble:nope", known=PROXIES)
+    # a one-member spec read back from an older file's meta (no `known`) is still understood
+    assert ens.parse("ensemble:snip").members == ("snip",)
     assert ens.base_members("ensemble:zico+az_nas") == [
         "zico", "az_expressivity", "az_progressivity", "az_trainability", "az_complexity"]
     assert ens.base_members("vkdnw_agg") == ["vkdnw_single", "az_expressivity", "az_trainability",

@@ -62,6 +62,14 @@ def test_resume_refuses_a_damaged_row(tmp_path):
     out.write_text(good.replace(lines[2].rsplit(",", 1)[1], "abc\n"))
     with pytest.raises(ValueError, match=r"line 3, column 'synflow': 'abc' is not a number"):
         run(out, resume=True)
+    # rows are checked in file order: the bad number on line 3 is named before the damaged line 4
+    out.write_text(good.replace(lines[2].rsplit(",", 1)[1], "abc\n").replace(
+        lines[3], lines[3].rsplit(",", 1)[0] + "\n"))
+    with pytest.raises(ValueError, match=r"line 3, column 'synflow': 'abc' is not a number"):
+        run(out, resume=True)
+    # a blank line is skipped, as the readers skip it: the resume keeps every row, scores nothing
+    out.write_text(lines[0] + lines[1] + "\n" + "".join(lines[2:]))
+    assert run(out, resume=True)["scored"] == 0
 
 
 def test_resume_refuses_networks_the_run_does_not_ask_for(tmp_path):

@@ -142,10 +142,15 @@ def test_default_threads(monkeypatch):
     for bad in (0, -2, 1.5, "2", True):
         with pytest.raises(ValueError, match="positive integer"):
             runtime.set_threads(bad)
+    import torch
+
+    before = torch.get_num_threads()  # conftest's setting, restored for the tests after this one
     many = runtime.available_cores() + 1
-    with pytest.warns(UserWarning, match=f"{many} threads on {many - 1} available core"):
-        runtime.set_threads(many)
-    runtime.set_threads(None)
+    try:
+        with pytest.warns(UserWarning, match=f"{many} threads on {many - 1} available core"):
+            runtime.set_threads(many)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_threads_option_of_every_computing_command(tmp_path, capsys):
@@ -190,6 +195,12 @@ def test_a_folder_where_a_file_is_expected(tmp_path, capsys):
     assert cli.main(["correlate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("zcfast correlate: error:") and str(tmp_path) in err
+    for cmd in (["score", "--archs", "2", "--proxies", "params"],
+                ["search", "--algo", "rand", "--budget", "3", "--seeds", "1", "--no-progress"]):
+        for resume in ([], ["--resume"]):
+            assert cli.main([*cmd, *resume, "--out", str(tmp_path)]) == 2
+            err = capsys.readouterr().err
+            assert f"{tmp_path} is a folder: --out names the file to write" in err, (cmd, err)
 
 
 def test_correlate_names_its_settings_and_warns_on_few_cells(tmp_path, capsys):

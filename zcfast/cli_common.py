@@ -12,11 +12,13 @@ MINIBATCH_FIELDS = ("images", "batch_size", "data_seed", "normalization", "flavo
 def refuse_overwrite(path, resume: bool) -> None:
     """FileExistsError when ``path`` is a non-empty file and ``resume`` is off: every command
     that writes results (score files, search runs) appends to an existing file only when told
-    to, and never overwrites one."""
+    to, and never overwrites one. IsADirectoryError when ``path`` is a folder."""
     from pathlib import Path
 
     p = Path(path)
-    if not resume and p.is_file() and p.stat().st_size > 0:
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder: --out names the file to write")
+    if not resume and p.exists() and p.stat().st_size > 0:
         raise FileExistsError(f"{p} exists; pass --resume to continue it or choose another --out")
 
 

@@ -222,9 +222,11 @@ def _whole_rows(path) -> str:
         text = text[: _whole_length(text)]
         warnings.warn(f"{path}: its last line is incomplete (a run still writing the file, or one "
                       "interrupted mid-write) and is left out", stacklevel=3)
-    damaged = _damaged_row(list(csv.reader(io.StringIO(text))))
-    if damaged:
-        raise ValueError(f"{path}: {damaged})")
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, [])
+    for line, r in enumerate(rows, start=2):
+        if _damaged(r, header):
+            raise ValueError(f"{path}: {_damaged_message(line, r, header)}")
     return text
 
 
@@ -236,14 +238,15 @@ def _whole_length(data) -> int:
     return len(data) if data.endswith(nl) else data.rfind(nl) + 1
 
 
-def _damaged_row(rows: list) -> str | None:
-    """The first row (rows[0] is the header) whose number of fields is not the header's, as
-    "line N has n fields, the header h (a damaged row"; None when all are whole. A blank line
-    is skipped, as pandas does."""
-    for line, r in enumerate(rows[1:], start=2):
-        if r and len(r) != len(rows[0]):
-            return f"line {line} has {len(r)} fields, the header {len(rows[0])} (a damaged row"
-    return None
+def _damaged(row: list, header: list) -> bool:
+    """Whether a score file's row has another number of fields than its header (a blank line,
+    which pandas skips, is not damaged)."""
+    return bool(row) and len(row) != len(header)
+
+
+def _damaged_message(line: int, row: list, header: list, hint: str = "") -> str:
+    """What is wrong with a damaged row (:func:`_damaged`), ``hint`` appended in the bracket."""
+    return f"line {line} has {len(row)} fields, the header {len(header)} (a damaged row{hint})"
 
 
 def read_meta(path) -> dict:
@@ -328,12 +331,11 @@ class ScoreWriter:
         if not rows or rows[0][:n] != self.ids or rows[0][n:] != self.proxies:
             raise ValueError(f"cannot resume {self.path}: its header {rows[:1]} does not match "
                              f"the columns {self.ids + self.proxies}")
-        damaged = _damaged_row(rows)  # a damaged row is refused, not kept
-        if damaged:
-            raise ValueError(f"cannot resume {self.path}: {damaged}: remove it to score that "
-                             "network again)")
         for line, r in enumerate(rows[1:], start=2):
-            if r:
+            if _damaged(r, rows[0]):  # refused, not kept
+                raise ValueError(f"cannot resume {self.path}: " + _damaged_message(
+                    line, r, rows[0], ": remove it to score that network again"))
+            if r:  # (a blank line is skipped, as readers skip it)
                 self.done[r[0]] = [_number(v, self.path, line, c)
                                    for v, c in zip(r[n:], self.proxies)]
 
@@ -386,7 +388,8 @@ class ScoreWriter:
         lines = self.path.read_bytes().decode().splitlines(keepends=True)
         rows = {}
         for line in lines[1:]:
-            rows[next(csv.reader([line]))[0]] = line
+            if line.strip():  # a blank line (skipped by the readers) is dropped
+                rows[next(csv.reader([line]))[0]] = line
         if any(k not in rows for k in keys):
             return False
         want = set(keys)

@@ -70,7 +70,9 @@ def is_ensemble(name: str) -> bool:
 
 def parse(name: str, known=None) -> Ensemble:
     """The :class:`Ensemble` of a fixed name or an ``ensemble[rule]:a+b`` spec; ValueError names
-    the bad part. ``known``: the valid member names (proxies); fixed ensembles are always valid."""
+    the bad part. ``known``: the valid member names (proxies); fixed ensembles are always valid.
+    Given ``known`` (a spec being checked for a new run), a spec of one member is refused; without
+    it (a spec read back from a stored file's meta) it is accepted, so older files stay readable."""
     if name in FIXED:
         return FIXED[name]
     m = _SPEC.match(name)
@@ -85,15 +87,15 @@ def parse(name: str, known=None) -> Ensemble:
         raise ValueError(f"empty member in ensemble {name!r}")
     if len(set(members)) != len(members):
         raise ValueError(f"duplicate member in ensemble {name!r}")
-    if len(members) == 1:  # it would only rank as its member does, under another name
-        raise ValueError(f"ensemble {name!r} has one member: name {members[0]!r} itself, or "
-                         "combine two or more (ensemble:a+b)")
     for t in members:
         if t.startswith(PREFIX):
             raise ValueError(f"ensemble {name!r}: nested ensemble specs are not supported ({t!r})")
         if t not in FIXED and known is not None and t not in known:
             raise ValueError(f"unknown proxy {t!r} in ensemble {name!r}: available are "
                              f"{', '.join(list(known) + list(FIXED))}")
+    if known is not None and len(members) == 1:  # it would rank as its member does, renamed
+        raise ValueError(f"ensemble {name!r} has one member: name {members[0]!r} itself, or "
+                         "combine two or more (ensemble:a+b)")
     return Ensemble(name, rule, members)
 
 
