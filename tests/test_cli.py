@@ -374,6 +374,9 @@ def test_help_does_not_import_torch():
      "'synflw'"),
     (["figure", "--move", "-1", "--out", "f"], "move -1"),
     (["correlate", "no_such_scores.csv"], "'no_such_scores.csv'"),
+    (["score", "--threads", "0", "--out", "x.csv"], "got 0"),
+    (["search", "--algo", "ae", "--threads", "-1", "--out", "y.jsonl"], "got -1"),
+    (["figure", "--threads", "0", "--out", "f"], "got 0"),
 ])
 def test_bad_input_is_rejected_before_torch(argv, named, tmp_path):
     """Bad arguments get their error without importing torch (docs/performance.md, start-up):

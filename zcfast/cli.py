@@ -252,6 +252,10 @@ def main(argv=None) -> int:
     formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda msg, *_, **__: f"zcfast {a.cmd}: warning: {msg}\n"
     try:
+        if getattr(a, "threads", None) is not None:  # every computing command: before torch
+            from zcfast.runtime import check_threads
+
+            check_threads(a.threads)
         if a.cmd in handlers:
             return handlers[a.cmd](a)
         return a.func(a)
