@@ -126,9 +126,11 @@ def main(argv=None) -> int:
     lines = [
         "# grasp's tensor memory on NB101 cells at batch 256, per engine", "",
         f"`python bench/nb101_grasp_memory.py --cells {a.cells} --batch {a.batch}`; git "
-        f"{git_sha()}, {cpu_name()}, torch {torch.__version__}, {started}. The first "
-        f"{len(rows)} cells of the pool's seeded order (bench/nb101_pool_lanes.py): a random "
-        "sample of the 292. Peak tensor bytes of grasp alone, found on the meta device "
+        f"{git_sha()}, {cpu_name()}, torch {torch.__version__}, {started}. "
+        + ("All 292 cells of the pool. " if len(rows) == 292 else
+           f"The first {len(rows)} cells of the pool's seeded order (bench/nb101_pool_lanes.py): "
+           "a random sample of the 292. ")
+        + "Peak tensor bytes of grasp alone, found on the meta device "
         "(zcfast/batched/memory.py, meta_peak_bytes: no compute); packed = the packed engine at "
         "K = 1 (one cell per pass, as the pool lanes run), per-model = the reference.", "",
         "Check, in this run, on the first cell at batch 16 (CPU profiler vs meta): "
