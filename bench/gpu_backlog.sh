@@ -76,7 +76,8 @@ step() {  # step NAME ARGS...: one zcfast score run, resumable, under what is le
   (( rc > WORST )) && WORST=$rc
 }
 
-# 1. the NB101 pool: grasp (17 GB a cell at batch 256 on the CPU) and the five other gradient
+# 1. the NB101 pool: grasp (a tensor peak of 5-31 GiB a cell at batch 256 with the packed engine,
+#    bench/results/nb101_grasp_memory.md; some cells do not fit on the 24 GB CPU) and the five other gradient
 #    proxies, the settings of bench/results/nb101_c10_subset/pool_*.csv
 step nb101_pool --space nb101 --archs "$NB101_ARCHS" --proxies grasp,grad_norm,snip,fisher,plain,jacob_cov \
   --batch-size "$NB101_BATCH" --images cifar10-subset --engine packed
