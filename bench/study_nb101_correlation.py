@@ -224,7 +224,8 @@ def report(rows: list, meta: dict, timing: dict) -> str:
               "`pool_*.csv` files (packed engine) hold cells taken in the seeded order of "
               "`bench/nb101_pool_lanes.py` (random.Random(101)), each file listing its cells "
               "(column `hash`). So a proxy on fewer than 292 cells is scored on those first "
-              "cells plus a random sample of the rest."]
+              "cells plus the start of a random order of the rest, less the cells listed here:"]
+    lines += coverage(df, gt)
     lines += ["", "NASLib's released scores over **all 292 cells** of the pool (NAS-Bench-Suite-Zero, "
               "Krishnakumar et al., NeurIPS 2022 Datasets and Benchmarks; the bundled subset, mean "
               "over a cell's records), Spearman against the same target: "
@@ -275,7 +276,9 @@ def report(rows: list, meta: dict, timing: dict) -> str:
     pc = timing.get("proxy_cells", {p: timing.get("cells", 0) for p in PROXIES})
     if all(pc.get(p) for p in PROXIES):
         per = {p: timing["proxy_seconds"][p] / pc[p] for p in PROXIES}
-        lines += [f"Cost per cell (per-model loop, every proxy on its own copy of the network, "
+        lines += [f"Cost per cell (per-model loop, one copy of the network per proxy, except "
+                  "that fisher, grad_norm, snip and plain share one copy and one backward pass, "
+                  "whose time is split evenly among them; "
                   f"{meta['threads']} threads, under the shared compute lock; averages over the "
                   f"cells scored for each proxy): {sum(per.values()):.0f} s in all -- "
                   + ", ".join(f"{p} {per[p]:.1f} s" for p in PROXIES) + ". The lock keeps other "
@@ -283,6 +286,42 @@ def report(rows: list, meta: dict, timing: dict) -> str:
                   f"last cell was {timing.get('load_average_last', ['?'])[0]:.1f} on 2 cores, so "
                   "these are upper bounds of a quiet machine's cost.", ""]
     return "\n".join(lines) + "\n"
+
+
+def coverage(df, gt, folder: Path = FOLDER) -> list:
+    """For each proxy on fewer than all cells: which cells of the seeded order it covers, and the
+    cells of that stretch it lacks, with the reason recorded in pool_skipped.json ({hash:
+    reason}: e.g. a pass that does not fit in this machine's memory), so that a sample with
+    holes says so."""
+    sys.path.insert(0, str(HERE))
+    from nb101_pool_lanes import shuffled
+
+    by_arch = {a: h for h, a in zip(gt.index, gt["arch"])}
+    order = [by_arch[a] for a in shuffled()]
+    pos = {h: i for i, h in enumerate(order)}
+    first = set(h for h, _ in read_rows_keys(folder / "scores.csv"))
+    skip_p = folder / "pool_skipped.json"
+    why = json.loads(skip_p.read_text()) if skip_p.exists() else {}
+    out = []
+    for p in PROXIES:
+        have = set(df.index[df[p].notna()])
+        if len(have) >= len(gt):
+            continue
+        rest = have - first
+        last = max((pos[h] for h in rest), default=-1)
+        holes = [h for h in order[: last + 1] if h not in have]
+        text = (f"- {p}: {len(have & first)} cells of `scores.csv`, then {len(rest)} of the "
+                f"first {last + 1} cells of the seeded order")
+        if holes:
+            text += "; not scored in that stretch: " + ", ".join(
+                f"`{h[:8]}` ({why.get(h, 'reason not recorded')})" for h in holes)
+        out.append(text + ".")
+    return out
+
+
+def read_rows_keys(path: Path) -> list:
+    """(hash, row) of a score file's rows ([] when it does not exist)."""
+    return [(r["hash"], r) for r in read_rows(path)] if path.exists() else []
 
 
 def load_all(folder: Path = FOLDER) -> list:
