@@ -377,6 +377,8 @@ def test_help_does_not_import_torch():
     (["score", "--threads", "0", "--out", "x.csv"], "got 0"),
     (["search", "--algo", "ae", "--threads", "-1", "--out", "y.jsonl"], "got -1"),
     (["figure", "--threads", "0", "--out", "f"], "got 0"),
+    (["score", "--archs", "2", "--out", "."], "is a folder"),
+    (["search", "--algo", "rand", "--out", "."], "is a folder"),
 ])
 def test_bad_input_is_rejected_before_torch(argv, named, tmp_path):
     """Bad arguments get their error without importing torch (docs/performance.md, start-up):

@@ -196,6 +196,9 @@ def _close(kw: dict) -> None:
 
 def _cmd_search(a) -> int:
     _resolve(a)  # before the heavy imports below
+    from zcfast.cli_common import refuse_overwrite
+
+    refuse_overwrite(a.out, a.resume)  # as run_seeds will
     from zcfast.search import hw
     from zcfast.search.runs import (
         Variant,
