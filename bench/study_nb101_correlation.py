@@ -267,9 +267,15 @@ def report(rows: list, meta: dict, timing: dict) -> str:
     lines.append("")
     agree = engine_agreement()
     if agree:
-        lines += ["Rows beyond scores.csv come from `zcfast score --space nb101 --engine packed` "
-                  "files (" + ", ".join(f"`{p.name}`" for p in pool_files()) + ": the same batch, "
-                  "seed, images and network; packed = per-model, tests/test_nb101_packed.py). On "
+        def engine(p):
+            return json.loads(Path(str(p) + ".meta.json").read_text()).get("engine", "packed")
+
+        lines += ["Rows beyond scores.csv come from `zcfast score --space nb101` files ("
+                  + ", ".join(f"`{p.name}`" + ("" if engine(p) == "packed" else f" ({engine(p)})")
+                              for p in pool_files())
+                  + "; the packed engine unless marked, `loop` = the per-model engine: the same "
+                  "batch, seed, images and network; packed = per-model, "
+                  "tests/test_nb101_packed.py). On "
                   "the cells both hold, the largest relative difference between the per-model "
                   "loop and the packed engine is: "
                   + ", ".join(f"{p} {d:.1e} ({n} cells)" for p, (n, d) in agree.items()) + ".", ""]
