@@ -145,8 +145,9 @@ def main(argv=None) -> int:
         f"cell's FLOPs: {_spearman(p, [float(r['flops']) for r in rows]):+.2f}.", "",
         "A tensor peak bounds the memory from above: a large zero-filled tensor that a pass "
         "writes only in part is not all resident, so a cell a little above the limit may still "
-        "run (on this machine, 22.8 GiB packed ran and 23.8 GiB was killed). The process adds "
-        "its own ~1 GB.",
+        "run, and where the limit falls depends on what else runs (on this 24 GB machine, packed "
+        "cells of 22.4 and 22.8 GiB ran alone and were killed in an earlier sitting with other work beside them; "
+        "23.0 and 23.8 GiB were killed alone). The process adds its own ~1 GB.",
     ]
     out_md.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

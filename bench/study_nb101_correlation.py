@@ -316,10 +316,11 @@ def coverage(df, gt, folder: Path = FOLDER) -> list:
         rest = have - first
         last = max((pos[h] for h in rest), default=-1)
         holes = [h for h in order[: last + 1] if h not in have]
-        text = (f"- {p}: {len(have & first)} cells of `scores.csv`, then {len(rest)} of the "
-                f"first {last + 1} cells of the seeded order")
+        again = sum(h in first for h in order[: last + 1])
+        text = (f"- {p}: {len(have & first)} cells of `scores.csv`, then the first {last + 1} "
+                f"cells of the seeded order" + (f" ({again} of them among those)" if again else ""))
         if holes:
-            text += "; not scored in that stretch: " + ", ".join(
+            text += ", less " + ", ".join(
                 f"`{h[:8]}` ({why.get(h, 'reason not recorded')})" for h in holes)
         out.append(text + ".")
     return out
