@@ -299,13 +299,12 @@ def coverage(df, gt, folder: Path = FOLDER) -> list:
     cells of that stretch it lacks, with the reason recorded in pool_skipped.json ({hash:
     reason}: e.g. a pass that does not fit in this machine's memory), so that a sample with
     holes says so."""
-    sys.path.insert(0, str(HERE))
-    from nb101_pool_lanes import shuffled
+    from nb101_pool_lanes import shuffled  # bench/ is on sys.path when this script runs
 
     by_arch = {a: h for h, a in zip(gt.index, gt["arch"])}
     order = [by_arch[a] for a in shuffled()]
     pos = {h: i for i, h in enumerate(order)}
-    first = set(h for h, _ in read_rows_keys(folder / "scores.csv"))
+    first = {r["hash"] for r in read_rows(folder / "scores.csv")}
     skip_p = folder / "pool_skipped.json"
     why = json.loads(skip_p.read_text()) if skip_p.exists() else {}
     out = []
@@ -324,11 +323,6 @@ def coverage(df, gt, folder: Path = FOLDER) -> list:
                 f"`{h[:8]}` ({why.get(h, 'reason not recorded')})" for h in holes)
         out.append(text + ".")
     return out
-
-
-def read_rows_keys(path: Path) -> list:
-    """(hash, row) of a score file's rows ([] when it does not exist)."""
-    return [(r["hash"], r) for r in read_rows(path)] if path.exists() else []
 
 
 def load_all(folder: Path = FOLDER) -> list:
