@@ -46,6 +46,25 @@ def test_batch_invariance():
     check_batch_invariance()
 
 
+def test_forward_without_autograd_same_bits():
+    """Without autograd the cell keeps its node states in one buffer, summed in place
+    (engine.py, _cell); with autograd it concatenates them: the outputs and every ReLU input
+    that NASWOT reads must be the same bits, for cells with `none` nodes too."""
+    codes = codes_of([nb201.index_of(a) for a in SPECIAL] + [0, 77, 15624, 6111])
+    eng = PackedNB201(codes, 10, input_size=16)
+    x = torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    outs = []
+    for grad in (True, False):
+        relus = []
+        _, ws, bs = eng.params(requires_grad=grad)
+        with torch.set_grad_enabled(grad):
+            out = eng.forward(x, ws, bs, relus=relus)
+        outs.append((out.detach(), [r[0].detach() for r in relus]))
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert len(outs[0][1]) == len(outs[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(outs[0][1], outs[1][1]))
+
+
 def test_score_api_and_duplicates():
     df = zcfast.score([SPECIAL[-1], 0, SPECIAL[-1]], "synflow,params", dataset="cifar100", batch_size=8)
     assert list(df.columns) == ["arch", "synflow", "params"]

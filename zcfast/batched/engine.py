@@ -18,6 +18,7 @@ from zcfast.batched.base import LOSS_PROXIES, SUPPORTED, PackedModel, _reproduci
 from zcfast.batched.ordered import index_rounds, ordered_index_add_
 from zcfast.batched.plan import Plan, SegmentTable, build_plan, segment_table
 from zcfast.batched.upload import DeviceTables
+from zcfast.ops.boxsum import box_sum3
 from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import INIT_CHANNELS
 
@@ -126,10 +127,12 @@ class _BoxSum3(torch.autograd.Function):
     fast depthwise-convolution path instead of PyTorch's per-group convolution fallback."""
 
     @staticmethod
-    def forward(ctx, x, boxes):
+    def forward(ctx, x, boxes, backend=None):
         """``boxes(C, dtype, device)``: (C, 1, 3, 3) ones (kept by the caller, made once per
-        model, shape and dtype, never written; the backward asks for its gradient's dtype)."""
-        ctx.boxes = boxes
+        model, shape and dtype, never written; the backward asks for its gradient's dtype).
+        ``backend``: the engine's, for zcfast.ops.boxsum (float32 CPU tensors: the compiled
+        loop, the same bits as the convolution)."""
+        ctx.boxes, ctx.backend = boxes, backend
         if x.dtype == torch.float64 and x.device.type == "cpu":
             # no oneDNN depthwise conv in float64: separable sums of shifted views (measured
             # 1.7x faster than avg_pool2d on CPU here)
@@ -137,12 +140,11 @@ class _BoxSum3(torch.autograd.Function):
             p = F.pad(x, (1, 1, 1, 1))
             r = p[:, :, 0:H] + p[:, :, 1 : H + 1] + p[:, :, 2 : H + 2]
             return r[..., 0:W] + r[..., 1 : W + 1] + r[..., 2 : W + 2]
-        c = x.shape[1]
-        return F.conv2d(x, boxes(c, x.dtype, x.device), padding=1, groups=c)
+        return box_sum3(x, backend=backend, ones=boxes)
 
     @staticmethod
     def backward(ctx, g):
-        return _BoxSum3.apply(g, ctx.boxes), None
+        return _BoxSum3.apply(g, ctx.boxes, ctx.backend), None, None
 
 
 class PackedNB201(PackedModel):
@@ -289,7 +291,7 @@ class PackedNB201(PackedModel):
             ones = torch.ones(1, 1, hgt, wid, dtype=x.dtype, device=x.device)
             box = torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device)
             self._pool_cache[key] = 1.0 / F.conv2d(ones, box, padding=1)
-        return _BoxSum3.apply(x, self._box) * self._pool_cache[key]
+        return _BoxSum3.apply(x, self._box, self.backend) * self._pool_cache[key]
 
     def _box(self, c: int, dtype, device) -> torch.Tensor:
         """(c, 1, 3, 3) ones for _BoxSum3, made once per model, shape and dtype (an operator
@@ -306,12 +308,30 @@ class PackedNB201(PackedModel):
         states = [h.reshape(B, K, C * H * W)]  # block view: one row of C*H*W floats per candidate
         # node sums in float32 when the forward runs in bf16 (reduced precision), else h's dtype
         acc = torch.float32 if h.dtype in (torch.bfloat16, torch.float16) else h.dtype
-        for nd in nodes:
-            node = h.new_zeros(B, K, C * H * W, dtype=acc)
+        # Without autograd (nwot's forward, the modern proxies' forwards), the states that later
+        # nodes read live in one buffer and each node is summed in place into its rows: the
+        # same values as concatenating the earlier states before every node, without copying
+        # them all again each time (docs/performance.md). With autograd the nodes stay apart
+        # (an in-place sum into a shared buffer would make the backward copy the buffer).
+        buf = None
+        if not torch.is_grad_enabled() and len(nodes) > 2:
+            buf = h.new_empty(B, len(nodes) * K, C * H * W, dtype=acc)
+            buf[:, :K].copy_(states[0])
+        for j, nd in enumerate(nodes, 1):
+            if buf is not None and j < len(nodes):  # the last node is read by no other
+                node = buf[:, j * K : (j + 1) * K].zero_()
+            else:
+                node = h.new_zeros(B, K, C * H * W, dtype=acc)
             if nd.n_total == 0:  # every candidate has `none` on all edges into this node
                 states.append(node)
                 continue
-            src = states[0] if len(states) == 1 else torch.cat(states, 1)
+            # node 1 reads the cell input itself (in its own dtype, as without the buffer)
+            if len(states) == 1:
+                src = states[0]
+            elif buf is not None:  # the gather's indices only reach the states written so far
+                src = buf
+            else:
+                src = torch.cat(states, 1)
             g = src.index_select(1, nd.gather).view(B, nd.n_total * C, H, W)
             nconv = nd.n_conv1 + nd.n_conv3
             sizes = [n * C for n in (nd.n_skip, nconv, nd.n_pool) if n]
