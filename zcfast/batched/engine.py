@@ -281,10 +281,10 @@ class PackedNB201(PackedModel):
         return s + b
 
     def _pool3(self, x: torch.Tensor) -> torch.Tensor:
-        """AvgPool2d(3, stride 1, pad 1, count_include_pad=False) as a 3x3 box sum (depthwise
-        conv, self-adjoint, see _BoxSum3) times 1/(number of valid neighbours): the same values
-        to rounding, 2-4x faster on CPU than the pooling kernels forward, backward and in grasp's
-        double backward."""
+        """AvgPool2d(3, stride 1, pad 1, count_include_pad=False) as a 3x3 box sum
+        (self-adjoint, see _BoxSum3; zcfast/ops/boxsum.py) times 1/(number of valid neighbours):
+        the same values to rounding, several times faster on CPU than the pooling kernels
+        forward, backward and in grasp's double backward."""
         hgt, wid = x.shape[2], x.shape[3]
         key = (hgt, wid, x.dtype, x.device)
         if key not in self._pool_cache:
