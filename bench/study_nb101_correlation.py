@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -103,14 +104,24 @@ def check(k: int, seed: int) -> None:
 
 
 def read_rows(path: Path) -> list:
+    """The whole rows of a score file (a torn last line, from a run still writing it or one
+    interrupted mid-write, is left out; the file is not touched: a lane may be appending)."""
     if not path.exists():
         return []
-    raw = path.read_bytes()
-    if not raw.endswith(b"\n"):  # a torn last line from an interrupted write
-        cut = raw.rfind(b"\n") + 1
-        path.write_bytes(raw[:cut])
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    from zcfast.scoring import _whole_length
+
+    text = path.read_bytes().decode()
+    return list(csv.DictReader(io.StringIO(text[: _whole_length(text)])))
+
+
+def cut_torn(path: Path) -> None:
+    """Before appending to ``path``: cut a torn last line left by an interrupted run."""
+    from zcfast.scoring import _whole_length
+
+    if path.exists():
+        raw = path.read_bytes()
+        if len(raw) != _whole_length(raw):
+            path.write_bytes(raw[: _whole_length(raw)])
 
 
 def measure(k: int, x, y, seed: int, stem_channels: int) -> None:
@@ -469,6 +480,7 @@ def main() -> None:
     if a.more:
         todo = todo[: a.more]
     if not a.report_only and todo:
+        cut_torn(target)
         new = not target.exists() or target.stat().st_size == 0
         with open(target, "a", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from study_nb101_correlation import PROXIES, read_rows  # noqa: E402
+from study_nb101_correlation import PROXIES, cut_torn, read_rows  # noqa: E402
 
 FOLDER = HERE / "results" / "nb101_c10_subset_naslib_settings"
 NASLIB_MEAN = (0.49139968, 0.48215827, 0.44653124)
@@ -62,6 +62,7 @@ def main() -> None:
             "images_description": src.description, "git": git_sha(), "cpu": cpu_name(),
             "threads": a.threads, "torch": torch.__version__,
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+    cut_torn(out)
     rows = read_rows(out)
     done = {r["hash"] for r in rows}
     gt = subset_groundtruth()
