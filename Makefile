@@ -31,7 +31,7 @@ test: $(STAMP)
 check-install: $(STAMP)
 	bash scripts/check_install.sh
 
-# The main job, under 3 minutes after install on a 2-core CPU (README: 169 s measured): synflow (the paper's
+# The main job, about 3 minutes after install on a 2-core CPU (README; bench/results/demo_timing.md): synflow (the paper's
 # best single proxy), nwot, meco (with az_nas the strongest single proxy in
 # bench/results/modern_3000; a forward pass, like nwot), params and flops on
 # $(DEMO_CELLS) cells, enough for 95% intervals of about +-0.05; the correlation
