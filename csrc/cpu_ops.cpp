@@ -67,51 +67,6 @@ void saliency(const T* w, const T* g, const T* hg, const int64_t* off, int64_t n
   for (auto& th : pool) th.join();
 }
 
-// 3x3 box sum per plane (docs/performance.md, the pooling edges): out[i][j] = the sum of x over
-// rows i-1..i+1 and columns j-1..j+1 that lie inside the plane, added one term at a time in
-// row-major window order starting from +0 (the order oneDNN's depthwise 3x3 convolution with a
-// ones filter adds them in on CPU, so the same float32 bits; tests/test_boxsum.py checks it).
-// A term outside the plane is skipped: adding +0 instead changes nothing, since a sum started
-// at +0 is never -0. The loops over j are independent per element, so the compiler vectorises
-// them without changing any element's order of additions.
-template <class T>
-void box3_planes(const T* x, int64_t sb, int64_t sc, int64_t C, int64_t H, int64_t W, T* out,
-                 int64_t p0, int64_t p1) {
-  for (int64_t p = p0; p < p1; ++p) {
-    const T* __restrict xp = x + (p / C) * sb + (p % C) * sc;
-    T* __restrict op = out + p * H * W;
-    for (int64_t i = 0; i < H; ++i) {
-      T* __restrict o = op + i * W;
-      for (int64_t j = 0; j < W; ++j) o[j] = T(0);
-      for (int64_t r = std::max<int64_t>(i - 1, 0); r <= std::min<int64_t>(i + 1, H - 1); ++r) {
-        const T* __restrict xr = xp + r * W;
-        for (int64_t j = 1; j < W; ++j) o[j] += xr[j - 1];
-        for (int64_t j = 0; j < W; ++j) o[j] += xr[j];
-        for (int64_t j = 0; j + 1 < W; ++j) o[j] += xr[j + 1];
-      }
-    }
-  }
-}
-
-template <class T>
-void box3(const T* x, int64_t sb, int64_t sc, int64_t B, int64_t C, int64_t H, int64_t W, T* out,
-          int threads) {
-  const int64_t planes = B * C;
-  // a thread per at least 2^16 elements: below that, starting threads costs more than it saves
-  const int64_t nt = std::max<int64_t>(
-      1, std::min<int64_t>({static_cast<int64_t>(threads), planes, planes * H * W / (1 << 16) + 1}));
-  if (nt == 1) {
-    box3_planes(x, sb, sc, C, H, W, out, 0, planes);
-    return;
-  }
-  std::vector<std::thread> pool;
-  for (int64_t t = 0; t < nt; ++t) {
-    const int64_t a = planes * t / nt, b = planes * (t + 1) / nt;
-    if (a < b) pool.emplace_back(box3_planes<T>, x, sb, sc, C, H, W, out, a, b);
-  }
-  for (auto& th : pool) th.join();
-}
-
 }  // namespace
 
 void bind_cpu_ops(py::module_& m) {
@@ -158,41 +113,6 @@ void bind_cpu_ops(py::module_& m) {
       },
       py::arg("w"), py::arg("g"), py::arg("hg"), py::arg("offsets"), py::arg("out"),
       py::arg("threads") = 1);
-  c.def(
-      "box_sum3",
-      [](py::array x, py::array out, int threads) {
-        const bool f64 = x.dtype().is(py::dtype::of<double>());
-        if (!f64 && !x.dtype().is(py::dtype::of<float>()))
-          throw std::invalid_argument("box_sum3 (cpu): x must be float32 or float64");
-        if (x.ndim() != 4)
-          throw std::invalid_argument("box_sum3 (cpu): x must be 4-D (B, C, H, W), got " +
-                                      std::to_string(x.ndim()) + "-D");
-        const int64_t B = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3);
-        const int64_t es = static_cast<int64_t>(x.itemsize());
-        // every (sample, channel) plane must be one contiguous H x W block; samples and
-        // channels may be strided (a channel slice of a larger tensor needs no copy)
-        if ((W > 1 && x.strides(3) != es) || (H > 1 && x.strides(2) != W * es) ||
-            x.strides(0) % es || x.strides(1) % es)
-          throw std::invalid_argument("box_sum3 (cpu): each (sample, channel) plane of x must be "
-                                      "contiguous");
-        if (!out.dtype().is(x.dtype()) || out.ndim() != 4 || out.shape(0) != B ||
-            out.shape(1) != C || out.shape(2) != H || out.shape(3) != W ||
-            !(out.flags() & py::array::c_style))
-          throw std::invalid_argument("box_sum3 (cpu): out must be a contiguous array of x's "
-                                      "shape and dtype");
-        if (!out.writeable())
-          throw std::invalid_argument("box_sum3 (cpu): out must be writeable");
-        const int64_t sb = x.strides(0) / es, sc = x.strides(1) / es;
-        if (B * C * H * W == 0) return;
-        py::gil_scoped_release nogil;
-        if (f64)
-          box3<double>(static_cast<const double*>(x.data()), sb, sc, B, C, H, W,
-                       static_cast<double*>(out.mutable_data()), threads);
-        else
-          box3<float>(static_cast<const float*>(x.data()), sb, sc, B, C, H, W,
-                      static_cast<float*>(out.mutable_data()), threads);
-      },
-      py::arg("x"), py::arg("out"), py::arg("threads") = 1);
 }
 
 }  // namespace zc

@@ -18,7 +18,6 @@ from zcfast.batched.base import LOSS_PROXIES, SUPPORTED, PackedModel, _reproduci
 from zcfast.batched.ordered import index_rounds, ordered_index_add_
 from zcfast.batched.plan import Plan, SegmentTable, build_plan, segment_table
 from zcfast.batched.upload import DeviceTables
-from zcfast.ops.boxsum import box_sum3
 from zcfast.spaces import nb201
 from zcfast.spaces.nb201_model import INIT_CHANNELS
 
@@ -127,12 +126,10 @@ class _BoxSum3(torch.autograd.Function):
     fast depthwise-convolution path instead of PyTorch's per-group convolution fallback."""
 
     @staticmethod
-    def forward(ctx, x, boxes, backend=None):
+    def forward(ctx, x, boxes):
         """``boxes(C, dtype, device)``: (C, 1, 3, 3) ones (kept by the caller, made once per
-        model, shape and dtype, never written; the backward asks for its gradient's dtype).
-        ``backend``: the engine's, for zcfast.ops.boxsum (float32 CPU tensors: the compiled
-        loop, the same bits as the convolution)."""
-        ctx.boxes, ctx.backend = boxes, backend
+        model, shape and dtype, never written; the backward asks for its gradient's dtype)."""
+        ctx.boxes = boxes
         if x.dtype == torch.float64 and x.device.type == "cpu":
             # no oneDNN depthwise conv in float64: separable sums of shifted views (measured
             # 1.7x faster than avg_pool2d on CPU here)
@@ -140,11 +137,12 @@ class _BoxSum3(torch.autograd.Function):
             p = F.pad(x, (1, 1, 1, 1))
             r = p[:, :, 0:H] + p[:, :, 1 : H + 1] + p[:, :, 2 : H + 2]
             return r[..., 0:W] + r[..., 1 : W + 1] + r[..., 2 : W + 2]
-        return box_sum3(x, backend=backend, ones=boxes)
+        c = x.shape[1]
+        return F.conv2d(x, boxes(c, x.dtype, x.device), padding=1, groups=c)
 
     @staticmethod
     def backward(ctx, g):
-        return _BoxSum3.apply(g, ctx.boxes, ctx.backend), None, None
+        return _BoxSum3.apply(g, ctx.boxes), None
 
 
 class PackedNB201(PackedModel):
@@ -281,17 +279,17 @@ class PackedNB201(PackedModel):
         return s + b
 
     def _pool3(self, x: torch.Tensor) -> torch.Tensor:
-        """AvgPool2d(3, stride 1, pad 1, count_include_pad=False) as a 3x3 box sum
-        (self-adjoint, see _BoxSum3; zcfast/ops/boxsum.py) times 1/(number of valid neighbours):
-        the same values to rounding, several times faster on CPU than the pooling kernels
-        forward, backward and in grasp's double backward."""
+        """AvgPool2d(3, stride 1, pad 1, count_include_pad=False) as a 3x3 box sum (depthwise
+        conv, self-adjoint, see _BoxSum3) times 1/(number of valid neighbours): the same values
+        to rounding, 2-4x faster on CPU than the pooling kernels forward, backward and in grasp's
+        double backward."""
         hgt, wid = x.shape[2], x.shape[3]
         key = (hgt, wid, x.dtype, x.device)
         if key not in self._pool_cache:
             ones = torch.ones(1, 1, hgt, wid, dtype=x.dtype, device=x.device)
             box = torch.ones(1, 1, 3, 3, dtype=x.dtype, device=x.device)
             self._pool_cache[key] = 1.0 / F.conv2d(ones, box, padding=1)
-        return _BoxSum3.apply(x, self._box, self.backend) * self._pool_cache[key]
+        return _BoxSum3.apply(x, self._box) * self._pool_cache[key]
 
     def _box(self, c: int, dtype, device) -> torch.Tensor:
         """(c, 1, 3, 3) ones for _BoxSum3, made once per model, shape and dtype (an operator
